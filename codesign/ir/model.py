@@ -1,0 +1,267 @@
+"""The IR: one QONNX model, with cached per-tensor facts the passes read many times.
+
+The core is qonnx's ``ModelWrapper`` (so every qonnx/FINN transformation runs on it
+unchanged). ``Model`` adds O(1) look-ups of shapes, datatypes, constants, producers and
+consumers, which qonnx computes by scanning the graph on every call; the search costs
+thousands of models a minute and cannot pay that scan per query.
+
+Caches are rebuilt lazily. Code that mutates ``model.proto`` in place must call
+:meth:`Model.invalidate` afterwards; passes that return a new model need not.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+from qonnx.core.modelwrapper import ModelWrapper
+
+from codesign.ir.datatypes import FLOAT32, BaseDataType, DataType
+
+if TYPE_CHECKING:
+    import networkx as nx
+
+    from codesign.passes.base import Pass, PassResult
+
+#: Ops whose output is a quantized copy of their first input (weights or activations).
+QUANT_OPS = frozenset({"Quant", "BipolarQuant", "Trunc", "FloatQuant", "IntQuant"})
+
+_ONNX_TO_QONNX = {onnx.TensorProto.FLOAT: "FLOAT32", onnx.TensorProto.FLOAT16: "FLOAT16"}
+
+
+class Model:
+    """A QONNX graph with per-tensor shapes, datatypes, weights and sparsity."""
+
+    def __init__(self, model: "Model | ModelWrapper | onnx.ModelProto", *, copy_proto: bool = False):
+        if isinstance(model, Model):
+            proto = model.proto
+        elif isinstance(model, ModelWrapper):
+            proto = model.model
+        elif isinstance(model, onnx.ModelProto):
+            proto = model
+        else:
+            raise TypeError(f"Model expects a ModelProto, ModelWrapper or Model, got {type(model).__name__}")
+        if copy_proto:
+            proto = copy.deepcopy(proto)
+        self.wrapper = ModelWrapper(proto, fix_missing_initializer_valueinfo=False)
+        self.invalidate()
+
+    # ----------------------------------------------------------------- plumbing
+    @property
+    def proto(self) -> onnx.ModelProto:
+        """The underlying ONNX ModelProto (shared, not copied)."""
+        return self.wrapper.model
+
+    @property
+    def graph(self) -> onnx.GraphProto:
+        return self.wrapper.model.graph
+
+    @property
+    def nodes(self) -> list[onnx.NodeProto]:
+        return list(self.graph.node)
+
+    def copy(self) -> "Model":
+        """A deep copy: passes mutate copies, never the caller's model."""
+        return Model(self.proto, copy_proto=True)
+
+    def invalidate(self) -> None:
+        """Drop every cache; call after mutating the proto in place."""
+        self._shapes: dict[str, tuple[int, ...] | None] | None = None
+        self._dtypes: dict[str, BaseDataType] | None = None
+        self._inits: dict[str, onnx.TensorProto] | None = None
+        self._arrays: dict[str, np.ndarray] = {}
+        self._consts: dict[str, np.ndarray | None] = {}
+        self._producers: dict[str, onnx.NodeProto] | None = None
+        self._consumers: dict[str, list[onnx.NodeProto]] | None = None
+
+    # ----------------------------------------------------------------- tensors
+    @property
+    def inputs(self) -> list[str]:
+        """Graph inputs that are not initializers (the model's real inputs)."""
+        inits = self._initializers()
+        return [i.name for i in self.graph.input if i.name not in inits]
+
+    @property
+    def outputs(self) -> list[str]:
+        return [o.name for o in self.graph.output]
+
+    def _initializers(self) -> dict[str, onnx.TensorProto]:
+        if self._inits is None:
+            self._inits = {t.name: t for t in self.graph.initializer}
+        return self._inits
+
+    def _build_shapes(self) -> dict[str, tuple[int, ...] | None]:
+        shapes: dict[str, tuple[int, ...] | None] = {}
+        g = self.graph
+        for vi in list(g.input) + list(g.output) + list(g.value_info):
+            tt = vi.type.tensor_type
+            if not tt.HasField("shape"):
+                shapes[vi.name] = None
+                continue
+            dims = tt.shape.dim
+            if all(d.HasField("dim_value") for d in dims):
+                shapes[vi.name] = tuple(int(d.dim_value) for d in dims)
+            else:
+                shapes[vi.name] = None
+        for name, t in self._initializers().items():
+            shapes[name] = tuple(int(d) for d in t.dims)
+        return shapes
+
+    def shape(self, name: str) -> tuple[int, ...] | None:
+        """Static shape of tensor ``name``, or None when unknown or symbolic."""
+        if self._shapes is None:
+            self._shapes = self._build_shapes()
+        return self._shapes.get(name)
+
+    def _build_dtypes(self) -> dict[str, BaseDataType]:
+        out: dict[str, BaseDataType] = {}
+        for ann in self.graph.quantization_annotation:
+            for kv in ann.quant_parameter_tensor_names:
+                if kv.key == "finn_datatype" and kv.value:
+                    out[ann.tensor_name] = DataType[kv.value]
+        return out
+
+    def dtype(self, name: str) -> BaseDataType:
+        """QONNX datatype of tensor ``name`` (FLOAT32 when not annotated)."""
+        if self._dtypes is None:
+            self._dtypes = self._build_dtypes()
+        dt = self._dtypes.get(name)
+        if dt is not None:
+            return dt
+        return self.wrapper.get_tensor_datatype(name) if self._has_vi(name) else FLOAT32
+
+    def _has_vi(self, name: str) -> bool:
+        return name in self._initializers() or self.shape(name) is not None
+
+    def set_dtype(self, name: str, dt: BaseDataType | str) -> None:
+        dt = DataType[dt] if isinstance(dt, str) else dt
+        self.wrapper.set_tensor_datatype(name, dt)
+        if self._dtypes is not None:
+            self._dtypes[name] = dt
+
+    def initializer(self, name: str) -> np.ndarray | None:
+        """Initializer ``name`` as numpy (cached), or None."""
+        arr = self._arrays.get(name)
+        if arr is None:
+            t = self._initializers().get(name)
+            if t is None:
+                return None
+            arr = numpy_helper.to_array(t)
+            self._arrays[name] = arr
+        return arr
+
+    def set_initializer(self, name: str, value: np.ndarray) -> None:
+        self.wrapper.set_initializer(name, value)
+        self.invalidate()
+
+    def is_constant(self, name: str) -> bool:
+        return self.constant(name) is not None
+
+    def constant(self, name: str) -> np.ndarray | None:
+        """Value of ``name`` if it is static: an initializer, or a quantizer of one.
+
+        Weight quantizers (``Quant`` on an initializer) stay in the graph as QONNX
+        requires; the quantized value is computed here so that sparsity and weight
+        statistics see what the hardware sees.
+        """
+        if name in self._consts:
+            return self._consts[name]
+        value = self.initializer(name)
+        if value is None:
+            node = self.producer(name)
+            if node is not None and node.op_type in QUANT_OPS:
+                value = self._fold_quant(node)
+        self._consts[name] = value
+        return value
+
+    def _fold_quant(self, node: onnx.NodeProto) -> np.ndarray | None:
+        from codesign.ir.quant import execute_quant
+
+        args = [self.constant(i) if i else None for i in node.input]
+        if args[0] is None or any(a is None for a, i in zip(args, node.input) if i):
+            return None
+        return execute_quant(node, args)
+
+    def sparsity(self, name: str) -> float | None:
+        """Share of exact zeros in a constant tensor (quantized value), None if dynamic."""
+        value = self.constant(name)
+        if value is None or value.size == 0:
+            return None
+        return 1.0 - np.count_nonzero(value) / value.size
+
+    # ----------------------------------------------------------------- topology
+    def producer(self, name: str) -> onnx.NodeProto | None:
+        if self._producers is None:
+            self._producers = {o: n for n in self.graph.node for o in n.output}
+        return self._producers.get(name)
+
+    def consumers(self, name: str) -> list[onnx.NodeProto]:
+        if self._consumers is None:
+            cons: dict[str, list[onnx.NodeProto]] = {}
+            for n in self.graph.node:
+                for i in n.input:
+                    cons.setdefault(i, []).append(n)
+            self._consumers = cons
+        return self._consumers.get(name, [])
+
+    def node(self, name: str) -> onnx.NodeProto:
+        for n in self.graph.node:
+            if n.name == name:
+                return n
+        raise KeyError(f"no node named {name!r}")
+
+    def nodes_of(self, op_types: Iterable[str]) -> list[onnx.NodeProto]:
+        wanted = set(op_types)
+        return [n for n in self.graph.node if n.op_type in wanted]
+
+    def graph_view(self) -> "nx.DiGraph":
+        """The dataflow graph as networkx: node names are ONNX node names."""
+        from codesign.ir.graph import to_networkx
+
+        return to_networkx(self)
+
+    # ----------------------------------------------------------------- passes
+    def transform(self, step: "Pass | Any") -> "Model":
+        """Apply a codesign Pass or a qonnx Transformation; returns the new model."""
+        return self.apply(step).model
+
+    def apply(self, step: "Pass | Any") -> "PassResult":
+        from codesign.passes.base import as_pass
+
+        return as_pass(step)(self)
+
+    def analysis(self, fn: Any) -> Any:
+        """Run a qonnx-style analysis function ``fn(ModelWrapper) -> dict``."""
+        return fn(self.wrapper)
+
+    # ----------------------------------------------------------------- io
+    def save(self, path: str | Path) -> Path:
+        """Write the model as one self-contained .onnx file."""
+        from codesign.ir.io import save_model
+
+        return save_model(self, Path(path))
+
+    @classmethod
+    def load(cls, path: str | Path, **options: Any) -> "Model":
+        """Load any ONNX/QONNX file through the frontend (normalised, validated)."""
+        from codesign.frontends import load
+
+        return load(path, **options)
+
+    def validate(self) -> None:
+        """Raise :class:`codesign.errors.ValidationError` if an invariant is broken."""
+        from codesign.ir.validate import validate
+
+        validate(self)
+
+    def __repr__(self) -> str:
+        return f"<codesign.Model {self.graph.name or '?'}: {len(self.graph.node)} nodes>"
+
+
+def as_model(model: "Model | ModelWrapper | onnx.ModelProto") -> Model:
+    """Coerce whatever a qonnx/FINN flow holds into a :class:`Model` (no copy)."""
+    return model if isinstance(model, Model) else Model(model)

@@ -1,0 +1,43 @@
+"""Names that are safe to carry into generated code (C++, Tcl, Verilog, file names).
+
+ONNX allows any string as a node or tensor name. A name like ``x"; system("rm -rf ~``
+must never reach a generated file, so the IR keeps only names made of a conservative
+character set, and backends derive identifiers with :func:`c_identifier`.
+"""
+
+from __future__ import annotations
+
+import re
+
+_SAFE = re.compile(r"^[A-Za-z0-9_.:/\-]+$")
+_UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9_.:/\-]")
+_NON_IDENT = re.compile(r"[^A-Za-z0-9_]")
+
+
+def is_safe_name(name: str) -> bool:
+    """A name the IR keeps as the user wrote it."""
+    return bool(_SAFE.match(name)) and len(name) <= 200
+
+
+def safe_name(name: str, fallback: str = "t") -> str:
+    """Replace every character outside ``[A-Za-z0-9_.:/-]`` with ``_`` (never empty)."""
+    cleaned = _UNSAFE_CHARS.sub("_", name)[:200]
+    return cleaned if cleaned.strip("_") else fallback
+
+
+def c_identifier(name: str, prefix: str = "n") -> str:
+    """A valid C/C++/Verilog identifier derived from ``name``."""
+    ident = _NON_IDENT.sub("_", name)
+    if not ident or not (ident[0].isalpha() or ident[0] == "_"):
+        ident = f"{prefix}_{ident}"
+    return ident
+
+
+def uniquify(name: str, taken: set[str]) -> str:
+    """``name`` if free, else ``name_1``, ``name_2``...; records the result in ``taken``."""
+    candidate, k = name, 0
+    while candidate in taken:
+        k += 1
+        candidate = f"{name}_{k}"
+    taken.add(candidate)
+    return candidate
