@@ -74,12 +74,19 @@ def infer_shapes(model: Model) -> None:
     for idx, node in originals.items():
         graph.node.remove(graph.node[idx])
         graph.node.insert(idx, node)
-    known = {vi.name for vi in graph.value_info}
     for vi in list(graph.value_info):
         if vi.name.startswith("__codesign_shape_"):
             graph.value_info.remove(vi)
-    del known
+    _initializer_value_infos(graph)
     model.invalidate()
+
+
+def _initializer_value_infos(graph: onnx.GraphProto) -> None:
+    """qonnx's node-by-node execution needs a value_info for every initializer."""
+    known = {vi.name for vi in graph.value_info} | {vi.name for vi in graph.input} | {vi.name for vi in graph.output}
+    graph.value_info.extend(
+        helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in graph.initializer if t.name not in known
+    )
 
 
 class InferShapes(Pass):

@@ -1,0 +1,116 @@
+"""The IR's reference execution: what every backend is verified against.
+
+Graphs of standard ONNX ops run in onnxruntime as a whole; graphs with QONNX custom
+ops (Quant, MultiThreshold, channels-last ...) run node by node in qonnx's
+``execute_onnx``, the QONNX reference semantics. A batch of N samples runs as one
+call on a copy of the model re-batched to N (the IR itself is normalised to batch 1).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+
+from codesign.errors import CodesignError
+from codesign.ir.model import Model
+
+
+def _rebatched(model: Model, n: int) -> Model:
+    """A copy of ``model`` whose leading (batch) dimension is ``n``."""
+    from codesign.passes.shapes import infer_shapes
+
+    copy = model.copy()
+    g = copy.graph
+    for vi in list(g.input) + list(g.output):
+        if vi.name in copy.inputs or vi.name in copy.outputs:
+            vi.type.tensor_type.shape.dim[0].dim_value = n
+    g.ClearField("value_info")
+    for node in copy.nodes_of(["Reshape"]):
+        target = copy.initializer(node.input[1])
+        if target is not None and target.size and int(target[0]) == 1:
+            fixed = target.copy()
+            fixed[0] = n
+            copy.set_initializer(node.input[1], fixed)
+    infer_shapes(copy)
+    return copy
+
+
+def _is_standard(model: Model) -> bool:
+    return all(n.domain in ("", "ai.onnx") for n in model.graph.node)
+
+
+class ReferenceExecutor:
+    """Runs a model on numpy inputs; reuses sessions/re-batched copies across calls."""
+
+    def __init__(self, model: Model):
+        self.model = model
+        self.standard = _is_standard(model)
+        self._sessions: dict[int, object] = {}
+        self._models: dict[int, Model] = {}
+
+    def _batch_model(self, n: int) -> Model:
+        if n not in self._models:
+            self._models[n] = self.model if n == 1 else _rebatched(self.model, n)
+        return self._models[n]
+
+    def _ort(self, n: int):
+        import onnxruntime as ort
+
+        if n not in self._sessions:
+            opts = ort.SessionOptions()
+            opts.log_severity_level = 3
+            opts.intra_op_num_threads = 1
+            self._sessions[n] = ort.InferenceSession(
+                self._batch_model(n).proto.SerializeToString(), opts, providers=["CPUExecutionProvider"]
+            )
+        return self._sessions[n]
+
+    def run(self, inputs: "Mapping[str, np.ndarray] | np.ndarray") -> dict[str, np.ndarray]:
+        """Outputs by name for ``inputs`` (an array feeds the single model input)."""
+        feeds = self._feeds(inputs)
+        n = next(iter(feeds.values())).shape[0] if feeds else 1
+        if self.standard:
+            sess = self._ort(n)
+            names = [o.name for o in sess.get_outputs()]
+            return dict(zip(names, sess.run(names, feeds)))
+        from qonnx.core.onnx_exec import execute_onnx
+
+        model = self._batch_model(n)
+        out = execute_onnx(model.wrapper, feeds)
+        return {name: out[name] for name in model.outputs}
+
+    def _feeds(self, inputs: "Mapping[str, np.ndarray] | np.ndarray") -> dict[str, np.ndarray]:
+        names = self.model.inputs
+        if not isinstance(inputs, Mapping):
+            if len(names) != 1:
+                raise CodesignError(f"model has {len(names)} inputs ({', '.join(names)}); pass a dict")
+            inputs = {names[0]: inputs}
+        feeds = {}
+        for name in names:
+            if name not in inputs:
+                raise CodesignError(f"missing input {name!r}")
+            x = np.asarray(inputs[name], dtype=np.float32)
+            expected = self.model.shape(name)
+            if expected is not None and tuple(x.shape[1:]) != tuple(expected[1:]):
+                raise CodesignError(
+                    f"input {name!r} has shape {tuple(x.shape)}, model expects (N, {', '.join(map(str, expected[1:]))})"
+                )
+            feeds[name] = x
+        return feeds
+
+
+def execute(model: Model, inputs: "Mapping[str, np.ndarray] | np.ndarray") -> dict[str, np.ndarray]:
+    """One-shot reference execution (see :class:`ReferenceExecutor`)."""
+    return ReferenceExecutor(model).run(inputs)
+
+
+def predict(model: Model, x: np.ndarray, batch: int = 1000) -> np.ndarray:
+    """First output for a whole array of samples, in chunks of ``batch``."""
+    executor = ReferenceExecutor(model)
+    out_name = model.outputs[0]
+    parts = [executor.run(x[i : i + batch])[out_name] for i in range(0, len(x), batch)]
+    return np.concatenate(parts, axis=0)
+
+
+__all__ = ["ReferenceExecutor", "execute", "predict"]

@@ -1,0 +1,198 @@
+"""The ``codesign`` command.
+
+Every command reports a user error as one line on stderr and exits 2 (internal errors:
+one line and exit 1; ``CODESIGN_DEBUG=1`` shows the traceback). Heavy libraries (torch,
+hls4ml) are imported inside the commands that need them, so ``inspect`` starts fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import typer
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Hardware-aware neural-network codesign for FPGAs on one QONNX IR.",
+)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", help="print the version and exit", is_eager=True),
+) -> None:
+    """Hardware-aware neural-network codesign for FPGAs on one QONNX IR."""
+    if version:
+        from codesign import __version__
+
+        typer.echo(f"codesign {__version__}")
+        raise typer.Exit(0)
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print one line on stderr and exit."""
+    typer.echo(f"codesign: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def cli_command(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn CodesignError (and any stray exception) into a one-line error."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from codesign.errors import CodesignError
+
+        warnings.filterwarnings("ignore")
+        try:
+            return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except CodesignError as exc:
+            fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        except Exception as exc:  # noqa: BLE001 - the user gets one line, not a traceback
+            if os.environ.get("CODESIGN_DEBUG"):
+                raise
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            fail(f"internal error: {type(exc).__name__}: {msg[:300]} (CODESIGN_DEBUG=1 shows the traceback)", code=1)
+
+    return wrapper
+
+
+def parse_input_shapes(specs: list[str] | None) -> dict[str, tuple[int, ...]]:
+    """``NAME=1,16`` -> {"NAME": (1, 16)}."""
+    from codesign.errors import CodesignError
+
+    shapes: dict[str, tuple[int, ...]] = {}
+    for spec in specs or []:
+        name, sep, dims = spec.rpartition("=")
+        try:
+            if not sep or not name:
+                raise ValueError
+            shapes[name] = tuple(int(d) for d in dims.split(","))
+        except ValueError:
+            raise CodesignError(f"--input-shape {spec!r}: expected NAME=D0,D1,...") from None
+    return shapes
+
+
+def load_for_cli(model: Path, input_shape: list[str] | None = None):
+    from codesign.frontends import load
+
+    return load(model, input_shapes=parse_input_shapes(input_shape))
+
+
+def _fmt_shape(shape: Optional[tuple[int, ...]]) -> str:
+    return "?" if shape is None else "x".join(str(d) for d in shape)
+
+
+def _fmt_num(x: float) -> str:
+    if x == 0:
+        return "0"
+    for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(x) >= div:
+            return f"{x / div:.3g}{unit}"
+    return f"{x:.4g}"
+
+
+def write_text_output(path: Path, text: str) -> None:
+    """Write a small text artefact atomically, with a one-line error if impossible."""
+    from codesign.errors import OutputError
+
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise OutputError(f"cannot write {path}: folder {folder} does not exist")
+    tmp = folder / f".{path.name}.tmp"
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+@app.command()
+@cli_command
+def inspect(
+    model: Path = typer.Argument(..., help="ONNX or QONNX model file"),
+    json_out: bool = typer.Option(False, "--json", help="machine-readable JSON on stdout"),
+    graph: Optional[Path] = typer.Option(None, "--graph", help="write the dataflow graph as .svg or .dot"),
+    bops: str = typer.Option("qonnx", "--bops", help="BOPs definition: qonnx (MACs*b_a*b_w) or nac (with accumulator)"),
+    input_shape: Optional[list[str]] = typer.Option(None, "--input-shape", help="NAME=D0,D1,... for dynamic inputs"),
+) -> None:
+    """Per-layer cost table: shapes, datatypes, params, sparsity, MACs, BOPs."""
+    from codesign.errors import CodesignError
+    from codesign.passes.cost import BOPS_DEFINITIONS, cost_report
+
+    if bops not in BOPS_DEFINITIONS:
+        raise CodesignError(f"--bops must be one of {', '.join(BOPS_DEFINITIONS)}, not {bops!r}")
+    if graph is not None and graph.suffix.lower() not in (".svg", ".dot"):
+        raise CodesignError(f"--graph {graph}: use a .svg or .dot file name")
+    ir = load_for_cli(model, input_shape)
+    report = cost_report(ir, bops)
+    if graph is not None:
+        from codesign.ir.graph import to_dot, to_svg
+
+        write_text_output(graph, to_svg(ir) if graph.suffix.lower() == ".svg" else to_dot(ir))
+    if json_out:
+        payload = {"model": str(model), "inputs": {n: ir.shape(n) for n in ir.inputs}, **report.to_dict()}
+        typer.echo(json.dumps(payload, indent=2))
+        return
+    _print_cost_table(str(model), report)
+
+
+def _print_cost_table(title: str, report: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{title}  (BOPs: {report.bops_definition})", show_lines=False)
+    for col, justify in (
+        ("layer", "left"), ("op", "left"), ("in", "right"), ("out", "right"), ("weight", "left"),
+        ("act", "left"), ("params", "right"), ("sparsity", "right"), ("MACs", "right"), ("BOPs", "right"),
+    ):  # fmt: skip
+        table.add_column(col, justify=justify)
+    for layer in report.layers:
+        table.add_row(
+            layer.name, layer.op, _fmt_shape(layer.in_shape), _fmt_shape(layer.out_shape), layer.weight_dtype or "-",
+            layer.act_dtype, _fmt_num(layer.params), f"{layer.sparsity:.1%}" if layer.params else "-",
+            _fmt_num(layer.macs), _fmt_num(layer.bops),
+        )  # fmt: skip
+    t = report.totals
+    table.add_section()
+    table.add_row(
+        "total", "", "", "", "", "", _fmt_num(t["params"]), f"{t['sparsity']:.1%}", _fmt_num(t["macs"]), _fmt_num(t["bops"])
+    )
+    console = Console(width=max(120, Console().width))
+    console.print(table)
+    console.print(
+        f"weight memory {_fmt_num(t['weight_bits'])} bits, activation memory {_fmt_num(t['act_bits'])} bits"
+        + (f"; ops without a cost model: {', '.join(report.unsupported)}" if report.unsupported else "")
+    )
+
+
+# --- compression commands (issue 3): insert below this line ---
+
+
+# --- backend commands (issue 4): insert below this line ---
+
+
+# --- estimation commands (issue 5): insert below this line ---
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except SystemExit as exc:
+        code = exc.code
+        sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()
