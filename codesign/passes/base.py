@@ -94,12 +94,17 @@ class QonnxPass(Pass):
         return type(self.transformation).__name__
 
     def call(self, model: Model) -> PassResult:
+        # qonnx lets one-shot transformations report "unchanged" after changing the
+        # model, so when no iteration claims a change the bytes decide.
+        before = model.proto.SerializeToString(deterministic=True)
         wrapper, modified = model.wrapper, False
         for _ in range(self.max_iterations):
             wrapper, changed = self.transformation.apply(wrapper)
             if not changed:
                 break
             modified = True
+        if not modified:
+            modified = wrapper.model.SerializeToString(deterministic=True) != before
         return PassResult(Model(wrapper), modified)
 
 

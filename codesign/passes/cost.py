@@ -222,4 +222,18 @@ class CostAnalysis(Pass):
         self.bops = bops
 
     def call(self, model: Model) -> PassResult:
-        return PassResult(model, False, cost_report(model, self.bops))
+        return PassResult(model, False, cost_report(ensure_analysable(model), self.bops))
+
+
+def ensure_analysable(model: Model) -> Model:
+    """Models from plain qonnx/ONNX flows may lack names, shapes or datatypes: add them.
+
+    A model that already has them (every IR model) is returned as is, at no cost.
+    """
+    g = model.graph
+    complete = all(n.name for n in g.node) and all(model.shape(o) is not None for n in g.node for o in n.output if o)
+    if complete and g.quantization_annotation:
+        return model
+    from codesign.passes.normalize import normalize
+
+    return normalize()(model).model

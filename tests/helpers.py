@@ -1,0 +1,36 @@
+"""Small models built in the tests themselves (no ../shared needed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+
+def mlp_proto(sizes=(16, 64, 32, 32, 5), seed: int = 0, names: dict[str, str] | None = None) -> onnx.ModelProto:
+    """A float MatMul+Add+Relu MLP as a plain ONNX ModelProto (opset 13)."""
+    rng = np.random.default_rng(seed)
+    nodes, inits = [], []
+    x = "x"
+    for k, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        w = numpy_helper.from_array((rng.normal(size=(a, b)) / np.sqrt(a)).astype(np.float32), f"w{k}")
+        bias = numpy_helper.from_array((rng.normal(size=(b,)) * 0.1).astype(np.float32), f"b{k}")
+        inits += [w, bias]
+        nodes.append(helper.make_node("MatMul", [x, f"w{k}"], [f"mm{k}"], name=f"dense{k}"))
+        nodes.append(helper.make_node("Add", [f"mm{k}", f"b{k}"], [f"z{k}"], name=f"bias{k}"))
+        x = f"z{k}"
+        if k < len(sizes) - 2:
+            nodes.append(helper.make_node("Relu", [x], [f"a{k}"], name=f"relu{k}"))
+            x = f"a{k}"
+    nodes.append(helper.make_node("Identity", [x], ["y"], name="out"))
+    for node in nodes:
+        if names and node.name in names:
+            node.name = names[node.name]
+    graph = helper.make_graph(
+        nodes,
+        "mlp",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", sizes[0]])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", sizes[-1]])],
+        inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
