@@ -30,7 +30,22 @@ if TYPE_CHECKING:
 #: Ops whose output is a quantized copy of their first input (weights or activations).
 QUANT_OPS = frozenset({"Quant", "BipolarQuant", "Trunc", "FloatQuant", "IntQuant"})
 
-_ONNX_TO_QONNX = {onnx.TensorProto.FLOAT: "FLOAT32", onnx.TensorProto.FLOAT16: "FLOAT16"}
+_DATATYPES: dict[str, BaseDataType] = {}
+
+
+def _datatype(name: str) -> BaseDataType:
+    """``DataType[name]``, memoised: qonnx re-parses the name on every look-up."""
+    dt = _DATATYPES.get(name)
+    if dt is None:
+        dt = _DATATYPES[name] = DataType[name]
+    return dt
+
+
+def _to_array(t: onnx.TensorProto) -> np.ndarray:
+    """numpy_helper.to_array with a fast path for raw float32 (most weights and scales)."""
+    if t.data_type == onnx.TensorProto.FLOAT and t.raw_data and not t.external_data:
+        return np.frombuffer(t.raw_data, dtype=np.float32).reshape(tuple(t.dims))
+    return numpy_helper.to_array(t)
 
 
 class Model:
@@ -70,11 +85,13 @@ class Model:
 
     def invalidate(self) -> None:
         """Drop every cache; call after mutating the proto in place."""
-        self._shapes: dict[str, tuple[int, ...] | None] | None = None
+        self._shapes: dict[str, tuple[int, ...] | None] = {}
+        self._vis: dict[str, onnx.ValueInfoProto] | None = None
         self._dtypes: dict[str, BaseDataType] | None = None
         self._inits: dict[str, onnx.TensorProto] | None = None
         self._arrays: dict[str, np.ndarray] = {}
         self._consts: dict[str, np.ndarray | None] = {}
+        self._nonzeros: dict[str, int] = {}
         self._producers: dict[str, onnx.NodeProto] | None = None
         self._consumers: dict[str, list[onnx.NodeProto]] | None = None
 
@@ -94,35 +111,35 @@ class Model:
             self._inits = {t.name: t for t in self.graph.initializer}
         return self._inits
 
-    def _build_shapes(self) -> dict[str, tuple[int, ...] | None]:
-        shapes: dict[str, tuple[int, ...] | None] = {}
-        g = self.graph
-        for vi in list(g.input) + list(g.output) + list(g.value_info):
-            tt = vi.type.tensor_type
-            if not tt.HasField("shape"):
-                shapes[vi.name] = None
-                continue
-            dims = tt.shape.dim
-            if all(d.HasField("dim_value") for d in dims):
-                shapes[vi.name] = tuple(int(d.dim_value) for d in dims)
-            else:
-                shapes[vi.name] = None
-        for name, t in self._initializers().items():
-            shapes[name] = tuple(int(d) for d in t.dims)
-        return shapes
+    def _value_infos(self) -> dict[str, onnx.ValueInfoProto]:
+        if self._vis is None:
+            g = self.graph
+            self._vis = {vi.name: vi for coll in (g.value_info, g.output, g.input) for vi in coll}
+        return self._vis
 
     def shape(self, name: str) -> tuple[int, ...] | None:
         """Static shape of tensor ``name``, or None when unknown or symbolic."""
-        if self._shapes is None:
-            self._shapes = self._build_shapes()
-        return self._shapes.get(name)
+        if name in self._shapes:
+            return self._shapes[name]
+        shape: tuple[int, ...] | None = None
+        init = self._initializers().get(name)
+        if init is not None:
+            shape = tuple(int(d) for d in init.dims)
+        else:
+            vi = self._value_infos().get(name)
+            if vi is not None and vi.type.tensor_type.HasField("shape"):
+                dims = vi.type.tensor_type.shape.dim
+                if all(d.HasField("dim_value") for d in dims):
+                    shape = tuple(int(d.dim_value) for d in dims)
+        self._shapes[name] = shape
+        return shape
 
     def _build_dtypes(self) -> dict[str, BaseDataType]:
         out: dict[str, BaseDataType] = {}
         for ann in self.graph.quantization_annotation:
             for kv in ann.quant_parameter_tensor_names:
                 if kv.key == "finn_datatype" and kv.value:
-                    out[ann.tensor_name] = DataType[kv.value]
+                    out[ann.tensor_name] = _datatype(kv.value)
         return out
 
     def dtype(self, name: str) -> BaseDataType:
@@ -135,7 +152,7 @@ class Model:
         return self.wrapper.get_tensor_datatype(name) if self._has_vi(name) else FLOAT32
 
     def _has_vi(self, name: str) -> bool:
-        return name in self._initializers() or self.shape(name) is not None
+        return name in self._initializers() or name in self._value_infos()
 
     def set_dtype(self, name: str, dt: BaseDataType | str) -> None:
         dt = DataType[dt] if isinstance(dt, str) else dt
@@ -150,7 +167,7 @@ class Model:
             t = self._initializers().get(name)
             if t is None:
                 return None
-            arr = numpy_helper.to_array(t)
+            arr = _to_array(t)
             self._arrays[name] = arr
         return arr
 
@@ -181,10 +198,20 @@ class Model:
     def _fold_quant(self, node: onnx.NodeProto) -> np.ndarray | None:
         from codesign.ir.quant import execute_quant
 
+        if self.constant(node.input[0]) is None:  # an activation quantizer: not static
+            return None
         args = [self.constant(i) if i else None for i in node.input]
-        if args[0] is None or any(a is None for a, i in zip(args, node.input) if i):
+        if any(a is None for a, i in zip(args, node.input) if i):
             return None
         return execute_quant(node, args)
+
+    def nonzero(self, name: str) -> int:
+        """Number of non-zero values of a constant tensor (cached; 0 if dynamic)."""
+        count = self._nonzeros.get(name)
+        if count is None:
+            value = self.constant(name)
+            count = self._nonzeros[name] = 0 if value is None else int(np.count_nonzero(value))
+        return count
 
     def sparsity(self, name: str) -> float | None:
         """Share of exact zeros in a constant tensor (quantized value), None if dynamic."""

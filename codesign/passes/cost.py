@@ -108,11 +108,11 @@ def _attr(node: onnx.NodeProto, name: str, default: Any) -> Any:
 
 
 def _prod(shape: Iterable[int] | None) -> int:
-    return int(np.prod(shape)) if shape is not None else 0
+    return math.prod(shape) if shape is not None else 0
 
 
 def _is_weight_quantizer(model: Model, node: onnx.NodeProto) -> bool:
-    return node.op_type in QUANT_OPS and model.constant(node.output[0]) is not None
+    return node.op_type in QUANT_OPS and model.constant(node.input[0]) is not None
 
 
 def _mac_geometry(model: Model, node: onnx.NodeProto) -> tuple[float, int, str | None]:
@@ -147,7 +147,7 @@ def _params(model: Model, node: onnx.NodeProto) -> tuple[int, int]:
         value = model.constant(i) if i else None
         if value is not None and value.dtype.kind == "f":
             total += value.size
-            nonzero += int(np.count_nonzero(value))
+            nonzero += model.nonzero(i)
     return total, nonzero
 
 
@@ -177,9 +177,8 @@ def layer_cost(model: Model, node: onnx.NodeProto, definition: str = "qonnx") ->
     density = 1.0
     w_elems = 0
     if w_name is not None:
-        w_value = model.constant(w_name)
-        w_elems = w_value.size
-        density = np.count_nonzero(w_value) / w_elems if w_elems else 1.0
+        w_elems = model.constant(w_name).size
+        density = model.nonzero(w_name) / w_elems if w_elems else 1.0
     row.macs = macs * density
     row.weight_bits = w_elems * density * b_w
     if definition == "qonnx":
