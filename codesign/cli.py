@@ -25,9 +25,10 @@ app = typer.Typer(
 )
 
 
-@app.callback()
+@app.callback(invoke_without_command=True)
 def _root(
-    version: bool = typer.Option(False, "--version", help="print the version and exit", is_eager=True),
+    ctx: typer.Context,
+    version: bool = typer.Option(False, "--version", help="print the version and exit"),
 ) -> None:
     """Hardware-aware neural-network codesign for FPGAs on one QONNX IR."""
     if version:
@@ -35,6 +36,9 @@ def _root(
 
         typer.echo(f"codesign {__version__}")
         raise typer.Exit(0)
+    if ctx.invoked_subcommand is None:
+        typer.echo(ctx.get_help())
+        raise typer.Exit(2)
 
 
 def fail(message: str, code: int = 2) -> None:
