@@ -1,0 +1,149 @@
+"""Torch side of a candidate: QONNX-compatible fake quantization and the single-candidate module.
+
+The quantizer math lives here once and is shared by the per-candidate module and the
+population trainer (which broadcasts it over a leading candidate axis), so what the
+search trains is, bit for bit, what the QONNX ``Quant`` nodes of the IR compute.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from codesign.search.genome import LEAKY_ALPHA, NORM_EPS, UNSIGNED_ACTIVATIONS, Genome, Params, pow2_scale
+
+BN_MOMENTUM = 0.1
+#: EMA factor of the activation-range tracker that sets each activation Quant's scale.
+RANGE_MOMENTUM = 0.1
+
+
+def qbounds(bits: torch.Tensor, signed: bool, narrow: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Integer range of a QONNX Quant (per candidate when ``bits`` has a candidate axis)."""
+    if signed:
+        hi = torch.exp2(bits - 1) - 1
+        return (-hi if narrow else -hi - 1), hi
+    return torch.zeros_like(bits), torch.exp2(bits) - 1
+
+
+def fake_quant(x: torch.Tensor, scale: torch.Tensor, bits: torch.Tensor, signed: bool, narrow: bool = False) -> torch.Tensor:
+    """QONNX ``Quant`` (zero point 0, ROUND) forward, straight-through gradient."""
+    lo, hi = qbounds(bits, signed, narrow)
+    q = torch.minimum(torch.maximum(torch.round(x / scale), lo), hi) * scale
+    return x + (q - x).detach()
+
+
+def pow2_scale_t(max_abs: torch.Tensor, bits: torch.Tensor, signed: bool) -> torch.Tensor:
+    """Tensor version of :func:`codesign.search.genome.pow2_scale` (same formula)."""
+    qmax = torch.exp2(bits - 1) - 1 if signed else torch.exp2(bits) - 1
+    return torch.exp2(torch.ceil(torch.log2(torch.clamp(max_abs, min=1e-8) / qmax)))
+
+
+def activation(kind: str, x: torch.Tensor) -> torch.Tensor:
+    if kind == "relu":
+        return F.relu(x)
+    if kind == "leaky_relu":
+        return F.leaky_relu(x, LEAKY_ALPHA)
+    if kind == "gelu":
+        return F.gelu(x)
+    if kind == "tanh":
+        return torch.tanh(x)
+    if kind == "sigmoid":
+        return torch.sigmoid(x)
+    if kind == "identity":
+        return x
+    raise ValueError(f"unknown activation {kind!r}")
+
+
+def input_scale(x_train: np.ndarray, bits: int) -> float:
+    """Power-of-two input step covering the 99.9th percentile of |x| (outliers clip)."""
+    return pow2_scale(float(np.quantile(np.abs(x_train), 0.999)), bits, True)
+
+
+class CandidateNet(nn.Module):
+    """One candidate: [Quant -> Linear -> norm -> act -> dropout -> Quant] x depth -> Linear."""
+
+    def __init__(self, genome: Genome, n_features: int, n_classes: int):
+        super().__init__()
+        self.genome = genome
+        dims = (n_features, *genome.widths, n_classes)
+        self.linears = nn.ModuleList(nn.Linear(dims[i], dims[i + 1]) for i in range(genome.depth + 1))
+        self.norms = nn.ModuleList(
+            nn.BatchNorm1d(w, eps=NORM_EPS, momentum=BN_MOMENTUM) if n == "batch" else nn.LayerNorm(w, eps=NORM_EPS) if n == "layer" else nn.Identity()
+            for w, n in zip(genome.widths, genome.norms)
+        )  # fmt: skip
+        self.dropout = nn.Dropout(genome.dropout)
+        self.register_buffer("bits", torch.tensor(float(genome.bits)))
+        self.register_buffer("in_scale", torch.tensor(pow2_scale(4.0, genome.bits, True)))
+        self.register_buffer("act_range", torch.zeros(genome.depth))
+
+    def set_input_scale(self, scale: float) -> None:
+        self.in_scale.fill_(scale)
+
+    def weight_scale(self, i: int) -> torch.Tensor:
+        return pow2_scale_t(self.linears[i].weight.detach().abs().max(), self.bits, True)
+
+    def act_scale(self, i: int) -> torch.Tensor:
+        return pow2_scale_t(self.act_range[i], self.bits, self.genome.activations[i] not in UNSIGNED_ACTIVATIONS)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = fake_quant(x, self.in_scale, self.bits, True)
+        for i, lin in enumerate(self.linears):
+            w = fake_quant(lin.weight, self.weight_scale(i), self.bits, True, narrow=True)
+            h = F.linear(h, w, lin.bias)
+            if i == self.genome.depth:
+                return h
+            h = self.dropout(activation(self.genome.activations[i], self.norms[i](h)))
+            if self.training:
+                with torch.no_grad():
+                    batch_max = h.detach().abs().max()
+                    seen = self.act_range[i] > 0
+                    self.act_range[i] = torch.where(seen, (1 - RANGE_MOMENTUM) * self.act_range[i] + RANGE_MOMENTUM * batch_max, batch_max)
+            h = fake_quant(h, self.act_scale(i), self.bits, self.genome.activations[i] not in UNSIGNED_ACTIVATIONS)
+        return h
+
+    def l1_penalty(self) -> torch.Tensor:
+        return sum(lin.weight.abs().sum() for lin in self.linears)
+
+    # -------------------------------------------------------------- Params dict
+    def export_params(self) -> Params:
+        p: Params = {"in_scale": np.float32(self.in_scale.item())}
+        for i, lin in enumerate(self.linears):
+            p[f"w{i}"] = lin.weight.detach().numpy().T.copy()
+            p[f"b{i}"] = lin.bias.detach().numpy().copy()
+            p[f"ws{i}"] = np.float32(self.weight_scale(i).item())
+            if i == self.genome.depth:
+                break
+            p[f"as{i}"] = np.float32(self.act_scale(i).item())
+            norm = self.norms[i]
+            if isinstance(norm, (nn.BatchNorm1d, nn.LayerNorm)):
+                p[f"g{i}"], p[f"be{i}"] = norm.weight.detach().numpy().copy(), norm.bias.detach().numpy().copy()
+            if isinstance(norm, nn.BatchNorm1d):
+                p[f"rm{i}"], p[f"rv{i}"] = norm.running_mean.numpy().copy(), norm.running_var.numpy().copy()
+        return p
+
+    @torch.no_grad()
+    def load_params(self, p: Params) -> None:
+        """Load a Params dict; activation ranges are set so act_scale reproduces ``as{i}``."""
+        self.in_scale.fill_(float(p["in_scale"]))
+        for i, lin in enumerate(self.linears):
+            lin.weight.copy_(torch.as_tensor(p[f"w{i}"]).T)
+            lin.bias.copy_(torch.as_tensor(p[f"b{i}"]))
+            if i == self.genome.depth:
+                break
+            signed = self.genome.activations[i] not in UNSIGNED_ACTIVATIONS
+            qmax = 2 ** (self.genome.bits - 1) - 1 if signed else 2**self.genome.bits - 1
+            self.act_range[i] = float(p[f"as{i}"]) * qmax  # pow2_scale of this is exactly as{i}
+            norm = self.norms[i]
+            if isinstance(norm, (nn.BatchNorm1d, nn.LayerNorm)):
+                norm.weight.copy_(torch.as_tensor(p[f"g{i}"]))
+                norm.bias.copy_(torch.as_tensor(p[f"be{i}"]))
+            if isinstance(norm, nn.BatchNorm1d):
+                norm.running_mean.copy_(torch.as_tensor(p[f"rm{i}"]))
+                norm.running_var.copy_(torch.as_tensor(p[f"rv{i}"]))
+
+
+def count_params(genome: Genome, n_features: int, n_classes: int) -> int:
+    dims = (n_features, *genome.widths, n_classes)
+    return int(sum(dims[i] * dims[i + 1] + dims[i + 1] for i in range(len(dims) - 1)))

@@ -1,0 +1,323 @@
+"""The search-space YAML: schema, validation with one-line errors, and the gene table.
+
+One file describes the data, the architecture choices (SNAC-Pack's MLP table or NAC's
+per-block lists), training hyper-parameters, objectives, hardware budgets and the
+baselines to seed with. Every gene is a finite list of choices, so a genome is a vector
+of choice indices: pymoo's integer operators and duplicate elimination work unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from codesign.errors import CodesignError
+
+ACTIVATIONS = ("relu", "leaky_relu", "gelu", "tanh", "sigmoid", "identity")
+NORMS = ("none", "batch", "layer")
+OBJECTIVES = {"accuracy": "max", "bops": "min", "params": "min", "resources": "min", "latency": "min"}
+BLOCK_TYPES_SUPPORTED = ("dense",)
+BLOCK_TYPES_KNOWN = ("dense", "conv1d", "conv2d", "conv_attention")
+
+
+class SearchSpaceError(CodesignError):
+    """The search-space YAML is missing, unreadable or invalid."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataSpec(_Strict):
+    """Which data set, how to split it (seeded) and how to preprocess it."""
+
+    dataset: Literal["magic", "mnist", "jets", "csv", "npz"]
+    path: Optional[str] = None
+    label: Optional[str] = None
+    val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    seed: int = 0
+    max_rows: Optional[int] = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _needs_path(self) -> "DataSpec":
+        if self.dataset in ("csv", "npz") and not self.path:
+            raise ValueError(f"dataset {self.dataset!r} needs a 'path'")
+        if self.dataset in ("csv", "npz") and not self.label:
+            raise ValueError(f"dataset {self.dataset!r} needs a 'label' column name")
+        return self
+
+
+class BlockSpec(_Strict):
+    """One NAC-style block: its own width/activation/norm choices."""
+
+    type: str = "dense"
+    width: Optional[list[int]] = None
+    activation: Optional[list[str]] = None
+    norm: Optional[list[str]] = None
+
+    @field_validator("type")
+    @classmethod
+    def _type(cls, v: str) -> str:
+        if v not in BLOCK_TYPES_KNOWN:
+            raise ValueError(f"unknown block type {v!r}; choose from {', '.join(BLOCK_TYPES_KNOWN)}")
+        if v not in BLOCK_TYPES_SUPPORTED:
+            raise ValueError(f"block type {v!r} is not supported by the search yet (only: dense)")
+        return v
+
+    @field_validator("width")
+    @classmethod
+    def _width(cls, v: Optional[list[int]]) -> Optional[list[int]]:
+        return _check_widths(v) if v is not None else v
+
+    @field_validator("activation")
+    @classmethod
+    def _act(cls, v: Optional[list[str]]) -> Optional[list[str]]:
+        return _check_choices(v, ACTIVATIONS, "activation") if v is not None else v
+
+    @field_validator("norm")
+    @classmethod
+    def _norm(cls, v: Optional[list[str]]) -> Optional[list[str]]:
+        return _check_choices(v, NORMS, "norm") if v is not None else v
+
+
+def _check_choices(values: list[str], allowed: tuple[str, ...], what: str) -> list[str]:
+    if not values:
+        raise ValueError(f"{what} needs at least one choice")
+    for v in values:
+        if v not in allowed:
+            raise ValueError(f"unknown {what} {v!r}; choose from {', '.join(allowed)}")
+    return list(dict.fromkeys(values))
+
+
+def _check_widths(values: list[int]) -> list[int]:
+    if not values:
+        raise ValueError("width needs at least one choice")
+    if any(w < 1 or w > 4096 for w in values):
+        raise ValueError("widths must be between 1 and 4096")
+    return list(dict.fromkeys(values))
+
+
+class LayerRange(_Strict):
+    min: int = Field(1, ge=1)
+    max: int = Field(3, ge=1, le=16)
+
+    @model_validator(mode="after")
+    def _order(self) -> "LayerRange":
+        if self.min > self.max:
+            raise ValueError(f"layers.min ({self.min}) is larger than layers.max ({self.max})")
+        return self
+
+
+class ModelSpec(_Strict):
+    """Architecture genes: depth, widths, activation, norm, dropout, bit width."""
+
+    layers: LayerRange = LayerRange()
+    width: list[int] = [8, 16, 32, 64]
+    activation: list[str] = ["relu"]
+    norm: list[str] = ["none"]
+    dropout: list[float] = [0.0]
+    bits: list[int] = [8]
+    blocks: Optional[list[BlockSpec]] = None
+
+    @field_validator("width")
+    @classmethod
+    def _width(cls, v: list[int]) -> list[int]:
+        return _check_widths(v)
+
+    @field_validator("activation")
+    @classmethod
+    def _act(cls, v: list[str]) -> list[str]:
+        return _check_choices(v, ACTIVATIONS, "activation")
+
+    @field_validator("norm")
+    @classmethod
+    def _norm(cls, v: list[str]) -> list[str]:
+        return _check_choices(v, NORMS, "norm")
+
+    @field_validator("dropout")
+    @classmethod
+    def _dropout(cls, v: list[float]) -> list[float]:
+        if not v or any(not 0.0 <= p < 1.0 for p in v):
+            raise ValueError("dropout choices must be in [0, 1)")
+        return list(dict.fromkeys(v))
+
+    @field_validator("bits")
+    @classmethod
+    def _bits(cls, v: list[int]) -> list[int]:
+        if not v or any(not 2 <= b <= 16 for b in v):
+            raise ValueError("bits choices must be integers in [2, 16]")
+        return list(dict.fromkeys(v))
+
+    @model_validator(mode="after")
+    def _blocks(self) -> "ModelSpec":
+        if self.blocks is not None and len(self.blocks) != self.layers.max:
+            raise ValueError(f"blocks lists {len(self.blocks)} blocks but layers.max is {self.layers.max}")
+        return self
+
+
+class TrainingSpec(_Strict):
+    epochs: int = Field(5, ge=1, le=1000)
+    batch_size: int = Field(128, ge=1)
+    learning_rate: list[float] = [1e-3]
+    l1: list[float] = [0.0]
+
+    @field_validator("learning_rate")
+    @classmethod
+    def _lr(cls, v: list[float]) -> list[float]:
+        if not v or any(not 0.0 < x < 10.0 for x in v):
+            raise ValueError("learning_rate choices must be in (0, 10)")
+        return list(dict.fromkeys(v))
+
+    @field_validator("l1")
+    @classmethod
+    def _l1(cls, v: list[float]) -> list[float]:
+        if not v or any(x < 0 for x in v):
+            raise ValueError("l1 choices must be >= 0")
+        return list(dict.fromkeys(v))
+
+
+class ConstraintSpec(_Strict):
+    """Hardware budgets: a candidate over any of them is infeasible (not just worse)."""
+
+    bops_max: Optional[float] = Field(None, gt=0)
+    params_max: Optional[int] = Field(None, gt=0)
+    resources_max_percent: Optional[float] = Field(None, gt=0)
+    latency_max_cycles: Optional[float] = Field(None, gt=0)
+
+
+class SearchSpec(_Strict):
+    trials: int = Field(50, ge=1)
+    population: int = Field(20, ge=2)
+    seed: int = 0
+    bops: Literal["qonnx", "nac"] = "qonnx"
+
+
+class BaselineSpec(_Strict):
+    """A fixed architecture evaluated (and seeded) alongside the search."""
+
+    name: str
+    widths: list[int]
+    activation: str = "relu"
+    norm: str = "none"
+    dropout: float = 0.0
+    bits: int = 8
+    learning_rate: Optional[float] = None
+    l1: float = 0.0
+
+    @field_validator("widths")
+    @classmethod
+    def _widths(cls, v: list[int]) -> list[int]:
+        if not v or any(w < 1 for w in v):
+            raise ValueError("baseline widths must be a non-empty list of positive integers")
+        return v
+
+    @field_validator("activation")
+    @classmethod
+    def _act(cls, v: str) -> str:
+        return _check_choices([v], ACTIVATIONS, "activation")[0]
+
+    @field_validator("norm")
+    @classmethod
+    def _norm(cls, v: str) -> str:
+        return _check_choices([v], NORMS, "norm")[0]
+
+
+class Space(_Strict):
+    """The whole search-space file."""
+
+    name: str = "search"
+    data: DataSpec
+    model: ModelSpec = ModelSpec()
+    training: TrainingSpec = TrainingSpec()
+    objectives: list[str] = ["accuracy", "bops"]
+    constraints: ConstraintSpec = ConstraintSpec()
+    search: SearchSpec = SearchSpec()
+    target: Optional[str] = None
+    baselines: list[BaselineSpec] = []
+
+    @field_validator("objectives")
+    @classmethod
+    def _objectives(cls, v: list[str]) -> list[str]:
+        if len(v) < 1:
+            raise ValueError("objectives needs at least one entry")
+        for o in v:
+            if o not in OBJECTIVES:
+                raise ValueError(f"unknown objective {o!r}; choose from {', '.join(OBJECTIVES)}")
+        if len(set(v)) != len(v):
+            raise ValueError("objectives lists an entry twice")
+        return v
+
+    @model_validator(mode="after")
+    def _target(self) -> "Space":
+        needs = {"resources", "latency"} & set(self.objectives)
+        if (needs or self.constraints.resources_max_percent or self.constraints.latency_max_cycles) and not self.target:
+            raise ValueError("resource/latency objectives or budgets need a 'target' (FPGA part or board)")
+        return self
+
+    # ------------------------------------------------------------------ genes
+    def genes(self) -> list[tuple[str, list[Any]]]:
+        """(name, choices) for every gene, in genome order."""
+        m, t = self.model, self.training
+        genes: list[tuple[str, list[Any]]] = [("layers", list(range(m.layers.min, m.layers.max + 1)))]
+        per_block_act = m.blocks is not None and any(b.activation for b in m.blocks)
+        per_block_norm = m.blocks is not None and any(b.norm for b in m.blocks)
+        for i in range(m.layers.max):
+            block = m.blocks[i] if m.blocks else None
+            genes.append((f"width{i}", (block.width if block and block.width else m.width)))
+            if per_block_act:
+                genes.append((f"activation{i}", (block.activation if block and block.activation else m.activation)))
+            if per_block_norm:
+                genes.append((f"norm{i}", (block.norm if block and block.norm else m.norm)))
+        if not per_block_act:
+            genes.append(("activation", m.activation))
+        if not per_block_norm:
+            genes.append(("norm", m.norm))
+        genes += [("dropout", m.dropout), ("bits", m.bits), ("learning_rate", t.learning_rate), ("l1", t.l1)]
+        return genes
+
+    def digest(self) -> str:
+        """Hash of everything that changes what a trial means (resume refuses a different space)."""
+        payload = self.model_dump(exclude={"search": {"trials"}})
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _one_line(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    msg = err["msg"].removeprefix("Value error, ")
+    more = f" (+{len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+    return f"{loc}: {msg}{more}"
+
+
+def parse_space(payload: Any, source: str = "search space") -> Space:
+    """Validate a parsed YAML/JSON mapping; one-line SearchSpaceError on any problem."""
+    if not isinstance(payload, dict):
+        raise SearchSpaceError(f"{source}: expected a mapping at the top level, got {type(payload).__name__}")
+    try:
+        return Space.model_validate(payload)
+    except ValidationError as exc:
+        raise SearchSpaceError(f"{source}: {_one_line(exc)}") from None
+
+
+def load_space(path: str | Path) -> Space:
+    """Read and validate a search-space YAML file."""
+    path = Path(path)
+    if not path.is_file():
+        raise SearchSpaceError(f"{path}: no such file")
+    try:
+        payload = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SearchSpaceError(f"{path}: cannot read ({exc})") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise SearchSpaceError(f"{path}: not valid YAML{where}") from None
+    space = parse_space(payload, str(path))
+    if space.data.path and not Path(space.data.path).is_absolute():
+        space.data.path = str((path.parent / space.data.path).resolve())
+    return space
