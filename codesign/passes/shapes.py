@@ -40,9 +40,24 @@ def _channels_last_conv_shape(model: Model, node: onnx.NodeProto) -> list[int] |
     return [ishape[0], *spatial, wshape[0]]
 
 
+def _channels_last_pool_shape(model: Model, node: onnx.NodeProto) -> list[int] | None:
+    """qonnx's own MaxPool stand-in hard-codes batch 1; this keeps the real batch."""
+    ishape = model.wrapper.get_tensor_shape(node.input[0])
+    if ishape is None:
+        return None
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    nsp = len(ishape) - 2
+    k = list(attrs["kernel_shape"])
+    strides = list(attrs.get("strides", [1] * nsp))
+    pads = list(attrs.get("pads", [0] * 2 * nsp))
+    spatial = [_conv_out(ishape[1 + i], k[i], strides[i], pads[i] + pads[i + nsp], 1) for i in range(nsp)]
+    return [ishape[0], *spatial, ishape[-1]]
+
+
 def _stand_in(model: Model, node: onnx.NodeProto, extra_inits: list[onnx.TensorProto]) -> onnx.NodeProto:
-    if node.domain == CHANNELS_LAST and node.op_type == "Conv":
-        shape = _channels_last_conv_shape(model, node)
+    if node.domain == CHANNELS_LAST and node.op_type in ("Conv", "MaxPool"):
+        fn = _channels_last_conv_shape if node.op_type == "Conv" else _channels_last_pool_shape
+        shape = fn(model, node)
         if shape is not None:
             shape_name = f"__codesign_shape_{len(extra_inits)}"
             extra_inits.append(numpy_helper.from_array(np.array(shape, dtype=np.int64), shape_name))
@@ -52,14 +67,24 @@ def _stand_in(model: Model, node: onnx.NodeProto, extra_inits: list[onnx.TensorP
     return compat
 
 
-def infer_shapes(model: Model) -> None:
-    """Fill value_info for every tensor, in place (custom ops included)."""
+def _infer_round(model: Model) -> int:
+    """One inference round; returns how many custom ops had no stand-in yet.
+
+    A custom op whose input shapes are still unknown (a channels-last Conv fed by
+    another one, after value_info was cleared) is left in place; onnx skips it, and the
+    next round, with its inputs now known, builds its stand-in.
+    """
     graph = model.graph
     originals: dict[int, onnx.NodeProto] = {}
     extra_inits: list[onnx.TensorProto] = []
+    pending = 0
     for idx, node in enumerate(list(graph.node)):
         if node.domain and is_custom_op(node.domain, node.op_type):
-            stand_in = _stand_in(model, node, extra_inits)
+            try:
+                stand_in = _stand_in(model, node, extra_inits)
+            except (TypeError, AttributeError, IndexError, KeyError):
+                pending += 1
+                continue
             originals[idx] = node
             graph.node.remove(graph.node[idx])
             graph.node.insert(idx, stand_in)
@@ -69,15 +94,28 @@ def infer_shapes(model: Model) -> None:
     finally:
         for _ in extra_inits:
             graph.initializer.pop()
+        for idx, node in originals.items():
+            graph.node.remove(graph.node[idx])
+            graph.node.insert(idx, node)
+    known = {vi.name: vi for vi in graph.value_info}
+    known.update({vi.name: vi for vi in inferred.graph.value_info})
     model.proto.graph.ClearField("value_info")
-    model.proto.graph.value_info.extend(inferred.graph.value_info)
-    for idx, node in originals.items():
-        graph.node.remove(graph.node[idx])
-        graph.node.insert(idx, node)
-    for vi in list(graph.value_info):
-        if vi.name.startswith("__codesign_shape_"):
-            graph.value_info.remove(vi)
-    _initializer_value_infos(graph)
+    model.proto.graph.value_info.extend(vi for name, vi in known.items() if not name.startswith("__codesign_shape_"))
+    model.invalidate()
+    return pending
+
+
+def infer_shapes(model: Model) -> None:
+    """Fill value_info for every tensor, in place (custom ops included)."""
+    model.proto.graph.ClearField("value_info")
+    model.invalidate()
+    pending = _infer_round(model)
+    while pending:
+        still = _infer_round(model)
+        if still >= pending:
+            break
+        pending = still
+    _initializer_value_infos(model.graph)
     model.invalidate()
 
 
