@@ -189,6 +189,52 @@ def _print_cost_table(title: str, report: Any) -> None:
 # --- estimation commands (issue 5): insert below this line ---
 
 
+# --- search commands (issue 7): insert below this line ---
+
+
+@app.command()
+@cli_command
+def search(
+    space: Path = typer.Argument(..., help="search-space YAML (see examples/search/)"),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="run folder (default: runs/<space name>)"),
+    trials: Optional[int] = typer.Option(None, "--trials", min=1, help="trials to run in total (default: the YAML's)"),
+    workers: int = typer.Option(1, "--workers", min=1, help="local worker processes for training"),
+    resume: bool = typer.Option(False, "--resume", help="continue the run in -o from its trial store"),
+) -> None:
+    """NSGA-II architecture search: accuracy vs BOPs (and estimated resources) on the IR."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from codesign.search.run import run_search
+    from codesign.search.space import load_space
+
+    spec = load_space(space)
+    total = trials or spec.search.trials
+    console = Console(stderr=True)
+    columns = (
+        TextColumn("[bold]search"), BarColumn(), MofNCompleteColumn(), TextColumn("trials"), TimeElapsedColumn(),
+        TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[status]}"),
+    )  # fmt: skip
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task("search", total=total, status="training generation 0...")
+
+        def on_progress(p: Any) -> None:
+            best = ", ".join(f"{k} {_fmt_num(v) if k != 'accuracy' else f'{v:.4f}'}" for k, v in p.best.items())
+            bar.update(task, completed=min(p.done, total), status=f"gen {p.generation}  pareto {p.pareto_size}  best {best}")
+
+        summary = run_search(spec, output, trials=total, workers=workers, resume=resume, on_progress=on_progress)
+        bar.update(task, completed=min(summary.trials, total))
+    typer.echo(f"{summary.trials} trials in {summary.run_dir}; Pareto front: {len(summary.pareto)} candidates")
+    for t in summary.pareto[:10]:
+        typer.echo(f"  trial {t.id:>4}  acc {t.metrics['accuracy']:.4f}  BOPs {_fmt_num(t.metrics['bops']):>7}  {t.genome.label()}")
+    for b in summary.baselines:
+        best = summary.best_vs_baseline(b)
+        line = f"baseline {b.name}: acc {b.metrics['accuracy']:.4f}, BOPs {_fmt_num(b.metrics['bops'])}"
+        if best is not None:
+            line += f"; cheapest searched model at least as accurate: trial {best.id}, {b.metrics['bops'] / best.metrics['bops']:.1f}x fewer BOPs"
+        typer.echo(line)
+
+
 def main() -> None:
     """Console-script entry point."""
     try:

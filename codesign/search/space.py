@@ -238,6 +238,8 @@ class Space(_Strict):
     constraints: ConstraintSpec = ConstraintSpec()
     search: SearchSpec = SearchSpec()
     target: Optional[str] = None
+    estimator: Literal["hls4ml", "da", "rule4ml"] = "hls4ml"
+    reuse_factor: int = Field(1, ge=1)
     baselines: list[BaselineSpec] = []
 
     @field_validator("objectives")

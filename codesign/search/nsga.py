@@ -1,0 +1,242 @@
+"""NSGA-II over genomes (pymoo ask/tell), with the trial store as the single source of truth.
+
+Resumability comes from determinism, not from pickling the optimiser: pymoo draws all its
+randomness from a generator seeded by the config, so replaying ask/tell with the stored
+results of already-finished trials reproduces the exact same generations; a trial found
+in the store is never trained again, and the first missing one is where work resumes
+(after ``kill -9`` or with a larger ``--trials``). Duplicates are eliminated on the
+decoded genome (genes a shallower network does not use are ignored) against the current
+population *and* every trial evaluated in earlier generations, so each generation brings
+only new candidates.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing as mp
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+from pymoo.algorithms.moo.nsga2 import NSGA2
+from pymoo.core.duplicate import DuplicateElimination
+from pymoo.core.evaluator import Evaluator
+from pymoo.core.problem import Problem
+from pymoo.operators.crossover.sbx import SBX
+from pymoo.operators.mutation.pm import PM
+from pymoo.operators.repair.rounding import RoundingRepair
+from pymoo.problems.static import StaticProblem
+
+from codesign.search.data import Dataset
+from codesign.search.genome import Genome, baseline_genome, decode, encode
+from codesign.search.objectives import check_estimator, constraint_vector, measure, n_constraints, objective_vector
+from codesign.search.space import Space
+from codesign.search.store import Trial, TrialStore
+from codesign.search.train import train_population
+
+#: Give up when this many generations in a row bring no new candidate (space exhausted).
+MAX_STALE_GENERATIONS = 5
+
+
+class SearchProblem(Problem):
+    """Integer genome (one choice index per gene); evaluation happens outside (ask/tell)."""
+
+    def __init__(self, space: Space):
+        genes = space.genes()
+        super().__init__(
+            n_var=len(genes), n_obj=len(space.objectives), n_ieq_constr=n_constraints(space), xl=np.zeros(len(genes)),
+            xu=np.asarray([len(c) - 1 for _, c in genes], dtype=float), vtype=int,
+        )  # fmt: skip
+
+
+class GenomeDuplicates(DuplicateElimination):
+    """Duplicate = same decoded genome as an earlier individual, the other population, or a past trial."""
+
+    def __init__(self, space: Space, seen: set[str]):
+        super().__init__()
+        self.space, self.seen = space, seen
+
+    def _key(self, ind: Any) -> str:
+        return decode(self.space, ind.X).key()
+
+    def _do(self, pop: Any, other: Any, is_duplicate: np.ndarray) -> np.ndarray:
+        taken = set(self.seen)
+        if other is not None:
+            taken |= {self._key(o) for o in other}
+        for i, ind in enumerate(pop):
+            k = self._key(ind)
+            if k in taken:
+                is_duplicate[i] = True
+            taken.add(k)
+        return is_duplicate
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(space: Space, data: Dataset) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    _WORKER["space"], _WORKER["data"] = space, data
+
+
+def evaluate_genomes(space: Space, data: Dataset, genomes: list[Genome]) -> list[tuple[float, dict[str, Any], Any, float]]:
+    """Train (batched) and measure: (accuracy, metrics, params, seconds) per genome, in order."""
+    t = space.training
+    results = train_population(genomes, data, t.epochs, t.batch_size, seed=space.search.seed)
+    out = []
+    for g, r in zip(genomes, results):
+        metrics = {"accuracy": r.accuracy, **measure(space, g, r.params, data.n_features, data.n_classes)}
+        out.append((r.accuracy, metrics, r.params, r.seconds))
+    return out
+
+
+def _worker_eval(genomes: list[Genome]) -> list[tuple[float, dict[str, Any], Any, float]]:
+    return evaluate_genomes(_WORKER["space"], _WORKER["data"], genomes)
+
+
+def _chunks(genomes: list[Genome], n: int) -> list[list[Genome]]:
+    """Split into ``n`` chunks keeping batched groups (same arch key) together where possible."""
+    groups: dict[tuple, list[Genome]] = {}
+    for g in genomes:
+        groups.setdefault(g.arch_key(), []).append(g)
+    bins: list[list[Genome]] = [[] for _ in range(n)]
+    for members in sorted(groups.values(), key=len, reverse=True):
+        min(bins, key=len).extend(members)
+    return [b for b in bins if b]
+
+
+@dataclass
+class Progress:
+    """What the progress bar shows after each generation."""
+
+    done: int
+    total: int
+    generation: int
+    pareto_size: int
+    best: dict[str, float]
+    new: int
+
+
+class Search:
+    """One NSGA-II search over ``space``; results go to ``store`` as they finish."""
+
+    def __init__(self, space: Space, data: Dataset, store: TrialStore, trials: int | None = None, workers: int = 1):
+        check_estimator(space)
+        self.space, self.data, self.store = space, data, store
+        self.trials = trials if trials is not None else space.search.trials
+        self.workers = max(1, int(workers))
+        self._pool: cf.ProcessPoolExecutor | None = None
+
+    # -------------------------------------------------------------- evaluation
+    def _evaluate(self, genomes: list[Genome], generation: int, names: list[str | None] | None = None) -> None:
+        if not genomes:
+            return
+        if self.workers > 1 and len(genomes) > 1:
+            if self._pool is None:
+                self._pool = cf.ProcessPoolExecutor(
+                    self.workers, mp.get_context("spawn"), initializer=_init_worker, initargs=(self.space, self.data)
+                )
+            chunks = _chunks(genomes, self.workers)
+            by_key: dict[str, Any] = {}
+            for chunk, res in zip(chunks, self._pool.map(_worker_eval, chunks)):
+                by_key |= {g.key(): r for g, r in zip(chunk, res)}
+            results = [by_key[g.key()] for g in genomes]
+        else:
+            results = evaluate_genomes(self.space, self.data, genomes)
+        trials = []
+        for i, (g, (_, metrics, params, seconds)) in enumerate(zip(genomes, results)):
+            g_vec = constraint_vector(self.space, metrics)
+            violation = float(sum(max(0.0, v) for v in g_vec))
+            trials.append(Trial(g, metrics, generation, names[i] if names else None, violation == 0.0, violation, seconds, params=params))
+        self.store.add(trials)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+
+    # -------------------------------------------------------------- the loop
+    def baselines(self) -> list[Genome]:
+        return [baseline_genome(self.space, b) for b in self.space.baselines]
+
+    def _initial_x(self) -> np.ndarray:
+        """Encodable baselines first, then seeded random genomes, all distinct after decoding."""
+        rng = np.random.default_rng(self.space.search.seed)
+        genes = self.space.genes()
+        rows, keys = [], set()
+        for g in self.baselines():
+            x = encode(self.space, g)
+            if x is not None and g.key() not in keys:
+                rows.append(x)
+                keys.add(g.key())
+        attempts = 0
+        while len(rows) < self.space.search.population and attempts < 1000 * self.space.search.population:
+            attempts += 1
+            x = np.asarray([rng.integers(len(c)) for _, c in genes])
+            k = decode(self.space, x).key()
+            if k not in keys:
+                rows.append(x)
+                keys.add(k)
+        return np.asarray(rows, dtype=float)
+
+    def run(self, on_progress: Callable[[Progress], None] | None = None) -> None:
+        try:
+            self._run(on_progress)
+        finally:
+            self.close()
+
+    def _run(self, on_progress: Callable[[Progress], None] | None) -> None:
+        space = self.space
+        base = [g for g in self.baselines() if self.store.get(g.key()) is None]
+        self._evaluate(base, -1, [b.name for b, g in zip(space.baselines, self.baselines()) if g in base])
+        seen: set[str] = set()
+        algorithm = NSGA2(
+            pop_size=space.search.population,
+            sampling=self._initial_x(),
+            crossover=SBX(prob=0.9, eta=15, vtype=float, repair=RoundingRepair()),
+            mutation=PM(eta=20, vtype=float, repair=RoundingRepair()),
+            eliminate_duplicates=GenomeDuplicates(space, seen),
+        )
+        problem = SearchProblem(space)
+        algorithm.setup(problem, termination=("n_gen", 10**9), seed=space.search.seed)
+        generation, stale = 0, 0
+        while self.store.count() < self.trials and stale < MAX_STALE_GENERATIONS:
+            pop = algorithm.ask()
+            if pop is None or len(pop) == 0:
+                break
+            genomes = [decode(space, x) for x in pop.get("X")]
+            missing = list({g.key(): g for g in genomes if self.store.get(g.key()) is None}.values())
+            budget = self.trials - self.store.count()
+            t0 = time.perf_counter()
+            self._evaluate(missing[:budget], generation)
+            if len(missing) > budget:
+                break  # trial budget reached inside this generation; a resume with more trials continues here
+            rows = [self.store.get(g.key()) for g in genomes]
+            metrics = [r.metrics for r in rows if r is not None]
+            seen.update(g.key() for g in genomes)
+            out: dict[str, Any] = {"F": np.asarray([objective_vector(space, m) for m in metrics], dtype=float)}
+            if problem.n_ieq_constr:
+                out["G"] = np.asarray([constraint_vector(space, m) for m in metrics], dtype=float)
+            Evaluator().eval(StaticProblem(problem, **out), pop)
+            algorithm.tell(infills=pop)
+            stale = stale + 1 if not missing else 0
+            if on_progress is not None:
+                on_progress(self.progress(generation, len(missing), time.perf_counter() - t0))
+            generation += 1
+
+    def progress(self, generation: int, new: int, seconds: float = 0.0) -> Progress:
+        from codesign.search.objectives import pareto_trials
+
+        front = pareto_trials(self.space, self.store.trials(include_baselines=False))
+        best: dict[str, float] = {}
+        for o in self.space.objectives:
+            key = "resources_pct" if o == "resources" else o
+            vals = [t.metrics[key] for t in front if key in t.metrics]
+            if vals:
+                best[o] = max(vals) if o == "accuracy" else min(vals)
+        return Progress(self.store.count(), self.trials, generation, len(front), best, new)
