@@ -73,6 +73,9 @@ class CandidateNet(nn.Module):
             nn.BatchNorm1d(w, eps=NORM_EPS, momentum=BN_MOMENTUM) if n == "batch" else nn.LayerNorm(w, eps=NORM_EPS) if n == "layer" else nn.Identity()
             for w, n in zip(genome.widths, genome.norms)
         )  # fmt: skip
+        for lin, norm in zip(self.linears, genome.norms):
+            if norm == "batch":  # batch norm cancels the bias in front of it; training it only adds noise
+                lin.bias.requires_grad_(False)
         self.dropout = nn.Dropout(genome.dropout)
         self.register_buffer("bits", torch.tensor(float(genome.bits)))
         self.register_buffer("in_scale", torch.tensor(pow2_scale(4.0, genome.bits, True)))

@@ -95,7 +95,8 @@ class _Group:
                 b[k, 0, :ro] = torch.as_tensor(p[f"b{i}"])
                 mask[k, 0, :ro] = 1.0
             self.w.append(w.requires_grad_())
-            self.b.append(b.requires_grad_())
+            # a bias right before batch norm is cancelled by it: frozen (as CandidateNet does)
+            self.b.append(b.requires_grad_(not (i < self.depth and self.norms[i] == "batch")))
             self.mask.append(mask)
             if i < self.depth:
                 has_norm = self.norms[i] != "none"
@@ -104,7 +105,7 @@ class _Group:
                 self.rm.append(torch.zeros(c, 1, dout))
                 self.rv.append(mask.clone())
                 self.act_range.append(torch.zeros(c, 1, 1))
-        self.params = [t for t in self.w + self.b + self.gamma + self.beta if t is not None]
+        self.params = [t for t in self.w + self.b + self.gamma + self.beta if t is not None and t.requires_grad]
         self.m = [torch.zeros_like(p) for p in self.params]
         self.v = [torch.zeros_like(p) for p in self.params]
         self.step_count = 0
