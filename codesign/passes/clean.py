@@ -295,7 +295,8 @@ class FoldBatchNorm(Pass):
             if site is not None:
                 _scale_weight(model, site.mac, aff.a)
                 _fold_bias(model, site, aff, len(shape))
-                bypass(model, bn)
+                model.graph.node.remove(bn)  # the folded chain now writes BN's output name
+                rename_tensor(model, bn.input[0], bn.output[0])
                 info.folded.append(bn.name)
             elif self.to_affine:
                 _to_affine(model, bn, aff)

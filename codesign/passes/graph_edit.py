@@ -121,10 +121,11 @@ def channel_shape(ndim: int, channels: int, axis: int = 1) -> tuple[int, ...]:
 
 def tidy() -> Sequential:
     """Names, order, unused tensors, shapes and datatypes: what every edit ends with."""
-    from codesign.passes.normalize import InferDatatypes, NameNodesAndTensors
+    from codesign.passes.normalize import CanonicalizeQuantDomains, InferDatatypes, NameNodesAndTensors
     from codesign.passes.shapes import InferShapes
 
     return Sequential(
+        CanonicalizeQuantDomains(),  # also imports the opset of every custom domain used
         NameNodesAndTensors(),
         QonnxPass(RemoveUnusedTensors()),
         QonnxPass(SortGraph()),
