@@ -1,0 +1,233 @@
+"""The IR as an hls4ml project: lowered, typed from the IR, converted by hls4ml's QONNX frontend.
+
+hls4ml itself does the conversion and writing (its templates and optimisers are the
+product users want); codesign decides what hls4ml cannot infer: the lowering
+(:mod:`lowering`), every layer's fixed-point types (:mod:`precision`), the part and clock
+(:mod:`targets`), and one clear refusal naming the op when hls4ml cannot express a model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from codesign.backends.lowering import lower, lower_for_hls4ml, refuse_unsupported
+from codesign.backends.precision import ModelPrecision, derive
+from codesign.backends.targets import Target
+from codesign.errors import CodesignError, UnsupportedModelError
+from codesign.ir.model import Model
+
+IO_TYPES = {"parallel": "io_parallel", "stream": "io_stream"}
+STRATEGIES = {"latency": "Latency", "resource": "Resource", "da": "distributed_arithmetic"}
+#: hls4ml's precision where the IR pins nothing down (float tensors): its own default.
+DEFAULT_PRECISION = "fixed<16,6>"
+PROJECT_NAME = "myproject"
+
+#: Why hls4ml's ONNX frontend refuses some ops codesign's IR accepts.
+UNSUPPORTED_WHY = {
+    "MultiThreshold": "FINN-style thresholds; compile the QONNX model from before FINN's streamlining, or use --backend finn",
+    "FloatQuant": "hls4ml has no minifloat quantizer",
+    "Gemm": "should have been lowered to MatMul",
+}
+
+
+class Hls4mlOptionError(CodesignError):
+    """An hls4ml option value is not one codesign knows."""
+
+
+@dataclass
+class Hls4mlOptions:
+    """What ``codesign compile --backend hls4ml`` lets a user choose."""
+
+    io: str = "parallel"
+    strategy: str = "latency"
+    reuse_factor: int = 1
+    layer_reuse: dict[str, int] = field(default_factory=dict)
+    clock_ns: float | None = None
+    hls_backend: str = "Vitis"
+    project_name: str = PROJECT_NAME
+
+    def check(self) -> None:
+        if self.io not in IO_TYPES:
+            raise Hls4mlOptionError(f"--io must be one of {', '.join(IO_TYPES)}, not {self.io!r}")
+        if self.strategy not in STRATEGIES:
+            raise Hls4mlOptionError(f"--strategy must be one of {', '.join(STRATEGIES)}, not {self.strategy!r}")
+        for name, rf in [("global", self.reuse_factor), *self.layer_reuse.items()]:
+            if int(rf) < 1:
+                raise Hls4mlOptionError(f"--reuse-factor {name}: must be >= 1, got {rf}")
+        if self.clock_ns is not None and not self.clock_ns > 0:
+            raise Hls4mlOptionError(f"--clock must be a positive period in ns, got {self.clock_ns}")
+        if self.strategy == "da":
+            try:
+                import da4ml  # noqa: F401
+            except ImportError:
+                raise Hls4mlOptionError("--strategy da needs the da4ml package (pip install da4ml)") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "io": self.io, "strategy": self.strategy, "reuse_factor": self.reuse_factor,
+            "layer_reuse": dict(self.layer_reuse), "clock_ns": self.clock_ns, "hls_backend": self.hls_backend,
+        }  # fmt: skip
+
+
+@dataclass
+class Hls4mlBuild:
+    """A converted model: the lowered IR, its derived types, and hls4ml's ModelGraph."""
+
+    lowered: Model
+    precision: ModelPrecision
+    config: dict[str, Any]
+    hls_model: Any
+    clock_ns: float
+
+    def layer_types(self) -> list[dict[str, Any]]:
+        """hls4ml's final per-layer types (what was written), for ``codesign.json``."""
+        rows = []
+        for layer in self.hls_model.get_layers():
+            types = {k: str(v.precision) for k, v in layer.types.items()}
+            rows.append({"name": layer.name, "class": layer.class_name, "types": types})
+        return rows
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Silence hls4ml's prints (and its compilers' output) unless CODESIGN_DEBUG is set."""
+    if os.environ.get("CODESIGN_DEBUG"):
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), 1)
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                yield
+        finally:
+            sys.stdout.flush()
+            os.dup2(saved, 1)
+            os.close(saved)
+
+
+def supported_ops() -> set[str]:
+    """Ops hls4ml's ONNX frontend has a handler for (plus the ones it skips)."""
+    from hls4ml.converters import get_supported_onnx_layers
+
+    return set(get_supported_onnx_layers()) | {"Identity", "Dropout"}
+
+
+def lower_model(model: Model) -> Model:
+    """The IR lowered for hls4ml, refused with the op's name if hls4ml cannot express it."""
+    lowered = lower(model, lower_for_hls4ml(), "hls4ml")
+    refuse_unsupported(lowered, supported_ops(), "hls4ml", UNSUPPORTED_WHY)
+    return lowered
+
+
+def _layer_key(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name).strip("_").lower()
+
+
+def hls_config(lowered: Model, precision: ModelPrecision, options: Hls4mlOptions) -> dict[str, Any]:
+    """hls4ml's 'name'-granularity config with IR-derived precisions and the user's options."""
+    import hls4ml
+
+    with quiet():
+        config = hls4ml.utils.config_from_onnx_model(
+            lowered.wrapper, granularity="name", backend=options.hls_backend,
+            default_precision=DEFAULT_PRECISION, default_reuse_factor=options.reuse_factor,
+        )  # fmt: skip
+    config["Model"]["Strategy"] = STRATEGIES[options.strategy]
+    layers = config["LayerName"]
+    for name, t in precision.input.items():
+        key = name.replace(".", "_")
+        layers.setdefault(key, {}).setdefault("Precision", {})["result"] = t.hls()
+    for name, lp in precision.layers.items():
+        types = lp.config()
+        types.pop("result", None)  # left to hls4ml: a set result type blocks fusing the bias Add
+        layers.setdefault(name, {}).setdefault("Precision", {}).update(types)
+    for layer in layers.values():
+        if "ReuseFactor" in layer:
+            layer["ReuseFactor"] = options.reuse_factor
+        if options.strategy != "latency":
+            layer["Strategy"] = STRATEGIES[options.strategy]
+    if options.layer_reuse:
+        by_key = {_layer_key(n): n for n in layers}
+        for wanted, rf in options.layer_reuse.items():
+            hit = layers.get(wanted) and wanted or by_key.get(_layer_key(wanted))
+            if hit is None:
+                mac = ", ".join(n.name for n in lowered.nodes_of(["MatMul", "Conv"]))
+                raise Hls4mlOptionError(f"--reuse-factor {wanted}={rf}: no such layer (layers with weights: {mac})")
+            layers[hit]["ReuseFactor"] = int(rf)
+    return config
+
+
+def _culprit(exc: BaseException) -> str:
+    """The hls4ml layer or ONNX node being processed when hls4ml failed, from the traceback."""
+    tb, found = exc.__traceback__, ""
+    while tb is not None:
+        for key in ("node", "layer"):
+            obj = tb.tb_frame.f_locals.get(key)
+            op = getattr(obj, "op_type", None) or getattr(obj, "class_name", None)
+            if isinstance(op, str):
+                found = f"{op} {getattr(obj, 'name', '')!r}"
+        tb = tb.tb_next
+    return found
+
+
+def convert(model: Model, target: Target, options: Hls4mlOptions, output_dir: Path) -> Hls4mlBuild:
+    """Lower, type and convert ``model`` into an hls4ml ModelGraph writing to ``output_dir``."""
+    import hls4ml
+
+    options.check()
+    lowered = lower_model(model)
+    precision = derive(lowered)
+    config = hls_config(lowered, precision, options)
+    clock = float(options.clock_ns or target.default_clock_ns)
+    try:
+        with quiet():
+            hls_model = hls4ml.converters.convert_from_onnx_model(
+                lowered.wrapper, output_dir=str(output_dir), project_name=options.project_name,
+                backend=options.hls_backend, part=target.part, clock_period=clock,
+                io_type=IO_TYPES[options.io], hls_config=config,
+            )  # fmt: skip
+    except CodesignError:
+        raise
+    except Exception as exc:  # hls4ml asserts/raises deep inside its optimisers
+        where = _culprit(exc)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise UnsupportedModelError(
+            f"hls4ml cannot convert this model{' at ' + where if where else ''}: {type(exc).__name__}: {first}"
+        ) from exc
+    return Hls4mlBuild(lowered, precision, config, hls_model, clock)
+
+
+def write(build: Hls4mlBuild) -> None:
+    """hls4ml's ``write()``: the HLS project (firmware, build scripts, testbench)."""
+    with quiet():
+        build.hls_model.write()
+
+
+def compile_csim(build: Hls4mlBuild) -> None:
+    """Build the C-simulation library (g++) and load it for ``predict``."""
+    try:
+        with quiet():
+            build.hls_model.compile()
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise CodesignError(f"hls4ml C-simulation build failed: {first}") from exc
+
+
+def fix_output_dir(folder: Path, final: Path) -> None:
+    """Point hls4ml's recorded OutputDir at the final folder (it was written in a temp one)."""
+    cfg = folder / "hls4ml_config.yml"
+    if cfg.is_file():
+        cfg.write_text(cfg.read_text().replace(str(folder), str(final)))
+
+
+__all__ = [
+    "Hls4mlBuild", "Hls4mlOptions", "compile_csim", "convert", "hls_config", "lower_model", "supported_ops", "write",
+]  # fmt: skip

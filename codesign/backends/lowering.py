@@ -1,0 +1,231 @@
+"""Lowering steps the backends share: cleanup, Gemm -> MatMul, channels-last, op checks.
+
+hls4ml's ONNX frontend and FINN's QONNX step both want a qonnx-cleaned graph (unique
+node names, folded constants, quantizers kept, canonical QONNX domains); hls4ml also
+wants MatMul+Add instead of Gemm and channels-last tensors. Written once here so the
+two backends lower the same IR the same way.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Iterable
+
+import numpy as np
+from onnx import helper
+from qonnx.transformation.channels_last import ConvertToChannelsLastAndClean
+from qonnx.transformation.infer_datatypes import InferDataTypes
+
+from codesign.errors import UnsupportedModelError
+from codesign.ir.model import Model
+from codesign.ir.quant import QONNX_DOMAIN
+from codesign.passes.base import Pass, PassResult, QonnxPass, Sequential
+
+
+class QonnxCleanup(Pass):
+    """qonnx ``cleanup_model`` (quantizers preserved): the form both toolflows read."""
+
+    #: ``cleanup_model``'s list, with codesign's shape inference in place of qonnx's
+    #: (qonnx's stand-in for a channels-last Conv is a full-size random tensor: minutes).
+    def call(self, model: Model) -> PassResult:
+        from qonnx.transformation.fold_constants import FoldConstants
+        from qonnx.transformation.general import (
+            GiveReadableTensorNames,
+            GiveUniqueParameterTensors,
+            RemoveStaticGraphInputs,
+            RemoveUnusedTensors,
+        )
+        from qonnx.transformation.quant_constant_folding import FoldTransposeIntoQuantInit
+
+        from codesign.passes.shapes import InferShapes
+
+        keep = ["Quant", "BipolarQuant", "QuantizeLinear", "DequantizeLinear"]
+        before = model.proto.SerializeToString()
+        out = Sequential(
+            InferShapes(),
+            QonnxPass(GiveUniqueParameterTensors()),
+            QonnxPass(FoldConstants(exclude_op_types=keep)),
+            QonnxPass(FoldTransposeIntoQuantInit()),
+            QonnxPass(RemoveUnusedTensors()),
+            QonnxPass(RemoveStaticGraphInputs()),
+            CIdentifierNames(),
+            QonnxPass(GiveReadableTensorNames()),
+            InferShapes(),
+        )(model).model
+        for node in out.graph.node:  # what cleanup_model's "temporary fix" does
+            if node.op_type in ("Quant", "Trunc", "BipolarQuant"):
+                node.domain = QONNX_DOMAIN
+        return PassResult(out, out.proto.SerializeToString() != before)
+
+
+class CIdentifierNames(Pass):
+    """Node names that are C identifiers, keeping the user's (``/l1/Gemm`` -> ``l1_Gemm``).
+
+    Both toolflows paste node names into generated C++/HLS; qonnx's ``GiveUniqueNodeNames``
+    would make them legal by discarding them (``Gemm_0``), losing the user's layer names.
+    """
+
+    def call(self, model: Model) -> PassResult:
+        taken: set[str] = set()
+        modified = False
+        for i, node in enumerate(model.graph.node):
+            base = re.sub(r"[^0-9A-Za-z_]+", "_", node.name).strip("_") or f"{node.op_type}_{i}"
+            if base[0].isdigit():
+                base = f"{node.op_type}_{base}"
+            name, k = base, 1
+            while name.lower() in taken:
+                name, k = f"{base}_{k}", k + 1
+            taken.add(name.lower())
+            if name != node.name:
+                node.name, modified = name, True
+        model.invalidate()
+        return PassResult(model, modified)
+
+
+class GemmToMatMul(Pass):
+    """Gemm -> MatMul (+ Add): hls4ml's ONNX frontend has no Gemm handler.
+
+    Uses the project's ``codesign.passes.clean.GemmToMatMul`` (which also handles Gemm
+    without bias) when present, else qonnx's transformation.
+    """
+
+    def call(self, model: Model) -> PassResult:
+        try:
+            from codesign.passes.clean import GemmToMatMul as _Clean
+
+            return _Clean()(model)
+        except ImportError:  # pragma: no cover - clean.py not in this checkout
+            from qonnx.transformation.gemm_to_matmul import GemmToMatMul as _Qonnx
+
+            return QonnxPass(_Qonnx())(model)
+
+
+#: Ops whose layout matters; graphs without them (MLPs) need no channels-last rewrite.
+SPATIAL_OPS = frozenset({"Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Resize", "Pad"})
+
+
+class ChannelsLast(Pass):
+    """qonnx ``ConvertToChannelsLastAndClean`` (input made channels-last too), for spatial graphs only.
+
+    An MLP on a 3-D/4-D input would otherwise gain an input Transpose that hls4ml drops
+    together with its input edge.
+    """
+
+    def call(self, model: Model) -> PassResult:
+        if not any(n.op_type in SPATIAL_OPS and n.domain in ("", "ai.onnx") for n in model.graph.node):
+            return PassResult(model, False)
+        return QonnxPass(ConvertToChannelsLastAndClean(make_input_channels_last=True), max_iterations=1)(model)
+
+
+class ExplicitTransposePerm(Pass):
+    """Write the default ``perm`` (reversed axes) on Transposes that omit it; hls4ml requires it."""
+
+    def call(self, model: Model) -> PassResult:
+        modified = False
+        for node in model.graph.node:
+            if node.op_type == "Transpose" and not any(a.name == "perm" for a in node.attribute):
+                shape = model.shape(node.input[0])
+                if shape is None:
+                    raise UnsupportedModelError(f"Transpose {node.name} has no perm and an unknown input shape")
+                node.attribute.append(helper.make_attribute("perm", list(reversed(range(len(shape))))))
+                modified = True
+        return PassResult(model, modified)
+
+
+def _pow2_scalar(value: np.ndarray) -> bool:
+    flat = np.unique(np.asarray(value, dtype=np.float64).ravel())
+    return flat.size == 1 and flat[0] > 0 and np.frexp(flat[0])[0] == 0.5
+
+
+class ExtractWeightScale(Pass):
+    """MatMul(x, Quant(W, s)) with a per-channel or non-power-of-two ``s`` -> Mul(MatMul(x, Quant(W/s, 1)), s).
+
+    hls4ml only keeps power-of-two scales inside fixed-point weights; moving the scale
+    behind the MatMul leaves it integer weights plus one per-output-channel multiply
+    (an ApplyAlpha it can fuse with a following BatchNorm). Exact up to float rounding.
+    """
+
+    def call(self, model: Model) -> PassResult:
+        modified = False
+        for mm in list(model.nodes_of(["MatMul"])):
+            quant = model.producer(mm.input[1])
+            if quant is None or quant.op_type != "Quant" or model.initializer(quant.input[0]) is None:
+                continue
+            scale, zero = model.initializer(quant.input[1]), model.initializer(quant.input[2])
+            w = model.initializer(quant.input[0])
+            if scale is None or zero is None or np.any(zero != 0) or _pow2_scalar(scale) or w.ndim != 2:
+                continue
+            s = np.asarray(scale, dtype=np.float32)
+            if s.size not in (1, w.shape[1]) or (s.size > 1 and s.reshape(-1).shape[0] != w.shape[1]) or len(model.consumers(mm.input[1])) != 1:
+                continue
+            row = s.reshape(1, -1) if s.size > 1 else s.reshape(())
+            if s.size > 1 and s.shape not in ((1, w.shape[1]), (w.shape[1],)):
+                continue
+            model.set_initializer(quant.input[0], (w / row).astype(np.float32))
+            one = f"{quant.name}_unit_scale"
+            model.set_initializer(one, np.ones((), dtype=np.float32))
+            quant.input[1] = one
+            sname = f"{mm.name}_channel_scale"
+            model.set_initializer(sname, row.astype(np.float32))
+            out = mm.output[0]
+            mid = f"{out}_unscaled"
+            mm.output[0] = mid
+            mul = helper.make_node("Mul", [mid, sname], [out], name=f"{mm.name}_scale")
+            idx = list(model.graph.node).index(mm)
+            model.graph.node.insert(idx + 1, mul)
+            model.invalidate()
+            modified = True
+        if modified:
+            model.graph.ClearField("value_info")
+            from codesign.passes.shapes import infer_shapes
+
+            infer_shapes(model)
+        return PassResult(model, modified)
+
+
+def lower_for_hls4ml() -> Sequential:
+    """IR -> the graph hls4ml's QONNX frontend converts (cleaned, MatMul, channels-last)."""
+    return Sequential(
+        QonnxCleanup(),
+        GemmToMatMul(),
+        ExtractWeightScale(),
+        ChannelsLast(),
+        QonnxCleanup(),
+        ExplicitTransposePerm(),
+        QonnxPass(InferDataTypes(allow_scaledint_dtypes=True)),
+    )
+
+
+def lower_for_finn() -> Sequential:
+    """IR -> the QONNX graph FINN's ``step_qonnx_to_finn`` reads (FINN does its own layout)."""
+    return Sequential(QonnxCleanup(), QonnxPass(InferDataTypes(allow_scaledint_dtypes=True)))
+
+
+def lower(model: Model, steps: Sequential, backend: str) -> Model:
+    """Run ``steps``; a toolflow crash becomes one line naming the backend and the cause."""
+    try:
+        return steps(model).model
+    except UnsupportedModelError:
+        raise
+    except Exception as exc:  # qonnx transformations assert on graphs they cannot take
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UnsupportedModelError(f"cannot lower the model for {backend}: {type(exc).__name__}: {first[:200]}") from exc
+
+
+def refuse_unsupported(model: Model, supported: Iterable[str], backend: str, why: dict[str, str] | None = None) -> None:
+    """Raise one :class:`UnsupportedModelError` naming every op ``backend`` cannot express."""
+    allowed = set(supported)
+    bad: dict[str, list[str]] = {}
+    for node in model.graph.node:
+        if node.op_type not in allowed:
+            bad.setdefault(node.op_type, []).append(node.name)
+    if not bad:
+        return
+    parts = []
+    for op, names in sorted(bad.items()):
+        reason = f" ({why[op]})" if why and op in why else ""
+        parts.append(f"{op}{reason} at {', '.join(names[:3])}{' ...' if len(names) > 3 else ''}")
+    raise UnsupportedModelError(f"{backend} cannot express op{'s' if len(bad) > 1 else ''} {'; '.join(parts)}")
+
+
+__all__ = ["ChannelsLast", "GemmToMatMul", "QonnxCleanup", "lower", "lower_for_finn", "lower_for_hls4ml", "refuse_unsupported"]

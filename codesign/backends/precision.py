@@ -1,0 +1,278 @@
+"""Fixed-point types for every layer, derived from the IR's quantizers and weights.
+
+hls4ml falls back to one blanket default (``fixed<16,6>``) wherever its QONNX frontend
+cannot infer a type: the model input, float biases, accumulators fed by them. Here the
+types come from the IR instead: a power-of-two ``Quant`` is exactly ``fixed<b, b+log2 s>``,
+an accumulator gets the fractional bits of input x weight and the integer bits of the
+exact worst-case sum over its actual weights, so power-of-two models run bit-exact.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from codesign.ir.model import Model
+
+#: Extra fractional / integer bits of the model input beyond its first quantizer's grid.
+INPUT_GUARD_FRAC = 8
+INPUT_GUARD_INT = 2
+#: Largest fractional width tried when typing a float constant exactly.
+MAX_EXACT_FRAC = 24
+MAX_WIDTH = 64
+
+_PASSTHROUGH = frozenset({"Flatten", "Reshape", "Transpose", "Identity", "Dropout", "MaxPool", "Squeeze", "Unsqueeze"})
+
+
+@dataclass(frozen=True)
+class Fixed:
+    """An ``ap_fixed``/``ap_ufixed`` type: ``width`` bits, ``integer`` of them left of the point."""
+
+    width: int
+    integer: int
+    signed: bool = True
+    rounding: str | None = None
+    saturation: str | None = None
+
+    @property
+    def frac(self) -> int:
+        return self.width - self.integer
+
+    @property
+    def lo(self) -> float:
+        return -(2.0 ** (self.integer - 1)) if self.signed else 0.0
+
+    @property
+    def hi(self) -> float:
+        top = self.integer - 1 if self.signed else self.integer
+        return 2.0**top - 2.0**-self.frac
+
+    def hls(self) -> str:
+        """hls4ml's spelling, e.g. ``fixed<8,1,RND_CONV,SAT>``."""
+        base = "fixed" if self.signed else "ufixed"
+        modes = [m for m in (self.rounding, self.saturation) if m]
+        if self.saturation and not self.rounding:
+            modes = ["TRN", self.saturation]
+        return f"{base}<{self.width},{self.integer}{''.join(',' + m for m in modes)}>"
+
+    def grid(self, x: np.ndarray) -> np.ndarray:
+        """``x`` clipped to this type's range and rounded onto its grid (exactly representable)."""
+        step = 2.0**-self.frac
+        return np.clip(np.round(np.asarray(x, dtype=np.float64) / step) * step, self.lo, self.hi)
+
+
+def _attr(node: onnx.NodeProto, name: str, default=None):
+    for a in node.attribute:
+        if a.name == name:
+            v = helper.get_attribute_value(a)
+            return v.decode() if isinstance(v, bytes) else v
+    return default
+
+
+def pow2_exponent(value: np.ndarray | None) -> int | None:
+    """``k`` when every element of ``value`` equals ``2**k``, else None."""
+    if value is None:
+        return None
+    flat = np.unique(np.asarray(value, dtype=np.float64).ravel())
+    if flat.size != 1 or flat[0] <= 0:
+        return None
+    mantissa, exp = np.frexp(flat[0])
+    return int(exp) - 1 if mantissa == 0.5 else None
+
+
+def quant_type(model: Model, node: onnx.NodeProto) -> Fixed | None:
+    """The exact fixed type of a power-of-two, zero-offset ``Quant`` output (else None)."""
+    if node.op_type != "Quant" or len(node.input) < 4:
+        return None
+    scale, zero, bits = (model.constant(i) for i in node.input[1:4])
+    k = pow2_exponent(scale)
+    if k is None or zero is None or bits is None or np.any(zero != 0) or np.asarray(bits).size != 1:
+        return None
+    b = int(math.ceil(float(np.asarray(bits).ravel()[0])))
+    signed, narrow = bool(_attr(node, "signed", 1)), bool(_attr(node, "narrow", 0))
+    rounding = {"ROUND": "RND_CONV", "FLOOR": "TRN"}.get(str(_attr(node, "rounding_mode", "ROUND")).upper())
+    if rounding is None:
+        return None
+    return Fixed(b, b + k, signed, rounding, "SAT_SYM" if narrow and signed else "SAT")
+
+
+def exact_type(values: np.ndarray, max_frac: int = MAX_EXACT_FRAC) -> Fixed | None:
+    """Smallest signed fixed type holding every value of a constant exactly (None if none <= max_frac)."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    if v.size == 0 or not np.all(np.isfinite(v)):
+        return None
+    for f in range(-16, max_frac + 1):
+        scaled = v * 2.0**f
+        if np.all(scaled == np.round(scaled)):
+            return _covering(float(v.min()), float(v.max()), f)
+    return None
+
+
+def _covering(lo: float, hi: float, frac: int, signed: bool = True) -> Fixed:
+    """The narrowest type with ``frac`` fractional bits whose range holds [lo, hi]."""
+    integer = 1 - frac if signed else -frac
+    while True:
+        t = Fixed(max(1, integer + frac), integer, signed)
+        if t.width == integer + frac and t.lo <= lo and hi <= t.hi:
+            return t
+        integer += 1
+
+
+def acc_type(x: Fixed, w: np.ndarray, w_t: Fixed, bias: np.ndarray | None, b_t: Fixed | None) -> Fixed:
+    """Accumulator of ``sum_i x_i W_ij (+ b_j)``: exact grid, exact worst-case range over the real weights.
+
+    ``w`` is (fan_in, n_out) as the MAC sees it.
+    """
+    frac = x.frac + w_t.frac
+    if b_t is not None:
+        frac = max(frac, b_t.frac)
+    hi = np.maximum(w * x.lo, w * x.hi).sum(axis=0)
+    lo = np.minimum(w * x.lo, w * x.hi).sum(axis=0)
+    if bias is not None:
+        b = np.broadcast_to(np.asarray(bias, dtype=np.float64).ravel(), hi.shape) if np.size(bias) in (1, hi.size) else 0.0
+        hi, lo = hi + b, lo + b
+    return _covering(float(np.min(lo, initial=0.0)), float(np.max(hi, initial=0.0)), frac)
+
+
+@dataclass
+class LayerPrecision:
+    """Precisions of one lowered node, keyed as in hls4ml's per-layer ``Precision`` config."""
+
+    node: str
+    op: str
+    types: dict[str, Fixed]
+
+    def config(self) -> dict[str, str]:
+        return {k: t.hls() for k, t in self.types.items()}
+
+
+@dataclass
+class ModelPrecision:
+    """The input type plus per-layer types for every node whose types the IR determines."""
+
+    input: dict[str, Fixed]
+    layers: dict[str, LayerPrecision]
+    tensors: dict[str, Fixed]
+
+    def to_dict(self) -> dict:
+        return {
+            "inputs": {k: t.hls() for k, t in self.input.items()},
+            "layers": {k: {"op": v.op, **v.config()} for k, v in self.layers.items()},
+        }
+
+
+def input_type(model: Model, name: str) -> Fixed | None:
+    """Type for model input ``name``: its integer datatype, or its first quantizer's grid with guard bits."""
+    dt = model.dtype(name)
+    if dt.is_integer() and dt.bitwidth() <= 32 and dt.name != "BIPOLAR":
+        return Fixed(dt.bitwidth(), dt.bitwidth(), dt.signed())
+    consumers = model.consumers(name)
+    qs = [quant_type(model, c) for c in consumers if c.op_type == "Quant" and c.input[0] == name]
+    if qs and all(q is not None for q in qs):
+        integer = max(q.integer for q in qs) + INPUT_GUARD_INT
+        frac = max(q.frac for q in qs) + INPUT_GUARD_FRAC
+        return Fixed(integer + frac, integer, True)
+    return None
+
+
+def _weight(model: Model, node: onnx.NodeProto) -> tuple[np.ndarray, Fixed] | None:
+    """(weights as (fan_in, n_out), their type) for a MatMul/Conv with a typed constant weight."""
+    wname = node.input[1]
+    value = model.constant(wname)
+    if value is None:
+        return None
+    producer = model.producer(wname)
+    w_t = quant_type(model, producer) if producer is not None else None
+    if w_t is None:
+        return None
+    if node.op_type == "MatMul":
+        return value.reshape(-1, value.shape[-1]).astype(np.float64), w_t
+    group = int(_attr(node, "group", 1))
+    if group != 1:
+        return None
+    return value.reshape(value.shape[0], -1).T.astype(np.float64), w_t  # Conv: (O, I*k) -> (I*k, O)
+
+
+def _bias_after(model: Model, node: onnx.NodeProto) -> tuple[onnx.NodeProto, np.ndarray, Fixed | None] | None:
+    """The ``Add`` of a constant right after a MatMul (hls4ml fuses it as the bias)."""
+    cons = model.consumers(node.output[0])
+    if len(cons) != 1 or cons[0].op_type != "Add":
+        return None
+    add = cons[0]
+    other = add.input[1] if add.input[0] == node.output[0] else add.input[0]
+    value = model.constant(other)
+    if value is None:
+        return None
+    producer = model.producer(other)
+    b_t = quant_type(model, producer) if producer is not None else None
+    return add, value, b_t
+
+
+def derive(model: Model) -> ModelPrecision:
+    """Walk the lowered graph in order, typing every tensor the IR pins down."""
+    tensors: dict[str, Fixed] = {}
+    inputs: dict[str, Fixed] = {}
+    for name in model.inputs:
+        t = input_type(model, name)
+        if t is not None:
+            inputs[name] = tensors[name] = t
+    layers: dict[str, LayerPrecision] = {}
+    for node in model.graph.node:
+        if not node.output:
+            continue
+        out = node.output[0]
+        src = tensors.get(node.input[0]) if node.input else None
+        if node.op_type == "Quant":
+            t = quant_type(model, node)
+            if t is not None and model.constant(out) is None:
+                tensors[out] = t
+        elif node.op_type in _PASSTHROUGH and src is not None:
+            tensors[out] = src
+        elif node.op_type == "Relu" and src is not None:
+            tensors[out] = src
+        elif node.op_type in ("MatMul", "Conv") and src is not None and len(node.input) > 1:
+            lp = _mac_layer(model, node, src)
+            if lp is not None:
+                layers[node.name] = lp
+                tensors[out] = lp.types["result"]
+                bias = _bias_after(model, node)
+                if bias is not None and "bias" in lp.types:
+                    tensors[bias[0].output[0]] = lp.types["result"]
+    return ModelPrecision(inputs, layers, tensors)
+
+
+def _mac_layer(model: Model, node: onnx.NodeProto, x: Fixed) -> LayerPrecision | None:
+    wt = _weight(model, node)
+    if wt is None:
+        return None
+    w, w_t = wt
+    types: dict[str, Fixed] = {"weight": w_t}
+    bias_value, b_t = None, None
+    if node.op_type == "Conv" and len(node.input) > 2 and node.input[2]:
+        bias_value = model.constant(node.input[2])
+        producer = model.producer(node.input[2])
+        b_t = quant_type(model, producer) if producer is not None else None
+    else:
+        found = _bias_after(model, node)
+        if found is not None:
+            _, bias_value, b_t = found
+    if bias_value is not None and b_t is None:
+        grid = x.frac + w_t.frac
+        b_t = exact_type(bias_value, max_frac=grid)
+        if b_t is None:  # not on the accumulator grid: round onto it (reported by --verify)
+            b_t = _covering(float(np.min(bias_value)), float(np.max(bias_value)), grid)
+    acc = acc_type(x, w, w_t, bias_value, b_t)
+    if acc.width > MAX_WIDTH:
+        return None
+    if b_t is not None:
+        types["bias"] = b_t
+    types["accum"] = acc
+    types["result"] = acc
+    return LayerPrecision(node.name, node.op_type, types)
+
+
+__all__ = ["Fixed", "LayerPrecision", "ModelPrecision", "acc_type", "derive", "exact_type", "input_type", "quant_type"]

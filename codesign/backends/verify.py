@@ -1,0 +1,116 @@
+"""Backend output vs the IR's reference execution, on the same inputs.
+
+Inputs are drawn on the grid of the input type the backend was given, so the
+float -> fixed conversion at the accelerator's port is exact and any difference is the
+backend's own arithmetic: power-of-two models must come out bit-exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from codesign.backends.precision import Fixed
+from codesign.backends.reference import execute
+from codesign.ir.model import Model
+
+#: Range and grid for inputs the IR does not type (float models): hls4ml's default input type.
+FLOAT_INPUT_TYPE = Fixed(16, 6, True)
+
+
+@dataclass
+class VerifyReport:
+    """How far the backend's outputs are from the reference: max |diff| and the bit-exact share."""
+
+    samples: int
+    outputs: int
+    max_abs_diff: float
+    mean_abs_diff: float
+    bit_exact_share: float
+    argmax_agreement: float | None
+    input_types: dict[str, str]
+
+    @property
+    def bit_exact(self) -> bool:
+        return self.bit_exact_share == 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["bit_exact"] = self.bit_exact
+        return d
+
+    def summary(self) -> str:
+        exact = "bit-exact" if self.bit_exact else f"{self.bit_exact_share:.2%} of outputs bit-exact"
+        return f"verified {self.samples} samples: {exact}, max abs diff {self.max_abs_diff:.3g}"
+
+
+def sample_inputs(model: Model, types: dict[str, Fixed], n: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """``n`` random inputs per model input, exactly representable in its (given or default) type."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name in model.inputs:
+        t = types.get(name, FLOAT_INPUT_TYPE)
+        shape = (n, *model.shape(name)[1:])
+        span = min(t.hi, -t.lo if t.signed else t.hi)
+        x = rng.normal(0.0, span / 2, size=shape) if t.signed else rng.uniform(0.0, t.hi, size=shape)
+        out[name] = t.grid(x).astype(np.float32)
+    return out
+
+
+def channels_perm(ir_shape: tuple[int, ...], lowered_shape: tuple[int, ...]) -> tuple[int, ...] | None:
+    """The permutation taking an IR tensor to the lowered (channels-last) layout, None if identical."""
+    if tuple(ir_shape) == tuple(lowered_shape):
+        return None
+    rank = len(ir_shape)
+    perm = (0, *range(2, rank), 1)
+    if rank >= 3 and tuple(ir_shape[p] for p in perm) == tuple(lowered_shape):
+        return perm
+    return None
+
+
+def compare(reference: np.ndarray, got: np.ndarray, input_types: dict[str, str]) -> VerifyReport:
+    ref = np.asarray(reference, dtype=np.float64)
+    out = np.asarray(got, dtype=np.float64).reshape(ref.shape)
+    diff = np.abs(ref - out)
+    argmax = None
+    if ref.ndim == 2 and ref.shape[1] > 1:
+        argmax = float(np.mean(ref.argmax(axis=1) == out.argmax(axis=1)))
+    return VerifyReport(
+        samples=int(ref.shape[0]),
+        outputs=int(ref.size),
+        max_abs_diff=float(diff.max(initial=0.0)),
+        mean_abs_diff=float(diff.mean()) if diff.size else 0.0,
+        bit_exact_share=float(np.mean(ref == out)) if ref.size else 1.0,
+        argmax_agreement=argmax,
+        input_types=input_types,
+    )
+
+
+def verify_hls4ml(ir: Model, build: Any, samples: int = 100, seed: int = 0) -> VerifyReport:
+    """hls4ml C-simulation (already compiled) vs the IR's reference execution."""
+    from codesign.backends.hls4ml_backend import quiet
+
+    lowered = build.lowered
+    if len(ir.inputs) != 1 or len(ir.outputs) != 1:
+        from codesign.errors import CodesignError
+
+        raise CodesignError("--verify supports models with one input and one output")
+    types = {ir.inputs[0]: build.precision.input.get(lowered.inputs[0], FLOAT_INPUT_TYPE)}
+    feeds = sample_inputs(ir, types, samples, seed)
+    x = feeds[ir.inputs[0]]
+    ref = execute(ir, feeds)[ir.outputs[0]]
+    in_perm = channels_perm(ir.shape(ir.inputs[0]), lowered.shape(lowered.inputs[0]))
+    hx = np.ascontiguousarray(x.transpose(in_perm) if in_perm else x)
+    with quiet():
+        got = np.asarray(build.hls_model.predict(hx))
+    lowered_out = (samples, *lowered.shape(lowered.outputs[0])[1:])
+    got = got.reshape(lowered_out)
+    out_perm = channels_perm(ir.shape(ir.outputs[0]), lowered.shape(lowered.outputs[0]))
+    if out_perm:
+        got = got.transpose(np.argsort(out_perm))
+    return compare(ref, got, {k: v.hls() for k, v in types.items()})
+
+
+__all__ = ["VerifyReport", "channels_perm", "compare", "sample_inputs", "verify_hls4ml"]
