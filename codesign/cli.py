@@ -184,6 +184,108 @@ def _print_cost_table(title: str, report: Any) -> None:
 
 
 # --- backend commands (issue 4): insert below this line ---
+def _parse_reuse(specs: list[str] | None) -> tuple[int | None, dict[str, int]]:
+    """``--reuse-factor 4`` (global) and ``--reuse-factor LAYER=8`` (per layer) -> (global, {layer: n})."""
+    from codesign.errors import CodesignError
+
+    glob: int | None = None
+    layers: dict[str, int] = {}
+    for spec in specs or []:
+        name, sep, value = spec.rpartition("=")
+        try:
+            n = int(value)
+        except ValueError:
+            raise CodesignError(f"--reuse-factor {spec!r}: expected N or LAYER=N") from None
+        if sep:
+            layers[name] = n
+        else:
+            glob = n
+    return glob, layers
+
+
+@app.command()
+@cli_command
+def compile(  # noqa: A001 - the command's name
+    model: Path = typer.Argument(..., help="ONNX or QONNX model file"),
+    target: str = typer.Option(..., "--target", "-t", help="FPGA target (codesign targets) or a full part name"),
+    output: Path = typer.Option(..., "--output", "-o", help="output folder (refused if it exists, unless --force)"),
+    backend: str = typer.Option("hls4ml", "--backend", help="hls4ml or finn"),
+    io: str = typer.Option("parallel", "--io", help="hls4ml I/O: parallel or stream"),
+    strategy: str = typer.Option("latency", "--strategy", help="hls4ml strategy: latency, resource or da"),
+    reuse_factor: Optional[list[str]] = typer.Option(None, "--reuse-factor", help="N (global) or LAYER=N; repeatable"),
+    clock: Optional[float] = typer.Option(None, "--clock", help="clock period in ns (default: the target's)"),
+    force: bool = typer.Option(False, "--force", help="replace an existing output folder"),
+    verify: bool = typer.Option(False, "--verify", help="hls4ml: build the C-simulation and compare with the reference"),
+    samples: int = typer.Option(100, "--samples", help="samples for --verify"),
+    target_fps: Optional[int] = typer.Option(None, "--target-fps", help="FINN: frames/s target (default: from estimates)"),
+    inputs: Optional[Path] = typer.Option(None, "--inputs", help="FINN: .npy sample for input.npy/expected_output.npy"),
+    input_shape: Optional[list[str]] = typer.Option(None, "--input-shape", help="NAME=D0,D1,... for dynamic inputs"),
+) -> None:
+    """Compile a model for an FPGA target: an hls4ml project or a FINN build folder."""
+    from codesign.backends.compile import BACKENDS, compile_finn, compile_hls4ml
+    from codesign.backends.targets import get_target
+    from codesign.errors import CodesignError
+
+    if backend not in BACKENDS:
+        raise CodesignError(f"--backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    tgt = get_target(target)
+    rf, layer_rf = _parse_reuse(reuse_factor)
+    ir = load_for_cli(model, input_shape)
+    if backend == "hls4ml":
+        from codesign.backends.hls4ml_backend import Hls4mlOptions
+
+        opts = Hls4mlOptions(io=io, strategy=strategy, reuse_factor=rf or 1, layer_reuse=layer_rf, clock_ns=clock)
+        result = compile_hls4ml(ir, tgt, output, options=opts, force=force, verify=verify, samples=samples, source=model)
+    else:
+        import numpy as np
+
+        from codesign.backends.finn_backend import FinnOptions
+
+        if verify:
+            raise CodesignError("--verify builds hls4ml's C-simulation; FINN checks input.npy/expected_output.npy itself")
+        sample = None
+        if inputs is not None:
+            try:
+                sample = np.load(inputs)
+            except (OSError, ValueError) as exc:
+                raise CodesignError(f"--inputs {inputs}: cannot read .npy ({exc})") from None
+        opts = FinnOptions(clock_ns=clock, target_fps=target_fps, reuse_factor=rf)
+        result = compile_finn(ir, tgt, output, options=opts, force=force, inputs=sample, source=model)
+    totals = result.manifest["cost"]["totals"]
+    typer.echo(
+        f"{result.backend} {'project' if backend == 'hls4ml' else 'build folder'} for {tgt.name} ({tgt.part}) "
+        f"written to {result.output}: {_fmt_num(totals['macs'])} MACs, {_fmt_num(totals['bops'])} BOPs"
+    )
+    if result.verify:
+        from codesign.backends.verify import VerifyReport
+
+        keys = VerifyReport.__dataclass_fields__
+        typer.echo(VerifyReport(**{k: v for k, v in result.verify.items() if k in keys}).summary())
+
+
+@app.command()
+@cli_command
+def targets(json_out: bool = typer.Option(False, "--json", help="machine-readable JSON on stdout")) -> None:
+    """List FPGA targets: part, resources, default clock, backends."""
+    from codesign.backends.targets import RESOURCE_KEYS, list_targets
+
+    items = list_targets()
+    if json_out:
+        typer.echo(json.dumps({t.name: t.to_dict() for t in items}, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="FPGA targets (device totals from vendor data sheets)")
+    for col in ("target", "part", *RESOURCE_KEYS, "clock ns", "backends", "board"):
+        table.add_column(col, justify="right" if col in RESOURCE_KEYS or col == "clock ns" else "left")
+    for t in items:
+        board = ", ".join(b for b in (t.hls4ml_board, t.finn_board) if b) or "-"
+        table.add_row(
+            t.name, t.part, *(f"{t.resources.get(k, 0):,}" for k in RESOURCE_KEYS), f"{t.default_clock_ns:g}",
+            ", ".join(t.backends), board,
+        )  # fmt: skip
+    Console(width=max(140, Console().width)).print(table)
 
 
 # --- estimation commands (issue 5): insert below this line ---

@@ -137,7 +137,6 @@ def compile_finn(
     *,
     options: Any = None,
     force: bool = False,
-    samples: int = 1,
     inputs: Any = None,
     source: Path | None = None,
 ) -> CompileResult:
@@ -153,7 +152,7 @@ def compile_finn(
     timings: dict[str, float] = {}
     with atomic_output_dir(final, force) as tmp:
         t0 = time.perf_counter()
-        info = fb.write_folder(ir, tgt, opts, tmp, inputs=inputs, samples=samples)
+        info = fb.write_folder(ir, tgt, opts, tmp, inputs=inputs)
         timings["write_s"] = time.perf_counter() - t0
         manifest = _manifest(ir, source, tgt, "finn", opts.to_dict(), {"finn": info, "timings": timings})
         _write_manifest(tmp, manifest)

@@ -51,11 +51,15 @@ def sample_inputs(model: Model, types: dict[str, Fixed], n: int, seed: int = 0) 
     rng = np.random.default_rng(seed)
     out = {}
     for name in model.inputs:
-        t = types.get(name, FLOAT_INPUT_TYPE)
         shape = (n, *model.shape(name)[1:])
-        span = min(t.hi, -t.lo if t.signed else t.hi)
-        x = rng.normal(0.0, span / 2, size=shape) if t.signed else rng.uniform(0.0, t.hi, size=shape)
-        out[name] = t.grid(x).astype(np.float32)
+        t = types.get(name)
+        if t is None:  # a float input: unit-scale values on the default type's grid
+            x = FLOAT_INPUT_TYPE.grid(rng.normal(0.0, 1.0, size=shape))
+        elif t.signed:  # cover the type's range, a quarter of samples beyond the quantizer's
+            x = t.grid(rng.normal(0.0, min(t.hi, -t.lo) / 2, size=shape))
+        else:
+            x = t.grid(rng.uniform(0.0, t.hi, size=shape))
+        out[name] = x.astype(np.float32)
     return out
 
 
@@ -97,7 +101,8 @@ def verify_hls4ml(ir: Model, build: Any, samples: int = 100, seed: int = 0) -> V
         from codesign.errors import CodesignError
 
         raise CodesignError("--verify supports models with one input and one output")
-    types = {ir.inputs[0]: build.precision.input.get(lowered.inputs[0], FLOAT_INPUT_TYPE)}
+    given = build.precision.input.get(lowered.inputs[0])
+    types = {ir.inputs[0]: given} if given is not None else {}
     feeds = sample_inputs(ir, types, samples, seed)
     x = feeds[ir.inputs[0]]
     ref = execute(ir, feeds)[ir.outputs[0]]
@@ -110,7 +115,7 @@ def verify_hls4ml(ir: Model, build: Any, samples: int = 100, seed: int = 0) -> V
     out_perm = channels_perm(ir.shape(ir.outputs[0]), lowered.shape(lowered.outputs[0]))
     if out_perm:
         got = got.transpose(np.argsort(out_perm))
-    return compare(ref, got, {k: v.hls() for k, v in types.items()})
+    return compare(ref, got, {ir.inputs[0]: (given or FLOAT_INPUT_TYPE).hls()})
 
 
 __all__ = ["VerifyReport", "channels_perm", "compare", "sample_inputs", "verify_hls4ml"]
