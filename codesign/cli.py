@@ -181,6 +181,167 @@ def _print_cost_table(title: str, report: Any) -> None:
 
 
 # --- compression commands (issue 3): insert below this line ---
+def _parse_layer_bits(specs: list[str] | None) -> dict[str, Any]:
+    """``NAME=4``, ``NAME=float``, ``NAME=weight:4,act:6`` (also w/b/a) -> QuantConfig.layers."""
+    from codesign.errors import CodesignError
+
+    short = {"w": "weight", "b": "bias", "a": "act", "weight": "weight", "bias": "bias", "act": "act"}
+    layers: dict[str, Any] = {}
+    for spec in specs or []:
+        name, sep, value = spec.rpartition("=")
+        try:
+            if not sep or not name:
+                raise ValueError
+            if value.lower() in ("float", "none", "0"):
+                layers[name] = None
+            elif value.isdigit():
+                layers[name] = int(value)
+            else:
+                pairs = (item.split(":") for item in value.split(","))
+                layers[name] = {short[k.strip().lower()]: (None if v.lower() == "float" else int(v)) for k, v in pairs}
+        except (ValueError, KeyError):
+            raise CodesignError(f"--layer {spec!r}: expected NAME=BITS, NAME=float or NAME=weight:4,act:6") from None
+    return layers
+
+
+def _load_calibration(path: Path) -> Any:
+    import numpy as np
+
+    from codesign.errors import CodesignError
+
+    if not path.is_file():
+        raise CodesignError(f"--calib {path}: no such file")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise CodesignError(f"--calib {path}: not a .npy/.npz array ({str(exc).splitlines()[0][:120]})") from None
+    if hasattr(data, "files"):  # .npz: one array per model input, or a single array
+        data = {k: data[k] for k in data.files}
+        return next(iter(data.values())) if len(data) == 1 else data
+    return data.astype(np.float32)
+
+
+def _check_output_path(out: Path, model: Path) -> None:
+    from codesign.errors import OutputError
+
+    if out.resolve() == model.resolve():
+        raise OutputError(f"-o {out}: refusing to overwrite the input model")
+    if out.is_dir():
+        raise OutputError(f"-o {out}: is a folder; give a .onnx file name")
+
+
+def _bops_mac(report: Any) -> float:
+    return float(sum(layer.bops for layer in report.layers if layer.op in ("MatMul", "Gemm", "Conv")))
+
+
+@app.command()
+@cli_command
+def quantize(
+    model: Path = typer.Argument(..., help="ONNX or QONNX model file"),
+    output: Path = typer.Option(..., "-o", "--output", help="quantized QONNX model to write (.onnx)"),
+    bits: int = typer.Option(8, "--bits", help="default bit width of weights, biases and layer inputs"),
+    layer: Optional[list[str]] = typer.Option(None, "--layer", help="per-layer width: NAME=BITS, NAME=float, NAME=weight:4,act:6 (NAME may be an op type)"),
+    calib: Optional[Path] = typer.Option(None, "--calib", help="calibration inputs (.npy, N x input shape); without it ranges are estimated"),
+    scale: str = typer.Option("pow2", "--scale", help="pow2 (fixed point, ap_fixed) or float"),
+    per_channel: bool = typer.Option(False, "--per-channel", help="one weight scale per output channel"),
+    weight_bits: Optional[int] = typer.Option(None, "--weight-bits", help="override --bits for weights"),
+    bias_bits: Optional[int] = typer.Option(None, "--bias-bits", help="override --bits for biases"),
+    act_bits: Optional[int] = typer.Option(None, "--act-bits", help="override --bits for layer inputs"),
+    rounding: str = typer.Option("ROUND", "--rounding", help="ROUND, ROUND_TO_ZERO, CEIL, FLOOR, HALF_UP, HALF_EVEN"),
+    narrow: bool = typer.Option(False, "--narrow", help="narrow range (symmetric integers)"),
+    input_range: Optional[str] = typer.Option(None, "--input-range", help="LO,HI of the inputs when no --calib is given (default: N(0,1))"),
+    json_out: bool = typer.Option(False, "--json", help="machine-readable summary on stdout"),
+    input_shape: Optional[list[str]] = typer.Option(None, "--input-shape", help="NAME=D0,D1,... for dynamic inputs"),
+) -> None:
+    """Post-training quantization: insert QONNX Quant nodes (weights, biases, inputs)."""
+    from codesign.errors import CodesignError
+    from codesign.passes.cost import cost_report
+    from codesign.passes.quantize import QuantConfig, Quantize
+
+    _check_output_path(output, model)
+    rng = None
+    if input_range is not None:
+        try:
+            lo, hi = (float(v) for v in input_range.split(","))
+            rng = (lo, hi)
+        except ValueError:
+            raise CodesignError(f"--input-range {input_range!r}: expected LO,HI") from None
+    config = QuantConfig(
+        bits=bits, weight_bits=weight_bits, bias_bits=bias_bits, act_bits=act_bits, layers=_parse_layer_bits(layer),
+        narrow=narrow, rounding_mode=rounding, scale=scale, per_channel=per_channel,
+    )  # fmt: skip
+    ir = load_for_cli(model, input_shape)
+    macs = [n for n in ir.graph.node if n.op_type in ("MatMul", "Gemm", "Conv")]
+    unknown = {k for k in config.layers if k not in {n.name for n in macs} | {n.op_type for n in macs}}
+    if unknown:
+        raise CodesignError(f"--layer {sorted(unknown)[0]!r}: no MatMul/Gemm/Conv layer or op type of that name in {model}")
+    data = _load_calibration(calib) if calib is not None else None
+    result = Quantize(config, data, input_range=rng)(ir)
+    result.model.validate()
+    result.model.save(output)
+    info = result.info
+    before, after = cost_report(ir), cost_report(result.model)
+    summary = {
+        "model": str(model), "output": str(output), "ranges": info.ranges_source,
+        "layers": {k: {kind: v.get("bits") for kind, v in row.items() if isinstance(v, dict)} for k, row in info.layers.items()},
+        "float_layers": info.float_layers, "requantized": info.requantized, "folded_batchnorm": info.folded_batchnorm,
+        "bops_mac_before": _bops_mac(before), "bops_mac_after": _bops_mac(after),
+    }  # fmt: skip
+    if json_out:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    typer.echo(f"wrote {output}: {len(info.layers)} layers quantized; activation ranges: {info.ranges_source}")
+    for name, widths in summary["layers"].items():
+        typer.echo(f"  {name}: " + ", ".join(f"{k} {v}b" for k, v in widths.items()))
+    for name, why in info.float_layers.items():
+        typer.echo(f"  left float: {name} ({why})")
+    ratio = summary["bops_mac_before"] / summary["bops_mac_after"] if summary["bops_mac_after"] else float("inf")
+    typer.echo(f"BOPs (MAC layers) {_fmt_num(summary['bops_mac_before'])} -> {_fmt_num(summary['bops_mac_after'])} ({ratio:.1f}x)")
+
+
+@app.command()
+@cli_command
+def prune(
+    model: Path = typer.Argument(..., help="ONNX or QONNX model file"),
+    output: Path = typer.Option(..., "-o", "--output", help="pruned model to write (.onnx)"),
+    sparsity: float = typer.Option(..., "--sparsity", help="share of weights zeroed (or, with --structured, of channels removed per layer)"),
+    structured: bool = typer.Option(False, "--structured", help="remove whole neurons/channels (shapes shrink)"),
+    scope: str = typer.Option("layer", "--scope", help="unstructured: 'layer' (each layer to the target) or 'global'"),
+    criterion: str = typer.Option("l1", "--criterion", help="structured: 'l1' (incoming weights) or 'outgoing'"),
+    json_out: bool = typer.Option(False, "--json", help="machine-readable summary on stdout"),
+    input_shape: Optional[list[str]] = typer.Option(None, "--input-shape", help="NAME=D0,D1,... for dynamic inputs"),
+) -> None:
+    """Magnitude pruning (zeros the cost passes discount) or structured channel removal."""
+    from codesign.passes.cost import cost_report
+    from codesign.passes.prune import MagnitudePrune, StructuredPrune
+
+    _check_output_path(output, model)
+    pass_ = StructuredPrune(fraction=sparsity, criterion=criterion) if structured else MagnitudePrune(sparsity, scope)
+    ir = load_for_cli(model, input_shape)
+    result = pass_(ir)
+    result.model.validate()
+    result.model.save(output)
+    before, after = cost_report(ir).totals, cost_report(result.model).totals
+    summary = {
+        "model": str(model), "output": str(output), "structured": structured, "layers": result.info.layers,
+        "skipped": result.info.skipped, "before": before, "after": after,
+    }  # fmt: skip
+    if json_out:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    typer.echo(f"wrote {output}")
+    for name, row in result.info.layers.items():
+        if structured:
+            typer.echo(f"  {name}: removed {len(row['removed'])} of {row['channels']} channels")
+        else:
+            typer.echo(f"  {name}: sparsity {row['before']:.1%} -> {row['after']:.1%}")
+    for name, why in result.info.skipped.items():
+        typer.echo(f"  kept: {name} ({why})")
+    typer.echo(
+        f"params {_fmt_num(before['params'])} -> {_fmt_num(after['params'])}, sparsity {before['sparsity']:.1%} -> "
+        f"{after['sparsity']:.1%}, MACs {_fmt_num(before['macs'])} -> {_fmt_num(after['macs'])}, "
+        f"BOPs {_fmt_num(before['bops'])} -> {_fmt_num(after['bops'])}"
+    )
 
 
 # --- backend commands (issue 4): insert below this line ---
