@@ -324,7 +324,7 @@ def prune(
     before, after = cost_report(ir).totals, cost_report(result.model).totals
     summary = {
         "model": str(model), "output": str(output), "structured": structured, "layers": result.info.layers,
-        "skipped": result.info.skipped, "before": before, "after": after,
+        "skipped": result.info.skipped, "weight_sparsity": result.info.sparsity, "before": before, "after": after,
     }  # fmt: skip
     if json_out:
         typer.echo(json.dumps(summary, indent=2))

@@ -314,6 +314,8 @@ class StructuredPrune(Pass):
             from codesign.passes.shapes import infer_shapes
 
             infer_shapes(model)
+        weights = [model.constant(n.input[1]) for n in prunable_layers(model)]
+        info.sparsity = sum(int(np.sum(w == 0)) for w in weights) / max(1, sum(w.size for w in weights))
         return finish(model, bool(plan), info)
 
 
