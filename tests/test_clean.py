@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
+from conftest import shared_path
 from onnx import TensorProto, helper, numpy_helper
 
 from codesign.backends.reference import execute
@@ -18,13 +19,22 @@ from codesign.passes.clean import (
     ToChannelsLast,
     clean,
 )
-from conftest import shared_path
 
 CHANNELS_LAST = "qonnx.custom_op.channels_last"
 
 
 def _tfc() -> Model:
-    return load(shared_path("models", "fastmachinelearning+qonnx_model_zoo", "models", "MNIST", "Brevitas_FINN_TFC", "TFC", "TFC_2W2A.onnx"))
+    return load(
+        shared_path(
+            "models",
+            "fastmachinelearning+qonnx_model_zoo",
+            "models",
+            "MNIST",
+            "Brevitas_FINN_TFC",
+            "TFC",
+            "TFC_2W2A.onnx",
+        )
+    )
 
 
 def _ops(model: Model) -> list[str]:
@@ -45,7 +55,9 @@ def _assert_same(before: Model, after: Model, n: int = 8, atol: float = 1e-5, se
 def _export(module, shape, path) -> Model:
     import torch
 
-    torch.onnx.export(module.eval(), torch.randn(*shape), str(path), dynamo=False, opset_version=13, do_constant_folding=False)
+    torch.onnx.export(
+        module.eval(), torch.randn(*shape), str(path), dynamo=False, opset_version=13, do_constant_folding=False
+    )
     return load(path)
 
 

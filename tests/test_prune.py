@@ -117,7 +117,7 @@ def test_magnitude_prune_keeps_the_largest_weights(magic):
 
 def test_structured_removes_exactly_the_given_neurons(magic):
     """Removing neuron j of a hidden layer == zeroing the weights that read it."""
-    model, _, x, y = magic
+    model, _, x, _y = magic
     names = [n.name for n in _layers(model)]
     rng = np.random.default_rng(3)
     drop = {name: sorted(rng.choice(h, h // 4, replace=False).tolist()) for name, h in zip(names[:3], HIDDEN)}
@@ -176,7 +176,17 @@ def test_pruned_file_runs_in_plain_onnxruntime(magic, tmp_path):
 def test_tfc_2w2a_pruned_mnist_accuracy(capsys):
     from codesign.search.data import load_mnist_idx
 
-    model = load(shared_path("models", "fastmachinelearning+qonnx_model_zoo", "models", "MNIST", "Brevitas_FINN_TFC", "TFC", "TFC_2W2A.onnx"))
+    model = load(
+        shared_path(
+            "models",
+            "fastmachinelearning+qonnx_model_zoo",
+            "models",
+            "MNIST",
+            "Brevitas_FINN_TFC",
+            "TFC",
+            "TFC_2W2A.onnx",
+        )
+    )
     folder = shared_path("data", "mnist")
     x, y = load_mnist_idx(folder / "t10k-images-idx3-ubyte.gz", folder / "t10k-labels-idx1-ubyte.gz")
     x = (x / 255.0).astype(np.float32)[:, None]
@@ -218,7 +228,10 @@ def test_cli_prune(magic, tmp_path):
     assert [load(out2).constant(n.input[1]).shape[0] for n in _layers(load(out2))] == [48, 24, 24, 2]
 
 
-@pytest.mark.parametrize("args, message", [(["--sparsity", "1.2"], "sparsity must be in"), (["--sparsity", "0.5", "--scope", "net"], "scope must be")])
+@pytest.mark.parametrize(
+    "args, message",
+    [(["--sparsity", "1.2"], "sparsity must be in"), (["--sparsity", "0.5", "--scope", "net"], "scope must be")],
+)
 def test_cli_prune_errors(magic, tmp_path, args, message):
     _, path, _, _ = magic
     out = tmp_path / "p.onnx"

@@ -29,7 +29,17 @@ def _three_layer() -> Model:
 
 
 def _tfc() -> Model:
-    return load(shared_path("models", "fastmachinelearning+qonnx_model_zoo", "models", "MNIST", "Brevitas_FINN_TFC", "TFC", "TFC_2W2A.onnx"))
+    return load(
+        shared_path(
+            "models",
+            "fastmachinelearning+qonnx_model_zoo",
+            "models",
+            "MNIST",
+            "Brevitas_FINN_TFC",
+            "TFC",
+            "TFC_2W2A.onnx",
+        )
+    )
 
 
 def _mnist(n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -111,7 +121,7 @@ def test_float_scales_round_within_half_a_step():
 def test_per_layer_overrides_name_beats_op_type():
     model = _three_layer()
     last = [n.name for n in model.graph.node if n.op_type == "MatMul"][-1]
-    first = [n.name for n in model.graph.node if n.op_type == "MatMul"][0]
+    first = next(n.name for n in model.graph.node if n.op_type == "MatMul")
     layers = {"MatMul": 4, last: {"weight": 6, "act": None}, first: None}
     result = quantize(model, 8, layers=layers)
     rows = {r.name: r for r in cost_report(result.model).layers if r.op == "MatMul"}
@@ -184,7 +194,10 @@ def test_activation_times_activation_is_reported_float():
     graph = helper.make_graph(
         nodes,
         "g",
-        [helper.make_tensor_value_info("a", TensorProto.FLOAT, [1, 4]), helper.make_tensor_value_info("b", TensorProto.FLOAT, [4, 3])],
+        [
+            helper.make_tensor_value_info("a", TensorProto.FLOAT, [1, 4]),
+            helper.make_tensor_value_info("b", TensorProto.FLOAT, [4, 3]),
+        ],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
         [w],
     )
@@ -200,7 +213,13 @@ def test_conv_model_quantizes_and_runs():
     import tempfile
 
     torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 3))
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3),
+        torch.nn.BatchNorm2d(4),
+        torch.nn.ReLU(),
+        torch.nn.Flatten(),
+        torch.nn.Linear(4 * 6 * 6, 3),
+    )
     with tempfile.TemporaryDirectory() as tmp:
         torch.onnx.export(net.eval(), torch.zeros(1, 1, 8, 8), f"{tmp}/c.onnx", dynamo=False, do_constant_folding=False)
         model = load(f"{tmp}/c.onnx")
@@ -208,7 +227,7 @@ def test_conv_model_quantizes_and_runs():
     result = quantize(model, 8, calibration=x, per_channel=True)
     result.model.validate()
     assert result.info.folded_batchnorm and "BatchNormalization" not in [n.op_type for n in result.model.graph.node]
-    conv_w = [result.model.producer(n.input[1]) for n in result.model.graph.node if n.op_type == "Conv"][0]
+    conv_w = next(result.model.producer(n.input[1]) for n in result.model.graph.node if n.op_type == "Conv")
     assert result.model.initializer(conv_w.input[1]).shape == (4, 1, 1, 1)  # per output channel
     out, ref = predict(result.model, x), predict(model, x)
     assert np.abs(out - ref).max() < 0.05 * np.abs(ref).max()
@@ -242,7 +261,20 @@ def test_cli_quantize(tmp_path, jet_data):
     last = [n.name for n in _three_layer().graph.node if n.op_type == "MatMul"][-1]
     out = tmp_path / "q.onnx"
     res = CliRunner().invoke(
-        app, ["quantize", str(src), "-o", str(out), "--bits", "8", "--layer", f"{last}=4", "--calib", str(tmp_path / "calib.npy"), "--json"]
+        app,
+        [
+            "quantize",
+            str(src),
+            "-o",
+            str(out),
+            "--bits",
+            "8",
+            "--layer",
+            f"{last}=4",
+            "--calib",
+            str(tmp_path / "calib.npy"),
+            "--json",
+        ],
     )
     assert res.exit_code == 0, res.output
     summary = json.loads(res.output)

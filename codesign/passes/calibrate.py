@@ -12,8 +12,9 @@ rectified-Gaussian moments, and each range is mean +- k standard deviations.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 import onnx
@@ -26,7 +27,19 @@ from codesign.ir.model import QUANT_OPS, Model
 BOUNDED = {"Sigmoid": (0.0, 1.0), "Softmax": (0.0, 1.0), "Tanh": (-1.0, 1.0), "HardSigmoid": (0.0, 1.0)}
 #: Ops that only move values around: applied to means and variances alike.
 MOVE_OPS = frozenset(
-    {"Reshape", "Flatten", "Transpose", "Identity", "Dropout", "Squeeze", "Unsqueeze", "Pad", "Concat", "Slice", "Gather"}
+    {
+        "Reshape",
+        "Flatten",
+        "Transpose",
+        "Identity",
+        "Dropout",
+        "Squeeze",
+        "Unsqueeze",
+        "Pad",
+        "Concat",
+        "Slice",
+        "Gather",
+    }
 )
 
 
@@ -199,12 +212,21 @@ def _run_node(node: onnx.NodeProto, inputs: list[np.ndarray | None], model: Mode
     from onnx.reference import ReferenceEvaluator
 
     names = [f"i{k}" if i else "" for k, i in enumerate(node.input)]
-    clone = helper.make_node(node.op_type, names, ["o"], **{a.name: helper.get_attribute_value(a) for a in node.attribute})
-    feeds = {n: np.asarray(x, dtype=np.float32 if np.asarray(x).dtype.kind == "f" else np.asarray(x).dtype) for n, x in zip(names, inputs) if n}
+    clone = helper.make_node(
+        node.op_type, names, ["o"], **{a.name: helper.get_attribute_value(a) for a in node.attribute}
+    )
+    feeds = {
+        n: np.asarray(x, dtype=np.float32 if np.asarray(x).dtype.kind == "f" else np.asarray(x).dtype)
+        for n, x in zip(names, inputs)
+        if n
+    }
     graph = helper.make_graph(
         [clone],
         "one",
-        [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(v.dtype), list(v.shape)) for n, v in feeds.items()],
+        [
+            helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(v.dtype), list(v.shape))
+            for n, v in feeds.items()
+        ],
         [helper.make_tensor_value_info("o", onnx.TensorProto.FLOAT, None)],
     )
     opset = next((o.version for o in model.proto.opset_import if o.domain in ("", "ai.onnx")), 13)
@@ -346,7 +368,9 @@ class _Moments:
         try:
             mean = _run_node(node, [x[0] if x is not None else None for x in ins], self.model)
             if node.op_type in MOVE_OPS:
-                var = _run_node(node, [x[1] if k == 0 or node.op_type == "Concat" else x[0] for k, x in enumerate(ins)], self.model)
+                var = _run_node(
+                    node, [x[1] if k == 0 or node.op_type == "Concat" else x[0] for k, x in enumerate(ins)], self.model
+                )
             else:
                 self.approximate.append(node.op_type)
                 v = ins[0][1]

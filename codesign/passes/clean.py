@@ -191,9 +191,9 @@ def _fold_site(model: Model, bn: onnx.NodeProto) -> _FoldSite | None:
         return None
     if producer.op_type == "MatMul" and len(out_shape) != 2:
         return None  # channel axis of MatMul is the last one; BatchNorm's is axis 1
-    if producer.op_type == "Gemm" and len(producer.input) > 2 and producer.input[2]:
-        if model.initializer(producer.input[2]) is None or len(model.consumers(producer.input[2])) != 1:
-            return None
+    gemm_c = producer.input[2] if producer.op_type == "Gemm" and len(producer.input) > 2 else ""
+    if gemm_c and (model.initializer(gemm_c) is None or len(model.consumers(gemm_c)) != 1):
+        return None
     if add is not None:
         bias = add.input[1] if add.input[0] == x else add.input[0]
         if len(model.consumers(bias)) != 1:
@@ -388,7 +388,9 @@ class ToChannelsLast(Pass):
                 raise UnsupportedModelError(f"channels-last conversion failed: {exc}") from None
             from qonnx.transformation.extract_conv_bias import ExtractBiasFromConv
 
-            converted = _convert_channels_last(QonnxPass(ExtractBiasFromConv())(model).model, self.make_input_channels_last)
+            converted = _convert_channels_last(
+                QonnxPass(ExtractBiasFromConv())(model).model, self.make_input_channels_last
+            )
         result = RemoveIdentity(arithmetic=False)(tidy()(converted).model).model
         if self.check:
             _check_same_function(original, result, "channels-last conversion")
@@ -416,6 +418,5 @@ __all__ = [
     "GemmToMatMul",
     "RemoveIdentity",
     "ToChannelsLast",
-    "UnsupportedModelError",
     "clean",
 ]

@@ -13,7 +13,7 @@ from qonnx.transformation.general import RemoveUnusedTensors, SortGraph
 
 from codesign.ir.model import Model
 from codesign.ir.names import uniquify
-from codesign.passes.base import Pass, PassResult, QonnxPass, Sequential
+from codesign.passes.base import PassResult, QonnxPass, Sequential
 
 
 def fresh_name(model: Model, base: str) -> str:
@@ -142,7 +142,6 @@ def finish(model: Model, modified: bool, info=None) -> PassResult:
 
 
 __all__ = [
-    "Pass",
     "add_initializer",
     "bypass",
     "channel_shape",

@@ -10,8 +10,8 @@ so tensor shapes, MACs and memory really shrink.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 import numpy as np
 import onnx
@@ -62,7 +62,7 @@ def prunable_layers(model: Model, names: Iterable[str] | None = None) -> list[on
     if wanted is not None:
         missing = wanted - {n.name for n in layers}
         if missing:
-            raise CodesignError(f"no prunable layer named {sorted(missing)[0]!r}")
+            raise CodesignError(f"no prunable layer named {min(missing)!r}")
         layers = [n for n in layers if n.name in wanted]
     return layers
 
@@ -109,10 +109,10 @@ class MagnitudePrune(Pass):
         masks: dict[str, np.ndarray] = {}
         if self.scope == "layer":
             for name, m in mags.items():
-                masks[name] = _smallest(m.reshape(-1), int(round(self.sparsity * m.size))).reshape(m.shape)
+                masks[name] = _smallest(m.reshape(-1), round(self.sparsity * m.size)).reshape(m.shape)
         else:
             flat = np.concatenate([m.reshape(-1) for m in mags.values()])
-            chosen = _smallest(flat, int(round(self.sparsity * flat.size)))
+            chosen = _smallest(flat, round(self.sparsity * flat.size))
             offset = 0
             for name, m in mags.items():
                 masks[name] = chosen[offset : offset + m.size].reshape(m.shape)
@@ -122,7 +122,11 @@ class MagnitudePrune(Pass):
         model.invalidate()
         for node in targets:
             value = model.constant(node.input[1])
-            info.layers[node.name] = {"before": before[node.name], "after": float(np.mean(value == 0)), "size": int(value.size)}
+            info.layers[node.name] = {
+                "before": before[node.name],
+                "after": float(np.mean(value == 0)),
+                "size": int(value.size),
+            }
         total = sum(v["size"] for v in info.layers.values())
         info.sparsity = sum(v["after"] * v["size"] for v in info.layers.values()) / total
         return finish(model, True, info)

@@ -13,8 +13,9 @@ Models that already carry quantizers are re-quantized in place.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import onnx
@@ -26,7 +27,14 @@ from codesign.ir.quant import QONNX_DOMAIN
 from codesign.passes.base import Pass, PassResult
 from codesign.passes.calibrate import Calibration, calibrate, estimate_ranges, quant_grid
 from codesign.passes.clean import FoldBatchNorm, RemoveIdentity
-from codesign.passes.graph_edit import add_initializer, finish, insert_after, make_node
+from codesign.passes.graph_edit import (
+    add_initializer,
+    finish,
+    fresh_name,
+    insert_after,
+    make_node,
+    replace_initializer,
+)
 
 MAC_OPS = frozenset({"MatMul", "Gemm", "Conv"})
 WEIGHT_QUANTS = frozenset({"Quant", "BipolarQuant"})
@@ -186,7 +194,9 @@ def _output_mse_pow2(w: np.ndarray, bits: int, cfg: QuantConfig, axis: int | Non
     return np.array(out)
 
 
-def act_scale(lo: float, hi: float, bits: int, signed: bool, cfg: QuantConfig, sample: np.ndarray | None = None) -> np.float32:
+def act_scale(
+    lo: float, hi: float, bits: int, signed: bool, cfg: QuantConfig, sample: np.ndarray | None = None
+) -> np.float32:
     """Scale for an activation in [lo, hi]; with calibration samples, the MSE-best power of 2."""
     if cfg.scale == "pow2" and sample is not None and sample.size:
         return np.float32(best_pow2(sample, bits, signed, cfg.narrow))
@@ -218,7 +228,9 @@ def _float_source(model: Model, name: str) -> tuple[str | None, onnx.NodeProto |
     return None, None
 
 
-def _quant_node(model: Model, src: str, out: str, scale: np.ndarray, bits: int, signed: bool, cfg: QuantConfig, base: str):
+def _quant_node(
+    model: Model, src: str, out: str, scale: np.ndarray, bits: int, signed: bool, cfg: QuantConfig, base: str
+):
     s = add_initializer(model, f"{base}_scale", np.asarray(scale, dtype=np.float32))
     z = add_initializer(model, f"{base}_zeropt", np.float32(0.0))
     b = add_initializer(model, f"{base}_bitwidth", np.float32(bits))
@@ -234,7 +246,13 @@ def _bipolar_node(model: Model, src: str, out: str, scale: np.ndarray, base: str
 
 
 def _quantize_constant(
-    model: Model, node: onnx.NodeProto, index: int, bits: int, cfg: QuantConfig, axis_fn, base: str,
+    model: Model,
+    node: onnx.NodeProto,
+    index: int,
+    bits: int,
+    cfg: QuantConfig,
+    axis_fn,
+    base: str,
     x_rows: np.ndarray | None = None,
 ) -> dict:
     """Put a fresh quantizer on ``node.input[index]`` (dropping a previous one)."""
@@ -253,8 +271,6 @@ def _quantize_constant(
     w = model.initializer(src).astype(np.float64)
     axis = axis_fn(w.ndim) if (cfg.per_channel and w.ndim > 1) else None
     out = f"{base}_q"
-    from codesign.passes.graph_edit import fresh_name
-
     out = fresh_name(model, out)
     if bits == 1:
         mean_abs = float(np.mean(np.abs(w))) or 1.0
@@ -265,7 +281,9 @@ def _quantize_constant(
             w_for_rows = w.T
         else:
             w_for_rows = w
-        scale = weight_scale(w_for_rows, bits, cfg, None if axis is None else (1 if w_for_rows is not w else axis), x_rows)
+        scale = weight_scale(
+            w_for_rows, bits, cfg, None if axis is None else (1 if w_for_rows is not w else axis), x_rows
+        )
         qnode = _quant_node(model, src, out, scale, bits, True, cfg, base)
     model.graph.node.insert(0, qnode)
     node.input[index] = out
@@ -292,14 +310,20 @@ def _bias_site(model: Model, mac: onnx.NodeProto) -> tuple[onnx.NodeProto, int] 
     return None
 
 
-def _weight_error_delta(model: Model, mac: onnx.NodeProto, w_float: np.ndarray, mean_x: np.ndarray) -> np.ndarray | None:
+def _weight_error_delta(
+    model: Model, mac: onnx.NodeProto, w_float: np.ndarray, mean_x: np.ndarray
+) -> np.ndarray | None:
     """E[x] applied to (W_q - W): the mean output shift quantized weights cause, per channel."""
     w_q = model.constant(mac.input[1])
     if w_q is None:
         return None
     dw = w_q.astype(np.float64) - w_float
     if mac.op_type == "MatMul":
-        return np.asarray(mean_x, dtype=np.float64).reshape(-1, dw.shape[0])[-1] @ dw if mean_x.size == dw.shape[0] else None
+        return (
+            np.asarray(mean_x, dtype=np.float64).reshape(-1, dw.shape[0])[-1] @ dw
+            if mean_x.size == dw.shape[0]
+            else None
+        )
     if mac.op_type == "Gemm":
         attrs = {a.name: helper.get_attribute_value(a) for a in mac.attribute}
         if attrs.get("transA", 0) or mean_x.size != (dw.shape[1] if attrs.get("transB", 0) else dw.shape[0]):
@@ -326,8 +350,6 @@ def _correct_bias(model: Model, mac: onnx.NodeProto, site: tuple[onnx.NodeProto,
     bias = model.initializer(b_src).astype(np.float64)
     if delta is None or bias.size != delta.size:
         return "skipped (layout not supported)"
-    from codesign.passes.graph_edit import replace_initializer
-
     replace_initializer(model, b_src, (bias - delta.reshape(bias.shape)).astype(np.float32))
     return f"applied (max shift {float(np.abs(delta).max()):.3g})"
 
@@ -339,13 +361,13 @@ def _per_channel_mean(mac: onnx.NodeProto, diff: np.ndarray) -> np.ndarray:
     return diff.reshape(-1, diff.shape[-1]).mean(axis=0)
 
 
-def _empirical_bias_correction(model: Model, ranges: Calibration, data: Any, info: "QuantizeInfo", limit: int = 2000) -> None:
+def _empirical_bias_correction(
+    model: Model, ranges: Calibration, data: Any, info: QuantizeInfo, limit: int = 2000
+) -> None:
     """Layer by layer, shift each bias so the quantized layer's mean output on the
     calibration data equals the float model's: removes the systematic part of weight,
     activation and upstream errors (empirical bias correction)."""
     sample = data[:limit] if isinstance(data, np.ndarray) else data
-    from codesign.passes.graph_edit import replace_initializer
-
     for mac in [n for n in model.graph.node if n.name in info.layers]:
         site = _bias_site(model, mac)
         if site is None:
@@ -434,16 +456,20 @@ class Quantize(Pass):
             info.float_layers[node.name] = "weights are not static (activation x activation product)"
             return
         row: dict[str, Any] = {}
-        axis_fn = lambda ndim: _weight_axis(model, node, ndim)  # noqa: E731
+        axis_fn = lambda ndim: _weight_axis(model, node, ndim)
         if bits.weight is not None:
             x_rows = ranges.rows.get(node.input[0]) if node.op_type in ("MatMul", "Gemm") else None
-            row["weight"] = _quantize_constant(model, node, 1, bits.weight, self.config, axis_fn, f"{node.name}_w", x_rows)
+            row["weight"] = _quantize_constant(
+                model, node, 1, bits.weight, self.config, axis_fn, f"{node.name}_w", x_rows
+            )
         site = _bias_site(model, node)
         if bits.weight is not None and site is not None and self.config.bias_correction and analytic:
             row["bias_correction"] = _correct_bias(model, node, site, ranges)
         if bits.bias is not None and site is not None:
             bias_node, idx = site
-            row["bias"] = _quantize_constant(model, bias_node, idx, max(bits.bias, 2), self.config, lambda n: n - 1, f"{node.name}_b")
+            row["bias"] = _quantize_constant(
+                model, bias_node, idx, max(bits.bias, 2), self.config, lambda n: n - 1, f"{node.name}_b"
+            )
         if bits.act is not None:
             act = self._quantize_input(model, node, bits.act, ranges, act_quants)
             if isinstance(act, str):
@@ -470,8 +496,6 @@ class Quantize(Pass):
         key = (x, bits, signed)
         if key not in cache:
             scale = act_scale(lo, hi, bits, signed, self.config, ranges.sample(x))
-            from codesign.passes.graph_edit import fresh_name
-
             out = fresh_name(model, f"{x}_q{bits}")
             qnode = _quant_node(model, x, out, scale, bits, signed, self.config, f"{node.name}_in")
             insert_after(model, producer, qnode)
@@ -503,7 +527,9 @@ def _scale_of(model: Model, quant_out: str) -> float:
     return float(np.asarray(model.initializer(producer.input[1])).max())
 
 
-def quantize(model: Model, bits: int = 8, layers: dict[str, Any] | None = None, calibration: Any = None, **options: Any) -> PassResult:
+def quantize(
+    model: Model, bits: int = 8, layers: dict[str, Any] | None = None, calibration: Any = None, **options: Any
+) -> PassResult:
     """Functional form: ``quantize(model, 8, {"fc1": 4}, calib_array, scale="float")``."""
     pass_options = {k: options.pop(k) for k in ("input_range", "fold_batchnorm") if k in options}
     config = QuantConfig(bits=bits, layers=dict(layers or {}), **options)
