@@ -72,7 +72,7 @@ def test_bad_yaml_file(tmp_path):
 def test_cli_reports_yaml_error_in_one_line(tmp_path):
     p = tmp_path / "s.yaml"
     p.write_text("data: {dataset: magic}\nmodel: {width: [0]}\n")
-    r = subprocess.run([sys.executable, "-m", "codesign.cli", "search", str(p), "-o", str(tmp_path / "run")],
+    r = subprocess.run([sys.executable, "-m", "codesign.cli", "search", str(p), "-o", str(tmp_path / "run")], check=False,
                        capture_output=True, text=True, timeout=120)  # fmt: skip
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [f"codesign: error: {p}: model.width: widths must be between 1 and 4096"]

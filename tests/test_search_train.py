@@ -7,9 +7,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from codesign.search.data import split  # noqa: E402
-from codesign.search.genome import Genome  # noqa: E402
-from codesign.search.train import train_population, train_single  # noqa: E402
+from codesign.search.data import split
+from codesign.search.genome import Genome
+from codesign.search.train import train_population, train_single
 
 
 @pytest.fixture(scope="module")
@@ -21,12 +21,13 @@ def data():
 
 
 def test_padding_is_exact(data):
-    """A candidate trained alone == trained padded inside a group with wider candidates."""
+    """A candidate trained alone == trained padded inside a group with wider candidates of other activations/norms."""
     torch.set_num_threads(1)
     small = Genome((4, 3), ("relu", "tanh"), ("batch", "layer"), bits=6, learning_rate=3e-3, l1=1e-4)
-    wide = Genome((32, 16), ("relu", "tanh"), ("batch", "layer"), bits=8, learning_rate=1e-3, dropout=0.0)
+    wide = Genome((32, 16), ("sigmoid", "relu"), ("none", "batch"), bits=8, learning_rate=1e-3, dropout=0.1)
+    other = Genome((8, 8), ("gelu", "identity"), ("layer", "none"), bits=4)
     alone = train_population([small], data, 2, 64)[0]
-    grouped = train_population([wide, small], data, 2, 64)[1]
+    grouped = train_population([wide, small, other], data, 2, 64)[1]
     for k, v in alone.params.items():
         np.testing.assert_allclose(grouped.params[k], v, rtol=1e-4, atol=1e-5, err_msg=k)
     assert grouped.accuracy == pytest.approx(alone.accuracy, abs=0.01)
@@ -43,7 +44,7 @@ def test_padding_is_exact(data):
 def test_population_matches_plain_loop(data, genome):
     """Same init, same batch order: the batched trainer reproduces torch.optim.Adam on nn.Module."""
     torch.set_num_threads(1)
-    pop = train_population([genome, Genome((24, 5), genome.activations[:1] * 2, ("none", "none"))], data, 2, 64)[0]
+    pop = train_population([genome, Genome((24, 5), ("tanh", "relu"), ("batch", "none"))], data, 2, 64)[0]
     plain = train_single(genome, data, 2, 64)
     assert pop.params.keys() == plain.params.keys()
     for k in pop.params:

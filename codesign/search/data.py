@@ -28,12 +28,12 @@ def load_mnist_idx(images: str | Path, labels: str | Path) -> tuple[np.ndarray, 
 
 # ----------------------------------------------------------------------------- tabular sets
 
-import csv  # noqa: E402
-import os  # noqa: E402
-import urllib.request  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
+import csv
+import os
+import urllib.request
+from dataclasses import dataclass
 
-from codesign.errors import CodesignError  # noqa: E402
+from codesign.errors import CodesignError
 
 
 class DataError(CodesignError):
@@ -240,7 +240,7 @@ def split(
     order = np.random.default_rng(seed).permutation(len(x))
     if max_rows is not None:
         order = order[:max_rows]
-    n_val = max(1, int(round(len(order) * val_fraction)))
+    n_val = max(1, round(len(order) * val_fraction))
     if len(order) - n_val < 1:
         raise DataError(f"{name}: too few rows ({len(order)}) for a train/validation split")
     val, train = order[:n_val], order[n_val:]
@@ -251,7 +251,7 @@ def split(
     return Dataset(name, xs[train], y[train], xs[val], y[val], classes)
 
 
-def load_dataset(spec: "object") -> Dataset:
+def load_dataset(spec: object) -> Dataset:
     """A search space's ``data`` section -> Dataset (deterministic for a given seed)."""
     kind, path = spec.dataset, spec.path
     if kind == "magic":

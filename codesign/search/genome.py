@@ -56,8 +56,9 @@ class Genome:
         return json.dumps(asdict(self), sort_keys=True)
 
     def arch_key(self) -> tuple[Any, ...]:
-        """What must be equal for two candidates to train in one batched group."""
-        return (self.depth, self.activations, self.norms)
+        """What must be equal for two candidates to train in one batched group (widths,
+        activations and norms may differ: they are padded or selected per candidate)."""
+        return (self.depth,)
 
     def label(self) -> str:
         acts = self.activations[0] if len(set(self.activations)) == 1 else "/".join(self.activations)
@@ -68,7 +69,7 @@ class Genome:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Genome":
+    def from_dict(cls, d: dict[str, Any]) -> Genome:
         return cls(
             widths=tuple(d["widths"]), activations=tuple(d["activations"]), norms=tuple(d["norms"]),
             dropout=float(d["dropout"]), bits=int(d["bits"]), learning_rate=float(d["learning_rate"]), l1=float(d["l1"]),

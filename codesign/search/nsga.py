@@ -15,8 +15,9 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing as mp
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from pymoo.algorithms.moo.nsga2 import NSGA2
@@ -198,8 +199,8 @@ class Search:
         algorithm = NSGA2(
             pop_size=space.search.population,
             sampling=self._initial_x(),
-            crossover=SBX(prob=0.9, eta=15, vtype=float, repair=RoundingRepair()),
-            mutation=PM(eta=20, vtype=float, repair=RoundingRepair()),
+            crossover=SBX(prob=1.0, eta=3.0, vtype=float, repair=RoundingRepair()),
+            mutation=PM(prob=1.0, eta=3.0, vtype=float, repair=RoundingRepair()),
             eliminate_duplicates=GenomeDuplicates(space, seen),
         )
         problem = SearchProblem(space)
@@ -207,8 +208,9 @@ class Search:
         generation, stale = 0, 0
         while self.store.count() < self.trials and stale < MAX_STALE_GENERATIONS:
             pop = algorithm.ask()
-            if pop is None or len(pop) == 0:
-                break
+            if pop is None or len(pop) == 0:  # mating found no new genome this time: draw again
+                stale += 1
+                continue
             genomes = [decode(space, x) for x in pop.get("X")]
             missing = list({g.key(): g for g in genomes if self.store.get(g.key()) is None}.values())
             budget = self.trials - self.store.count()

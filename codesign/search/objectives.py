@@ -74,7 +74,7 @@ def n_constraints(space: Space) -> int:
     return sum(v is not None for v in (c.bops_max, c.params_max, c.resources_max_percent, c.latency_max_cycles))
 
 
-def pareto_mask(f: "list[list[float]]") -> list[bool]:
+def pareto_mask(f: list[list[float]]) -> list[bool]:
     """Non-dominated rows of a minimisation matrix (exact duplicates are all kept)."""
     n = len(f)
     keep = [True] * n

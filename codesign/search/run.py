@@ -14,9 +14,10 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from codesign.errors import OutputError
 from codesign.ir.io import save_model
@@ -169,6 +170,9 @@ def run_search(
     on_progress: Callable[[Progress], None] | None = None,
 ) -> RunSummary:
     """Load data, search (resuming from the store if asked), then write the run folder's outputs."""
+    import torch
+
+    torch.set_num_threads(1)  # small tensors: intra-op threads only add contention; parallelism is --workers
     space = space if isinstance(space, Space) else load_space(space)
     data = load_dataset(space.data)
     run_dir = Path(run_dir) if run_dir is not None else Path("runs") / _slug(space.name)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -37,14 +37,14 @@ class DataSpec(_Strict):
     """Which data set, how to split it (seeded) and how to preprocess it."""
 
     dataset: Literal["magic", "mnist", "jets", "csv", "npz"]
-    path: Optional[str] = None
-    label: Optional[str] = None
+    path: str | None = None
+    label: str | None = None
     val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     seed: int = 0
-    max_rows: Optional[int] = Field(None, gt=0)
+    max_rows: int | None = Field(None, gt=0)
 
     @model_validator(mode="after")
-    def _needs_path(self) -> "DataSpec":
+    def _needs_path(self) -> DataSpec:
         if self.dataset in ("csv", "npz") and not self.path:
             raise ValueError(f"dataset {self.dataset!r} needs a 'path'")
         if self.dataset in ("csv", "npz") and not self.label:
@@ -56,9 +56,9 @@ class BlockSpec(_Strict):
     """One NAC-style block: its own width/activation/norm choices."""
 
     type: str = "dense"
-    width: Optional[list[int]] = None
-    activation: Optional[list[str]] = None
-    norm: Optional[list[str]] = None
+    width: list[int] | None = None
+    activation: list[str] | None = None
+    norm: list[str] | None = None
 
     @field_validator("type")
     @classmethod
@@ -71,17 +71,17 @@ class BlockSpec(_Strict):
 
     @field_validator("width")
     @classmethod
-    def _width(cls, v: Optional[list[int]]) -> Optional[list[int]]:
+    def _width(cls, v: list[int] | None) -> list[int] | None:
         return _check_widths(v) if v is not None else v
 
     @field_validator("activation")
     @classmethod
-    def _act(cls, v: Optional[list[str]]) -> Optional[list[str]]:
+    def _act(cls, v: list[str] | None) -> list[str] | None:
         return _check_choices(v, ACTIVATIONS, "activation") if v is not None else v
 
     @field_validator("norm")
     @classmethod
-    def _norm(cls, v: Optional[list[str]]) -> Optional[list[str]]:
+    def _norm(cls, v: list[str] | None) -> list[str] | None:
         return _check_choices(v, NORMS, "norm") if v is not None else v
 
 
@@ -107,7 +107,7 @@ class LayerRange(_Strict):
     max: int = Field(3, ge=1, le=16)
 
     @model_validator(mode="after")
-    def _order(self) -> "LayerRange":
+    def _order(self) -> LayerRange:
         if self.min > self.max:
             raise ValueError(f"layers.min ({self.min}) is larger than layers.max ({self.max})")
         return self
@@ -122,7 +122,7 @@ class ModelSpec(_Strict):
     norm: list[str] = ["none"]
     dropout: list[float] = [0.0]
     bits: list[int] = [8]
-    blocks: Optional[list[BlockSpec]] = None
+    blocks: list[BlockSpec] | None = None
 
     @field_validator("width")
     @classmethod
@@ -154,7 +154,7 @@ class ModelSpec(_Strict):
         return list(dict.fromkeys(v))
 
     @model_validator(mode="after")
-    def _blocks(self) -> "ModelSpec":
+    def _blocks(self) -> ModelSpec:
         if self.blocks is not None and len(self.blocks) != self.layers.max:
             raise ValueError(f"blocks lists {len(self.blocks)} blocks but layers.max is {self.layers.max}")
         return self
@@ -184,10 +184,10 @@ class TrainingSpec(_Strict):
 class ConstraintSpec(_Strict):
     """Hardware budgets: a candidate over any of them is infeasible (not just worse)."""
 
-    bops_max: Optional[float] = Field(None, gt=0)
-    params_max: Optional[int] = Field(None, gt=0)
-    resources_max_percent: Optional[float] = Field(None, gt=0)
-    latency_max_cycles: Optional[float] = Field(None, gt=0)
+    bops_max: float | None = Field(None, gt=0)
+    params_max: int | None = Field(None, gt=0)
+    resources_max_percent: float | None = Field(None, gt=0)
+    latency_max_cycles: float | None = Field(None, gt=0)
 
 
 class SearchSpec(_Strict):
@@ -206,7 +206,7 @@ class BaselineSpec(_Strict):
     norm: str = "none"
     dropout: float = 0.0
     bits: int = 8
-    learning_rate: Optional[float] = None
+    learning_rate: float | None = None
     l1: float = 0.0
 
     @field_validator("widths")
@@ -237,7 +237,7 @@ class Space(_Strict):
     objectives: list[str] = ["accuracy", "bops"]
     constraints: ConstraintSpec = ConstraintSpec()
     search: SearchSpec = SearchSpec()
-    target: Optional[str] = None
+    target: str | None = None
     estimator: Literal["hls4ml", "da", "rule4ml"] = "hls4ml"
     reuse_factor: int = Field(1, ge=1)
     baselines: list[BaselineSpec] = []
@@ -255,7 +255,7 @@ class Space(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _target(self) -> "Space":
+    def _target(self) -> Space:
         needs = {"resources", "latency"} & set(self.objectives)
         if (needs or self.constraints.resources_max_percent or self.constraints.latency_max_cycles) and not self.target:
             raise ValueError("resource/latency objectives or budgets need a 'target' (FPGA part or board)")

@@ -12,9 +12,10 @@ import io
 import json
 import sqlite3
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -95,9 +96,10 @@ class TrialStore:
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: cannot open the trial store ({exc})") from None
         stored = self.meta("space_digest")
-        if existed and stored is not None and not resume and self.count() > 0:
+        held = self._raw_count()
+        if existed and stored is not None and not resume and held > 0:
             self.db.close()
-            raise StoreError(f"{self.path} already holds {self._raw_count()} trials; pass --resume to continue it")
+            raise StoreError(f"{self.path} already holds {held} trials; pass --resume to continue it")
         if stored is not None and stored != digest:
             self.db.close()
             raise StoreError(f"{self.path} was made with a different search space (digest {stored} != {digest})")
