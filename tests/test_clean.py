@@ -200,6 +200,17 @@ def test_gemm_without_bias_alpha_transb():
     _assert_same(model, result.model)
 
 
+def test_gemm_to_matmul_with_quantized_weights(torch_models):
+    """Quant -> Transpose (transB) is folded into the quantizer's initializer."""
+    from codesign.passes.quantize import quantize
+
+    x = np.random.default_rng(3).standard_normal((32, 3, 8, 8)).astype(np.float32)
+    quantized = quantize(torch_models["convbias"], 6, calibration=x, per_channel=True).model
+    result = GemmToMatMul()(quantized)
+    assert "Gemm" not in _ops(result.model) and "Transpose" not in _ops(result.model)
+    _assert_same(quantized, result.model)
+
+
 # ------------------------------------------------------------------ identity / constants
 def test_remove_identity_and_dropout():
     rng = np.random.default_rng(2)

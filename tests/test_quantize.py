@@ -118,6 +118,30 @@ def test_float_scales_round_within_half_a_step():
         assert len(np.unique(np.round(wq / scale))) <= 63
 
 
+def test_single_layer_error_within_the_quantization_steps():
+    """y_q - y is bounded by the steps: |x| dw/2 + |w| dx/2 + dx dw/4 summed, plus db/2."""
+    rng = np.random.default_rng(4)
+    w = numpy_helper.from_array(rng.standard_normal((6, 3)).astype(np.float32), "w")
+    b = numpy_helper.from_array(rng.standard_normal(3).astype(np.float32), "b")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["h"], name="dense"), helper.make_node("Add", ["h", "b"], ["y"], name="bias")],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
+        [w, b],
+    )
+    model = load(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
+    x = rng.uniform(-2, 2, (500, 6)).astype(np.float32)
+    result = quantize(model, 5, calibration=x, scale="float", bias_correction=False)
+    steps = {q.name.split("_")[-2]: float(result.model.initializer(q.input[1])) for q in _quant_nodes(result.model)}
+    dw, db, dx = steps["w"], steps["b"], steps["in"]
+    wf = numpy_helper.to_array(w).astype(np.float64)
+    bound = np.abs(x) @ np.full_like(wf, dw / 2) + (dx / 2) * np.abs(wf).sum(0) + wf.shape[0] * dx * dw / 4 + db / 2
+    err = np.abs(predict(result.model, x) - predict(model, x))
+    assert np.all(err <= bound + 1e-5)
+    assert err.max() > 0  # it did quantize
+
+
 def test_per_layer_overrides_name_beats_op_type():
     model = _three_layer()
     last = [n.name for n in model.graph.node if n.op_type == "MatMul"][-1]

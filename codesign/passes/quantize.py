@@ -356,8 +356,8 @@ def _correct_bias(model: Model, mac: onnx.NodeProto, site: tuple[onnx.NodeProto,
 
 def _per_channel_mean(mac: onnx.NodeProto, diff: np.ndarray) -> np.ndarray:
     """Average a per-element output shift over everything but the output channel."""
-    if mac.op_type == "Conv" and diff.ndim >= 2:
-        return diff.reshape(diff.shape[0], -1).mean(axis=1)
+    if mac.op_type == "Conv" and diff.ndim >= 2 and not mac.domain:
+        return diff.reshape(diff.shape[0], -1).mean(axis=1)  # (C, H, W): channels first
     return diff.reshape(-1, diff.shape[-1]).mean(axis=0)
 
 
@@ -412,6 +412,9 @@ class Quantize(Pass):
         fold_batchnorm: bool = True,
     ):
         self.config = config or QuantConfig()
+        if calibration is not None and not isinstance(calibration, (np.ndarray, Mapping, Calibration, list, tuple)):
+            if iter(calibration) is calibration:  # a one-shot iterator: keep the batches for the second pass
+                calibration = list(calibration)
         self.calibration = calibration
         self.input_range = input_range
         self.fold_batchnorm = fold_batchnorm
