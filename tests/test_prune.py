@@ -139,6 +139,40 @@ def test_structured_removes_exactly_the_given_neurons(magic):
     assert macs == 10 * 48 + 48 * 24 + 24 * 24 + 24 * 2 < cost_report(model).macs
 
 
+def test_structured_conv_bn_pool_flatten_exact(tmp_path):
+    """Conv channels go with their BatchNorm entries, through MaxPool and Flatten."""
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(8, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 2 * 2, 5),
+    )  # fmt: skip
+    net[1].running_mean.uniform_(-1, 1)
+    net[1].running_var.uniform_(0.5, 2)
+    torch.onnx.export(
+        net.eval(), torch.zeros(1, 3, 8, 8), str(tmp_path / "c.onnx"), dynamo=False, do_constant_folding=False
+    )
+    model = load(tmp_path / "c.onnx")
+    drop = {"/0/Conv": [1, 6], "/4/Conv": [2]}
+    result = StructuredPrune(neurons=drop)(model)
+    result.model.validate()
+    shapes = [result.model.constant(n.input[1]).shape for n in _layers(result.model)]
+    assert shapes == [(6, 3, 3, 3), (3, 6, 3, 3), (5, 12)]
+    bn = next(n for n in result.model.graph.node if n.op_type == "BatchNormalization")
+    assert all(result.model.initializer(i).shape == (6,) for i in bn.input[1:])
+    reference = model.copy()
+    convs = _layers(reference)
+    w = reference.initializer(convs[1].input[1]).copy()
+    w[:, drop["/0/Conv"]] = 0.0
+    reference.set_initializer(convs[1].input[1], w)
+    fc = reference.initializer(convs[2].input[1]).copy()
+    fc[:, 2 * 4 : 3 * 4] = 0.0  # channel 2 of the flattened (4, 2, 2) map
+    reference.set_initializer(convs[2].input[1], fc)
+    x = np.random.default_rng(1).standard_normal((16, 3, 8, 8)).astype(np.float32)
+    np.testing.assert_allclose(predict(result.model, x), predict(reference, x), atol=1e-5)
+
+
 def test_structured_25pct_runs_end_to_end(magic):
     model, _, x, y = magic
     result = StructuredPrune(0.25)(model)

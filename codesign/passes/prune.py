@@ -28,6 +28,8 @@ CHANNELWISE_OPS = frozenset(
     {"Add", "Sub", "Mul", "Div", "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Selu", "Elu", "Clip", "HardSigmoid",
      "BatchNormalization", "Identity", "Dropout", "Quant", "BipolarQuant", "Trunc", "PRelu", "Softsign"}
 )  # fmt: skip
+#: Ops that keep every channel separate but change the spatial size (pooling).
+POOL_OPS = frozenset({"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"})
 
 
 def _attr(node: onnx.NodeProto, name: str, default=None):
@@ -149,6 +151,8 @@ class _Region:
     chain: list[onnx.NodeProto]
     consumers: list[onnx.NodeProto]
     channels: int
+    spatial: int = 1  # > 1 when a Flatten/Reshape turns (N, C, H, W) into (N, C*H*W) before the consumers
+    flatten: onnx.NodeProto | None = None
 
 
 def _out_axis(node: onnx.NodeProto, ndim: int) -> int:
@@ -182,6 +186,8 @@ def _region(model: Model, layer: onnx.NodeProto) -> _Region | str:
     chain: list[onnx.NodeProto] = []
     tensor = layer.output[0]
     outputs = set(model.outputs)
+    flatten: onnx.NodeProto | None = None
+    spatial = 1
     while True:
         if tensor in outputs:
             return "its output reaches a graph output"
@@ -193,14 +199,39 @@ def _region(model: Model, layer: onnx.NodeProto) -> _Region | str:
                 return "feeds a grouped or channels-last convolution"
             if any(c.op_type == "Gemm" and _attr(c, "transA", 0) for c in cons):
                 return "feeds a Gemm with transA"
-            return _Region(layer, chain, cons, channels)
-        if len(cons) != 1 or cons[0].op_type not in CHANNELWISE_OPS or cons[0].domain.endswith("channels_last"):
-            return f"its output feeds {cons[0].op_type if len(cons) == 1 else 'several nodes'}, not a channel-wise op or a layer"
-        node = cons[0]
-        if model.shape(node.output[0]) != model.shape(tensor):
+            if flatten is not None and any(c.op_type == "Conv" for c in cons):
+                return "a flattened tensor feeds a convolution"
+            return _Region(layer, chain, cons, channels, spatial, flatten)
+        node = cons[0] if len(cons) == 1 else None
+        if flatten is None and node is not None and _is_flatten(model, node, tensor):
+            flatten, spatial = node, int(np.prod(model.shape(tensor)[2:]))
+            tensor = node.output[0]
+            continue
+        if node is None or node.op_type not in CHANNELWISE_OPS | POOL_OPS or node.domain.endswith("channels_last"):
+            what = node.op_type if node is not None else "several nodes"
+            return f"its output feeds {what}, not a channel-wise op or a layer"
+        if any(i and i != tensor and model.constant(i) is None for i in node.input):
+            return f"{node.op_type} {node.name!r} joins another branch"
+        in_shape, out_shape = model.shape(tensor), model.shape(node.output[0])
+        if node.op_type in POOL_OPS:
+            if flatten is not None or in_shape is None or out_shape is None or out_shape[:2] != in_shape[:2]:
+                return f"{node.op_type} {node.name!r} changes the channels"
+        elif out_shape != in_shape:
             return f"{node.op_type} {node.name!r} changes the shape"
+        elif flatten is not None and any(i != tensor and model.constant(i).size > 1 for i in node.input if i):
+            return f"{node.op_type} {node.name!r} has per-element parameters after a flatten"
         chain.append(node)
         tensor = node.output[0]
+
+
+def _is_flatten(model: Model, node: onnx.NodeProto, tensor: str) -> bool:
+    """Flatten(axis=1) or Reshape of an (N, C, ...) tensor to (N, C*...)."""
+    in_shape, out_shape = model.shape(tensor), model.shape(node.output[0])
+    if in_shape is None or out_shape is None or len(in_shape) < 3 or len(out_shape) != 2:
+        return False
+    if node.op_type == "Flatten":
+        return int(_attr(node, "axis", 1)) == 1
+    return node.op_type == "Reshape" and out_shape == (in_shape[0], int(np.prod(in_shape[1:])))
 
 
 def _drop_from_constant(model: Model, name: str, keep: np.ndarray, axis_from_end: int, channels: int) -> None:
@@ -242,9 +273,15 @@ def _remove_channels(model: Model, region: _Region, drop: np.ndarray) -> None:
                 _drop_from_constant(model, inp, keep, 1, c)
             else:  # broadcast against an (N, C, ...) tensor: channel axis is rank-1 from the end
                 _drop_from_constant(model, inp, keep, out_rank - 1, c)
+    wide = np.repeat(keep, region.spatial)  # channel-major (NCHW) flatten order
     for consumer in region.consumers:
         nd = len(model.constant(consumer.input[1]).shape)
-        _drop_weight_axis(model, consumer, _in_axis(consumer, nd), keep, c)
+        _drop_weight_axis(model, consumer, _in_axis(consumer, nd), wide, c * region.spatial)
+    flat = region.flatten
+    if flat is not None and flat.op_type == "Reshape":
+        target = model.initializer(flat.input[1])
+        if target is not None and target.size == 2 and target[1] != -1:
+            replace_initializer(model, flat.input[1], np.array([target[0], int(wide.sum())], dtype=np.int64))
     model.invalidate()
 
 
@@ -258,7 +295,7 @@ def _importance(model: Model, layer: onnx.NodeProto, criterion: str, region: _Re
     for consumer in region.consumers:
         w = model.constant(consumer.input[1])
         axis = _in_axis(consumer, w.ndim)
-        score += np.abs(np.moveaxis(w, axis, 0)).reshape(w.shape[axis], -1).sum(axis=1)
+        score += np.abs(np.moveaxis(w, axis, 0)).reshape(region.channels, -1).sum(axis=1)
     return score
 
 
