@@ -180,3 +180,15 @@ def test_kill9_then_resume_loses_and_repeats_nothing(tmp_path):
     assert len(after) == 31 and len({r[1] for r in after}) == 31  # nothing repeated
     assert [r[1:] for r in after] == [r[1:] for r in reference]  # exactly the uninterrupted run
     assert (tmp_path / "run" / "pareto.csv").exists()
+
+
+def test_two_local_workers_give_the_same_trials(tmp_path):
+    """--workers 2 splits each generation by depth group over spawned processes; results are identical."""
+    space = parse_space(_space(tmp_path, trials=8, population=4))
+    data = load_dataset(space.data)
+    runs = []
+    for workers in (1, 2):
+        store = TrialStore(tmp_path / f"w{workers}.sqlite", space.digest())
+        nsga.Search(space, data, store, workers=workers).run()
+        runs.append([(t.key, t.metrics["accuracy"], t.metrics["bops"]) for t in store.trials()])
+    assert len(runs[1]) == 9 and runs[0] == runs[1]
