@@ -28,6 +28,7 @@ STRATEGIES = {"latency": "Latency", "resource": "Resource", "da": "distributed_a
 DEFAULT_PRECISION = "fixed<16,6>"
 PROJECT_NAME = "myproject"
 
+
 #: Why hls4ml's ONNX frontend refuses some ops codesign's IR accepts.
 UNSUPPORTED_WHY = {
     "MultiThreshold": "FINN-style thresholds; compile the QONNX model from before FINN's streamlining, or use --backend finn",
@@ -185,9 +186,9 @@ def convert(model: Model, target: Target, options: Hls4mlOptions, output_dir: Pa
     options.check()
     lowered = lower_model(model)
     precision = derive(lowered)
-    config = hls_config(lowered, precision, options)
     clock = float(options.clock_ns or target.default_clock_ns)
     try:
+        config = hls_config(lowered, precision, options)
         with quiet():
             hls_model = hls4ml.converters.convert_from_onnx_model(
                 lowered.wrapper, output_dir=str(output_dir), project_name=options.project_name,

@@ -12,6 +12,7 @@ import re
 from typing import Iterable
 
 import numpy as np
+import onnx
 from onnx import helper
 from qonnx.transformation.channels_last import ConvertToChannelsLastAndClean
 from qonnx.transformation.infer_datatypes import InferDataTypes
@@ -117,19 +118,64 @@ class ChannelsLast(Pass):
         return QonnxPass(ConvertToChannelsLastAndClean(make_input_channels_last=True), max_iterations=1)(model)
 
 
-class ExplicitTransposePerm(Pass):
-    """Write the default ``perm`` (reversed axes) on Transposes that omit it; hls4ml requires it."""
+class ExplicitDefaults(Pass):
+    """Spell out attributes ONNX lets exporters omit: Transpose ``perm``, Conv/pool ``pads`` etc.
+
+    hls4ml's Transpose handler and qonnx's channels-last wrappers read these attributes
+    and fail when they are absent; their ONNX defaults are written so nothing changes.
+    """
 
     def call(self, model: Model) -> PassResult:
         modified = False
         for node in model.graph.node:
-            if node.op_type == "Transpose" and not any(a.name == "perm" for a in node.attribute):
-                shape = model.shape(node.input[0])
+            attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+            shape = model.shape(node.input[0]) if node.input else None
+            if node.op_type == "Transpose" and "perm" not in attrs:
                 if shape is None:
                     raise UnsupportedModelError(f"Transpose {node.name} has no perm and an unknown input shape")
                 node.attribute.append(helper.make_attribute("perm", list(reversed(range(len(shape))))))
                 modified = True
+            elif node.op_type in ("Conv", "MaxPool", "AveragePool") and node.domain in ("", "ai.onnx") and shape:
+                modified |= _explicit_window(model, node, attrs, shape)
         return PassResult(model, modified)
+
+
+def _explicit_window(model: Model, node: onnx.NodeProto, attrs: dict, shape: tuple[int, ...]) -> bool:
+    nsp = len(shape) - 2
+    kernel = attrs.get("kernel_shape")
+    if kernel is None and node.op_type == "Conv":
+        w = model.shape(node.input[1])
+        kernel = list(w[2:]) if w else None
+    if kernel is None or nsp < 1:
+        return False
+    strides = list(attrs.get("strides", [1] * nsp))
+    dil = list(attrs.get("dilations", [1] * nsp))
+    new: dict[str, list[int]] = {}
+    if "kernel_shape" not in attrs:
+        new["kernel_shape"] = list(kernel)
+    if "strides" not in attrs:
+        new["strides"] = strides
+    if node.op_type == "Conv" and "dilations" not in attrs:
+        new["dilations"] = dil
+    auto = attrs.get("auto_pad", b"NOTSET")
+    auto = auto.decode() if isinstance(auto, bytes) else auto
+    if "pads" not in attrs:
+        begin, end = [0] * nsp, [0] * nsp
+        if auto in ("SAME_UPPER", "SAME_LOWER"):
+            for i in range(nsp):
+                size = shape[2 + i]
+                total = max((-(-size // strides[i]) - 1) * strides[i] + (kernel[i] - 1) * dil[i] + 1 - size, 0)
+                small, big = total // 2, total - total // 2
+                begin[i], end[i] = (small, big) if auto == "SAME_UPPER" else (big, small)
+        new["pads"] = begin + end
+    if not new and auto in ("NOTSET", None):
+        return False
+    for a in list(node.attribute):
+        if a.name == "auto_pad":
+            node.attribute.remove(a)
+    for key, value in new.items():
+        node.attribute.append(helper.make_attribute(key, [int(v) for v in value]))
+    return True
 
 
 def _pow2_scalar(value: np.ndarray) -> bool:
@@ -183,15 +229,53 @@ class ExtractWeightScale(Pass):
         return PassResult(model, modified)
 
 
+class QuantizeTableInputs(Pass):
+    """A saturating ``fixed<16,6>`` Quant before each Softmax not already fed by a quantizer.
+
+    hls4ml's Softmax indexes its exp table with the top bits of its input type; an
+    inferred accumulator type (``fixed<38,18>`` for a float Dense) maps every logit to one
+    entry and the output is constant. The Quant pins the hardware's input type, and the
+    reference comparison (``--verify``) reports the rounding it adds.
+    """
+
+    BITS, EXPONENT = 16, -10
+
+    def call(self, model: Model) -> PassResult:
+        modified = False
+        for node in list(model.nodes_of(["Softmax"])):
+            src = node.input[0]
+            producer = model.producer(src)
+            if producer is not None and producer.op_type in ("Quant", "BipolarQuant"):
+                continue
+            base = f"{node.name}_input_quant"
+            for suffix, value in (("scale", 2.0**self.EXPONENT), ("zeropt", 0.0), ("bits", float(self.BITS))):
+                model.wrapper.set_initializer(f"{base}_{suffix}", np.asarray(value, dtype=np.float32))
+            quant = helper.make_node(
+                "Quant", [src, f"{base}_scale", f"{base}_zeropt", f"{base}_bits"], [f"{base}_out"], name=base,
+                domain=QONNX_DOMAIN, signed=1, narrow=0, rounding_mode="ROUND",
+            )  # fmt: skip
+            node.input[0] = f"{base}_out"
+            model.graph.node.insert(list(model.graph.node).index(node), quant)
+            model.invalidate()
+            modified = True
+        if modified:
+            from codesign.passes.shapes import infer_shapes
+
+            infer_shapes(model)
+        return PassResult(model, modified)
+
+
 def lower_for_hls4ml() -> Sequential:
     """IR -> the graph hls4ml's QONNX frontend converts (cleaned, MatMul, channels-last)."""
     return Sequential(
         QonnxCleanup(),
         GemmToMatMul(),
         ExtractWeightScale(),
+        ExplicitDefaults(),
+        QuantizeTableInputs(),
         ChannelsLast(),
         QonnxCleanup(),
-        ExplicitTransposePerm(),
+        ExplicitDefaults(),
         QonnxPass(InferDataTypes(allow_scaledint_dtypes=True)),
     )
 
@@ -228,4 +312,4 @@ def refuse_unsupported(model: Model, supported: Iterable[str], backend: str, why
     raise UnsupportedModelError(f"{backend} cannot express op{'s' if len(bad) > 1 else ''} {'; '.join(parts)}")
 
 
-__all__ = ["ChannelsLast", "GemmToMatMul", "QonnxCleanup", "lower", "lower_for_finn", "lower_for_hls4ml", "refuse_unsupported"]
+__all__ = ["ChannelsLast", "ExplicitDefaults", "ExtractWeightScale", "GemmToMatMul", "QonnxCleanup", "lower", "lower_for_finn", "lower_for_hls4ml", "refuse_unsupported"]

@@ -65,6 +65,10 @@ class Fixed:
         return np.clip(np.round(np.asarray(x, dtype=np.float64) / step) * step, self.lo, self.hi)
 
 
+#: The port type of an input the IR leaves float: hls4ml's default precision.
+DEFAULT_INPUT = Fixed(16, 6, True)
+
+
 def _attr(node: onnx.NodeProto, name: str, default=None):
     for a in node.attribute:
         if a.name == name:
@@ -219,7 +223,8 @@ def derive(model: Model) -> ModelPrecision:
     for name in model.inputs:
         t = input_type(model, name)
         if t is not None:
-            inputs[name] = tensors[name] = t
+            inputs[name] = t
+        tensors[name] = t or DEFAULT_INPUT  # what the hardware port carries either way
     layers: dict[str, LayerPrecision] = {}
     for node in model.graph.node:
         if not node.output:
@@ -275,4 +280,4 @@ def _mac_layer(model: Model, node: onnx.NodeProto, x: Fixed) -> LayerPrecision |
     return LayerPrecision(node.name, node.op_type, types)
 
 
-__all__ = ["Fixed", "LayerPrecision", "ModelPrecision", "acc_type", "derive", "exact_type", "input_type", "quant_type"]
+__all__ = ["DEFAULT_INPUT", "Fixed", "LayerPrecision", "ModelPrecision", "acc_type", "derive", "exact_type", "input_type", "quant_type"]

@@ -12,12 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from codesign.backends.precision import Fixed
-from codesign.backends.reference import execute
+from codesign.backends.precision import DEFAULT_INPUT, Fixed
+from codesign.backends.reference import ReferenceExecutor
 from codesign.ir.model import Model
 
 #: Range and grid for inputs the IR does not type (float models): hls4ml's default input type.
-FLOAT_INPUT_TYPE = Fixed(16, 6, True)
+FLOAT_INPUT_TYPE = DEFAULT_INPUT
 
 
 @dataclass
@@ -63,6 +63,17 @@ def sample_inputs(model: Model, types: dict[str, Fixed], n: int, seed: int = 0) 
     return out
 
 
+def reference_outputs(model: Model, x: np.ndarray) -> np.ndarray:
+    """The reference output for each sample, one sample at a time.
+
+    The IR is normalised to batch 1; exporters bake that batch into Reshape/Flatten
+    targets, so a re-batched run can fail or mix samples. Per-sample runs cannot.
+    """
+    executor = ReferenceExecutor(model)
+    name = model.outputs[0]
+    return np.concatenate([executor.run(x[i : i + 1])[name] for i in range(x.shape[0])], axis=0)
+
+
 def channels_perm(ir_shape: tuple[int, ...], lowered_shape: tuple[int, ...]) -> tuple[int, ...] | None:
     """The permutation taking an IR tensor to the lowered (channels-last) layout, None if identical."""
     if tuple(ir_shape) == tuple(lowered_shape):
@@ -105,17 +116,19 @@ def verify_hls4ml(ir: Model, build: Any, samples: int = 100, seed: int = 0) -> V
     types = {ir.inputs[0]: given} if given is not None else {}
     feeds = sample_inputs(ir, types, samples, seed)
     x = feeds[ir.inputs[0]]
-    ref = execute(ir, feeds)[ir.outputs[0]]
+    ref = reference_outputs(ir, x)
     in_perm = channels_perm(ir.shape(ir.inputs[0]), lowered.shape(lowered.inputs[0]))
     hx = np.ascontiguousarray(x.transpose(in_perm) if in_perm else x)
     with quiet():
         got = np.asarray(build.hls_model.predict(hx))
     lowered_out = (samples, *lowered.shape(lowered.outputs[0])[1:])
     got = got.reshape(lowered_out)
+    if lowered.dtype(lowered.outputs[0]).name == "BIPOLAR" and np.isin(got, (0.0, 1.0)).all():
+        got = 2.0 * got - 1.0  # hls4ml carries bipolar values as one bit, 0 meaning -1
     out_perm = channels_perm(ir.shape(ir.outputs[0]), lowered.shape(lowered.outputs[0]))
     if out_perm:
         got = got.transpose(np.argsort(out_perm))
     return compare(ref, got, {ir.inputs[0]: (given or FLOAT_INPUT_TYPE).hls()})
 
 
-__all__ = ["VerifyReport", "channels_perm", "compare", "sample_inputs", "verify_hls4ml"]
+__all__ = ["VerifyReport", "channels_perm", "compare", "reference_outputs", "sample_inputs", "verify_hls4ml"]
