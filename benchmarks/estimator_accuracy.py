@@ -1,0 +1,132 @@
+"""How well do the estimators predict real synthesis? (issue 5)
+
+Reads the cached yosys results (``benchmarks/data/estimator_synth.csv``, made by
+``estimator_synth_gen.py``), rebuilds each MLP from its seeded spec, runs every
+estimator on the IR and prints, per estimator, MAPE and Spearman rank correlation of
+its LUT estimate against the synthesised LUT count, and the rank correlation of BOPs
+with the same counts. Then times the ``hls4ml`` estimator on every shared model
+(target: < 10 ms per model). Runs in well under a minute:
+
+    .venv/bin/python benchmarks/estimator_accuracy.py [--no-da] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT / "tests"))
+warnings.filterwarnings("ignore")
+
+from estimator_synth_gen import CSV, load_spec, read_rows, spec_of_row  # noqa: E402
+
+
+def ranks(x: np.ndarray) -> np.ndarray:
+    """Average ranks (ties share their mean rank), as Spearman needs."""
+    order = np.argsort(x, kind="mergesort")
+    r = np.empty(len(x))
+    r[order] = np.arange(len(x), dtype=float)
+    for v in np.unique(x):
+        idx = x == v
+        r[idx] = r[idx].mean()
+    return r
+
+
+def spearman(a: list[float], b: list[float]) -> float:
+    ra, rb = ranks(np.asarray(a, float)), ranks(np.asarray(b, float))
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def mape(est: list[float], true: list[float]) -> float:
+    e, t = np.asarray(est, float), np.asarray(true, float)
+    return float(np.mean(np.abs(e - t) / t) * 100)
+
+
+def estimates(rows: list[dict[str, str]], use_da: bool) -> dict[str, list[float]]:
+    from codesign.passes.cost import cost_report
+    from codesign.passes.estimate import estimate
+
+    out: dict[str, list[float]] = {"hls4ml": [], "BOPs": []}
+    if use_da:
+        out["da"] = []
+    for row in rows:
+        model = load_spec(spec_of_row(row))
+        out["hls4ml"].append(estimate(model, "hls4ml").totals["LUT"])
+        out["BOPs"].append(cost_report(model).bops)
+        if use_da:
+            out["da"].append(estimate(model, "da").totals["LUT"])
+    return out
+
+
+def time_shared_models(repeats: int = 20) -> list[tuple[str, float]]:
+    """Median wall time of the hls4ml estimator per shared model (model already loaded)."""
+    from conftest import all_shared_models
+
+    from codesign.errors import CodesignError
+    from codesign.frontends import load
+    from codesign.passes.estimate.hls4ml_model import Hls4mlEstimator
+
+    est = Hls4mlEstimator()
+    out = []
+    for path in all_shared_models():
+        try:
+            model = load(path)
+        except CodesignError:
+            continue
+        est(model)  # warm the IR's constant caches, as the search does
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            est(model)
+            times.append(time.perf_counter() - t0)
+        out.append((path.name, statistics.median(times)))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--no-da", action="store_true", help="skip the da4ml estimator (slow for big MLPs)")
+    ap.add_argument("--json", type=Path, help="also write the numbers as JSON")
+    args = ap.parse_args()
+    rows = read_rows(CSV)
+    if not rows:
+        sys.exit(f"no cached synthesis results in {CSV}; run benchmarks/estimator_synth_gen.py first")
+    yosys = [float(r["yosys_lut"]) for r in rows]
+    est = estimates(rows, use_da=not args.no_da)
+    est["da4ml cost (full trace)"] = [float(r["da4ml_full_lut"]) for r in rows]
+
+    print(f"{len(rows)} MLPs synthesised with yosys synth_xilinx -family xcup (da4ml RTL)\n")
+    head = f"{'model':7s} {'widths':24s} {'w':>2s} {'a':>2s} {'sp':>5s} {'yosys LUT':>10s}"
+    cols = [k for k in est if k != "BOPs"]
+    print(head + "".join(f" {k[:14]:>14s}" for k in cols) + f" {'BOPs':>10s}")
+    for i, r in enumerate(rows):
+        line = f"{r['name']:7s} {r['widths']:24s} {r['w_bits']:>2s} {r['a_bits']:>2s} {float(r['sparsity']):5.2f} {yosys[i]:10.0f}"
+        print(line + "".join(f" {est[k][i]:14.0f}" for k in cols) + f" {est['BOPs'][i]:10.3g}")
+    print(f"\n{'estimator':26s} {'MAPE %':>8s} {'Spearman':>9s}   (vs yosys LUTs)")
+    summary: dict[str, dict[str, float]] = {}
+    for k, v in est.items():
+        rho = spearman(v, yosys)
+        err = mape(v, yosys) if k != "BOPs" else float("nan")
+        summary[k] = {"mape_pct": err, "spearman": rho}
+        print(f"{k:26s} {err:8.1f} {rho:9.3f}" if k != "BOPs" else f"{k:26s} {'-':>8s} {rho:9.3f}")
+
+    timings = time_shared_models()
+    worst = max(timings, key=lambda t: t[1])
+    print(f"\nhls4ml estimator on {len(timings)} shared models: median {statistics.median(t for _, t in timings) * 1e3:.2f} ms,"
+          f" worst {worst[1] * 1e3:.2f} ms ({worst[0]}); target < 10 ms")  # fmt: skip
+    if args.json:
+        args.json.write_text(json.dumps({"summary": summary, "timings_ms": {n: t * 1e3 for n, t in timings}}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

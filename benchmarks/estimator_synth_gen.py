@@ -1,0 +1,219 @@
+"""Generate the estimator ground truth: a spread of quantized MLPs, synthesised with yosys.
+
+Each MLP (widths 8-128, 2-6 layers, 2-8 bit weights, 0-80% sparsity, 3-8 bit
+activations) is built as a QONNX graph, traced to RTL by da4ml (its multiplier-free
+distributed-arithmetic design), and synthesised with
+``yosys synth_xilinx -family xcup -flatten; stat``. The LUT/FF/CARRY counts go to
+``benchmarks/data/estimator_synth.csv`` so that ``estimator_accuracy.py`` re-runs in
+seconds. Takes minutes per model; not part of CI.
+
+    .venv/bin/python benchmarks/estimator_synth_gen.py [--only NAME] [--jobs 1]
+
+Needs ``apt-get install yosys`` and ``pip install da4ml``. The specs are
+deterministic (seeded), so the accuracy benchmark rebuilds the same models.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+CSV = ROOT / "benchmarks" / "data" / "estimator_synth.csv"
+LATENCY_CUTOFF = 5.0
+#: da4ml-estimated LUT cap per model, so that synthesis stays within minutes.
+MAX_LUT = 40_000
+N_MODELS = 18
+FIELDS = [
+    "name", "widths", "w_bits", "a_bits", "sparsity", "seed", "yosys_lut", "yosys_ff", "yosys_carry",
+    "yosys_lut_by_size", "da4ml_full_lut", "da4ml_full_ff", "stages", "synth_s",
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class MlpSpec:
+    name: str
+    widths: tuple[int, ...]
+    w_bits: int
+    a_bits: int
+    sparsity: float
+    seed: int
+
+
+def _quant(name: str, x: str, scale: float, bits: int, signed: int, inits: list) -> onnx.NodeProto:
+    inits += [
+        numpy_helper.from_array(np.array(scale, dtype=np.float32), f"{name}_s"),
+        numpy_helper.from_array(np.array(0.0, dtype=np.float32), f"{name}_z"),
+        numpy_helper.from_array(np.array(float(bits), dtype=np.float32), f"{name}_b"),
+    ]
+    return helper.make_node(
+        "Quant", [x, f"{name}_s", f"{name}_z", f"{name}_b"], [f"{name}_out"], name=name,
+        domain="qonnx.custom_op.general", signed=signed, narrow=0, rounding_mode="ROUND",
+    )  # fmt: skip
+
+
+def build_mlp(spec: MlpSpec) -> onnx.ModelProto:
+    """A QONNX MLP: Quant(input) -> [MatMul(Quant(W)) -> Relu -> Quant]* -> MatMul(Quant(W))."""
+    rng = np.random.default_rng(spec.seed)
+    nodes, inits = [], []
+    a_scale = 2.0 ** -(spec.a_bits - 3)  # activations in [-4, 4) / [0, 8)
+    nodes.append(_quant("q_in", "x", a_scale, spec.a_bits, 1, inits))
+    cur = "q_in_out"
+    n_layers = len(spec.widths) - 1
+    for li in range(n_layers):
+        n_in, n_out = spec.widths[li], spec.widths[li + 1]
+        w = rng.uniform(-1, 1, (n_in, n_out)).astype(np.float32)
+        if spec.sparsity > 0:
+            cut = np.quantile(np.abs(w), spec.sparsity)
+            w[np.abs(w) < cut] = 0.0
+        inits.append(numpy_helper.from_array(w, f"w{li}"))
+        nodes.append(_quant(f"qw{li}", f"w{li}", 2.0 ** -(spec.w_bits - 1), spec.w_bits, 1, inits))
+        nodes.append(helper.make_node("MatMul", [cur, f"qw{li}_out"], [f"mm{li}"], name=f"dense{li}"))
+        cur = f"mm{li}"
+        if li < n_layers - 1:
+            nodes.append(helper.make_node("Relu", [cur], [f"relu{li}"], name=f"relu{li}"))
+            nodes.append(_quant(f"qa{li}", f"relu{li}", a_scale, spec.a_bits, 0, inits))
+            cur = f"qa{li}_out"
+    nodes.append(helper.make_node("Identity", [cur], ["y"], name="out"))
+    graph = helper.make_graph(
+        nodes, spec.name,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, spec.widths[0]])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, spec.widths[-1]])],
+        initializer=inits,
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("qonnx.custom_op.general", 1)])
+    model.ir_version = 8
+    return model
+
+
+def load_spec(spec: MlpSpec):
+    """The spec's MLP as a normalised codesign IR model."""
+    from codesign.frontends import load
+
+    return load(build_mlp(spec))
+
+
+def _candidate(rng: np.random.Generator, idx: int) -> MlpSpec:
+    n_layers = int(rng.integers(2, 7))
+    widths = tuple(int(rng.choice([8, 16, 32, 64, 128])) for _ in range(n_layers)) + (int(rng.choice([5, 8, 10])),)
+    return MlpSpec(
+        name=f"mlp{idx:02d}", widths=widths, w_bits=int(rng.integers(2, 9)), a_bits=int(rng.integers(3, 9)),
+        sparsity=round(float(rng.uniform(0.0, 0.8)), 2), seed=1000 + idx,
+    )  # fmt: skip
+
+
+def lut_proxy(spec: MlpSpec) -> float:
+    """Cheap size proxy (non-zero weights x (a_bits + w_bits)), ~ da4ml LUTs within 2x."""
+    nnz = sum(a * b for a, b in zip(spec.widths, spec.widths[1:])) * (1 - spec.sparsity)
+    return nnz * (spec.a_bits + spec.w_bits)
+
+
+def specs(n: int = N_MODELS, max_lut: float = MAX_LUT) -> list[MlpSpec]:
+    """Deterministic spread of MLPs whose estimated size stays under ``max_lut``."""
+    rng = np.random.default_rng(2026)
+    out: list[MlpSpec] = []
+    idx = 0
+    while len(out) < n:
+        spec = _candidate(rng, idx)
+        idx += 1
+        if lut_proxy(spec) <= max_lut:
+            out.append(spec)
+    return out
+
+
+def parse_stat(text: str) -> dict[str, int]:
+    """Cell counts from yosys ``stat`` output (the last module listing)."""
+    cells: dict[str, int] = {}
+    for name, count in re.findall(r"^\s+([A-Z][A-Z0-9_]+)\s+(\d+)\s*$", text, flags=re.M):
+        cells[name] = int(count)
+    return cells
+
+
+def synthesise(spec: MlpSpec, workdir: Path) -> dict[str, object]:
+    """da4ml RTL for ``spec`` -> yosys synth_xilinx -> LUT/FF/CARRY counts."""
+    from da4ml.codegen import VerilogModel
+    from da4ml.trace import to_pipeline
+
+    from codesign.passes.estimate.da_model import trace_model
+
+    comb = trace_model(load_spec(spec), LATENCY_CUTOFF)
+    pipe = to_pipeline(comb, LATENCY_CUTOFF, verbose=False)
+    rtl = VerilogModel(pipe, spec.name, workdir / spec.name, latency_cutoff=LATENCY_CUTOFF)
+    rtl.write()
+    src = workdir / spec.name / "src"
+    files = [str(p) for p in sorted((src / "static").glob("*.v")) if p.name != "lookup_table.v"]
+    files += [str(p) for p in sorted(src.glob(f"{spec.name}_stage*.v"))] + [str(src / f"{spec.name}.v")]
+    script = f"read_verilog -sv {' '.join(files)}; synth_xilinx -family xcup -flatten -top {spec.name}; stat"
+    t0 = time.time()
+    res = subprocess.run(["yosys", "-q", "-p", script.replace("; stat", "; tee -o /dev/stdout stat")],
+                         capture_output=True, text=True, check=True)  # fmt: skip
+    cells = parse_stat(res.stdout)
+    luts = {k: v for k, v in cells.items() if re.fullmatch(r"LUT\d", k)}
+    return {
+        "yosys_lut": sum(luts.values()),
+        "yosys_ff": sum(v for k, v in cells.items() if k.startswith("FD")),
+        "yosys_carry": sum(v for k, v in cells.items() if k.startswith("CARRY")),
+        "yosys_lut_by_size": " ".join(f"{k}:{v}" for k, v in sorted(luts.items())),
+        "da4ml_full_lut": float(comb.cost),
+        "da4ml_full_ff": float(pipe.reg_bits),
+        "stages": len(pipe.solutions),
+        "synth_s": round(time.time() - t0, 1),
+    }
+
+
+def read_rows(path: Path = CSV) -> list[dict[str, str]]:
+    if not path.exists():
+        return []
+    with path.open() as fh:
+        return list(csv.DictReader(fh))
+
+
+def spec_of_row(row: dict[str, str]) -> MlpSpec:
+    """Rebuild the spec a CSV row was synthesised from."""
+    return MlpSpec(
+        name=row["name"], widths=tuple(int(w) for w in row["widths"].split("-")), w_bits=int(row["w_bits"]),
+        a_bits=int(row["a_bits"]), sparsity=float(row["sparsity"]), seed=int(row["seed"]),
+    )  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", help="synthesise one spec by name")
+    ap.add_argument("--n", type=int, default=N_MODELS)
+    ap.add_argument("--csv", type=Path, default=CSV)
+    args = ap.parse_args()
+    done = {r["name"] for r in read_rows(args.csv)}
+    todo = [s for s in specs(args.n) if s.name not in done and (args.only is None or s.name == args.only)]
+    todo.sort(key=lut_proxy)  # small designs first, so a partial run still covers the spread
+    new_file = not args.csv.exists()
+    with tempfile.TemporaryDirectory(prefix="estsynth-") as tmp:
+        for spec in todo:
+            row = {
+                "name": spec.name, "widths": "-".join(map(str, spec.widths)), "w_bits": spec.w_bits,
+                "a_bits": spec.a_bits, "sparsity": spec.sparsity, "seed": spec.seed, **synthesise(spec, Path(tmp)),
+            }  # fmt: skip
+            with args.csv.open("a", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=FIELDS)
+                if new_file:
+                    writer.writeheader()
+                    new_file = False
+                writer.writerow(row)
+            print(f"{spec.name}: {row['yosys_lut']} LUT (da4ml {row['da4ml_full_lut']:.0f}) in {row['synth_s']} s", flush=True)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    main()

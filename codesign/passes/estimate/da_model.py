@@ -1,0 +1,239 @@
+"""The ``da`` estimator: da4ml's constant-matrix-multiply optimiser on the exact weights.
+
+For hls4ml's multiplier-free ``distributed_arithmetic`` strategy (and da4ml's own RTL)
+every product with a constant weight becomes shift-adds that da4ml shares across a
+whole layer, so the cost depends on the weight *values*, not just their count or width.
+This module traces the IR through da4ml (``FixedVariableArray``) layer by layer and
+reads da4ml's own cost model: LUTs = adder bits, FFs = pipeline register bits, latency
+= pipeline stages at ``latency_cutoff`` adder delays per stage. da4ml is an optional
+dependency (``pip install da4ml``; it needs only numpy).
+
+Supported: power-of-two-scaled ``Quant``/``BipolarQuant`` on activations, ``MatMul``/
+``Gemm`` with a constant operand, ``Add``/``Sub``/``Mul`` by constants, ``Relu``,
+``BatchNormalization`` and shape-only ops. Anything else raises
+:class:`~codesign.errors.UnsupportedModelError` (the DA strategy cannot express it).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import numpy as np
+import onnx
+
+from codesign.errors import UnsupportedModelError
+from codesign.ir.datatypes import is_float
+from codesign.ir.model import QUANT_OPS, Model
+from codesign.passes.cost import _attr, _is_weight_quantizer
+from codesign.passes.estimate import EstimateConfig, EstimateReport, Estimator, LayerEstimate
+
+#: Ops that only move or relabel data: free in hardware, traced as reshapes.
+SHAPE_OPS = frozenset({"Reshape", "Flatten", "Identity", "Squeeze", "Unsqueeze", "Dropout"})
+
+
+def _da4ml() -> Any:
+    try:
+        import da4ml.trace as trace
+    except ImportError:
+        raise UnsupportedModelError("the 'da' estimator needs da4ml: pip install da4ml") from None
+    return trace
+
+
+def _pow2_exponent(scale: np.ndarray, what: str) -> np.ndarray:
+    """-log2(scale) as integers; DA needs fixed-point (power-of-two) scales."""
+    exp = -np.log2(np.asarray(scale, dtype=np.float64))
+    if not np.all(np.isfinite(exp)) or not np.allclose(exp, np.round(exp)):
+        raise UnsupportedModelError(f"{what}: the 'da' estimator needs power-of-two quantizer scales")
+    return np.round(exp).astype(np.int64)
+
+
+class _Tracer:
+    """Walks the IR in topological order, keeping a da4ml array per dynamic tensor."""
+
+    def __init__(self, model: Model, latency_cutoff: float):
+        self.model = model
+        self.trace = _da4ml()
+        self.hw = self.trace.HWConfig(1, -1, -1)
+        self.latency_cutoff = latency_cutoff
+        self.env: dict[str, Any] = {}
+
+    # ------------------------------------------------------------- inputs
+    def input_array(self, name: str) -> Any:
+        """A graph input as a da4ml array: fixed-point from its dtype, else precision set by the first Quant."""
+        shape = self.model.shape(name)
+        dt = self.model.dtype(name)
+        if shape is None:
+            raise UnsupportedModelError(f"input {name!r} has no static shape")
+        if is_float(dt):
+            return self.trace.FixedVariableArrayInput(shape, hwconf=self.hw)
+        step = float(dt.scale_factor()) if dt.is_fixed_point() else 1.0
+        low, high = float(dt.min()), float(dt.max())
+        full = np.ones(shape)
+        return self.trace.FixedVariableArray.from_lhs(full * low, full * high, full * step, hwconf=self.hw)
+
+    def value(self, name: str) -> Any:
+        """A dynamic tensor's da4ml array, or a constant's numpy value."""
+        if name in self.env:
+            return self.env[name]
+        const = self.model.constant(name)
+        if const is not None:
+            return np.asarray(const, dtype=np.float64)
+        raise UnsupportedModelError(f"tensor {name!r} is neither traced nor constant")
+
+    # ------------------------------------------------------------- ops
+    def quant(self, node: onnx.NodeProto, x: Any) -> Any:
+        if node.op_type == "BipolarQuant":
+            # sign(x) in {-1, +1}: 2*(x>=0)-1; one comparator per element.
+            return x.quantize(1, 0, 0, overflow_mode="SAT", round_mode="TRN")
+        if node.op_type != "Quant":
+            raise UnsupportedModelError(f"{node.name}: the 'da' estimator does not support {node.op_type}")
+        scale, zp, bits = (self.value(i) for i in node.input[1:4])
+        if np.any(np.asarray(zp) != 0):
+            raise UnsupportedModelError(f"{node.name}: the 'da' estimator needs zero-point 0")
+        f = _pow2_exponent(scale, node.name)
+        b = int(np.asarray(bits).max())
+        signed = int(_attr(node, "signed", 1))
+        mode = str(_attr(node, "rounding_mode", "ROUND")).upper()
+        rnd = "TRN" if mode in ("FLOOR", "TRUNC") else "RND"
+        shape = x.shape
+        k = np.broadcast_to(signed, shape)
+        i = np.broadcast_to(b - signed - f, shape)
+        ff = np.broadcast_to(f, shape)
+        if isinstance(x, self.trace.FixedVariableArrayInput):
+            # Quantizer of a float graph input: it declares the input port's format (done upstream).
+            return x.quantize(k, i, ff)
+        return x.quantize(k, i, ff, overflow_mode="SAT", round_mode=rnd)
+
+    def matmul(self, node: onnx.NodeProto, a: Any, b: Any) -> Any:
+        if node.op_type == "Gemm":
+            if _attr(node, "transA", 0):
+                a = a.T
+            if _attr(node, "transB", 0):
+                b = b.T
+            alpha, beta = float(_attr(node, "alpha", 1.0)), float(_attr(node, "beta", 1.0))
+            if alpha != 1.0:
+                b = b * alpha
+            y = a @ b
+            if len(node.input) > 2 and node.input[2]:
+                c = self.value(node.input[2]) * beta
+                if np.any(c != 0):
+                    y = y + c
+            return y
+        return a @ b
+
+    def run_node(self, node: onnx.NodeProto) -> Any:
+        """Trace one node; da4ml's own refusals become one-line UnsupportedModelErrors."""
+        if node.op_type not in QUANT_OPS and any(
+            isinstance(self.env.get(i), self.trace.FixedVariableArrayInput) for i in node.input
+        ):
+            raise UnsupportedModelError(f"{node.name}: the 'da' estimator needs a quantized (fixed-point) input")
+        try:
+            return self._run(node)
+        except (ValueError, AssertionError, TypeError) as exc:
+            raise UnsupportedModelError(f"{node.name}: da4ml cannot trace {node.op_type}: {exc}") from None
+
+    def _run(self, node: onnx.NodeProto) -> Any:
+        op = node.op_type
+        args = [self.value(i) if i else None for i in node.input]
+        x = args[0]
+        if op in QUANT_OPS:
+            return self.quant(node, x)
+        if op in ("MatMul", "Gemm"):
+            return self.matmul(node, x, args[1])
+        if op == "Relu":
+            return x.relu()
+        if op in ("Add", "Sub", "Mul"):
+            fn: Callable[[Any, Any], Any] = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply}[op]
+            return fn(args[0], args[1])
+        if op == "Div" and not hasattr(args[1], "kif"):
+            return x * (1.0 / args[1])
+        if op == "BatchNormalization":
+            scale, bias, mean, var = args[1:5]
+            eps = float(_attr(node, "epsilon", 1e-5))
+            mul = scale / np.sqrt(var + eps)
+            shape = (1, -1) + (1,) * (len(x.shape) - 2)
+            return x * mul.reshape(shape) + (bias - mean * mul).reshape(shape)
+        if op in SHAPE_OPS:
+            out_shape = self.model.shape(node.output[0])
+            if out_shape is None:
+                raise UnsupportedModelError(f"{node.name}: output shape unknown")
+            return x.reshape(*out_shape)
+        raise UnsupportedModelError(f"{node.name}: the 'da' estimator does not support {op}")
+
+
+def _fresh_like(trace: Any, arr: Any, hw: Any) -> Any:
+    """A new da4ml input array with exactly ``arr``'s value ranges (cuts the trace at a layer boundary)."""
+    if isinstance(arr, trace.FixedVariableArrayInput) or not hasattr(arr, "lhs"):
+        return arr
+    low, high, step = (np.asarray(v, dtype=np.float64) for v in arr.lhs)
+    return trace.FixedVariableArray.from_lhs(low, high, step, hwconf=hw)
+
+
+def _layer_cost(trace: Any, inp: Any, out: Any, latency_cutoff: float) -> tuple[float, float, int]:
+    """(LUT, FF, pipeline stages) of the logic between ``inp`` and ``out``, by da4ml's cost model."""
+    comb = trace.comb_trace(inp, out)
+    lut = float(comb.cost)
+    if lut == 0:
+        return 0.0, 0.0, 0
+    pipe = trace.to_pipeline(comb, latency_cutoff, verbose=False)
+    stages = len(pipe.solutions)
+    return lut, float(pipe.reg_bits), stages
+
+
+class DaEstimator(Estimator):
+    """Analysis pass: per-layer LUT/FF/latency from da4ml's CMVM solutions (no DSP, no BRAM)."""
+
+    key = "da"
+
+    def __init__(self, config: EstimateConfig | None = None, *, latency_cutoff: float = 5.0, **options: Any):
+        super().__init__(config, **options)
+        self.latency_cutoff = latency_cutoff
+
+    def estimate(self, model: Model) -> EstimateReport:
+        tracer = _Tracer(model, self.latency_cutoff)
+        trace = tracer.trace
+        for name in model.inputs:
+            tracer.env[name] = tracer.input_array(name)
+        rows: list[LayerEstimate] = []
+        for node in model.graph.node:
+            if _is_weight_quantizer(model, node):
+                continue
+            dyn = [i for i in node.input if i in tracer.env]
+            if not dyn:
+                continue
+            # Cut the trace at this layer: fresh inputs with the same ranges, so the cost is this layer's.
+            saved = {i: tracer.env[i] for i in dyn}
+            fresh = {i: _fresh_like(trace, a, tracer.hw) for i, a in saved.items()}
+            tracer.env.update(fresh)
+            out = tracer.run_node(node)
+            tracer.env.update(saved)
+            tracer.env[node.output[0]] = out
+            if node.op_type in SHAPE_OPS or any(isinstance(a, trace.FixedVariableArrayInput) for a in fresh.values()):
+                rows.append(LayerEstimate(node.name, node.op_type))
+                continue
+            inputs = np.concatenate([np.ravel(a._vars) for a in fresh.values()])
+            lut, ff, stages = _layer_cost(trace, list(inputs), np.ravel(out._vars), self.latency_cutoff)
+            rows.append(LayerEstimate(node.name, node.op_type, LUT=lut, FF=ff, latency_cycles=stages, ii=1))
+        return EstimateReport(self.key, self.config, rows)
+
+
+def trace_model(model: Model, latency_cutoff: float = 5.0) -> Any:
+    """The whole model as one da4ml ``CombLogic`` (for RTL generation by a backend or benchmark)."""
+    tracer = _Tracer(model, latency_cutoff)
+    inputs = []
+    for name in model.inputs:
+        arr = tracer.input_array(name)
+        tracer.env[name] = arr
+        inputs.extend(np.ravel(arr._vars))
+    for node in model.graph.node:
+        if _is_weight_quantizer(model, node) or not any(i in tracer.env for i in node.input):
+            continue
+        tracer.env[node.output[0]] = tracer.run_node(node)
+    outputs = np.concatenate([np.ravel(tracer.env[o]._vars) for o in model.outputs])
+    return tracer.trace.comb_trace(inputs, list(outputs))
+
+
+def latency_cycles(stages: int) -> int:
+    """Clock cycles of a da4ml pipeline with registered input and output."""
+    return int(math.ceil(stages)) + 1 if stages else 0

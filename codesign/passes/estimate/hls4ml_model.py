@@ -1,0 +1,419 @@
+"""The ``hls4ml`` estimator: an analytic model of hls4ml's Vivado/Vitis layer templates.
+
+Microseconds per layer, no training data. Each rule below is hls4ml's, with its source:
+
+* **Multipliers per layer** = weights / reuse factor (``n_in*n_out/RF``; hls4ml's own
+  ``VivadoDSPEstimator``, ``hls4ml/optimization/dsp_aware_pruning/objectives/vivado_objectives.py``).
+* **DSP vs LUT** (the DSP/LUT split): a product uses DSP48E2 slices only when the weight
+  precision is at least 9 bits ("Vivado doesn't use DSP when precision < 9", same file);
+  below that Vivado builds it from LUTs. One DSP48E2 multiplies 27x18 bits, wider
+  products tile: ``ceil(a/27)*ceil(b/18)`` DSPs (hls4ml issue #31: 18x24 is one DSP48,
+  19x24 two). A non-constant LUT multiplier costs ~1.2*a*b LUTs (hls4ml issue #99:
+  18x18 LUT multipliers ~365-411 LUTs).
+* **Pruned weights**: with ``RF == 1`` (latency strategy, or resource strategy at RF 1,
+  "similar to Latency") weights are constants in fully unrolled code, so HLS removes
+  multiplications by zero and turns multiplications by +-2^k into wiring (free);
+  the remaining constant products become shift-adds, one adder per extra canonical-
+  signed-digit of the weight. With ``RF > 1`` multipliers are shared (weights are muxed
+  in), so pruning saves nothing (``layer_savings`` in the same hls4ml file).
+* **Weight memory**: latency strategy keeps weights in registers/logic; resource strategy
+  with RF > 1 stores them in BRAM: ``ceil(n_weights*b_w / (RF*36))`` BRAM_18K (same file).
+* **Adder trees**: one adder per non-zero term per output (``k-1`` for ``k`` terms),
+  width = product width + 1, capped at the accumulator width; 1 LUT per adder bit on
+  UltraScale+ (LUT + CARRY8). Depth ``ceil(log2 k)`` sets the latency.
+* **Activations**: ReLU-like = one comparator/mux per element (1 LUT per bit);
+  sigmoid/tanh/softmax/... read hls4ml's lookup tables (``table_size`` 1024 entries of
+  18 bits = one BRAM_18K, shared by two elements through the dual port); softmax adds an
+  exp table, an inverse table and one 18x18 multiplier (DSP) per element.
+* **Float tensors** use hls4ml's default precision ``ap_fixed<16,6>`` (16 bits).
+* **io_stream** adds FIFOs between layers (SRL LUTs when shallow, BRAM when deep) and
+  runs convolutions pixel by pixel; io_parallel convolutions also reuse one kernel per
+  output pixel (ParallelizationFactor 1), so II = pixels * RF.
+
+Every number is a model, not a synthesis result; see ``benchmarks/estimator_accuracy.py``
+for how well it ranks real designs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import onnx
+
+from codesign.ir.datatypes import BaseDataType, bitwidth, is_float
+from codesign.ir.model import QUANT_OPS, Model
+from codesign.passes.cost import MAC_OPS, _attr, _is_weight_quantizer, _mac_geometry, _prod
+from codesign.passes.estimate import EstimateConfig, EstimateReport, Estimator, LayerEstimate
+
+#: hls4ml's default precision for float tensors: ap_fixed<16,6>.
+DEFAULT_BITS = 16
+#: Vivado maps a product to DSP48 only from this weight width up (hls4ml VivadoDSPEstimator).
+DSP_MIN_WEIGHT_BITS = 9
+#: DSP48E2 multiplier port widths (UltraScale/UltraScale+).
+DSP_A_BITS, DSP_B_BITS = 27, 18
+#: Pipeline stages of a DSP multiplier in hls4ml designs (hls4ml issue #49: NUM_STAGE=3).
+DSP_STAGES = 3
+#: LUTs per bit-product of a non-constant LUT multiplier (hls4ml issue #99: 18x18 ~ 401 LUTs).
+LUT_MULT_PER_BIT2 = 1.2
+#: hls4ml activation lookup tables: table_size x table_t (ap_fixed<18,8>).
+TABLE_SIZE, TABLE_BITS = 1024, 18
+BRAM_BITS = 18 * 1024
+#: hls4ml's default clock uncertainty (12.5 %) shortens the usable period.
+CLOCK_UNCERTAINTY = 0.125
+
+FREE_OPS = frozenset(
+    {"Reshape", "Flatten", "Identity", "Transpose", "Squeeze", "Unsqueeze", "Concat", "Pad", "Dropout", "Gather",
+     "Shape", "Slice", "Split", "Cast"}
+)  # fmt: skip
+COMPARE_OPS = frozenset({"Relu", "LeakyRelu", "PRelu", "Clip", "ThresholdedRelu", "Sign", "HardSigmoid", "Max", "Min"})
+TABLE_OPS = frozenset({"Sigmoid", "Tanh", "Selu", "Elu", "Softplus", "Softsign", "Exp", "Log", "Erf", "Gelu", "HardSwish"})
+POOL_OPS = frozenset({"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"})
+ELEMENTWISE_OPS = frozenset({"Add", "Sub", "Mul", "Div", "BatchNormalization"})
+
+
+def bits_of(dt: BaseDataType) -> int:
+    """Hardware width of a tensor: its QONNX width, or hls4ml's 16-bit default for floats."""
+    return DEFAULT_BITS if is_float(dt) else max(1, bitwidth(dt))
+
+
+def _csd_digits_loop(x: np.ndarray) -> np.ndarray:
+    v = ((3 * x) ^ x) >> 1
+    count = np.zeros_like(v)
+    while np.any(v):
+        count += v & 1
+        v >>= 1
+    return count
+
+
+#: CSD digit counts and bit lengths of 0..2^16-1, so that costing 100k weights is two gathers.
+_TABLE_RANGE = 1 << 16
+_CSD_TABLE = _csd_digits_loop(np.arange(_TABLE_RANGE, dtype=np.int64)).astype(np.int8)
+_BITLEN_TABLE = np.array([int(i).bit_length() for i in range(_TABLE_RANGE)], dtype=np.int8)
+
+
+def csd_digits(values: np.ndarray) -> np.ndarray:
+    """Non-zero digits of each integer in canonical signed-digit (NAF) form: popcount((3x ^ x) >> 1)."""
+    x = np.abs(np.asarray(values).astype(np.int64))
+    if x.size and x.max() >= _TABLE_RANGE:
+        return _csd_digits_loop(x)
+    return _CSD_TABLE[x].astype(np.int64)
+
+
+def bit_length(values: np.ndarray) -> np.ndarray:
+    """Bits of ``|x|`` (0 for 0)."""
+    x = np.abs(np.asarray(values).astype(np.int64))
+    if x.size and x.max() >= _TABLE_RANGE:
+        return np.floor(np.log2(np.maximum(x, 1))).astype(np.int64) + (x > 0)
+    return _BITLEN_TABLE[x].astype(np.int64)
+
+
+def weight_integers(model: Model, name: str) -> tuple[np.ndarray, int]:
+    """The integer codes the hardware multiplies by, and their declared width.
+
+    A Quant weight gives ``value/scale + zero_point`` at its bit width (hls4ml moves a
+    non-power-of-two scale into a separate ApplyAlpha layer); a float weight is
+    quantized to ``ap_fixed<16,6>`` like hls4ml's default.
+    """
+    value = np.asarray(model.constant(name))
+    node = model.producer(name)
+    if node is not None and node.op_type == "BipolarQuant":
+        return np.where(value >= 0, 1, -1).astype(np.int64), 1
+    if node is not None and node.op_type in ("Quant", "IntQuant") and len(node.input) >= 4:
+        scale = np.asarray(model.constant(node.input[1]), dtype=value.dtype)
+        zp = np.asarray(model.constant(node.input[2]), dtype=value.dtype)
+        bits = int(np.max(model.constant(node.input[3])))
+        ints = value / np.where(scale == 0, 1, scale)
+        if np.any(zp):
+            ints = ints + zp
+        return np.rint(ints).astype(np.int32 if bits <= 31 else np.int64), bits
+    dt = model.dtype(name)
+    if not is_float(dt) and dt.is_integer():
+        return np.round(value).astype(np.int64), bits_of(dt)
+    if np.all(value == np.round(value)) and np.abs(value).max(initial=0) < 2**15:
+        ints = np.round(value).astype(np.int64)
+        return ints, max(1, int(np.abs(ints).max(initial=0)).bit_length() + 1)
+    frac = DEFAULT_BITS - 6
+    ints = np.clip(np.round(value * 2.0**frac), -(2 ** (DEFAULT_BITS - 1)), 2 ** (DEFAULT_BITS - 1) - 1)
+    return ints.astype(np.int64), DEFAULT_BITS
+
+
+def _is_pow2(x: np.ndarray) -> np.ndarray:
+    a = np.abs(x)
+    return (a & (a - 1)) == 0
+
+
+def dsp_per_product(a_bits: int, b_bits: int) -> int:
+    """DSP48E2 slices one a x b product needs (27x18 tiles)."""
+    big, small = max(a_bits, b_bits), min(a_bits, b_bits)
+    return math.ceil(big / DSP_A_BITS) * math.ceil(small / DSP_B_BITS)
+
+
+def uses_dsp(a_bits: int, w_bits: int) -> bool:
+    """Vivado's DSP/LUT split for a product (see module docstring)."""
+    return w_bits >= DSP_MIN_WEIGHT_BITS and a_bits >= 2
+
+
+def adder_ns(width: float) -> float:
+    """Delay of one carry-chain adder on UltraScale+ (LUT + CARRY8 + routing), in ns."""
+    return 0.6 + width / 32.0
+
+
+def mux_luts(ways: int, width: int) -> float:
+    """LUT6 cost of a ``ways``:1 multiplexer of ``width`` bits (a LUT6 is a 4:1 mux)."""
+    return 0.0 if ways <= 1 else width * math.ceil((ways - 1) / 3)
+
+
+@dataclass
+class MacShape:
+    """Geometry of one MAC layer as hls4ml instantiates it."""
+
+    n_in: int  # fan-in of one output
+    n_out: int  # outputs computed by one kernel instance
+    instances: int  # sequential kernel invocations (output pixels / rows)
+    weights: np.ndarray | None  # integer codes, reshaped (n_in, n_out); None for two dynamic operands
+    w_bits: int
+    a_bits: int
+    has_bias: bool
+
+
+class Hls4mlEstimator(Estimator):
+    """Analysis pass: per-layer LUT/FF/DSP/BRAM/latency of the hls4ml implementation."""
+
+    key = "hls4ml"
+
+    def __init__(self, config: EstimateConfig | None = None, **options: Any):
+        super().__init__(config, **options)
+        self.period = self.config.clock_ns * (1 - CLOCK_UNCERTAINTY)
+
+    # ----------------------------------------------------------------- driver
+    def estimate(self, model: Model) -> EstimateReport:
+        rows: list[LayerEstimate] = []
+        unsupported: set[str] = set()
+        for node in model.graph.node:
+            if _is_weight_quantizer(model, node):
+                continue
+            row = self.layer(model, node)
+            if row.note == "no cost model":
+                unsupported.add(node.op_type)
+            rows.append(row)
+        if self.config.io_type == "io_stream":
+            self._add_fifos(model, rows)
+        return EstimateReport(self.key, self.config, rows, sorted(unsupported))
+
+    def layer(self, model: Model, node: onnx.NodeProto) -> LayerEstimate:
+        """One node's estimate (dispatch on op type)."""
+        op = node.op_type
+        if op in MAC_OPS and len(node.input) >= 2:
+            return self._mac(model, node)
+        if op in FREE_OPS or op in QUANT_OPS:
+            return LayerEstimate(node.name, op, note="wiring" if op in FREE_OPS else "folded into layer precision")
+        n = self._elements(model, node.output[0])
+        b = self._bits(model, node.input[0]) if node.input else DEFAULT_BITS
+        if op in COMPARE_OPS:
+            extra = b * n if op in ("LeakyRelu", "PRelu") else 0.0  # alpha*x shift-add
+            return LayerEstimate(node.name, op, LUT=b * n + extra, FF=b * n, latency_cycles=1, ii=1)
+        if op in TABLE_OPS:
+            return self._table(node, n, b, tables=1)
+        if op in ("Softmax", "LogSoftmax"):
+            return self._softmax(model, node, n, b)
+        if op in ELEMENTWISE_OPS:
+            return self._elementwise(model, node, n, b)
+        if op in POOL_OPS:
+            return self._pool(model, node, n, b)
+        if op == "MultiThreshold":
+            thresholds = model.constant(node.input[1])
+            t = thresholds.shape[-1] if thresholds is not None else 1
+            return LayerEstimate(node.name, op, LUT=n * t * b / 2.0, FF=n * bits_of(model.dtype(node.output[0])),
+                                 latency_cycles=1, ii=1, note="FINN thresholds")  # fmt: skip
+        if op in ("TopK", "ArgMax", "ReduceMax"):
+            n_in = self._elements(model, node.input[0])
+            return LayerEstimate(node.name, op, LUT=max(n_in - 1, 0) * b * 2, FF=n_in * b,
+                                 latency_cycles=max(1, math.ceil(math.log2(max(n_in, 2)))), ii=1)  # fmt: skip
+        return LayerEstimate(node.name, op, note="no cost model")
+
+    # ----------------------------------------------------------------- helpers
+    @staticmethod
+    def _elements(model: Model, name: str) -> int:
+        return _prod(model.shape(name)) if name else 0
+
+    @staticmethod
+    def _bits(model: Model, name: str) -> int:
+        return bits_of(model.dtype(name))
+
+    def _cycles(self, ns: float) -> int:
+        return int(math.ceil(ns / self.period)) if ns > 0 else 0
+
+    # ----------------------------------------------------------------- MAC layers
+    def mac_shape(self, model: Model, node: onnx.NodeProto) -> MacShape:
+        """Fan-in, outputs per kernel, kernel invocations and integer weights of a MatMul/Gemm/Conv."""
+        macs, fan_in, w_name = _mac_geometry(model, node)
+        out_shape = model.shape(node.output[0]) or (1,)
+        a_name = next((i for i in node.input[:2] if i != w_name), node.input[0])
+        a_bits = self._bits(model, a_name)
+        has_bias = len(node.input) > 2 and bool(node.input[2]) and np.any(model.constant(node.input[2]) != 0)
+        if node.op_type == "Conv":
+            channels_last = node.domain != ""
+            n_out = out_shape[-1] if channels_last else out_shape[1]
+            group = int(_attr(node, "group", 1))
+            instances = _prod(out_shape[1:-1] if channels_last else out_shape[2:]) or 1
+            ints, w_bits = weight_integers(model, w_name) if w_name else (None, DEFAULT_BITS)
+            if ints is not None:  # (OFM, IFM/g, k...) or channels-last (OFM, k..., IFM/g) -> (fan_in, OFM)
+                ints = ints.reshape(ints.shape[0], -1).T
+            if group > 1:  # grouped/depthwise: each output sees fan_in inputs; model as one kernel of all groups
+                n_out = n_out
+            return MacShape(fan_in, n_out, instances, ints, w_bits, a_bits, bool(has_bias))
+        n_out = out_shape[-1]
+        instances = max(1, int(round(macs / max(fan_in * n_out, 1))))
+        if w_name is None:
+            w_bits = self._bits(model, node.input[1])
+            return MacShape(fan_in, n_out, instances, None, w_bits, a_bits, bool(has_bias))
+        ints, w_bits = weight_integers(model, w_name)
+        ints = ints.reshape(-1, ints.shape[-1]) if ints.ndim > 1 else ints.reshape(-1, 1)
+        if node.op_type == "Gemm" and _attr(node, "transB", 0) and w_name == node.input[1]:
+            ints = ints.T
+        elif w_name == node.input[0]:  # W @ x: outputs along W's rows
+            ints = ints.T
+        return MacShape(fan_in, n_out, instances, ints, w_bits, a_bits, bool(has_bias))
+
+    def _mac(self, model: Model, node: onnx.NodeProto) -> LayerEstimate:
+        s = self.mac_shape(model, node)
+        rf = min(self.config.rf(node.name), max(s.n_in * s.n_out, 1))
+        strategy = self.config.strategy
+        float_model = s.a_bits == DEFAULT_BITS and s.w_bits == DEFAULT_BITS
+        acc_bits = DEFAULT_BITS if float_model else s.a_bits + s.w_bits + math.ceil(math.log2(max(s.n_in, 2)))
+        prod_bits = s.a_bits + s.w_bits
+        add_bits = min(prod_bits + 1, acc_bits)
+        n_total = s.n_in * s.n_out
+        dsp_path = uses_dsp(s.a_bits, s.w_bits)
+        const_weights = s.weights is not None and rf == 1  # constants propagate only when nothing is shared
+        lut = ff = dsp = bram = 0.0
+        mult_ns = 0.0
+        if const_weights:
+            w = s.weights
+            nz = w != 0
+            real = nz & ~_is_pow2(w)  # +-2^k (incl. +-1) is wiring
+            terms = nz.sum(axis=0)  # non-zero terms per output
+            n_real = int(np.count_nonzero(real))
+            if dsp_path:
+                dsp = float(n_real) * dsp_per_product(s.a_bits, s.w_bits)
+                mult_ns = DSP_STAGES * self.period if n_real else 0.0
+            else:
+                wr = w[real]
+                digits = csd_digits(wr)
+                lut += float(((digits - 1) * (s.a_bits + bit_length(wr))).sum())
+                mult_ns = math.ceil(math.log2(max(int(digits.max(initial=1)), 1))) * adder_ns(prod_bits) if digits.size else 0.0
+            adders = float(np.maximum(terms - 1, 0).sum())
+            depth = math.ceil(math.log2(max(int(terms.max(initial=1)), 1)))
+            ff += float(n_real) * prod_bits if dsp_path else 0.0  # DSP output registers
+        else:
+            n_mult = math.ceil(n_total / rf)
+            if dsp_path:
+                dsp = n_mult * dsp_per_product(s.a_bits, s.w_bits)
+                mult_ns = DSP_STAGES * self.period
+            else:
+                lut += n_mult * LUT_MULT_PER_BIT2 * s.a_bits * s.w_bits
+                mult_ns = adder_ns(prod_bits) * math.ceil(math.log2(max(s.w_bits, 2)))
+            ff += n_mult * prod_bits
+            # Operand selection: RF-way input mux per multiplier; weights from ROM/BRAM.
+            lut += n_mult * mux_luts(rf, s.a_bits)
+            if s.weights is not None and strategy == "resource" and rf > 1:
+                bram += math.ceil(n_total * s.w_bits / (rf * 36))
+            elif s.weights is not None:
+                lut += n_mult * s.w_bits * math.ceil(rf / 64) if rf > 1 else 0.0  # LUTROM
+            adders = float(n_mult)  # partial sums: one add per product
+            depth = math.ceil(math.log2(max(math.ceil(s.n_in / rf), 1))) if rf < s.n_in else 1
+            ff += s.n_out * acc_bits  # accumulators
+        if s.has_bias:
+            adders += s.n_out
+        lut += adders * add_bits
+        stages = math.ceil(depth * adder_ns(add_bits) / self.period) if depth else 0
+        kernel_latency = self._cycles(mult_ns) + stages + 1  # +1 output register
+        ff += s.n_out * acc_bits * max(stages, 1)  # pipeline registers of the adder tree
+        if strategy == "resource" and rf > 1:
+            kernel_latency += 2  # BRAM read + accumulator
+        ii = rf
+        latency = kernel_latency + (rf - 1) + (s.instances - 1) * rf
+        return LayerEstimate(
+            node.name, node.op_type, LUT=lut, FF=ff, DSP=dsp, BRAM_18K=float(bram),
+            latency_cycles=int(latency), ii=int(ii * s.instances),
+            note=f"RF={rf} {'DSP' if dsp_path else 'LUT'} mults" + ("" if const_weights else ", shared"),
+        )  # fmt: skip
+
+    # ----------------------------------------------------------------- other layers
+    def _table(self, node: onnx.NodeProto, n: int, b: int, tables: int) -> LayerEstimate:
+        copies = math.ceil(n / 2) * tables  # dual-port BRAM ROM: two reads per copy per cycle
+        per_table = math.ceil(TABLE_SIZE * TABLE_BITS / BRAM_BITS)
+        return LayerEstimate(node.name, node.op_type, LUT=n * b, FF=n * TABLE_BITS, BRAM_18K=float(copies * per_table),
+                             latency_cycles=2, ii=1, note="lookup table")  # fmt: skip
+
+    def _softmax(self, model: Model, node: onnx.NodeProto, n: int, b: int) -> LayerEstimate:
+        row = self._table(node, n, b, tables=1)  # exp table
+        row.BRAM_18K += 1  # inverse table (one read)
+        row.DSP = float(n * dsp_per_product(TABLE_BITS, TABLE_BITS))  # exp * 1/sum
+        depth = math.ceil(math.log2(max(n, 2)))
+        row.LUT += max(n - 1, 0) * TABLE_BITS  # sum of exponentials
+        row.FF += n * TABLE_BITS * 2
+        row.latency_cycles = 2 + math.ceil(depth * adder_ns(TABLE_BITS) / self.period) + 2 + DSP_STAGES + 1
+        row.note = "exp/inv tables"
+        return row
+
+    def _elementwise(self, model: Model, node: onnx.NodeProto, n: int, b: int) -> LayerEstimate:
+        op = node.op_type
+        const_idx = next((k for k, i in enumerate(node.input[:2]) if i and model.constant(i) is not None), None)
+        if op in ("Add", "Sub"):
+            return LayerEstimate(node.name, op, LUT=n * (b + 1), FF=n * (b + 1), latency_cycles=1, ii=1)
+        if op == "BatchNormalization" or (op in ("Mul", "Div") and const_idx is not None):
+            const = model.constant(node.input[1 if op == "BatchNormalization" else const_idx])
+            scale = np.asarray(const, dtype=np.float64).ravel()
+            if op == "Div":
+                scale = 1.0 / np.where(scale == 0, 1, scale)
+            trivial = scale.size > 0 and np.all((scale == 0) | (np.abs(np.log2(np.abs(np.where(scale == 0, 1, scale)))) % 1 == 0))
+            if trivial:  # scaling by powers of two is a shift
+                return LayerEstimate(node.name, op, note="power-of-two scale: wiring")
+            s_bits = DEFAULT_BITS
+            row = LayerEstimate(node.name, op, latency_cycles=1, ii=1)
+            if uses_dsp(b, s_bits):
+                row.DSP = float(n * dsp_per_product(b, s_bits))
+                row.latency_cycles = DSP_STAGES
+            else:
+                row.LUT = n * LUT_MULT_PER_BIT2 * b * s_bits / 2  # constant: about half a generic multiplier
+            if op == "BatchNormalization":
+                row.LUT += n * (b + s_bits)
+                row.latency_cycles += 1
+            row.FF = n * (b + s_bits)
+            return row
+        # Mul/Div of two dynamic tensors: generic multipliers.
+        row = LayerEstimate(node.name, op, FF=n * 2 * b, latency_cycles=DSP_STAGES, ii=1)
+        if uses_dsp(b, b):
+            row.DSP = float(n * dsp_per_product(b, b))
+        else:
+            row.LUT = n * LUT_MULT_PER_BIT2 * b * b
+        return row
+
+    def _pool(self, model: Model, node: onnx.NodeProto, n: int, b: int) -> LayerEstimate:
+        n_in = self._elements(model, node.input[0])
+        window = max(1, n_in // max(n, 1))
+        ops = n * max(window - 1, 0)
+        depth = math.ceil(math.log2(max(window, 2)))
+        return LayerEstimate(node.name, node.op_type, LUT=ops * b * (2 if node.op_type.endswith("MaxPool") else 1),
+                             FF=n * b, latency_cycles=1 + math.ceil(depth * adder_ns(b) / self.period), ii=1)  # fmt: skip
+
+    # ----------------------------------------------------------------- io_stream
+    def _add_fifos(self, model: Model, rows: list[LayerEstimate]) -> None:
+        """io_stream: one FIFO per layer output (depth = pixels, width = channels x bits)."""
+        by_name = {n.name: n for n in model.graph.node}
+        for row in rows:
+            node = by_name[row.name]
+            shape = model.shape(node.output[0])
+            if not shape or row.note in ("wiring", "folded into layer precision"):
+                continue
+            width = shape[-1] * self._bits(model, node.output[0])
+            depth = max(1, _prod(shape[1:-1]))
+            if depth <= 32:
+                row.LUT += width * math.ceil(depth / 32)  # SRL32
+            else:
+                row.BRAM_18K += math.ceil(width / 36) * math.ceil(depth / 512)
+            row.latency_cycles += 1

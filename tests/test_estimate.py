@@ -1,0 +1,236 @@
+"""Resource/latency estimators (issue 5): hls4ml rules, da4ml costs, fits, CLI, shared models."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from codesign.errors import CodesignError
+from codesign.frontends import load
+from codesign.passes.estimate import RESOURCES, EstimateConfig, EstimateReport, estimate, fits, get_estimator
+from codesign.passes.estimate.hls4ml_model import Hls4mlEstimator, csd_digits, weight_integers
+from conftest import ROOT, all_shared_models, require_shared, shared_path
+
+JET = ("models", "fastmachinelearning+qonnx_model_zoo", "models", "JetTagging", "QKeras_hls4ml_3layer",
+       "qkeras_jettagging.onnx")  # fmt: skip
+
+
+def _q(name, x, scale, bits, signed, inits):
+    inits += [
+        numpy_helper.from_array(np.array(scale, np.float32), f"{name}_s"),
+        numpy_helper.from_array(np.array(0.0, np.float32), f"{name}_z"),
+        numpy_helper.from_array(np.array(float(bits), np.float32), f"{name}_b"),
+    ]
+    return helper.make_node("Quant", [x, f"{name}_s", f"{name}_z", f"{name}_b"], [f"{name}_o"], name=name,
+                            domain="qonnx.custom_op.general", signed=signed, narrow=0, rounding_mode="ROUND")  # fmt: skip
+
+
+def dense(w_int: np.ndarray, w_bits: int, a_bits: int):
+    """IR of Quant(x, a_bits) @ Quant(W) with W's integer codes ``w_int`` (scale 2^-(w_bits-1))."""
+    n_in, n_out = w_int.shape
+    w_scale = 2.0 ** -(w_bits - 1)
+    inits = [numpy_helper.from_array((w_int * w_scale).astype(np.float32), "w")]
+    nodes = [_q("qx", "x", 2.0**-2, a_bits, 1, inits), _q("qw", "w", w_scale, w_bits, 1, inits)]
+    nodes.append(helper.make_node("MatMul", ["qx_o", "qw_o"], ["y"], name="fc"))
+    graph = helper.make_graph(nodes, "dense", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, n_in])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, n_out])], initializer=inits)  # fmt: skip
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13),
+                                                    helper.make_opsetid("qonnx.custom_op.general", 1)])  # fmt: skip
+    return load(proto)
+
+
+def random_ints(shape, bits, seed=0, avoid_pow2=True):
+    rng = np.random.default_rng(seed)
+    w = rng.integers(-(2 ** (bits - 1)) + 1, 2 ** (bits - 1), shape)
+    if avoid_pow2:  # make every weight a "real" product: not 0, not +-2^k
+        a = np.abs(w)
+        w = np.where((a & (a - 1)) == 0, np.sign(w + 0.5).astype(int) * 3, w)
+    return w
+
+
+def fc(model, **cfg):
+    return estimate(model, "hls4ml", **cfg).layer("fc")
+
+
+# ----------------------------------------------------------------- schema / fits
+def test_schema_is_an_analysis_pass_with_totals():
+    m = dense(random_ints((8, 4), 4), 4, 6)
+    result = Hls4mlEstimator()(m)
+    assert result.modified is False and result.model is m  # in_place analysis
+    rep = result.info
+    assert isinstance(rep, EstimateReport) and rep.estimator == "hls4ml"
+    assert [r.name for r in rep.layers] == ["qx", "fc"]  # weight quantizer is not a layer
+    row = rep.to_dict()["layers"][1]
+    assert set(RESOURCES) | {"name", "latency_cycles", "ii"} <= set(row)
+    assert rep.totals["LUT"] == sum(r.LUT for r in rep.layers) > 0
+    assert rep.totals["latency_ns"] == rep.totals["latency_cycles"] * 5.0
+
+
+def test_fits_with_dict_budget_and_catalogue():
+    totals = {"LUT": 800, "FF": 100, "DSP": 0, "BRAM_18K": 0, "URAM": 0}
+    ok = fits(totals, {"LUT": 1000, "FF": 2000, "DSP": 10, "BRAM_18K": 4})
+    assert ok.ok and ok.limiting == "LUT" and ok.usage["LUT"]["percent"] == pytest.approx(80.0)
+    assert not fits(totals, {"LUT": 1000, "FF": 2000}, budget_pct=70).ok
+    assert not fits({**totals, "URAM": 1}, {"LUT": 1000, "FF": 2000}).ok  # a resource the part lacks
+    assert fits(totals, "vu13p").usage["LUT"]["available"] == 1728000
+    with pytest.raises(CodesignError, match="unknown target"):
+        fits(totals, "no-such-fpga")
+    with pytest.raises(CodesignError):
+        EstimateConfig(strategy="fast")
+    with pytest.raises(CodesignError):
+        EstimateConfig(reuse_factor=0)
+
+
+# ----------------------------------------------------------------- hls4ml rules
+def test_dsp_count_latency_vs_resource_strategy():
+    w = random_ints((16, 8), 10, seed=1)  # 10-bit weights: products go to DSPs (>= 9 bits)
+    m = dense(w, 10, 12)
+    assert fc(m).DSP == 128  # latency, RF 1: one DSP per non-trivial weight
+    res = fc(m, strategy="resource", reuse_factor=4)
+    assert res.DSP == 128 / 4 and res.ii == 4
+    assert res.BRAM_18K == math.ceil(128 * 10 / (4 * 36))  # hls4ml's own BRAM formula
+    assert fc(m).BRAM_18K == 0  # latency strategy keeps weights in logic
+
+
+def test_narrow_products_use_luts_not_dsps():
+    w = random_ints((16, 8), 8, seed=2)
+    row = fc(dense(w, 8, 12))
+    assert row.DSP == 0 and row.LUT > 0  # < 9-bit weights: Vivado builds LUT multipliers
+
+
+def test_reuse_factor_divides_multipliers():
+    m = dense(random_ints((16, 8), 12, seed=3), 12, 12)
+    dsps = {rf: fc(m, reuse_factor=rf).DSP for rf in (1, 2, 4, 8)}
+    assert dsps == {1: 128, 2: 64, 4: 32, 8: 16}
+    lat = {rf: fc(m, reuse_factor=rf).latency_cycles for rf in (1, 8)}
+    assert lat[8] > lat[1]
+
+
+def test_pruned_weights_removed_in_latency_strategy_only():
+    w = random_ints((32, 16), 6, seed=4)
+    pruned = w.copy()
+    pruned[::2] = 0  # half the rows are zero
+    dense_row, pruned_row = fc(dense(w, 6, 8)), fc(dense(pruned, 6, 8))
+    assert pruned_row.LUT < 0.6 * dense_row.LUT
+    w10 = random_ints((32, 16), 10, seed=4)
+    p10 = w10.copy()
+    p10[::2] = 0
+    assert fc(dense(p10, 10, 10)).DSP == 256 and fc(dense(w10, 10, 10)).DSP == 512
+    # shared multipliers (RF > 1) cannot skip zeros (hls4ml's layer_savings)
+    assert fc(dense(p10, 10, 10), reuse_factor=4).DSP == fc(dense(w10, 10, 10), reuse_factor=4).DSP == 128
+
+
+def test_power_of_two_weights_are_free_shifts():
+    rng = np.random.default_rng(5)
+    w = rng.choice([-4, -2, -1, 1, 2, 4], size=(8, 4))
+    row = fc(dense(w, 10, 10))
+    assert row.DSP == 0
+    add_bits = 10 + 10 + 1  # product width + 1 (below the accumulator width)
+    assert row.LUT == 7 * 4 * add_bits  # only the adder trees: (8-1) adders per output
+
+
+def test_csd_digits_and_weight_codes():
+    assert csd_digits(np.array([0, 1, 3, 5, 7, -7, 15, 11])).tolist() == [0, 1, 2, 2, 2, 2, 2, 3]
+    w = random_ints((4, 3), 5, seed=6)
+    ints, bits = weight_integers(dense(w, 5, 8), "qw_o")
+    assert bits == 5 and np.array_equal(ints, w)
+
+
+def test_per_layer_reuse_factor_and_io_stream():
+    m = dense(random_ints((16, 8), 12, seed=7), 12, 12)
+    assert fc(m, reuse_factor={"fc": 4, "*": 1}).DSP == 32
+    par, stream = estimate(m, io_type="io_parallel"), estimate(m, io_type="io_stream")
+    assert stream.totals["latency_cycles"] > par.totals["latency_cycles"]  # FIFOs between layers
+
+
+def test_jet_tagger_layers_and_strategies():
+    m = load(shared_path(*JET))
+    rep = estimate(m, "hls4ml")
+    assert not rep.unsupported
+    mm = [r for r in rep.layers if r.op == "MatMul"]
+    assert len(mm) == 4 and all(r.LUT > 0 for r in mm)
+    # 16->64->32->32->5: the widest layer costs most
+    assert max(mm, key=lambda r: r.LUT).name == mm[0].name
+    soft = next(r for r in rep.layers if r.op == "Softmax")
+    assert soft.DSP == 5 and soft.BRAM_18K == 4  # 5 exp*inv products; ceil(5/2) exp copies + inv table
+    assert rep.fits("vu13p").ok
+
+
+def test_every_shared_model_estimates_finite():
+    require_shared()
+    done = 0
+    for path in all_shared_models():
+        try:
+            m = load(path)
+        except CodesignError:
+            continue  # refused at load (FINN hardware graphs): hls4ml cannot express them either
+        rep = estimate(m, "hls4ml")
+        t = rep.totals
+        assert all(np.isfinite(t[k]) and t[k] >= 0 for k in RESOURCES), path.name
+        assert t["latency_cycles"] >= 1 and t["ii"] >= 1, path.name
+        assert not rep.unsupported, (path.name, rep.unsupported)
+        done += 1
+    assert done >= 20
+
+
+# ----------------------------------------------------------------- da4ml
+def test_da_estimator_matches_da4ml_and_sees_sparsity():
+    pytest.importorskip("da4ml")
+    from codesign.passes.estimate.da_model import trace_model
+
+    w = random_ints((16, 8), 6, seed=8)
+    m = dense(w, 6, 6)
+    rep = estimate(m, "da")
+    full = trace_model(m).cost
+    assert rep.totals["DSP"] == 0 and rep.totals["BRAM_18K"] == 0
+    assert rep.totals["LUT"] == pytest.approx(full, rel=0.02) and full > 100
+    pruned = w.copy()
+    pruned[:, ::2] = 0
+    assert estimate(dense(pruned, 6, 6), "da").totals["LUT"] < 0.7 * rep.totals["LUT"]
+
+
+def test_da_refuses_non_power_of_two_scales():
+    pytest.importorskip("da4ml")
+    m = load(shared_path(*JET))  # float input straight into MatMul: no fixed-point input format
+    with pytest.raises(CodesignError, match="'da' estimator"):
+        estimate(m, "da")
+
+
+SYNTH_CSV = ROOT / "benchmarks" / "data" / "estimator_synth.csv"
+
+
+def test_cached_synthesis_da4ml_within_10_percent_of_yosys():
+    """The da4ml cost of each cached design is within 10% of yosys's LUT count for it."""
+    if not SYNTH_CSV.exists():
+        pytest.skip("benchmarks/data/estimator_synth.csv not generated")
+    rows = list(csv.DictReader(SYNTH_CSV.open()))
+    assert len(rows) >= 8
+    for r in rows:
+        assert abs(float(r["da4ml_full_lut"]) / int(r["yosys_lut"]) - 1) < 0.10, r["name"]
+
+
+# ----------------------------------------------------------------- CLI
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "codesign.cli", "estimate", *args], capture_output=True, text=True,
+                          cwd=ROOT)  # fmt: skip
+
+
+def test_cli_estimate_table_json_and_errors():
+    path = str(shared_path(*JET))
+    out = _cli(path, "--target", "vu13p")
+    assert out.returncode == 0, out.stderr
+    assert "MatMul_0" in out.stdout and "fits in 100% of vu13p" in out.stdout
+    js = json.loads(_cli(path, "--target", "vu13p", "--strategy", "resource", "--reuse-factor", "4", "--json").stdout)
+    assert js["config"]["reuse_factor"] == 4 and js["fits"]["ok"] is True
+    assert js["totals"]["BRAM_18K"] > 0
+    bad = _cli(path, "--target", "no-such-fpga")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "unknown target" in bad.stderr
+    assert _cli(path, "--strategy", "fast").returncode == 2
+    assert get_estimator("hls4ml").key == "hls4ml"
