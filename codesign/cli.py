@@ -450,6 +450,67 @@ def targets(json_out: bool = typer.Option(False, "--json", help="machine-readabl
 
 
 # --- estimation commands (issue 5): insert below this line ---
+@app.command()
+@cli_command
+def estimate(
+    model: Path = typer.Argument(..., help="ONNX or QONNX model file"),
+    target: Optional[str] = typer.Option(None, "--target", help="FPGA target (codesign targets), e.g. vu13p"),
+    estimator: str = typer.Option("hls4ml", "--estimator", help="hls4ml (analytic), da (da4ml) or rule4ml"),
+    strategy: str = typer.Option("latency", "--strategy", help="hls4ml strategy: latency or resource"),
+    reuse_factor: int = typer.Option(1, "--reuse-factor", help="hls4ml reuse factor (all layers)"),
+    clock: Optional[float] = typer.Option(None, "--clock", help="clock period in ns (default: the target's, else 5)"),
+    io_type: str = typer.Option("io_parallel", "--io-type", help="io_parallel or io_stream"),
+    budget: float = typer.Option(100.0, "--budget", help="percent of the target a design may use to fit"),
+    json_out: bool = typer.Option(False, "--json", help="machine-readable JSON on stdout"),
+    input_shape: Optional[list[str]] = typer.Option(None, "--input-shape", help="NAME=D0,D1,... for dynamic inputs"),
+) -> None:
+    """Per-layer LUT/FF/DSP/BRAM/latency estimate, totals, % of the target and whether it fits."""
+    from codesign.passes.estimate import EstimateConfig, get_estimator, target_resources
+
+    resources = target_resources(target) if target is not None else None  # bad target: one line, before loading
+    if clock is None and target is not None:
+        from codesign.backends.targets import get_target
+
+        clock = get_target(target).default_clock_ns
+    config = EstimateConfig(target, clock or 5.0, strategy, reuse_factor, io_type)
+    est = get_estimator(estimator, config)
+    ir = load_for_cli(model, input_shape)
+    report = est(ir).info
+    verdict = report.fits(resources, budget) if resources is not None else None
+    if json_out:
+        payload = {"model": str(model), **report.to_dict(), "fits": verdict.to_dict() if verdict else None}
+        typer.echo(json.dumps(payload, indent=2, default=float))
+        return
+    _print_estimate_table(str(model), report, verdict)
+
+
+def _print_estimate_table(title: str, report: Any, verdict: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from codesign.passes.estimate import RESOURCES
+
+    c = report.config
+    table = Table(title=f"{title}  ({report.estimator}: {c.strategy}, RF {c.reuse_factor}, {c.io_type}, {c.clock_ns:g} ns)")
+    for col in ("layer", "op", *RESOURCES, "latency", "II", "note"):
+        table.add_column(col, justify="left" if col in ("layer", "op", "note") else "right")
+    for r in report.layers:
+        table.add_row(r.name, r.op, *(_fmt_num(getattr(r, k)) for k in RESOURCES), str(r.latency_cycles), str(r.ii), r.note)
+    t = report.totals
+    table.add_section()
+    table.add_row("total", "", *(_fmt_num(t[k]) for k in RESOURCES), str(t["latency_cycles"]), str(t["ii"]), "")
+    if verdict is not None:
+        table.add_row(f"% of {c.target}", "", *(f"{verdict.usage[k]['percent']:.2f}%" for k in RESOURCES), "", "", "")
+    console = Console(width=max(140, Console().width))
+    console.print(table)
+    line = f"latency {t['latency_cycles']} cycles = {t['latency_ns']:.4g} ns, II {t['ii']} cycles"
+    if verdict is not None:
+        word = "fits" if verdict.ok else "does NOT fit"
+        line += f"; {word} in {verdict.budget_pct:g}% of {c.target} (limiting: {verdict.limiting})"
+    if report.unsupported:
+        line += f"; ops without a cost model: {', '.join(report.unsupported)}"
+    console.print(line)
+
 
 
 # --- search commands (issue 7): insert below this line ---
