@@ -110,8 +110,8 @@ class _Group:
                 w[k, :ri, :ro] = torch.as_tensor(p[f"w{i}"])
                 b[k, 0, :ro] = torch.as_tensor(p[f"b{i}"])
                 mask[k, 0, :ro] = 1.0
-            self.w.append(w.requires_grad_())
-            self.b.append(b.requires_grad_())
+            self.w.append(w)
+            self.b.append(b)
             self.mask.append(mask)
             if i == self.depth:
                 self.bias_grad.append(None)
@@ -120,15 +120,37 @@ class _Group:
             is_bn = [g.norms[i] == "batch" for g in genomes]
             self.bias_grad.append(col([0.0 if bn else 1.0 for bn in is_bn]) if any(is_bn) else None)
             has_norm = set(self.norms[i]) != {"none"}
-            self.gamma.append(mask.clone().requires_grad_() if has_norm else None)
-            self.beta.append(torch.zeros(c, 1, dout).requires_grad_() if has_norm else None)
+            self.gamma.append(mask.clone() if has_norm else None)
+            self.beta.append(torch.zeros(c, 1, dout) if has_norm else None)
             self.rm.append(torch.zeros(c, 1, dout))
             self.rv.append(mask.clone())
             self.act_range.append(torch.zeros(c, 1, 1))
-        self.params = [t for t in self.w + self.b + self.gamma + self.beta if t is not None]
-        self.m = [torch.zeros_like(p) for p in self.params]
-        self.v = [torch.zeros_like(p) for p in self.params]
+        # every parameter of every candidate lives in one (C, P) leaf tensor: one Adam update per step
+        slots = [("w", i, t) for i, t in enumerate(self.w)] + [("b", i, t) for i, t in enumerate(self.b)]
+        slots += [("gamma", i, t) for i, t in enumerate(self.gamma) if t is not None]
+        slots += [("beta", i, t) for i, t in enumerate(self.beta) if t is not None]
+        self.layout: list[tuple[str, int, tuple[int, ...], int, int]] = []
+        offset = 0
+        for kind, i, t in slots:
+            size = t[0].numel()
+            self.layout.append((kind, i, tuple(t.shape), offset, offset + size))
+            offset += size
+        self.flat = torch.cat([t.reshape(c, -1) for _, _, t in slots], dim=1).requires_grad_()
+        self.grad_keep: torch.Tensor | None = None
+        if any(k is not None for k in self.bias_grad):
+            self.grad_keep = torch.ones(c, offset)
+            for kind, i, _, a, z in self.layout:
+                if kind == "b" and self.bias_grad[i] is not None:
+                    self.grad_keep[:, a:z] = self.bias_grad[i].view(c, 1)
+        self.m, self.v = torch.zeros(c, offset), torch.zeros(c, offset)
+        self.lr2 = self.lr.view(c, 1)
         self.step_count = 0
+        self._bind()
+
+    def _bind(self) -> None:
+        """Fresh views of ``flat`` as per-layer tensors (re-made each forward, for autograd)."""
+        for kind, i, shape, a, z in self.layout:
+            getattr(self, kind)[i] = self.flat[:, a:z].view(shape)
 
     @staticmethod
     def _mix(selectors: dict[str, torch.Tensor | None], fn) -> torch.Tensor:
@@ -138,6 +160,7 @@ class _Group:
         return sum(sel * fn(kind) for kind, sel in selectors.items())
 
     def forward(self, x: torch.Tensor, train: bool) -> torch.Tensor:
+        self._bind()
         h = ste_quant(x.unsqueeze(0), self.in_scale, *self.q_in)
         for i in range(self.depth + 1):
             ws = pow2_for_qmax(self.w[i].detach().abs().amax(dim=(1, 2), keepdim=True), self.q_w[1])
@@ -186,20 +209,18 @@ class _Group:
 
     @torch.no_grad()
     def adam_step(self) -> None:
-        """torch.optim.Adam's update, with a per-candidate learning rate."""
+        """torch.optim.Adam's update, with a per-candidate learning rate, on the flat (C, P) tensor."""
         self.step_count += 1
         b1, b2 = ADAM_BETAS
         bc1, bc2 = 1 - b1**self.step_count, 1 - b2**self.step_count
-        for b, keep in zip(self.b, self.bias_grad):
-            if keep is not None and b.grad is not None:
-                b.grad.mul_(keep)
-        for p, m, v in zip(self.params, self.m, self.v):
-            g = p.grad
-            m.mul_(b1).add_(g, alpha=1 - b1)
-            v.mul_(b2).addcmul_(g, g, value=1 - b2)
-            denom = (v.sqrt() / bc2**0.5).add_(ADAM_EPS)
-            p.sub_(self.lr / bc1 * m / denom)
-            p.grad = None
+        g = self.flat.grad
+        if self.grad_keep is not None:
+            g.mul_(self.grad_keep)
+        self.m.mul_(b1).add_(g, alpha=1 - b1)
+        self.v.mul_(b2).addcmul_(g, g, value=1 - b2)
+        denom = (self.v.sqrt() / bc2**0.5).add_(ADAM_EPS)
+        self.flat.sub_(self.lr2 / bc1 * self.m / denom)
+        self.flat.grad = None
 
     @torch.no_grad()
     def accuracy(self, x: torch.Tensor, y: torch.Tensor) -> list[float]:
@@ -208,6 +229,7 @@ class _Group:
 
     @torch.no_grad()
     def export(self, k: int) -> Params:
+        self._bind()
         g, real = self.genomes[k], self.real[k]
         p: Params = {"in_scale": np.float32(self.in_scale[k].item())}
         for i in range(self.depth + 1):
