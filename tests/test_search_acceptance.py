@@ -6,7 +6,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import shared_path
 
 ROOT = Path(__file__).resolve().parent.parent
