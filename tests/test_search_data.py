@@ -86,3 +86,15 @@ def test_user_csv_and_npz_named_label(tmp_path):
 def test_split_rejects_mismatch():
     with pytest.raises(DataError, match="5 feature rows but 4 labels"):
         split(np.zeros((5, 2)), np.zeros(4), ["a"], name="t")
+
+
+def test_user_hdf5(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    with h5py.File(tmp_path / "d.h5", "w") as f:
+        f["a"] = np.array([1.0, 2.0, 3.0, 4.0])
+        f["b"] = np.array([5.0, 6.0, 7.0, 8.0])
+        f["kind"] = np.array([b"x", b"y", b"x", b"y"])
+    x, y, classes = load_table(tmp_path / "d.h5", "kind")
+    assert x.tolist() == [[1, 5], [2, 6], [3, 7], [4, 8]] and y.tolist() == [0, 1, 0, 1] and len(classes) == 2
+    spec = parse_space({"data": {"dataset": "hdf5", "path": str(tmp_path / "d.h5"), "label": "kind", "val_fraction": 0.5}})
+    assert load_dataset(spec.data).n_features == 2

@@ -108,6 +108,8 @@ def load_table(path: str | Path, label: str) -> tuple[np.ndarray, np.ndarray, li
     path = Path(path)
     if path.suffix.lower() == ".npz":
         return _load_npz(path, label)
+    if path.suffix.lower() in (".h5", ".hdf5"):
+        return _load_hdf5(path, label)
     rows = _read_csv_rows(path)
     header, body = [h.strip() for h in rows[0]], rows[1:]
     if label not in header:
@@ -130,6 +132,27 @@ def _load_npz(path: Path, label: str) -> tuple[np.ndarray, np.ndarray, list[str]
         arrays = dict(np.load(path, allow_pickle=False))
     except (OSError, ValueError) as exc:
         raise DataError(f"{path}: not a readable .npz ({exc})") from None
+    return _from_arrays(path, arrays, label)
+
+
+def _load_hdf5(path: Path, label: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """HDF5 with top-level datasets laid out as in an .npz (needs h5py)."""
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    try:
+        import h5py
+    except ImportError:
+        raise DataError(f"{path}: reading HDF5 needs h5py (pip install h5py)") from None
+    try:
+        with h5py.File(path, "r") as f:
+            arrays = {k: np.asarray(f[k]) for k in f.keys() if isinstance(f[k], h5py.Dataset)}
+    except OSError as exc:
+        raise DataError(f"{path}: not a readable HDF5 file ({exc})") from None
+    return _from_arrays(path, arrays, label)
+
+
+def _from_arrays(path: Path, arrays: dict[str, np.ndarray], label: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Label array by name; features from 'x'/'X'/'features' or every 1-D column of the same length."""
     if label not in arrays:
         raise DataError(f"{path}: no array named {label!r} (arrays: {', '.join(sorted(arrays))})")
     y, classes = _labels(arrays.pop(label))

@@ -36,7 +36,7 @@ class _Strict(BaseModel):
 class DataSpec(_Strict):
     """Which data set, how to split it (seeded) and how to preprocess it."""
 
-    dataset: Literal["magic", "mnist", "jets", "csv", "npz"]
+    dataset: Literal["magic", "mnist", "jets", "csv", "npz", "hdf5"]
     path: str | None = None
     label: str | None = None
     val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
@@ -45,9 +45,9 @@ class DataSpec(_Strict):
 
     @model_validator(mode="after")
     def _needs_path(self) -> DataSpec:
-        if self.dataset in ("csv", "npz") and not self.path:
+        if self.dataset in ("csv", "npz", "hdf5") and not self.path:
             raise ValueError(f"dataset {self.dataset!r} needs a 'path'")
-        if self.dataset in ("csv", "npz") and not self.label:
+        if self.dataset in ("csv", "npz", "hdf5") and not self.label:
             raise ValueError(f"dataset {self.dataset!r} needs a 'label' column name")
         return self
 
