@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "tests"))
 warnings.filterwarnings("ignore")
 
-from estimator_synth_gen import CSV, load_spec, read_rows, spec_of_row  # noqa: E402
+from estimator_synth_gen import CSV, load_spec, read_rows, row_classes, spec_of_row  # noqa: E402
 
 
 def ranks(x: np.ndarray) -> np.ndarray:
@@ -52,20 +52,47 @@ def mape(est: list[float], true: list[float]) -> float:
     return float(np.mean(np.abs(e - t) / t) * 100)
 
 
-def estimates(rows: list[dict[str, str]], use_da: bool) -> dict[str, list[float]]:
+def estimates(rows: list[dict[str, str]], use_da: bool) -> tuple[dict[str, list[float]], list[dict[str, float]]]:
+    """Per-estimator LUT predictions, and the da4ml per-op-class costs of each full design."""
     from codesign.passes.cost import cost_report
     from codesign.passes.estimate import estimate
+    from codesign.passes.estimate.da_model import op_class_costs, trace_model
 
     out: dict[str, list[float]] = {"hls4ml": [], "BOPs": []}
     if use_da:
         out["da"] = []
+    classes = []
     for row in rows:
         model = load_spec(spec_of_row(row))
         out["hls4ml"].append(estimate(model, "hls4ml").totals["LUT"])
         out["BOPs"].append(cost_report(model).bops)
         if use_da:
             out["da"].append(estimate(model, "da").totals["LUT"])
-    return out
+        # per-class da4ml costs: cached in the CSV by the generator, else re-traced
+        classes.append(row_classes(row) if row.get("cost_add") else op_class_costs(trace_model(model)))
+    return out, classes
+
+
+def fit_lut_weights(classes: list[dict[str, float]], yosys: list[float]) -> dict[str, float]:
+    """Non-negative LUT-per-cost weights minimising the relative error (classes never seen keep 1.0)."""
+    from scipy.optimize import nnls
+
+    keys = [k for k in classes[0] if any(c[k] for c in classes)]
+    a = np.array([[c[k] / y for k in keys] for c, y in zip(classes, yosys)])
+    w, _ = nnls(a, np.ones(len(yosys)))
+    return {k: 1.0 for k in classes[0]} | {k: round(float(v), 3) for k, v in zip(keys, w)}
+
+
+def leave_one_out(classes: list[dict[str, float]], yosys: list[float]) -> list[float]:
+    """Each design predicted by weights fitted on all the others (honest held-out error)."""
+    from codesign.passes.estimate.da_model import calibrated_luts
+
+    preds = []
+    for i in range(len(yosys)):
+        rest = [j for j in range(len(yosys)) if j != i]
+        w = fit_lut_weights([classes[j] for j in rest], [yosys[j] for j in rest])
+        preds.append(calibrated_luts(classes[i], w))
+    return preds
 
 
 def time_shared_models(repeats: int = 20) -> list[tuple[str, float]]:
@@ -102,16 +129,23 @@ def main() -> None:
     if not rows:
         sys.exit(f"no cached synthesis results in {CSV}; run benchmarks/estimator_synth_gen.py first")
     yosys = [float(r["yosys_lut"]) for r in rows]
-    est = estimates(rows, use_da=not args.no_da)
-    est["da4ml cost (full trace)"] = [float(r["da4ml_full_lut"]) for r in rows]
+    from codesign.passes.estimate.da_model import LUT_WEIGHTS, calibrated_luts
+
+    est, classes = estimates(rows, use_da=not args.no_da)
+    est["da4ml raw cost"] = [float(r["da4ml_full_lut"]) for r in rows]
+    est["da calibrated (in-sample)"] = [calibrated_luts(c) for c in classes]
+    est["da calibrated (LOO)"] = leave_one_out(classes, yosys) if len(rows) > 3 else est["da4ml raw cost"]
+    refit = fit_lut_weights(classes, yosys)
 
     print(f"{len(rows)} MLPs synthesised with yosys synth_xilinx -family xcup (da4ml RTL)\n")
     head = f"{'model':7s} {'widths':24s} {'w':>2s} {'a':>2s} {'sp':>5s} {'yosys LUT':>10s}"
+    short = {"hls4ml": "hls4ml", "da": "da", "da4ml raw cost": "da4ml raw", "da calibrated (in-sample)": "da cal.",
+             "da calibrated (LOO)": "da cal. LOO"}  # fmt: skip
     cols = [k for k in est if k != "BOPs"]
-    print(head + "".join(f" {k[:14]:>14s}" for k in cols) + f" {'BOPs':>10s}")
+    print(head + "".join(f" {short.get(k, k)[:12]:>12s}" for k in cols) + f" {'BOPs':>10s}")
     for i, r in enumerate(rows):
         line = f"{r['name']:7s} {r['widths']:24s} {r['w_bits']:>2s} {r['a_bits']:>2s} {float(r['sparsity']):5.2f} {yosys[i]:10.0f}"
-        print(line + "".join(f" {est[k][i]:14.0f}" for k in cols) + f" {est['BOPs'][i]:10.3g}")
+        print(line + "".join(f" {est[k][i]:12.0f}" for k in cols) + f" {est['BOPs'][i]:10.3g}")
     print(f"\n{'estimator':26s} {'MAPE %':>8s} {'Spearman':>9s}   (vs yosys LUTs)")
     summary: dict[str, dict[str, float]] = {}
     for k, v in est.items():
@@ -119,6 +153,10 @@ def main() -> None:
         err = mape(v, yosys) if k != "BOPs" else float("nan")
         summary[k] = {"mape_pct": err, "spearman": rho}
         print(f"{k:26s} {err:8.1f} {rho:9.3f}" if k != "BOPs" else f"{k:26s} {'-':>8s} {rho:9.3f}")
+
+    print(f"\nda LUT weights in use: {LUT_WEIGHTS}\nrefitted on these {len(rows)} designs: {refit}")
+    within = sum(abs(e / y - 1) < 0.10 for e, y in zip(est["da calibrated (LOO)"], yosys))
+    print(f"da calibrated, leave-one-out: {within}/{len(rows)} designs within 10% of yosys")
 
     timings = time_shared_models()
     worst = max(timings, key=lambda t: t[1])

@@ -40,7 +40,9 @@ N_MODELS = 18
 FIELDS = [
     "name", "widths", "w_bits", "a_bits", "sparsity", "seed", "yosys_lut", "yosys_ff", "yosys_carry",
     "yosys_lut_by_size", "da4ml_full_lut", "da4ml_full_ff", "stages", "synth_s",
+    "cost_add", "cost_relu", "cost_cadd", "cost_mux", "cost_other",
 ]  # fmt: skip
+CLASS_FIELDS = {f"cost_{k}": k for k in ("add", "relu", "cadd", "mux", "other")}
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,7 @@ def synthesise(spec: MlpSpec, workdir: Path) -> dict[str, object]:
     from codesign.passes.estimate.da_model import trace_model
 
     comb = trace_model(load_spec(spec), LATENCY_CUTOFF)
+    classes = class_columns(comb)
     pipe = to_pipeline(comb, LATENCY_CUTOFF, verbose=False)
     rtl = VerilogModel(pipe, spec.name, workdir / spec.name, latency_cutoff=LATENCY_CUTOFF)
     rtl.write()
@@ -171,7 +174,42 @@ def synthesise(spec: MlpSpec, workdir: Path) -> dict[str, object]:
         "da4ml_full_ff": float(pipe.reg_bits),
         "stages": len(pipe.solutions),
         "synth_s": round(time.time() - t0, 1),
+        **classes,
     }
+
+
+def class_columns(comb) -> dict[str, float]:
+    """da4ml cost per op class, as CSV columns (the da estimator's calibration inputs)."""
+    from codesign.passes.estimate.da_model import op_class_costs
+
+    costs = op_class_costs(comb)
+    return {col: costs[k] for col, k in CLASS_FIELDS.items()}
+
+
+def row_classes(row: dict[str, str]) -> dict[str, float]:
+    """The per-class da4ml costs stored in a CSV row."""
+    return {k: float(row[col]) for col, k in CLASS_FIELDS.items()}
+
+
+def annotate(path: Path) -> None:
+    """Fill missing per-class cost columns of existing rows (re-traces, no synthesis)."""
+    from codesign.passes.estimate.da_model import trace_model
+
+    rows = read_rows(path)
+    for row in rows:
+        if not row.get("cost_add"):
+            row.update(class_columns(trace_model(load_spec(spec_of_row(row)), LATENCY_CUTOFF)))
+    write_rows(path, rows)
+
+
+def write_rows(path: Path, rows: list[dict]) -> None:
+    """Rewrite the CSV atomically."""
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
 
 
 def read_rows(path: Path = CSV) -> list[dict[str, str]]:
@@ -194,7 +232,11 @@ def main() -> None:
     ap.add_argument("--only", help="synthesise one spec by name")
     ap.add_argument("--n", type=int, default=N_MODELS)
     ap.add_argument("--csv", type=Path, default=CSV)
+    ap.add_argument("--annotate", action="store_true", help="only add per-class da4ml costs to existing rows")
     args = ap.parse_args()
+    if args.annotate:
+        annotate(args.csv)
+        return
     done = {r["name"] for r in read_rows(args.csv)}
     todo = [s for s in specs(args.n) if s.name not in done and (args.only is None or s.name == args.only)]
     todo.sort(key=lut_proxy)  # small designs first, so a partial run still covers the spread

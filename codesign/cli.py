@@ -455,7 +455,7 @@ def targets(json_out: bool = typer.Option(False, "--json", help="machine-readabl
 def estimate(
     model: Path = typer.Argument(..., help="ONNX or QONNX model file"),
     target: Optional[str] = typer.Option(None, "--target", help="FPGA target (codesign targets), e.g. vu13p"),
-    estimator: str = typer.Option("hls4ml", "--estimator", help="hls4ml (analytic), da (da4ml) or rule4ml"),
+    estimator: str = typer.Option("hls4ml", "--estimator", help="hls4ml (analytic) or da (da4ml, multiplier-free)"),
     strategy: str = typer.Option("latency", "--strategy", help="hls4ml strategy: latency or resource"),
     reuse_factor: int = typer.Option(1, "--reuse-factor", help="hls4ml reuse factor (all layers)"),
     clock: Optional[float] = typer.Option(None, "--clock", help="clock period in ns (default: the target's, else 5)"),

@@ -10,7 +10,8 @@ Estimators, by name (:func:`get_estimator`):
 
 ``hls4ml``   analytic model of hls4ml's Vivado/Vitis templates (:mod:`.hls4ml_model`).
 ``da``       da4ml's constant-matrix-multiply optimiser on the exact weights (:mod:`.da_model`).
-``rule4ml``  rule4ml's learned surrogate, optional (:mod:`.rule4ml_adapter`).
+(rule4ml's learned surrogate is not wired in yet: its default GNN estimators need
+keras + torch_geometric; see issue 5.)
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ IO_TYPES = ("io_parallel", "io_stream")
 ESTIMATORS = {
     "hls4ml": "codesign.passes.estimate.hls4ml_model:Hls4mlEstimator",
     "da": "codesign.passes.estimate.da_model:DaEstimator",
-    "rule4ml": "codesign.passes.estimate.rule4ml_adapter:Rule4mlEstimator",
 }
 
 
@@ -193,7 +193,7 @@ class Estimator(Pass):
 
 
 def get_estimator(name: str, config: EstimateConfig | None = None, **options: Any) -> Estimator:
-    """Instantiate estimator ``name`` (``hls4ml``, ``da`` or ``rule4ml``)."""
+    """Instantiate estimator ``name`` (``hls4ml`` or ``da``)."""
     spec = ESTIMATORS.get(name)
     if spec is None:
         raise EstimateError(f"unknown estimator {name!r}; choose from {', '.join(ESTIMATORS)}")

@@ -31,6 +31,15 @@ from codesign.passes.estimate import EstimateConfig, EstimateReport, Estimator, 
 #: Ops that only move or relabel data: free in hardware, traced as reshapes.
 SHAPE_OPS = frozenset({"Reshape", "Flatten", "Identity", "Squeeze", "Unsqueeze", "Dropout"})
 
+#: da4ml opcodes grouped by what they become in LUTs.
+OP_CLASSES = {0: "add", 1: "add", 2: "relu", -2: "relu", 4: "cadd", 6: "mux", -6: "mux"}
+#: LUTs per da4ml cost unit by op class. da4ml's cost counts every adder bit as one LUT;
+#: yosys/ABC packs narrow adders, ReLUs and constant adds into fewer LUTs. Fitted by
+#: non-negative least squares on relative error against ``yosys synth_xilinx -family xcup``
+#: on benchmarks/data/estimator_synth.csv (benchmarks/estimator_accuracy.py refits them and
+#: prints the in-sample and leave-one-out errors). All 1.0 = da4ml's raw cost.
+LUT_WEIGHTS: dict[str, float] = {"add": 1.0, "relu": 1.0, "cadd": 1.0, "mux": 1.0, "other": 1.0}
+
 
 def _da4ml() -> Any:
     try:
@@ -170,12 +179,26 @@ def _fresh_like(trace: Any, arr: Any, hw: Any) -> Any:
     return trace.FixedVariableArray.from_lhs(low, high, step, hwconf=hw)
 
 
-def _layer_cost(trace: Any, inp: Any, out: Any, latency_cutoff: float) -> tuple[float, float, int]:
+def op_class_costs(comb: Any) -> dict[str, float]:
+    """da4ml cost of a CombLogic split by op class (see :data:`OP_CLASSES`)."""
+    out = dict.fromkeys(LUT_WEIGHTS, 0.0)
+    for op in comb.ops:
+        out[OP_CLASSES.get(op.opcode, "other")] += float(op.cost)
+    return out
+
+
+def calibrated_luts(costs: dict[str, float], weights: dict[str, float] | None = None) -> float:
+    """LUTs predicted from per-class da4ml costs."""
+    w = LUT_WEIGHTS if weights is None else weights
+    return float(sum(w.get(k, 1.0) * v for k, v in costs.items()))
+
+
+def _layer_cost(trace: Any, inp: Any, out: Any, latency_cutoff: float, calibrated: bool) -> tuple[float, float, int]:
     """(LUT, FF, pipeline stages) of the logic between ``inp`` and ``out``, by da4ml's cost model."""
     comb = trace.comb_trace(inp, out)
-    lut = float(comb.cost)
-    if lut == 0:
+    if float(comb.cost) == 0:
         return 0.0, 0.0, 0
+    lut = calibrated_luts(op_class_costs(comb)) if calibrated else float(comb.cost)
     pipe = trace.to_pipeline(comb, latency_cutoff, verbose=False)
     stages = len(pipe.solutions)
     return lut, float(pipe.reg_bits), stages
@@ -186,9 +209,12 @@ class DaEstimator(Estimator):
 
     key = "da"
 
-    def __init__(self, config: EstimateConfig | None = None, *, latency_cutoff: float = 5.0, **options: Any):
+    def __init__(
+        self, config: EstimateConfig | None = None, *, latency_cutoff: float = 5.0, calibrated: bool = True, **options: Any
+    ):
         super().__init__(config, **options)
         self.latency_cutoff = latency_cutoff
+        self.calibrated = calibrated
 
     def estimate(self, model: Model) -> EstimateReport:
         tracer = _Tracer(model, self.latency_cutoff)
@@ -213,7 +239,7 @@ class DaEstimator(Estimator):
                 rows.append(LayerEstimate(node.name, node.op_type))
                 continue
             inputs = np.concatenate([np.ravel(a._vars) for a in fresh.values()])
-            lut, ff, stages = _layer_cost(trace, list(inputs), np.ravel(out._vars), self.latency_cutoff)
+            lut, ff, stages = _layer_cost(trace, list(inputs), np.ravel(out._vars), self.latency_cutoff, self.calibrated)
             rows.append(LayerEstimate(node.name, node.op_type, LUT=lut, FF=ff, latency_cycles=stages, ii=1))
         return EstimateReport(self.key, self.config, rows)
 

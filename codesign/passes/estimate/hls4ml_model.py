@@ -307,7 +307,7 @@ class Hls4mlEstimator(Estimator):
                 mult_ns = math.ceil(math.log2(max(int(digits.max(initial=1)), 1))) * adder_ns(prod_bits) if digits.size else 0.0
             adders = float(np.maximum(terms - 1, 0).sum())
             depth = math.ceil(math.log2(max(int(terms.max(initial=1)), 1)))
-            ff += float(n_real) * prod_bits if dsp_path else 0.0  # DSP output registers
+            # DSP products are registered inside the DSP48 (M/P registers): no fabric FFs.
         else:
             n_mult = math.ceil(n_total / rf)
             if dsp_path:
