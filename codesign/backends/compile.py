@@ -63,6 +63,23 @@ def _manifest(
     }  # fmt: skip
 
 
+def _estimates(ir: Model, target: Target, clock_ns: float, strategy: str, reuse: Any, io_type: str) -> dict[str, Any]:
+    """The project's resource/latency estimate and fit on the target (``codesign.passes.estimate``)."""
+    try:
+        from codesign.passes.estimate import estimate
+
+        report = estimate(
+            ir, "hls4ml", target=target.part, clock_ns=clock_ns,
+            strategy=strategy if strategy in ("latency", "resource") else "latency", reuse_factor=reuse, io_type=io_type,
+        )  # fmt: skip
+        fit = report.fits(dict(target.resources))
+        return {"estimator": report.estimator, "totals": report.totals, "fits": fit.to_dict()}
+    except ImportError:
+        return {"error": "no estimator in this installation"}
+    except Exception as exc:  # an estimate is advisory: never fail a compile over it
+        return {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"}
+
+
 def _write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, default=_jsonable) + "\n")
 
@@ -120,6 +137,10 @@ def compile_hls4ml(
             ir, source, tgt, "hls4ml",
             {**opts.to_dict(), "clock_ns": build.clock_ns, "project_name": opts.project_name},
             {
+                "estimates": _estimates(
+                    ir, tgt, build.clock_ns, opts.strategy, {**{"*": opts.reuse_factor}, **opts.layer_reuse}
+                    if opts.layer_reuse else opts.reuse_factor, "io_" + opts.io,
+                ),
                 "precision": build.precision.to_dict(),
                 "hls4ml": {"version": _version("hls4ml"), "layers": build.layer_types()},
                 "verify": report.to_dict() if report else None,
