@@ -192,3 +192,35 @@ def test_two_local_workers_give_the_same_trials(tmp_path):
         nsga.Search(space, data, store, workers=workers).run()
         runs.append([(t.key, t.metrics["accuracy"], t.metrics["bops"]) for t in store.trials()])
     assert len(runs[1]) == 9 and runs[0] == runs[1]
+
+
+def test_estimated_resources_as_objective_and_budget(tmp_path):
+    """With a target, the issue-5 estimator's numbers become an objective and a hard budget."""
+    pytest.importorskip("codesign.passes.estimate.hls4ml_model")
+    from codesign.passes.estimate import estimate
+    from codesign.search.genome import build_ir
+
+    spec = _space(tmp_path, trials=10, objectives=["accuracy", "bops", "resources"], target="xc7z020clg400-1",
+                  constraints={"resources_max_percent": 10})  # fmt: skip
+    spec["model"]["width"] = [2, 8, 64]
+    summary = run_search(parse_space(spec), tmp_path / "run")
+    store = TrialStore(tmp_path / "run" / "trials.sqlite", parse_space(spec).digest(), resume=True)
+    trials = store.trials(with_params=True)
+    assert len(trials) == 11
+    for t in trials:
+        assert t.feasible == (t.metrics["max_resource_pct"] <= 10)
+    t = trials[-1]
+    report = estimate(build_ir(t.genome, 5, 2, t.params), "hls4ml", target="xc7z020clg400-1")
+    assert t.metrics["LUT"] == report.totals["LUT"] and t.metrics["latency"] == report.totals["latency_cycles"]
+    assert all(p.feasible for p in summary.pareto)
+    assert {p.name for p in (tmp_path / "run" / "plots").iterdir()} == {
+        "accuracy_vs_bops.png", "accuracy_vs_lut.png", "resources_vs_latency.png"
+    }
+
+
+def test_unknown_target_fails_before_training(tmp_path):
+    spec = _space(tmp_path, trials=4, objectives=["accuracy", "resources"], target="no-such-fpga")
+    with pytest.raises(Exception) as info:
+        run_search(parse_space(spec), tmp_path / "run")
+    assert "no-such-fpga" in str(info.value) and "\n" not in str(info.value)
+    assert not (tmp_path / "run").exists()

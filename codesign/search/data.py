@@ -145,7 +145,7 @@ def _load_hdf5(path: Path, label: str) -> tuple[np.ndarray, np.ndarray, list[str
         raise DataError(f"{path}: reading HDF5 needs h5py (pip install h5py)") from None
     try:
         with h5py.File(path, "r") as f:
-            arrays = {k: np.asarray(f[k]) for k in f.keys() if isinstance(f[k], h5py.Dataset)}
+            arrays = {k: np.asarray(f[k]) for k in f if isinstance(f[k], h5py.Dataset)}
     except OSError as exc:
         raise DataError(f"{path}: not a readable HDF5 file ({exc})") from None
     return _from_arrays(path, arrays, label)
