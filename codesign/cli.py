@@ -455,7 +455,7 @@ def targets(json_out: bool = typer.Option(False, "--json", help="machine-readabl
 def estimate(
     model: Path = typer.Argument(..., help="ONNX or QONNX model file"),
     target: Optional[str] = typer.Option(None, "--target", help="FPGA target (codesign targets), e.g. vu13p"),
-    estimator: str = typer.Option("hls4ml", "--estimator", help="hls4ml (analytic) or da (da4ml, multiplier-free)"),
+    estimator: str = typer.Option("hls4ml", "--estimator", help="hls4ml (analytic), da (da4ml, multiplier-free) or rule4ml (learned)"),
     strategy: str = typer.Option("latency", "--strategy", help="hls4ml strategy: latency or resource"),
     reuse_factor: int = typer.Option(1, "--reuse-factor", help="hls4ml reuse factor (all layers)"),
     clock: Optional[float] = typer.Option(None, "--clock", help="clock period in ns (default: the target's, else 5)"),
@@ -536,15 +536,15 @@ def search(
     total = trials or spec.search.trials
     console = Console(stderr=True)
     columns = (
-        TextColumn("[bold]search"), BarColumn(), MofNCompleteColumn(), TextColumn("trials"), TimeElapsedColumn(),
-        TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[status]}"),
+        BarColumn(bar_width=12), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+        TextColumn("{task.fields[status]}"),
     )  # fmt: skip
     with Progress(*columns, console=console, transient=False) as bar:
-        task = bar.add_task("search", total=total, status="training generation 0...")
+        task = bar.add_task("search", total=total, status="gen 0: training")
 
         def on_progress(p: Any) -> None:
-            best = ", ".join(f"{k} {_fmt_num(v) if k != 'accuracy' else f'{v:.4f}'}" for k, v in p.best.items())
-            bar.update(task, completed=min(p.done, total), status=f"gen {p.generation}  pareto {p.pareto_size}  best {best}")
+            best = " ".join(f"{k[:4]} {_fmt_num(v) if k != 'accuracy' else f'{v:.4f}'}" for k, v in p.best.items())
+            bar.update(task, completed=min(p.done, total), status=f"gen {p.generation} front {p.pareto_size} best {best}")
 
         summary = run_search(spec, output, trials=total, workers=workers, resume=resume, on_progress=on_progress)
         bar.update(task, completed=min(summary.trials, total))

@@ -155,6 +155,9 @@ def test_kill9_then_resume_loses_and_repeats_nothing(tmp_path):
     assert ref.wait(timeout=300) == 0, ref.stderr.read()
     reference = _rows(tmp_path / "ref" / "trials.sqlite")
     assert len(reference) == 31
+    out = ref.stdout.read().splitlines()
+    assert out[0].startswith(f"30 trials in {tmp_path / 'ref'}; Pareto front: ")
+    assert out[-1].startswith("baseline wide: acc ")
     # the same run, killed with SIGKILL once two generations are in the store
     proc = _cli([str(space_file), "-o", str(tmp_path / "run")])
     db = tmp_path / "run" / "trials.sqlite"

@@ -68,6 +68,8 @@ def write_outputs(space: Space, store: TrialStore, run_dir: Path, n_features: in
     searched = [t for t in trials if not t.is_baseline]
     baselines = [t for t in trials if t.is_baseline]
     front = pareto_trials(space, searched)
+    for stale in run_dir.glob(".outputs.*"):  # left by a run killed while writing its outputs
+        shutil.rmtree(stale, ignore_errors=True)
     try:
         tmp = Path(tempfile.mkdtemp(prefix=".outputs.", dir=run_dir))
     except OSError as exc:
