@@ -150,14 +150,10 @@ def test_kill9_then_resume_loses_and_repeats_nothing(tmp_path):
     spec["training"]["epochs"] = 2
     space_file = tmp_path / "space.yaml"
     space_file.write_text(yaml.safe_dump(spec))
-    # reference: one uninterrupted run
-    ref = _cli([str(space_file), "-o", str(tmp_path / "ref")])
-    assert ref.wait(timeout=300) == 0, ref.stderr.read()
+    # reference: one uninterrupted run (in-process, same code path as the CLI)
+    run_search(space_file, tmp_path / "ref")
     reference = _rows(tmp_path / "ref" / "trials.sqlite")
     assert len(reference) == 31
-    out = ref.stdout.read().splitlines()
-    assert out[0].startswith(f"30 trials in {tmp_path / 'ref'}; Pareto front: ")
-    assert out[-1].startswith("baseline wide: acc ")
     # the same run, killed with SIGKILL once two generations are in the store
     proc = _cli([str(space_file), "-o", str(tmp_path / "run")])
     db = tmp_path / "run" / "trials.sqlite"
@@ -178,6 +174,9 @@ def test_kill9_then_resume_loses_and_repeats_nothing(tmp_path):
     assert not (tmp_path / "run" / "pareto.csv").exists()
     resumed = _cli([str(space_file), "-o", str(tmp_path / "run"), "--resume"])
     assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
+    out = resumed.stdout.read().splitlines()
+    assert out[0].startswith(f"30 trials in {tmp_path / 'run'}; Pareto front: ")
+    assert out[-1].startswith("baseline wide: acc ")
     after = _rows(db)
     assert after[: len(before)] == before  # nothing finished was lost or rewritten
     assert len(after) == 31 and len({r[1] for r in after}) == 31  # nothing repeated
