@@ -52,7 +52,9 @@ def mape(est: list[float], true: list[float]) -> float:
     return float(np.mean(np.abs(e - t) / t) * 100)
 
 
-def estimates(rows: list[dict[str, str]], use_da: bool) -> tuple[dict[str, list[float]], list[dict[str, float]]]:
+def estimates(
+    rows: list[dict[str, str]], use_da: bool, use_rule4ml: bool = False
+) -> tuple[dict[str, list[float]], list[dict[str, float]]]:
     """Per-estimator LUT predictions, and the da4ml per-op-class costs of each full design."""
     from codesign.passes.cost import cost_report
     from codesign.passes.estimate import estimate
@@ -61,6 +63,8 @@ def estimates(rows: list[dict[str, str]], use_da: bool) -> tuple[dict[str, list[
     out: dict[str, list[float]] = {"hls4ml": [], "BOPs": []}
     if use_da:
         out["da"] = []
+    if use_rule4ml:
+        out["rule4ml"] = []
     classes = []
     for row in rows:
         model = load_spec(spec_of_row(row))
@@ -68,6 +72,8 @@ def estimates(rows: list[dict[str, str]], use_da: bool) -> tuple[dict[str, list[
         out["BOPs"].append(cost_report(model).bops)
         if use_da:
             out["da"].append(estimate(model, "da").totals["LUT"])
+        if use_rule4ml:
+            out["rule4ml"].append(estimate(model, "rule4ml", target="vu13p").totals["LUT"])
         # per-class da4ml costs: cached in the CSV by the generator, else re-traced
         classes.append(row_classes(row) if row.get("cost_add") else op_class_costs(trace_model(model)))
     return out, classes
@@ -123,6 +129,7 @@ def time_shared_models(repeats: int = 20) -> list[tuple[str, float]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--no-da", action="store_true", help="skip the da4ml estimator (slow for big MLPs)")
+    ap.add_argument("--rule4ml", action="store_true", help="also run rule4ml (optional extra, ~3 s per model)")
     ap.add_argument("--json", type=Path, help="also write the numbers as JSON")
     args = ap.parse_args()
     rows = read_rows(CSV)
@@ -131,7 +138,7 @@ def main() -> None:
     yosys = [float(r["yosys_lut"]) for r in rows]
     from codesign.passes.estimate.da_model import LUT_WEIGHTS, calibrated_luts
 
-    est, classes = estimates(rows, use_da=not args.no_da)
+    est, classes = estimates(rows, use_da=not args.no_da, use_rule4ml=args.rule4ml)
     est["da4ml raw cost"] = [float(r["da4ml_full_lut"]) for r in rows]
     est["da calibrated (in-sample)"] = [calibrated_luts(c) for c in classes]
     est["da calibrated (LOO)"] = leave_one_out(classes, yosys) if len(rows) > 3 else est["da4ml raw cost"]
@@ -140,7 +147,7 @@ def main() -> None:
     print(f"{len(rows)} MLPs synthesised with yosys synth_xilinx -family xcup (da4ml RTL)\n")
     head = f"{'model':7s} {'widths':24s} {'w':>2s} {'a':>2s} {'sp':>5s} {'yosys LUT':>10s}"
     short = {"hls4ml": "hls4ml", "da": "da", "da4ml raw cost": "da4ml raw", "da calibrated (in-sample)": "da cal.",
-             "da calibrated (LOO)": "da cal. LOO"}  # fmt: skip
+             "da calibrated (LOO)": "da cal. LOO", "rule4ml": "rule4ml"}  # fmt: skip
     cols = [k for k in est if k != "BOPs"]
     print(head + "".join(f" {short.get(k, k)[:12]:>12s}" for k in cols) + f" {'BOPs':>10s}")
     for i, r in enumerate(rows):

@@ -10,8 +10,7 @@ Estimators, by name (:func:`get_estimator`):
 
 ``hls4ml``   analytic model of hls4ml's Vivado/Vitis templates (:mod:`.hls4ml_model`).
 ``da``       da4ml's constant-matrix-multiply optimiser on the exact weights (:mod:`.da_model`).
-(rule4ml's learned surrogate is not wired in yet: its default GNN estimators need
-keras + torch_geometric; see issue 5.)
+``rule4ml``  rule4ml's learned surrogate, optional extra (:mod:`.rule4ml_adapter`).
 """
 
 from __future__ import annotations
@@ -34,6 +33,7 @@ IO_TYPES = ("io_parallel", "io_stream")
 ESTIMATORS = {
     "hls4ml": "codesign.passes.estimate.hls4ml_model:Hls4mlEstimator",
     "da": "codesign.passes.estimate.da_model:DaEstimator",
+    "rule4ml": "codesign.passes.estimate.rule4ml_adapter:Rule4mlEstimator",
 }
 
 
@@ -193,7 +193,7 @@ class Estimator(Pass):
 
 
 def get_estimator(name: str, config: EstimateConfig | None = None, **options: Any) -> Estimator:
-    """Instantiate estimator ``name`` (``hls4ml`` or ``da``)."""
+    """Instantiate estimator ``name`` (``hls4ml``, ``da`` or ``rule4ml``)."""
     spec = ESTIMATORS.get(name)
     if spec is None:
         raise EstimateError(f"unknown estimator {name!r}; choose from {', '.join(ESTIMATORS)}")

@@ -306,7 +306,10 @@ class Hls4mlEstimator(Estimator):
                 lut += float(((digits - 1) * (s.a_bits + bit_length(wr))).sum())
                 mult_ns = math.ceil(math.log2(max(int(digits.max(initial=1)), 1))) * adder_ns(prod_bits) if digits.size else 0.0
             adders = float(np.maximum(terms - 1, 0).sum())
-            depth = math.ceil(math.log2(max(int(terms.max(initial=1)), 1)))
+            fan_terms = int(terms.max(initial=1))
+            depth = math.ceil(math.log2(max(fan_terms, 1)))
+            if mult_ns > 0 and not dsp_path:  # LUT products registered before the tree
+                ff += float(n_real) * prod_bits
             # DSP products are registered inside the DSP48 (M/P registers): no fabric FFs.
         else:
             n_mult = math.ceil(n_total / rf)
@@ -324,6 +327,7 @@ class Hls4mlEstimator(Estimator):
             elif s.weights is not None:
                 lut += n_mult * s.w_bits * math.ceil(rf / 64) if rf > 1 else 0.0  # LUTROM
             adders = float(n_mult)  # partial sums: one add per product
+            fan_terms = max(1, math.ceil(s.n_in / rf))
             depth = math.ceil(math.log2(max(math.ceil(s.n_in / rf), 1))) if rf < s.n_in else 1
             ff += s.n_out * acc_bits  # accumulators
         if s.has_bias:
@@ -331,7 +335,7 @@ class Hls4mlEstimator(Estimator):
         lut += adders * add_bits
         stages = math.ceil(depth * adder_ns(add_bits) / self.period) if depth else 0
         kernel_latency = self._cycles(mult_ns) + stages + 1  # +1 output register
-        ff += s.n_out * acc_bits * max(stages, 1)  # pipeline registers of the adder tree
+        ff += self._tree_registers(s.n_out, int(fan_terms), depth, add_bits) + s.n_out * acc_bits
         if strategy == "resource" and rf > 1:
             kernel_latency += 2  # BRAM read + accumulator
         ii = rf
@@ -341,6 +345,11 @@ class Hls4mlEstimator(Estimator):
             latency_cycles=int(latency), ii=int(ii * s.instances),
             note=f"RF={rf} {'DSP' if dsp_path else 'LUT'} mults" + ("" if const_weights else ", shared"),
         )  # fmt: skip
+
+    def _tree_registers(self, n_out: int, terms: int, depth: int, add_bits: int) -> float:
+        """FFs at the pipeline cuts of ``n_out`` adder trees of ``terms`` inputs (HLS registers every live partial sum)."""
+        per_stage = max(1, int(self.period // adder_ns(add_bits)))
+        return float(sum(n_out * math.ceil(terms / 2**lvl) * add_bits for lvl in range(per_stage, depth, per_stage)))
 
     # ----------------------------------------------------------------- other layers
     def _table(self, node: onnx.NodeProto, n: int, b: int, tables: int) -> LayerEstimate:
