@@ -186,9 +186,14 @@ class Search:
         return np.asarray(rows, dtype=float)
 
     def run(self, on_progress: Callable[[Progress], None] | None = None) -> None:
+        import torch
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # small tensors: intra-op threads only add contention; parallelism is --workers
         try:
             self._run(on_progress)
         finally:
+            torch.set_num_threads(threads)
             self.close()
 
     def _run(self, on_progress: Callable[[Progress], None] | None) -> None:

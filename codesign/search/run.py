@@ -172,9 +172,6 @@ def run_search(
     on_progress: Callable[[Progress], None] | None = None,
 ) -> RunSummary:
     """Load data, search (resuming from the store if asked), then write the run folder's outputs."""
-    import torch
-
-    torch.set_num_threads(1)  # small tensors: intra-op threads only add contention; parallelism is --workers
     space = space if isinstance(space, Space) else load_space(space)
     data = load_dataset(space.data)
     run_dir = Path(run_dir) if run_dir is not None else Path("runs") / _slug(space.name)
