@@ -101,28 +101,42 @@ def leave_one_out(classes: list[dict[str, float]], yosys: list[float]) -> list[f
     return preds
 
 
-def time_shared_models(repeats: int = 20) -> list[tuple[str, float]]:
-    """Median wall time of the hls4ml estimator per shared model (model already loaded)."""
+def time_shared_models(repeats: int = 20) -> list[tuple[str, float, float]]:
+    """(model, first-call ms, median repeat ms) of the hls4ml estimator per shared model.
+
+    The first call is timed after ``cost_report`` (which the search and ``inspect`` run
+    anyway) has filled the IR's constant caches; repeats also hit the estimator's
+    per-weight caches.
+    """
     from conftest import all_shared_models
 
     from codesign.errors import CodesignError
     from codesign.frontends import load
+    from codesign.passes.cost import cost_report
     from codesign.passes.estimate.hls4ml_model import Hls4mlEstimator
 
     est = Hls4mlEstimator()
     out = []
     for path in all_shared_models():
-        try:
-            model = load(path)
-        except CodesignError:
+        firsts = []
+        for _ in range(3):  # best of three freshly loaded copies (timeit practice: the machine is shared)
+            try:
+                model = load(path)
+            except CodesignError:
+                break
+            cost_report(model)
+            t0 = time.perf_counter()
+            est(model)
+            firsts.append(time.perf_counter() - t0)
+        if not firsts:
             continue
-        est(model)  # warm the IR's constant caches, as the search does
+        first = min(firsts)
         times = []
         for _ in range(repeats):
             t0 = time.perf_counter()
             est(model)
             times.append(time.perf_counter() - t0)
-        out.append((path.name, statistics.median(times)))
+        out.append((path.name, first * 1e3, statistics.median(times) * 1e3))
     return out
 
 
@@ -167,10 +181,12 @@ def main() -> None:
 
     timings = time_shared_models()
     worst = max(timings, key=lambda t: t[1])
-    print(f"\nhls4ml estimator on {len(timings)} shared models: median {statistics.median(t for _, t in timings) * 1e3:.2f} ms,"
-          f" worst {worst[1] * 1e3:.2f} ms ({worst[0]}); target < 10 ms")  # fmt: skip
+    print(f"\nhls4ml estimator on {len(timings)} shared models: first call (best of 3 fresh loads) median "
+          f"{statistics.median(t[1] for t in timings):.2f} ms, worst {worst[1]:.2f} ms ({worst[0]}); "
+          f"repeat calls median {statistics.median(t[2] for t in timings):.2f} ms; target < 10 ms")  # fmt: skip
     if args.json:
-        args.json.write_text(json.dumps({"summary": summary, "timings_ms": {n: t * 1e3 for n, t in timings}}, indent=2))
+        payload = {"summary": summary, "timings_ms": {n: {"first": a, "repeat": b} for n, a, b in timings}}
+        args.json.write_text(json.dumps(payload, indent=2))
 
 
 if __name__ == "__main__":

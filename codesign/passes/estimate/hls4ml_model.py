@@ -37,6 +37,7 @@ for how well it ranks real designs.
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -178,6 +179,67 @@ class MacShape:
     a_bits: int
     has_bias: bool
 
+    @property
+    def stats(self) -> "WeightStats":
+        hit = _STATS.get(id(self.weights))
+        if hit is not None and hit[0]() is self.weights:
+            return hit[1]
+        st = weight_stats(self.weights)
+        key = id(self.weights)
+        _STATS[key] = (weakref.ref(self.weights, lambda _: _STATS.pop(key, None)), st)
+        return st
+
+
+#: Caches keyed by array identity (guarded by weak references): the search and the CLI cost the
+#: same weights many times, and the IR replaces its constant arrays whenever they change.
+_ORIENTED: dict[tuple[int, str], tuple[Any, np.ndarray, int]] = {}
+_STATS: dict[int, tuple[Any, "WeightStats"]] = {}
+
+
+def oriented_weights(model: Model, name: str, orient: str) -> tuple[np.ndarray, int]:
+    """Integer weights as (fan_in, outputs) and their width (cached per IR constant)."""
+    const = model.constant(name)
+    key = (id(const), orient)
+    hit = _ORIENTED.get(key)
+    if hit is not None and hit[0]() is const:
+        return hit[1], hit[2]
+    ints, bits = weight_integers(model, name)
+    if orient == "conv":
+        ints = ints.reshape(ints.shape[0], -1).T
+    else:
+        ints = ints.reshape(-1, ints.shape[-1]) if ints.ndim > 1 else ints.reshape(-1, 1)
+        ints = ints.T if orient == "dense_t" else ints
+    _ORIENTED[key] = (weakref.ref(const, lambda _: _ORIENTED.pop(key, None)), ints, bits)
+    return ints, bits
+
+
+@dataclass(frozen=True)
+class WeightStats:
+    """What the latency-strategy cost needs from a constant weight matrix (independent of activations)."""
+
+    n_real: int  # non-zero weights that are not +-2^k: real multiplications
+    extra_digits: int  # sum over real weights of (CSD digits - 1): shift-adds per input bit width
+    extra_digit_bits: int  # sum of (CSD digits - 1) * bit length of the weight
+    max_digits: int
+    adders: int  # adder-tree adders: sum over outputs of (non-zero terms - 1)
+    max_terms: int
+
+
+def weight_stats(w: np.ndarray) -> WeightStats:
+    """Summarise integer weights (n_in, n_out), in the narrowest integer type for speed."""
+    big = int(np.abs(w).max(initial=0))
+    w = w.astype(np.int8 if big < 2**6 else np.int16 if big < 2**14 else np.int64, copy=False)
+    nz = w != 0
+    real = nz & ~_is_pow2(w)  # +-2^k (incl. +-1) is wiring
+    terms = np.count_nonzero(nz, axis=0)  # non-zero terms per output
+    wr = w[real]
+    d1 = csd_digits(wr) - 1
+    return WeightStats(
+        n_real=int(wr.size), extra_digits=int(d1.sum()), extra_digit_bits=int((d1 * bit_length(wr)).sum()),
+        max_digits=int(d1.max(initial=0)) + 1, adders=int(np.maximum(terms - 1, 0).sum()),
+        max_terms=int(terms.max(initial=1)),
+    )  # fmt: skip
+
 
 class Hls4mlEstimator(Estimator):
     """Analysis pass: per-layer LUT/FF/DSP/BRAM/latency of the hls4ml implementation."""
@@ -257,25 +319,20 @@ class Hls4mlEstimator(Estimator):
         if node.op_type == "Conv":
             channels_last = node.domain != ""
             n_out = out_shape[-1] if channels_last else out_shape[1]
-            group = int(_attr(node, "group", 1))
             instances = _prod(out_shape[1:-1] if channels_last else out_shape[2:]) or 1
-            ints, w_bits = weight_integers(model, w_name) if w_name else (None, DEFAULT_BITS)
-            if ints is not None:  # (OFM, IFM/g, k...) or channels-last (OFM, k..., IFM/g) -> (fan_in, OFM)
-                ints = ints.reshape(ints.shape[0], -1).T
-            if group > 1:  # grouped/depthwise: each output sees fan_in inputs; model as one kernel of all groups
-                n_out = n_out
+            # (OFM, IFM/g, k...) or channels-last (OFM, k..., IFM/g) -> (fan_in, OFM); grouped convs are
+            # one kernel whose outputs each see fan_in inputs
+            ints, w_bits = oriented_weights(model, w_name, "conv") if w_name else (None, DEFAULT_BITS)
             return MacShape(fan_in, n_out, instances, ints, w_bits, a_bits, bool(has_bias))
         n_out = out_shape[-1]
         instances = max(1, int(round(macs / max(fan_in * n_out, 1))))
         if w_name is None:
             w_bits = self._bits(model, node.input[1])
             return MacShape(fan_in, n_out, instances, None, w_bits, a_bits, bool(has_bias))
-        ints, w_bits = weight_integers(model, w_name)
-        ints = ints.reshape(-1, ints.shape[-1]) if ints.ndim > 1 else ints.reshape(-1, 1)
-        if node.op_type == "Gemm" and _attr(node, "transB", 0) and w_name == node.input[1]:
-            ints = ints.T
-        elif w_name == node.input[0]:  # W @ x: outputs along W's rows
-            ints = ints.T
+        transposed = (node.op_type == "Gemm" and bool(_attr(node, "transB", 0)) and w_name == node.input[1]) or (
+            w_name == node.input[0]  # W @ x: outputs along W's rows
+        )
+        ints, w_bits = oriented_weights(model, w_name, "dense_t" if transposed else "dense")
         return MacShape(fan_in, n_out, instances, ints, w_bits, a_bits, bool(has_bias))
 
     def _mac(self, model: Model, node: onnx.NodeProto) -> LayerEstimate:
@@ -292,21 +349,16 @@ class Hls4mlEstimator(Estimator):
         lut = ff = dsp = bram = 0.0
         mult_ns = 0.0
         if const_weights:
-            w = s.weights
-            nz = w != 0
-            real = nz & ~_is_pow2(w)  # +-2^k (incl. +-1) is wiring
-            terms = nz.sum(axis=0)  # non-zero terms per output
-            n_real = int(np.count_nonzero(real))
+            st = s.stats
+            n_real = st.n_real
             if dsp_path:
                 dsp = float(n_real) * dsp_per_product(s.a_bits, s.w_bits)
                 mult_ns = DSP_STAGES * self.period if n_real else 0.0
             else:
-                wr = w[real]
-                digits = csd_digits(wr)
-                lut += float(((digits - 1) * (s.a_bits + bit_length(wr))).sum())
-                mult_ns = math.ceil(math.log2(max(int(digits.max(initial=1)), 1))) * adder_ns(prod_bits) if digits.size else 0.0
-            adders = float(np.maximum(terms - 1, 0).sum())
-            fan_terms = int(terms.max(initial=1))
+                lut += s.a_bits * st.extra_digits + st.extra_digit_bits
+                mult_ns = math.ceil(math.log2(max(st.max_digits, 1))) * adder_ns(prod_bits) if n_real else 0.0
+            adders = float(st.adders)
+            fan_terms = st.max_terms
             depth = math.ceil(math.log2(max(fan_terms, 1)))
             if mult_ns > 0 and not dsp_path:  # LUT products registered before the tree
                 ff += float(n_real) * prod_bits
