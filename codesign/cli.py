@@ -529,10 +529,12 @@ def search(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+    from codesign.search.data import load_dataset
     from codesign.search.run import run_search
     from codesign.search.space import load_space
 
     spec = load_space(space)
+    data = load_dataset(spec.data)  # data errors surface before the progress bar starts
     total = trials or spec.search.trials
     console = Console(stderr=True)
     columns = (
@@ -546,7 +548,7 @@ def search(
             best = " ".join(f"{k[:4]} {_fmt_num(v) if k != 'accuracy' else f'{v:.4f}'}" for k, v in p.best.items())
             bar.update(task, completed=min(p.done, total), status=f"gen {p.generation} front {p.pareto_size} best {best}")
 
-        summary = run_search(spec, output, trials=total, workers=workers, resume=resume, on_progress=on_progress)
+        summary = run_search(spec, output, trials=total, workers=workers, resume=resume, on_progress=on_progress, data=data)
         bar.update(task, completed=min(summary.trials, total))
     typer.echo(f"{summary.trials} trials in {summary.run_dir}; Pareto front: {len(summary.pareto)} candidates")
     for t in summary.pareto[:10]:

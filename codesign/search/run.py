@@ -21,7 +21,7 @@ from typing import Any
 
 from codesign.errors import OutputError
 from codesign.ir.io import save_model
-from codesign.search.data import load_dataset
+from codesign.search.data import Dataset, load_dataset
 from codesign.search.genome import build_ir
 from codesign.search.nsga import Progress, Search
 from codesign.search.objectives import pareto_trials
@@ -170,10 +170,11 @@ def run_search(
     workers: int = 1,
     resume: bool = False,
     on_progress: Callable[[Progress], None] | None = None,
+    data: Dataset | None = None,
 ) -> RunSummary:
-    """Load data, search (resuming from the store if asked), then write the run folder's outputs."""
+    """Load data (unless given), search (resuming from the store if asked), then write the run folder's outputs."""
     space = space if isinstance(space, Space) else load_space(space)
-    data = load_dataset(space.data)
+    data = data if data is not None else load_dataset(space.data)
     run_dir = Path(run_dir) if run_dir is not None else Path("runs") / _slug(space.name)
     created = prepare_run_dir(run_dir, resume)
     try:
