@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "tests"))
 warnings.filterwarnings("ignore")
 
-from estimator_synth_gen import CSV, load_spec, read_rows, row_classes, spec_of_row  # noqa: E402
+from estimator_synth_gen import CSV, load_spec, read_rows, row_classes, spec_of_row
 
 
 def ranks(x: np.ndarray) -> np.ndarray:

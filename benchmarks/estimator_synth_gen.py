@@ -96,7 +96,9 @@ def build_mlp(spec: MlpSpec) -> onnx.ModelProto:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, spec.widths[-1]])],
         initializer=inits,
     )  # fmt: skip
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("qonnx.custom_op.general", 1)])
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("qonnx.custom_op.general", 1)]
+    )
     model.ir_version = 8
     return model
 
@@ -139,7 +141,7 @@ def specs(n: int = N_MODELS, max_lut: float = MAX_LUT) -> list[MlpSpec]:
 def parse_stat(text: str) -> dict[str, int]:
     """Cell counts from yosys ``stat`` output (the last module listing)."""
     cells: dict[str, int] = {}
-    for name, count in re.findall(r"^\s+([A-Z][A-Z0-9_]+)\s+(\d+)\s*$", text, flags=re.M):
+    for name, count in re.findall(r"^\s+([A-Z][A-Z0-9_]+)\s+(\d+)\s*$", text, flags=re.MULTILINE):
         cells[name] = int(count)
     return cells
 
@@ -253,7 +255,10 @@ def main() -> None:
                     writer.writeheader()
                     new_file = False
                 writer.writerow(row)
-            print(f"{spec.name}: {row['yosys_lut']} LUT (da4ml {row['da4ml_full_lut']:.0f}) in {row['synth_s']} s", flush=True)
+            print(
+                f"{spec.name}: {row['yosys_lut']} LUT (da4ml {row['da4ml_full_lut']:.0f}) in {row['synth_s']} s",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

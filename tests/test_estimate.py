@@ -10,13 +10,13 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import ROOT, all_shared_models, require_shared, shared_path
 from onnx import TensorProto, helper, numpy_helper
 
 from codesign.errors import CodesignError
 from codesign.frontends import load
 from codesign.passes.estimate import RESOURCES, EstimateConfig, EstimateReport, estimate, fits, get_estimator
 from codesign.passes.estimate.hls4ml_model import Hls4mlEstimator, csd_digits, weight_integers
-from conftest import ROOT, all_shared_models, require_shared, shared_path
 
 JET = ("models", "fastmachinelearning+qonnx_model_zoo", "models", "JetTagging", "QKeras_hls4ml_3layer",
        "qkeras_jettagging.onnx")  # fmt: skip
@@ -224,8 +224,8 @@ def test_cached_synthesis_da_estimate_within_10_percent_of_yosys():
 
 # ----------------------------------------------------------------- CLI
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "codesign.cli", "estimate", *args], capture_output=True, text=True,
-                          cwd=ROOT)  # fmt: skip
+    cmd = [sys.executable, "-m", "codesign.cli", "estimate", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=False)
 
 
 def test_cli_estimate_table_json_and_errors():
@@ -240,3 +240,30 @@ def test_cli_estimate_table_json_and_errors():
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "unknown target" in bad.stderr
     assert _cli(path, "--strategy", "fast").returncode == 2
     assert get_estimator("hls4ml").key == "hls4ml"
+
+
+# ----------------------------------------------------------------- rule4ml (optional extra)
+def test_rule4ml_adapter_builds_the_plain_torch_mlp():
+    pytest.importorskip("torch")
+    from codesign.passes.estimate.rule4ml_adapter import Rule4mlEstimator, precision_of, torch_mlp
+
+    m = load(shared_path(*JET))
+    net = torch_mlp(m)
+    linear = [x for x in net if type(x).__name__ == "Linear"]
+    assert [(x.in_features, x.out_features) for x in linear] == [(16, 64), (64, 32), (32, 32), (32, 5)]
+    assert all(x.bias is not None for x in linear)  # the MatMul+Add bias pairs became biased Linears
+    assert type(net[-1]).__name__ == "Softmax"
+    assert precision_of(m).startswith("ap_fixed<")
+    with pytest.raises(CodesignError, match="rule4ml has no model"):
+        Rule4mlEstimator(target="kv260").board()
+    conv = load(shared_path("models", "fastmachinelearning+example-models", "onnx", "conv1d_small_keras.onnx"))
+    with pytest.raises(CodesignError, match="only MLPs"):
+        torch_mlp(conv)
+
+
+@pytest.mark.slow
+def test_rule4ml_predicts_jet_tagger():
+    pytest.importorskip("rule4ml")
+    rep = estimate(load(shared_path(*JET)), "rule4ml", target="vu13p")
+    row = rep.layers[0]
+    assert len(rep.layers) == 1 and row.LUT > 1000 and row.FF > 0 and row.latency_cycles >= 1

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import importlib
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Mapping
+from typing import Any
 
 from codesign.errors import CodesignError
 from codesign.ir.model import Model
@@ -117,7 +118,7 @@ class EstimateReport:
                 return row
         raise KeyError(f"no estimate row named {name!r}")
 
-    def fits(self, resources: "Mapping[str, float] | str | None" = None, budget_pct: float = 100.0) -> "FitResult":
+    def fits(self, resources: Mapping[str, float] | str | None = None, budget_pct: float = 100.0) -> FitResult:
         """Compare totals with ``resources`` (default: the config's target)."""
         res = resources if resources is not None else self.config.target
         if res is None:
@@ -147,7 +148,7 @@ class FitResult:
         return asdict(self)
 
 
-def target_resources(target: "str | Mapping[str, float]") -> dict[str, float]:
+def target_resources(target: str | Mapping[str, float]) -> dict[str, float]:
     """Resources of ``target``: a dict given directly, or a name from the target catalogue."""
     if isinstance(target, Mapping):
         return {k: float(v) for k, v in target.items() if k in RESOURCES}
@@ -156,7 +157,7 @@ def target_resources(target: "str | Mapping[str, float]") -> dict[str, float]:
     return {k: float(get_target(target).resources.get(k, 0)) for k in RESOURCES}
 
 
-def fits(totals: Mapping[str, float], resources: "Mapping[str, float] | str", budget_pct: float = 100.0) -> FitResult:
+def fits(totals: Mapping[str, float], resources: Mapping[str, float] | str, budget_pct: float = 100.0) -> FitResult:
     """Does a design with ``totals`` fit in ``budget_pct`` % of ``resources`` (a dict or a target name)?
 
     A resource the target lacks (0 or absent) fits only if the design uses none of it.
@@ -207,6 +208,18 @@ def estimate(model: Model, estimator: str = "hls4ml", **options: Any) -> Estimat
 
 
 __all__ = [
-    "RESOURCES", "STRATEGIES", "IO_TYPES", "ESTIMATORS", "EstimateError", "EstimateConfig", "LayerEstimate",
-    "EstimateReport", "FitResult", "Estimator", "fits", "target_resources", "get_estimator", "estimate",
+    "ESTIMATORS",
+    "IO_TYPES",
+    "RESOURCES",
+    "STRATEGIES",
+    "EstimateConfig",
+    "EstimateError",
+    "EstimateReport",
+    "Estimator",
+    "FitResult",
+    "LayerEstimate",
+    "estimate",
+    "fits",
+    "get_estimator",
+    "target_resources",
 ]  # fmt: skip

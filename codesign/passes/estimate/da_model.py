@@ -17,7 +17,8 @@ Supported: power-of-two-scaled ``Quant``/``BipolarQuant`` on activations, ``MatM
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import onnx
@@ -43,7 +44,7 @@ LUT_WEIGHTS: dict[str, float] = {"add": 1.0, "relu": 1.0, "cadd": 1.0, "mux": 1.
 
 def _da4ml() -> Any:
     try:
-        import da4ml.trace as trace
+        from da4ml import trace
     except ImportError:
         raise UnsupportedModelError("the 'da' estimator needs da4ml: pip install da4ml") from None
     return trace
@@ -210,7 +211,12 @@ class DaEstimator(Estimator):
     key = "da"
 
     def __init__(
-        self, config: EstimateConfig | None = None, *, latency_cutoff: float = 5.0, calibrated: bool = True, **options: Any
+        self,
+        config: EstimateConfig | None = None,
+        *,
+        latency_cutoff: float = 5.0,
+        calibrated: bool = True,
+        **options: Any,
     ):
         super().__init__(config, **options)
         self.latency_cutoff = latency_cutoff
@@ -239,7 +245,9 @@ class DaEstimator(Estimator):
                 rows.append(LayerEstimate(node.name, node.op_type))
                 continue
             inputs = np.concatenate([np.ravel(a._vars) for a in fresh.values()])
-            lut, ff, stages = _layer_cost(trace, list(inputs), np.ravel(out._vars), self.latency_cutoff, self.calibrated)
+            lut, ff, stages = _layer_cost(
+                trace, list(inputs), np.ravel(out._vars), self.latency_cutoff, self.calibrated
+            )
             rows.append(LayerEstimate(node.name, node.op_type, LUT=lut, FF=ff, latency_cycles=stages, ii=1))
         return EstimateReport(self.key, self.config, rows)
 
@@ -262,4 +270,4 @@ def trace_model(model: Model, latency_cutoff: float = 5.0) -> Any:
 
 def latency_cycles(stages: int) -> int:
     """Clock cycles of a da4ml pipeline with registered input and output."""
-    return int(math.ceil(stages)) + 1 if stages else 0
+    return math.ceil(stages) + 1 if stages else 0

@@ -70,7 +70,9 @@ FREE_OPS = frozenset(
      "Shape", "Slice", "Split", "Cast"}
 )  # fmt: skip
 COMPARE_OPS = frozenset({"Relu", "LeakyRelu", "PRelu", "Clip", "ThresholdedRelu", "Sign", "HardSigmoid", "Max", "Min"})
-TABLE_OPS = frozenset({"Sigmoid", "Tanh", "Selu", "Elu", "Softplus", "Softsign", "Exp", "Log", "Erf", "Gelu", "HardSwish"})
+TABLE_OPS = frozenset(
+    {"Sigmoid", "Tanh", "Selu", "Elu", "Softplus", "Softsign", "Exp", "Log", "Erf", "Gelu", "HardSwish"}
+)
 POOL_OPS = frozenset({"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"})
 ELEMENTWISE_OPS = frozenset({"Add", "Sub", "Mul", "Div", "BatchNormalization"})
 
@@ -180,7 +182,7 @@ class MacShape:
     has_bias: bool
 
     @property
-    def stats(self) -> "WeightStats":
+    def stats(self) -> WeightStats:
         hit = _STATS.get(id(self.weights))
         if hit is not None and hit[0]() is self.weights:
             return hit[1]
@@ -193,7 +195,7 @@ class MacShape:
 #: Caches keyed by array identity (guarded by weak references): the search and the CLI cost the
 #: same weights many times, and the IR replaces its constant arrays whenever they change.
 _ORIENTED: dict[tuple[int, str], tuple[Any, np.ndarray, int]] = {}
-_STATS: dict[int, tuple[Any, "WeightStats"]] = {}
+_STATS: dict[int, tuple[Any, WeightStats]] = {}
 
 
 def oriented_weights(model: Model, name: str, orient: str) -> tuple[np.ndarray, int]:
@@ -306,7 +308,7 @@ class Hls4mlEstimator(Estimator):
         return bits_of(model.dtype(name))
 
     def _cycles(self, ns: float) -> int:
-        return int(math.ceil(ns / self.period)) if ns > 0 else 0
+        return math.ceil(ns / self.period) if ns > 0 else 0
 
     # ----------------------------------------------------------------- MAC layers
     def mac_shape(self, model: Model, node: onnx.NodeProto) -> MacShape:
@@ -325,7 +327,7 @@ class Hls4mlEstimator(Estimator):
             ints, w_bits = oriented_weights(model, w_name, "conv") if w_name else (None, DEFAULT_BITS)
             return MacShape(fan_in, n_out, instances, ints, w_bits, a_bits, bool(has_bias))
         n_out = out_shape[-1]
-        instances = max(1, int(round(macs / max(fan_in * n_out, 1))))
+        instances = max(1, round(macs / max(fan_in * n_out, 1)))
         if w_name is None:
             w_bits = self._bits(model, node.input[1])
             return MacShape(fan_in, n_out, instances, None, w_bits, a_bits, bool(has_bias))
@@ -431,7 +433,9 @@ class Hls4mlEstimator(Estimator):
             scale = np.asarray(const, dtype=np.float64).ravel()
             if op == "Div":
                 scale = 1.0 / np.where(scale == 0, 1, scale)
-            trivial = scale.size > 0 and np.all((scale == 0) | (np.abs(np.log2(np.abs(np.where(scale == 0, 1, scale)))) % 1 == 0))
+            trivial = scale.size > 0 and np.all(
+                (scale == 0) | (np.abs(np.log2(np.abs(np.where(scale == 0, 1, scale)))) % 1 == 0)
+            )
             if trivial:  # scaling by powers of two is a shift
                 return LayerEstimate(node.name, op, note="power-of-two scale: wiring")
             s_bits = DEFAULT_BITS

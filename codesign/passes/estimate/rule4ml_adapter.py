@@ -79,14 +79,17 @@ def torch_mlp(model: Model) -> Any:
         if _is_weight_quantizer(model, node) or op in SKIP_OPS:
             continue
         if op in ("MatMul", "Gemm"):
-            macs, fan_in, w_name = _mac_geometry(model, node)
+            _, fan_in, w_name = _mac_geometry(model, node)
             if w_name is None:
                 raise UnsupportedModelError(f"{node.name}: rule4ml models only dense layers with constant weights")
             out_shape = model.shape(node.output[0])
             bias = op == "Gemm" and len(node.input) > 2 and bool(node.input[2])
             layers.append(torch.nn.Linear(int(fan_in), int(out_shape[-1]), bias=bias))
-        elif op == "Add" and layers and isinstance(layers[-1], torch.nn.Linear) and any(
-            model.constant(i) is not None for i in node.input
+        elif (
+            op == "Add"
+            and layers
+            and isinstance(layers[-1], torch.nn.Linear)
+            and any(model.constant(i) is not None for i in node.input)
         ):
             last = layers[-1]
             if last.bias is None:  # bias add after MatMul: hls4ml folds it into the Dense
@@ -157,7 +160,7 @@ class Rule4mlEstimator(Estimator):
         for label, field in QUANTITIES.items():
             if label in mean:
                 value = max(0.0, mean[label])
-                setattr(row, field, int(round(value)) if field in ("latency_cycles", "ii") else value)
+                setattr(row, field, round(value) if field in ("latency_cycles", "ii") else value)
         row.ii = max(1, row.ii)
         if self.uncertainty:
             row.note = "std " + ", ".join(f"{k} {v:.3g}" for k, v in std.items())
