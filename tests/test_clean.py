@@ -282,6 +282,52 @@ def test_channels_last_residual_join(torch_models):
     _assert_same(model, result.model)
 
 
+def test_channels_last_conv_with_auto_pad_same():
+    """qonnx's channels-last Conv needs explicit pads; SAME_UPPER is spelled out first."""
+    rng = np.random.default_rng(7)
+    w = numpy_helper.from_array(rng.standard_normal((4, 2, 3, 3)).astype(np.float32), "w")
+    b = numpy_helper.from_array(rng.standard_normal(4).astype(np.float32), "b")
+    node = helper.make_node("Conv", ["x", "w", "b"], ["y"], name="conv", auto_pad="SAME_UPPER", strides=[2, 2])
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 7, 7])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 4, 4])],
+        [w, b],
+    )
+    model = load(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
+    result = ToChannelsLast()(model)
+    assert result.info["verified"]
+    _assert_same(model, result.model)
+
+
+def test_channels_last_real_qonnx_testcase_is_fast_and_verified():
+    """qonnx's own eltwise testcase (224x224): its InferShapes made this take ~14 s."""
+    import time
+
+    path = shared_path(
+        "models", "fastmachinelearning+qonnx", "src", "qonnx", "data", "onnx", "eltwise_chanlast_testcase.onnx"
+    )
+    model = load(path)
+    start = time.perf_counter()
+    result = ToChannelsLast()(model)
+    assert time.perf_counter() - start < 5.0
+    assert result.info["verified"]
+    assert [n.domain for n in result.model.graph.node if n.op_type == "Conv"] == [CHANNELS_LAST]
+
+
+def test_channels_last_failure_is_one_line():
+    """mnist-conv (opset 8): qonnx inserts opset-13 Unsqueeze nodes -> a clear refusal."""
+    from codesign.errors import UnsupportedModelError
+
+    path = shared_path(
+        "models", "fastmachinelearning+qonnx", "src", "qonnx", "data", "onnx", "mnist-conv", "model.onnx"
+    )
+    with pytest.raises(UnsupportedModelError, match="^channels-last conversion failed: ") as exc:
+        ToChannelsLast()(load(path))
+    assert "\n" not in str(exc.value)
+
+
 # ------------------------------------------------------------------ composed
 @pytest.mark.parametrize("name", ["bnmlp", "bnconv", "convbias"])
 def test_clean_composed(torch_models, name):

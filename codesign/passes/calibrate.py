@@ -77,6 +77,9 @@ def _exposed(model: Model, tensors: list[str]) -> Model:
     """A copy of ``model`` with every tensor in ``tensors`` also a graph output."""
     copy = model.copy()
     present = set(copy.outputs)
+    exposed = {n for n in tensors if n not in present and n not in copy.inputs and model.shape(n) is not None}
+    for vi in [v for v in copy.graph.value_info if v.name in exposed]:
+        copy.graph.value_info.remove(vi)  # a tensor may not be both an output and a value_info
     for name in tensors:
         if name in present or name in copy.inputs:
             continue
@@ -133,6 +136,9 @@ def calibrate(
             out = executor.run(chunk)
         except CodesignError as exc:
             raise CodesignError(f"calibration data does not fit the model: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - onnxruntime/qonnx internals: one line for the user
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise CodesignError(f"cannot run the model on the calibration data: {first[:200]}") from exc
         n = len(chunk) if not isinstance(chunk, Mapping) else len(next(iter(chunk.values())))
         samples += n
         feeds = chunk if isinstance(chunk, Mapping) else {model.inputs[0]: chunk}
@@ -351,7 +357,7 @@ class _Moments:
         """The BN statistics: the output is distributed as N(bias, scale^2) per channel."""
         shape = self.model.shape(node.output[0])
         scale, bias = self.const(node.input[1]), self.const(node.input[2])
-        if shape is None or scale is None or bias is None:
+        if shape is None or scale is None or bias is None or len(shape) < 2 or scale.size != shape[1]:
             return None
         bshape = [1] * len(shape)
         bshape[1] = shape[1]

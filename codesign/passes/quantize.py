@@ -335,7 +335,7 @@ def _weight_error_delta(
         if group != 1:
             return None
         per_channel = mean_x.reshape(mean_x.shape[0], -1).mean(axis=1)
-        return np.einsum("oi...,i->o", dw, per_channel)
+        return dw.reshape(dw.shape[0], dw.shape[1], -1).sum(axis=2) @ per_channel
     return None
 
 
