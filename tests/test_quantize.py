@@ -124,7 +124,10 @@ def test_single_layer_error_within_the_quantization_steps():
     w = numpy_helper.from_array(rng.standard_normal((6, 3)).astype(np.float32), "w")
     b = numpy_helper.from_array(rng.standard_normal(3).astype(np.float32), "b")
     graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "w"], ["h"], name="dense"), helper.make_node("Add", ["h", "b"], ["y"], name="bias")],
+        [
+            helper.make_node("MatMul", ["x", "w"], ["h"], name="dense"),
+            helper.make_node("Add", ["h", "b"], ["y"], name="bias"),
+        ],
         "g",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 6])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],

@@ -136,7 +136,7 @@ def calibrate(
             out = executor.run(chunk)
         except CodesignError as exc:
             raise CodesignError(f"calibration data does not fit the model: {exc}") from None
-        except Exception as exc:  # noqa: BLE001 - onnxruntime/qonnx internals: one line for the user
+        except Exception as exc:  # onnxruntime/qonnx internals: one line for the user
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise CodesignError(f"cannot run the model on the calibration data: {first[:200]}") from exc
         n = len(chunk) if not isinstance(chunk, Mapping) else len(next(iter(chunk.values())))

@@ -481,7 +481,7 @@ class ToChannelsLast(Pass):
 
                 unbiased = QonnxPass(ExtractBiasFromConv())(model).model
                 converted = _convert_channels_last(unbiased, self.make_input_channels_last)
-        except Exception as exc:  # noqa: BLE001 - qonnx internals: one line for the user
+        except Exception as exc:  # qonnx internals: one line for the user
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise UnsupportedModelError(f"channels-last conversion failed: {first[:200]}") from exc
         result = RemoveIdentity(arithmetic=False)(tidy()(converted).model).model

@@ -412,9 +412,9 @@ class Quantize(Pass):
         fold_batchnorm: bool = True,
     ):
         self.config = config or QuantConfig()
-        if calibration is not None and not isinstance(calibration, (np.ndarray, Mapping, Calibration, list, tuple)):
-            if iter(calibration) is calibration:  # a one-shot iterator: keep the batches for the second pass
-                calibration = list(calibration)
+        reusable = (np.ndarray, Mapping, Calibration, list, tuple)
+        if calibration is not None and not isinstance(calibration, reusable) and iter(calibration) is calibration:
+            calibration = list(calibration)  # a one-shot iterator: keep the batches for the second pass
         self.calibration = calibration
         self.input_range = input_range
         self.fold_batchnorm = fold_batchnorm
