@@ -196,6 +196,13 @@ def test_da_estimator_matches_da4ml_and_sees_sparsity():
     assert estimate(dense(pruned, 6, 6), "da").totals["LUT"] < 0.7 * rep.totals["LUT"]
 
 
+def test_da_traces_binary_model_and_refuses_float_inputs():
+    pytest.importorskip("da4ml")
+    bnn = load(shared_path("models", "fastmachinelearning+example-models", "onnx", "bnn_model_fc_1layer.onnx"))
+    rep = estimate(bnn, "da")  # BipolarQuant input bits and +-1 weights: a few adders
+    assert 0 < rep.totals["LUT"] < 100 and rep.totals["DSP"] == 0
+
+
 def test_da_refuses_non_power_of_two_scales():
     pytest.importorskip("da4ml")
     m = load(shared_path(*JET))  # float input straight into MatMul: no fixed-point input format

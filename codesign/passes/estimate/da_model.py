@@ -50,6 +50,12 @@ def _da4ml() -> Any:
     return trace
 
 
+def is_unquantized(arr: Any) -> bool:
+    """True for (reshaped) float graph inputs whose format the first quantizer sets."""
+    vars_ = getattr(arr, "_vars", None)
+    return vars_ is not None and vars_.size > 0 and type(np.ravel(vars_)[0]).__name__ == "FixedVariableInput"
+
+
 def _pow2_exponent(scale: np.ndarray, what: str) -> np.ndarray:
     """-log2(scale) as integers; DA needs fixed-point (power-of-two) scales."""
     exp = -np.log2(np.asarray(scale, dtype=np.float64))
@@ -94,8 +100,9 @@ class _Tracer:
     # ------------------------------------------------------------- ops
     def quant(self, node: onnx.NodeProto, x: Any) -> Any:
         if node.op_type == "BipolarQuant":
-            # sign(x) in {-1, +1}: 2*(x>=0)-1; one comparator per element.
-            return x.quantize(1, 0, 0, overflow_mode="SAT", round_mode="TRN")
+            # sign(x) in {-1, +1} = 2*b - 1 with b one bit: the input port bit, or the comparator x >= 0.
+            bit = x.quantize(0, 1, 0) if is_unquantized(x) else (x >= 0)
+            return bit * 2 - 1
         if node.op_type != "Quant":
             raise UnsupportedModelError(f"{node.name}: the 'da' estimator does not support {node.op_type}")
         scale, zp, bits = (self.value(i) for i in node.input[1:4])
@@ -110,7 +117,7 @@ class _Tracer:
         k = np.broadcast_to(signed, shape)
         i = np.broadcast_to(b - signed - f, shape)
         ff = np.broadcast_to(f, shape)
-        if isinstance(x, self.trace.FixedVariableArrayInput):
+        if is_unquantized(x):
             # Quantizer of a float graph input: it declares the input port's format (done upstream).
             return x.quantize(k, i, ff)
         return x.quantize(k, i, ff, overflow_mode="SAT", round_mode=rnd)
@@ -134,8 +141,8 @@ class _Tracer:
 
     def run_node(self, node: onnx.NodeProto) -> Any:
         """Trace one node; da4ml's own refusals become one-line UnsupportedModelErrors."""
-        if node.op_type not in QUANT_OPS and any(
-            isinstance(self.env.get(i), self.trace.FixedVariableArrayInput) for i in node.input
+        if node.op_type not in QUANT_OPS | SHAPE_OPS | {"Transpose"} and any(
+            is_unquantized(self.env.get(i)) for i in node.input
         ):
             raise UnsupportedModelError(f"{node.name}: the 'da' estimator needs a quantized (fixed-point) input")
         try:
@@ -164,6 +171,9 @@ class _Tracer:
             mul = scale / np.sqrt(var + eps)
             shape = (1, -1) + (1,) * (len(x.shape) - 2)
             return x * mul.reshape(shape) + (bias - mean * mul).reshape(shape)
+        if op == "Transpose":
+            perm = _attr(node, "perm", None)
+            return x.transpose(tuple(perm) if perm else None)
         if op in SHAPE_OPS:
             out_shape = self.model.shape(node.output[0])
             if out_shape is None:
@@ -174,7 +184,7 @@ class _Tracer:
 
 def _fresh_like(trace: Any, arr: Any, hw: Any) -> Any:
     """A new da4ml input array with exactly ``arr``'s value ranges (cuts the trace at a layer boundary)."""
-    if isinstance(arr, trace.FixedVariableArrayInput) or not hasattr(arr, "lhs"):
+    if is_unquantized(arr) or not hasattr(arr, "lhs"):
         return arr
     low, high, step = (np.asarray(v, dtype=np.float64) for v in arr.lhs)
     return trace.FixedVariableArray.from_lhs(low, high, step, hwconf=hw)
@@ -241,7 +251,7 @@ class DaEstimator(Estimator):
             out = tracer.run_node(node)
             tracer.env.update(saved)
             tracer.env[node.output[0]] = out
-            if node.op_type in SHAPE_OPS or any(isinstance(a, trace.FixedVariableArrayInput) for a in fresh.values()):
+            if node.op_type in SHAPE_OPS | {"Transpose"} or any(is_unquantized(a) for a in fresh.values()):
                 rows.append(LayerEstimate(node.name, node.op_type))
                 continue
             inputs = np.concatenate([np.ravel(a._vars) for a in fresh.values()])
