@@ -226,3 +226,20 @@ def test_unknown_target_fails_before_training(tmp_path):
         run_search(parse_space(spec), tmp_path / "run")
     assert "no-such-fpga" in str(info.value) and "\n" not in str(info.value)
     assert not (tmp_path / "run").exists()
+
+
+def test_reuse_factor_gene_trains_once_and_changes_the_estimate(tmp_path, monkeypatch):
+    pytest.importorskip("codesign.passes.estimate.hls4ml_model")
+    spec = _space(tmp_path, objectives=["accuracy", "resources"], target="xc7z020clg400-1")
+    spec["reuse_factor"] = [1, 4]
+    space = parse_space(spec)
+    assert space.genes()[-1] == ("reuse_factor", [1, 4])
+    calls: list[int] = []
+    real = nsga.train_population
+    monkeypatch.setattr(nsga, "train_population", lambda gs, *a, **k: calls.append(len(gs)) or real(gs, *a, **k))
+    g1 = Genome((16, 8), ("relu", "relu"), ("none", "none"), reuse_factor=1)
+    g4 = Genome((16, 8), ("relu", "relu"), ("none", "none"), reuse_factor=4)
+    (acc1, m1, p1, _), (acc4, m4, p4, _) = nsga.evaluate_genomes(space, load_dataset(space.data), [g1, g4])
+    assert calls == [1] and acc1 == acc4 and p1 is p4
+    assert m1["bops"] == m4["bops"] and m4["latency"] > m1["latency"]
+    assert g4.label().endswith("rf4") and g1.train_key() == g4.train_key() and g1.key() != g4.key()

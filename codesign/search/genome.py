@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -46,6 +46,7 @@ class Genome:
     bits: int = 8
     learning_rate: float = 1e-3
     l1: float = 0.0
+    reuse_factor: int = 1
 
     @property
     def depth(self) -> int:
@@ -55,6 +56,10 @@ class Genome:
         """Canonical identity: genomes that differ only in unused genes share it."""
         return json.dumps(asdict(self), sort_keys=True)
 
+    def train_key(self) -> str:
+        """Identity for training: genomes differing only in hardware genes share one trained model."""
+        return replace(self, reuse_factor=1).key()
+
     def arch_key(self) -> tuple[Any, ...]:
         """What must be equal for two candidates to train in one batched group (widths,
         activations and norms may differ: they are padded or selected per candidate)."""
@@ -63,7 +68,8 @@ class Genome:
     def label(self) -> str:
         acts = self.activations[0] if len(set(self.activations)) == 1 else "/".join(self.activations)
         norms = "" if all(n == "none" for n in self.norms) else "+" + "/".join(sorted(set(self.norms) - {"none"}))
-        return f"{'-'.join(map(str, self.widths))} {acts}{norms} w{self.bits}"
+        rf = f" rf{self.reuse_factor}" if self.reuse_factor != 1 else ""
+        return f"{'-'.join(map(str, self.widths))} {acts}{norms} w{self.bits}{rf}"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -73,6 +79,7 @@ class Genome:
         return cls(
             widths=tuple(d["widths"]), activations=tuple(d["activations"]), norms=tuple(d["norms"]),
             dropout=float(d["dropout"]), bits=int(d["bits"]), learning_rate=float(d["learning_rate"]), l1=float(d["l1"]),
+            reuse_factor=int(d.get("reuse_factor", 1)),
         )  # fmt: skip
 
 
@@ -86,13 +93,14 @@ def decode(space: Space, x: np.ndarray | list[int]) -> Genome:
     return Genome(
         widths=tuple(values[f"width{i}"] for i in range(depth)), activations=acts, norms=norms,
         dropout=values["dropout"], bits=values["bits"], learning_rate=values["learning_rate"], l1=values["l1"],
+        reuse_factor=values.get("reuse_factor", space.reuse_factor[0]),
     )  # fmt: skip
 
 
 def encode(space: Space, genome: Genome) -> np.ndarray | None:
     """Genome -> choice indices, or None when a value is not among the space's choices."""
     want: dict[str, Any] = {"layers": genome.depth, "dropout": genome.dropout, "bits": genome.bits}
-    want |= {"learning_rate": genome.learning_rate, "l1": genome.l1}
+    want |= {"learning_rate": genome.learning_rate, "l1": genome.l1, "reuse_factor": genome.reuse_factor}
     for i in range(space.model.layers.max):
         if i < genome.depth:
             want[f"width{i}"], want[f"activation{i}"], want[f"norm{i}"] = genome.widths[i], genome.activations[i], genome.norms[i]
@@ -119,6 +127,7 @@ def baseline_genome(space: Space, spec: BaselineSpec) -> Genome:
     return Genome(
         widths=tuple(spec.widths), activations=(spec.activation,) * n, norms=(spec.norm,) * n, dropout=spec.dropout,
         bits=spec.bits, learning_rate=spec.learning_rate or space.training.learning_rate[0], l1=spec.l1,
+        reuse_factor=space.reuse_factor[0],
     )  # fmt: skip
 
 

@@ -16,7 +16,7 @@ import concurrent.futures as cf
 import multiprocessing as mp
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -88,9 +88,12 @@ def _init_worker(space: Space, data: Dataset) -> None:
 def evaluate_genomes(space: Space, data: Dataset, genomes: list[Genome]) -> list[tuple[float, dict[str, Any], Any, float]]:
     """Train (batched) and measure: (accuracy, metrics, params, seconds) per genome, in order."""
     t = space.training
-    results = train_population(genomes, data, t.epochs, t.batch_size, seed=space.search.seed)
+    unique = list({g.train_key(): replace(g, reuse_factor=1) for g in genomes}.values())
+    results = train_population(unique, data, t.epochs, t.batch_size, seed=space.search.seed)
+    trained = {g.train_key(): r for g, r in zip(unique, results)}
     out = []
-    for g, r in zip(genomes, results):
+    for g in genomes:
+        r = trained[g.train_key()]
         metrics = {"accuracy": r.accuracy, **measure(space, g, r.params, data.n_features, data.n_classes)}
         out.append((r.accuracy, metrics, r.params, r.seconds))
     return out

@@ -28,7 +28,7 @@ def check_estimator(space: Space) -> None:
     try:
         from codesign.passes.estimate import get_estimator, target_resources
 
-        get_estimator(space.estimator, target=space.target, reuse_factor=space.reuse_factor)
+        get_estimator(space.estimator, target=space.target, reuse_factor=space.reuse_factor[0])
         target_resources(space.target)
     except ImportError as exc:
         raise CodesignError(f"resource objectives need the {space.estimator!r} estimator, which is unavailable ({exc})") from None
@@ -43,7 +43,7 @@ def measure(space: Space, genome: Genome, params: Params, n_features: int, n_cla
     if needs_estimate(space):
         from codesign.passes.estimate import estimate
 
-        est = estimate(ir, space.estimator, target=space.target, reuse_factor=space.reuse_factor)
+        est = estimate(ir, space.estimator, target=space.target, reuse_factor=genome.reuse_factor)
         fit = est.fits(space.target, 100.0)
         pct = {k: v["percent"] for k, v in fit.usage.items() if v["available"] > 0}
         out |= {f"{k}": est.totals[k] for k in ("LUT", "FF", "DSP", "BRAM_18K")}

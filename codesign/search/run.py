@@ -56,7 +56,8 @@ def _row(rank: int, t: Trial, file: str | None) -> dict[str, Any]:
     row |= {k: v for k, v in t.metrics.items()}
     row |= {
         "widths": "-".join(map(str, g.widths)), "activations": "/".join(g.activations), "norms": "/".join(g.norms),
-        "bits": g.bits, "dropout": g.dropout, "learning_rate": g.learning_rate, "l1": g.l1, "feasible": t.feasible,
+        "bits": g.bits, "dropout": g.dropout, "learning_rate": g.learning_rate, "l1": g.l1,
+        "reuse_factor": g.reuse_factor, "feasible": t.feasible,
         "generation": t.generation, "file": file or "",
     }  # fmt: skip
     return row

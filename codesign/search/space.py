@@ -239,7 +239,7 @@ class Space(_Strict):
     search: SearchSpec = SearchSpec()
     target: str | None = None
     estimator: Literal["hls4ml", "da", "rule4ml"] = "hls4ml"
-    reuse_factor: int = Field(1, ge=1)
+    reuse_factor: list[int] = [1]
     baselines: list[BaselineSpec] = []
 
     @field_validator("objectives")
@@ -253,6 +253,14 @@ class Space(_Strict):
         if len(set(v)) != len(v):
             raise ValueError("objectives lists an entry twice")
         return v
+
+    @field_validator("reuse_factor", mode="before")
+    @classmethod
+    def _rf(cls, v: Any) -> Any:
+        v = [v] if isinstance(v, int) else v
+        if not isinstance(v, list) or not v or any(not isinstance(r, int) or r < 1 for r in v):
+            raise ValueError("reuse_factor must be an integer >= 1 or a list of them")
+        return list(dict.fromkeys(v))
 
     @model_validator(mode="after")
     def _target(self) -> Space:
@@ -280,6 +288,8 @@ class Space(_Strict):
         if not per_block_norm:
             genes.append(("norm", m.norm))
         genes += [("dropout", m.dropout), ("bits", m.bits), ("learning_rate", t.learning_rate), ("l1", t.l1)]
+        if len(self.reuse_factor) > 1:  # a hardware gene: changes the estimate, not the training
+            genes.append(("reuse_factor", self.reuse_factor))
         return genes
 
     def digest(self) -> str:
