@@ -63,6 +63,7 @@ def estimates(
     out: dict[str, list[float]] = {"hls4ml": [], "BOPs": []}
     if use_da:
         out["da"] = []
+        out["da latency"] = []
     if use_rule4ml:
         out["rule4ml"] = []
     classes = []
@@ -71,7 +72,9 @@ def estimates(
         out["hls4ml"].append(estimate(model, "hls4ml").totals["LUT"])
         out["BOPs"].append(cost_report(model).bops)
         if use_da:
-            out["da"].append(estimate(model, "da").totals["LUT"])
+            da = estimate(model, "da").totals
+            out["da"].append(da["LUT"])
+            out["da latency"].append(da["latency_cycles"])
         if use_rule4ml:
             out["rule4ml"].append(estimate(model, "rule4ml", target="vu13p").totals["LUT"])
         # per-class da4ml costs: cached in the CSV by the generator, else re-traced
@@ -153,6 +156,7 @@ def main() -> None:
     from codesign.passes.estimate.da_model import LUT_WEIGHTS, calibrated_luts
 
     est, classes = estimates(rows, use_da=not args.no_da, use_rule4ml=args.rule4ml)
+    da_latency = est.pop("da latency", None)
     est["da4ml raw cost"] = [float(r["da4ml_full_lut"]) for r in rows]
     est["da calibrated (in-sample)"] = [calibrated_luts(c) for c in classes]
     est["da calibrated (LOO)"] = leave_one_out(classes, yosys) if len(rows) > 3 else est["da4ml raw cost"]
@@ -178,6 +182,12 @@ def main() -> None:
     print(f"\nda LUT weights in use: {LUT_WEIGHTS}\nrefitted on these {len(rows)} designs: {refit}")
     within = sum(abs(e / y - 1) < 0.10 for e, y in zip(est["da calibrated (LOO)"], yosys))
     print(f"da calibrated, leave-one-out: {within}/{len(rows)} designs within 10% of yosys")
+
+    if da_latency is not None and all(r.get("sim_latency") for r in rows):
+        sim = [int(r["sim_latency"]) for r in rows]
+        exact = sum(int(a) == b for a, b in zip(da_latency, sim))
+        print(f"da latency vs iverilog simulation of the RTL: {exact}/{len(rows)} exact, "
+              f"max |error| {max(abs(int(a) - b) for a, b in zip(da_latency, sim))} cycles")  # fmt: skip
 
     timings = time_shared_models()
     worst = max(timings, key=lambda t: t[1])

@@ -40,7 +40,7 @@ N_MODELS = 18
 FIELDS = [
     "name", "widths", "w_bits", "a_bits", "sparsity", "seed", "yosys_lut", "yosys_ff", "yosys_carry",
     "yosys_lut_by_size", "da4ml_full_lut", "da4ml_full_ff", "stages", "synth_s",
-    "cost_add", "cost_relu", "cost_cadd", "cost_mux", "cost_other",
+    "cost_add", "cost_relu", "cost_cadd", "cost_mux", "cost_other", "sim_latency",
 ]  # fmt: skip
 CLASS_FIELDS = {f"cost_{k}": k for k in ("add", "relu", "cadd", "mux", "other")}
 
@@ -166,6 +166,9 @@ def synthesise(spec: MlpSpec, workdir: Path) -> dict[str, object]:
     res = subprocess.run(["yosys", "-q", "-p", script.replace("; stat", "; tee -o /dev/stdout stat")],
                          capture_output=True, text=True, check=True)  # fmt: skip
     cells = parse_stat(res.stdout)
+    in_bits, out_bits = (int(v) for v in re.search(r"input \[(\d+):0\] model_inp.*?output reg \[(\d+):0\] model_out",
+                                                      (src / f"{spec.name}.v").read_text(), re.S).groups())
+    sim = simulate_latency(src, spec.name, in_bits + 1, out_bits + 1, spec.seed)
     luts = {k: v for k, v in cells.items() if re.fullmatch(r"LUT\d", k)}
     return {
         "yosys_lut": sum(luts.values()),
@@ -177,7 +180,39 @@ def synthesise(spec: MlpSpec, workdir: Path) -> dict[str, object]:
         "stages": len(pipe.solutions),
         "synth_s": round(time.time() - t0, 1),
         **classes,
+        "sim_latency": sim,
     }
+
+
+_TESTBENCH = """`timescale 1ns/1ps
+module tb;
+  reg clk = 0; reg [{nin}:0] x = 0; wire [{nout}:0] y; reg [{nout}:0] y0; integer t;
+  {top} dut(.clk(clk), .model_inp(x), .model_out(y));
+  always #1 clk = ~clk;
+  initial begin
+    repeat (64) @(posedge clk);
+    y0 = y; x = {value};
+    for (t = 1; t < 64; t = t + 1) begin
+      @(posedge clk); #0.1;
+      if (y !== y0) begin $display("LATENCY %0d", t); $finish; end
+    end
+    $display("LATENCY -1"); $finish;
+  end
+endmodule
+"""
+
+
+def simulate_latency(src: Path, top: str, n_in_bits: int, n_out_bits: int, seed: int) -> int:
+    """Clock cycles from a changed input to a changed output, by iverilog simulation (-1: no change seen)."""
+    rng = np.random.default_rng(seed)
+    value = f"{n_in_bits}'h" + "".join(rng.choice(list("0123456789abcdef"), size=(n_in_bits + 3) // 4))
+    tb = src / "tb.v"
+    tb.write_text(_TESTBENCH.format(nin=n_in_bits - 1, nout=n_out_bits - 1, top=top, value=value))
+    files = [str(p) for p in sorted((src / "static").glob("*.v")) if p.name != "lookup_table.v"]
+    files += [str(p) for p in sorted(src.glob(f"{top}_stage*.v"))] + [str(src / f"{top}.v"), str(tb)]
+    subprocess.run(["iverilog", "-g2012", "-o", str(src / "tb.vvp"), *files], check=True, capture_output=True)
+    out = subprocess.run(["vvp", "-n", str(src / "tb.vvp")], check=True, capture_output=True, text=True).stdout
+    return int(re.search(r"LATENCY (-?\d+)", out).group(1))
 
 
 def class_columns(comb) -> dict[str, float]:
@@ -194,13 +229,27 @@ def row_classes(row: dict[str, str]) -> dict[str, float]:
 
 
 def annotate(path: Path) -> None:
-    """Fill missing per-class cost columns of existing rows (re-traces, no synthesis)."""
+    """Fill missing per-class cost and simulated-latency columns of existing rows (re-traces, no synthesis)."""
+    from da4ml.codegen import VerilogModel
+    from da4ml.trace import to_pipeline
+
     from codesign.passes.estimate.da_model import trace_model
 
     rows = read_rows(path)
-    for row in rows:
-        if not row.get("cost_add"):
-            row.update(class_columns(trace_model(load_spec(spec_of_row(row)), LATENCY_CUTOFF)))
+    with tempfile.TemporaryDirectory(prefix="estsim-") as tmp:
+        for row in rows:
+            if row.get("cost_add") and row.get("sim_latency"):
+                continue
+            spec = spec_of_row(row)
+            comb = trace_model(load_spec(spec), LATENCY_CUTOFF)
+            row.update(class_columns(comb))
+            pipe = to_pipeline(comb, LATENCY_CUTOFF, verbose=False)
+            VerilogModel(pipe, spec.name, Path(tmp) / spec.name, latency_cutoff=LATENCY_CUTOFF).write()
+            src = Path(tmp) / spec.name / "src"
+            text = (src / f"{spec.name}.v").read_text()
+            nin, nout = re.search(r"input \[(\d+):0\] model_inp.*?output reg \[(\d+):0\] model_out", text, re.S).groups()
+            row["sim_latency"] = simulate_latency(src, spec.name, int(nin) + 1, int(nout) + 1, spec.seed)
+            print(f"{spec.name}: simulated latency {row['sim_latency']} cycles", flush=True)
     write_rows(path, rows)
 
 

@@ -204,15 +204,16 @@ def calibrated_luts(costs: dict[str, float], weights: dict[str, float] | None = 
     return float(sum(w.get(k, 1.0) * v for k, v in costs.items()))
 
 
-def _layer_cost(trace: Any, inp: Any, out: Any, latency_cutoff: float, calibrated: bool) -> tuple[float, float, int]:
-    """(LUT, FF, pipeline stages) of the logic between ``inp`` and ``out``, by da4ml's cost model."""
+def _layer_cost(
+    trace: Any, inp: Any, out: Any, latency_cutoff: float, calibrated: bool
+) -> tuple[float, float, float]:
+    """(LUT, FF, critical path in adder delays) of the logic between ``inp`` and ``out`` (da4ml's cost model)."""
     comb = trace.comb_trace(inp, out)
     if float(comb.cost) == 0:
-        return 0.0, 0.0, 0
+        return 0.0, 0.0, 0.0
     lut = calibrated_luts(op_class_costs(comb)) if calibrated else float(comb.cost)
     pipe = trace.to_pipeline(comb, latency_cutoff, verbose=False)
-    stages = len(pipe.solutions)
-    return lut, float(pipe.reg_bits), stages
+    return lut, float(pipe.reg_bits), float(comb.latency[1])
 
 
 class DaEstimator(Estimator):
@@ -238,6 +239,10 @@ class DaEstimator(Estimator):
         for name in model.inputs:
             tracer.env[name] = tracer.input_array(name)
         rows: list[LayerEstimate] = []
+        # Accumulated critical path (adder delays) per tensor: da4ml cuts a pipeline stage every
+        # ``latency_cutoff`` delays, so a layer's cycles are the stage boundaries it crosses.
+        delay: dict[str, float] = dict.fromkeys(model.inputs, 0.0)
+        cut = self.latency_cutoff
         for node in model.graph.node:
             if _is_weight_quantizer(model, node):
                 continue
@@ -251,14 +256,20 @@ class DaEstimator(Estimator):
             out = tracer.run_node(node)
             tracer.env.update(saved)
             tracer.env[node.output[0]] = out
+            d_in = max(delay.get(i, 0.0) for i in dyn)
             if node.op_type in SHAPE_OPS | {"Transpose"} or any(is_unquantized(a) for a in fresh.values()):
+                delay[node.output[0]] = d_in
                 rows.append(LayerEstimate(node.name, node.op_type))
                 continue
             inputs = np.concatenate([np.ravel(a._vars) for a in fresh.values()])
-            lut, ff, stages = _layer_cost(
-                trace, list(inputs), np.ravel(out._vars), self.latency_cutoff, self.calibrated
-            )
-            rows.append(LayerEstimate(node.name, node.op_type, LUT=lut, FF=ff, latency_cycles=stages, ii=1))
+            lut, ff, path = _layer_cost(trace, list(inputs), np.ravel(out._vars), cut, self.calibrated)
+            delay[node.output[0]] = d_out = d_in + path
+            cycles = math.ceil(d_out / cut) - math.ceil(d_in / cut)
+            rows.append(LayerEstimate(node.name, node.op_type, LUT=lut, FF=ff, latency_cycles=cycles, ii=1))
+        first = next((r for r in rows if r.LUT > 0), None)
+        if first is not None:  # da4ml registers the design's input: one more cycle
+            first.latency_cycles += 1
+            first.note = "incl. input register"
         return EstimateReport(self.key, self.config, rows)
 
 
@@ -277,7 +288,3 @@ def trace_model(model: Model, latency_cutoff: float = 5.0) -> Any:
     outputs = np.concatenate([np.ravel(tracer.env[o]._vars) for o in model.outputs])
     return tracer.trace.comb_trace(inputs, list(outputs))
 
-
-def latency_cycles(stages: int) -> int:
-    """Clock cycles of a da4ml pipeline with registered input and output."""
-    return math.ceil(stages) + 1 if stages else 0
