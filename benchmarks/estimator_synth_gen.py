@@ -166,9 +166,8 @@ def synthesise(spec: MlpSpec, workdir: Path) -> dict[str, object]:
     res = subprocess.run(["yosys", "-q", "-p", script.replace("; stat", "; tee -o /dev/stdout stat")],
                          capture_output=True, text=True, check=True)  # fmt: skip
     cells = parse_stat(res.stdout)
-    in_bits, out_bits = (int(v) for v in re.search(r"input \[(\d+):0\] model_inp.*?output reg \[(\d+):0\] model_out",
-                                                      (src / f"{spec.name}.v").read_text(), re.S).groups())
-    sim = simulate_latency(src, spec.name, in_bits + 1, out_bits + 1, spec.seed)
+    in_bits, out_bits = io_bits(src, spec.name)
+    sim = simulate_latency(src, spec.name, in_bits, out_bits, spec.seed)
     luts = {k: v for k, v in cells.items() if re.fullmatch(r"LUT\d", k)}
     return {
         "yosys_lut": sum(luts.values()),
@@ -200,6 +199,13 @@ module tb;
   end
 endmodule
 """
+
+
+def io_bits(src: Path, top: str) -> tuple[int, int]:
+    """Input and output port widths of da4ml's top module."""
+    text = (src / f"{top}.v").read_text()
+    found = re.search(r"input \[(\d+):0\] model_inp.*?output reg \[(\d+):0\] model_out", text, re.DOTALL)
+    return int(found.group(1)) + 1, int(found.group(2)) + 1
 
 
 def simulate_latency(src: Path, top: str, n_in_bits: int, n_out_bits: int, seed: int) -> int:
@@ -246,9 +252,7 @@ def annotate(path: Path) -> None:
             pipe = to_pipeline(comb, LATENCY_CUTOFF, verbose=False)
             VerilogModel(pipe, spec.name, Path(tmp) / spec.name, latency_cutoff=LATENCY_CUTOFF).write()
             src = Path(tmp) / spec.name / "src"
-            text = (src / f"{spec.name}.v").read_text()
-            nin, nout = re.search(r"input \[(\d+):0\] model_inp.*?output reg \[(\d+):0\] model_out", text, re.S).groups()
-            row["sim_latency"] = simulate_latency(src, spec.name, int(nin) + 1, int(nout) + 1, spec.seed)
+            row["sim_latency"] = simulate_latency(src, spec.name, *io_bits(src, spec.name), spec.seed)
             print(f"{spec.name}: simulated latency {row['sim_latency']} cycles", flush=True)
     write_rows(path, rows)
 
