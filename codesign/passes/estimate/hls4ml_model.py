@@ -473,7 +473,7 @@ class Hls4mlEstimator(Estimator):
         for row in rows:
             node = by_name[row.name]
             shape = model.shape(node.output[0])
-            if not shape or row.note in ("wiring", "folded into layer precision"):
+            if not shape or not (row.LUT or row.FF or row.DSP):  # wiring / folded quantizers: no stream of their own
                 continue
             width = shape[-1] * self._bits(model, node.output[0])
             depth = max(1, _prod(shape[1:-1]))
