@@ -106,6 +106,31 @@ def _batches(data: Any, batch: int) -> Iterable[Any]:
             yield np.asarray(x.numpy() if hasattr(x, "numpy") else x, dtype=np.float32)
 
 
+def _run_chunk(executor: Any, chunk: Any) -> dict[str, np.ndarray]:
+    """Run one batch; models whose graph pins batch 1 (keras Reshape targets) run per sample."""
+    try:
+        try:
+            return executor.run(chunk)
+        except CodesignError:
+            raise
+        except Exception:
+            n = len(next(iter(chunk.values()))) if isinstance(chunk, Mapping) else len(chunk)
+            if n == 1:
+                raise
+            rows = [
+                executor.run(
+                    {k: v[i : i + 1] for k, v in chunk.items()} if isinstance(chunk, Mapping) else chunk[i : i + 1]
+                )
+                for i in range(n)
+            ]
+            return {k: np.concatenate([r[k] for r in rows]) for k in rows[0]}
+    except CodesignError as exc:
+        raise CodesignError(f"calibration data does not fit the model: {exc}") from None
+    except Exception as exc:  # onnxruntime/qonnx internals: one line for the user
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CodesignError(f"cannot run the model on the calibration data: {first[:200]}") from exc
+
+
 def calibrate(
     model: Model,
     data: Any,
@@ -132,13 +157,7 @@ def calibrate(
     sums: dict[str, np.ndarray] = {}
     rows: dict[str, list[np.ndarray]] = {}
     for chunk in _batches(data, batch):
-        try:
-            out = executor.run(chunk)
-        except CodesignError as exc:
-            raise CodesignError(f"calibration data does not fit the model: {exc}") from None
-        except Exception as exc:  # onnxruntime/qonnx internals: one line for the user
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise CodesignError(f"cannot run the model on the calibration data: {first[:200]}") from exc
+        out = _run_chunk(executor, chunk)
         n = len(chunk) if not isinstance(chunk, Mapping) else len(next(iter(chunk.values())))
         samples += n
         feeds = chunk if isinstance(chunk, Mapping) else {model.inputs[0]: chunk}

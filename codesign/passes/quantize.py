@@ -362,7 +362,7 @@ def _per_channel_mean(mac: onnx.NodeProto, diff: np.ndarray) -> np.ndarray:
 
 
 def _empirical_bias_correction(
-    model: Model, ranges: Calibration, data: Any, info: QuantizeInfo, limit: int = 2000
+    model: Model, ranges: Calibration, data: Any, info: QuantizeInfo, limit: int = 512
 ) -> None:
     """Layer by layer, shift each bias so the quantized layer's mean output on the
     calibration data equals the float model's: removes the systematic part of weight,
