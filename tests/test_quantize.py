@@ -145,6 +145,22 @@ def test_single_layer_error_within_the_quantization_steps():
     assert err.max() > 0  # it did quantize
 
 
+def test_signed_narrow_rounding_options_reach_the_quant_nodes(jet_data):
+    model = _three_layer()
+    result = quantize(model, 4, calibration=jet_data[0][:300], narrow=True, rounding_mode="floor", act_signed=True)
+    for q in _quant_nodes(result.model):
+        attrs = {a.name: helper.get_attribute_value(a) for a in q.attribute}
+        assert attrs["narrow"] == 1 and attrs["rounding_mode"] == b"FLOOR" and attrs["signed"] == 1
+    for node in result.model.graph.node:
+        if node.op_type == "MatMul":
+            quant = result.model.producer(node.input[1])
+            codes = result.model.constant(node.input[1]) / result.model.initializer(quant.input[1])
+            assert codes.min() >= -7 and codes.max() <= 7  # narrow 4-bit: no -8
+    unsigned = quantize(model, 4, calibration=jet_data[0][:300])
+    signs = [a.i for q in _quant_nodes(unsigned.model) for a in q.attribute if a.name == "signed"]
+    assert signs.count(0) == 3  # the inputs of the three layers after a ReLU
+
+
 def test_per_layer_overrides_name_beats_op_type():
     model = _three_layer()
     last = [n.name for n in model.graph.node if n.op_type == "MatMul"][-1]
@@ -195,6 +211,14 @@ def test_calibration_from_a_data_loader_matches_array(jet_data):
     assert whole.samples == batched.samples == 600
     for name, rng in whole.ranges.items():
         assert batched.ranges[name] == pytest.approx(rng)
+
+
+def test_calibration_on_a_graph_that_pins_batch_one():
+    """keras' Flatten is a Reshape to (1, -1): batched runs fail, samples run one by one."""
+    model = load(shared_path("models", "fastmachinelearning+example-models", "onnx", "conv2d_small_keras.onnx"))
+    x = np.random.default_rng(0).standard_normal((6, *model.shape(model.inputs[0])[1:])).astype(np.float32)
+    cal = calibrate(model, x)
+    assert cal.samples == 6 and model.outputs[0] in cal.ranges
 
 
 def test_requantize_tfc_same_width_is_the_same_function():
@@ -338,3 +362,31 @@ def test_quant_config_rejects_bad_values():
         QuantConfig(rounding_mode="STOCHASTIC")
     with pytest.raises(CodesignError):
         Quantize(QuantConfig(layers={"MatMul": {"weights": 4}}))(_three_layer())
+
+
+@pytest.mark.slow
+def test_quantized_mlp_is_bit_exact_in_hls4ml_csim(tmp_path):
+    """End to end: a torch MLP quantized here compiles bit-exact in hls4ml's C simulation."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(10, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+    torch.onnx.export(net.eval(), torch.zeros(1, 10), str(tmp_path / "mlp.onnx"), dynamo=False)
+    np.save(tmp_path / "calib.npy", np.random.default_rng(0).standard_normal((500, 10)).astype(np.float32))
+    runner = CliRunner()
+    res = runner.invoke(
+        app,
+        [
+            "quantize",
+            str(tmp_path / "mlp.onnx"),
+            "-o",
+            str(tmp_path / "q.onnx"),
+            "--calib",
+            str(tmp_path / "calib.npy"),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(
+        app, ["compile", str(tmp_path / "q.onnx"), "-t", "vu9p", "-o", str(tmp_path / "prj"), "--verify"]
+    )
+    assert res.exit_code == 0, res.output
+    assert "bit-exact" in res.output
