@@ -551,6 +551,8 @@ def search(
         summary = run_search(spec, output, trials=total, workers=workers, resume=resume, on_progress=on_progress, data=data)
         bar.update(task, completed=min(summary.trials, total))
     typer.echo(f"{summary.trials} trials in {summary.run_dir}; Pareto front: {len(summary.pareto)} candidates")
+    if summary.trials and not summary.pareto:
+        typer.echo("  no feasible candidate: every trial breaks a budget in 'constraints'")
     for t in summary.pareto[:10]:
         typer.echo(f"  trial {t.id:>4}  acc {t.metrics['accuracy']:.4f}  BOPs {_fmt_num(t.metrics['bops']):>7}  {t.genome.label()}")
     for b in summary.baselines:
