@@ -37,13 +37,14 @@ EXPRESSIBLE = [
     EX / "two_layer_pytorch.onnx", EX / "three_layer_pytorch.onnx", EX / "three_layer_bn_keras.onnx",
     EX / "conv1d_small_keras.onnx", EX / "conv2d_small_keras.onnx", EX / "conv2d_small_mp_keras.onnx",
     EX / "bnn_model_fc_1layer.onnx", QKERAS, TFC / "TFC_1W1A.onnx", TFC / "TFC_1W2A.onnx", TFC / "TFC_2W2A.onnx", KWS,
+    QDATA / "residual_block_clean.onnx",
 ]  # fmt: skip
 #: ... and the rest, refused naming the op hls4ml cannot take.
 REFUSED = [
     (QDATA / "floatquant_exec" / "qonnx_act_weight_fp8.onnx", r"FloatQuant"),
     (SHARED / "models" / "Xilinx+finn" / "src" / "finn" / "qnn-data" / "build_dataflow" / "model.onnx", r"MultiThreshold"),
     (QDATA / "matmul_update" / "sdp.onnx", r"Reshape 'Reshape_\d+'"),
-    (QDATA / "residual_block_clean.onnx", r"Conv 'Conv_0'"),
+    (QDATA / "mnist-conv" / "model.onnx", r"channels-last conversion failed.*Unsqueeze"),
     (QDATA / "eltwise_chanlast_testcase.onnx", r"Merge 'Mul_0'"),
 ]  # fmt: skip
 
@@ -181,7 +182,7 @@ def test_refuses_the_rest_naming_the_op(path, op, tmp_path):
 # ------------------------------------------------------------------ options and output folder
 def test_options_reach_the_project(brevitas_mlp, tmp_path):
     ir = load(brevitas_mlp)
-    mm = hb.lower_model(ir).nodes_of(["MatMul"])[1].name
+    mm = ir.nodes_of(["Gemm"])[1].name  # the user's layer name, e.g. /body/body.2/Gemm
     opts = hb.Hls4mlOptions(io="stream", strategy="resource", reuse_factor=4, layer_reuse={mm: 8}, clock_ns=3.0)
     compile_hls4ml(ir, "zcu102", tmp_path / "prj", options=opts)
     cfg = (tmp_path / "prj" / "hls4ml_config.yml").read_text()

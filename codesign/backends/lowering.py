@@ -91,14 +91,31 @@ class GemmToMatMul(Pass):
     """
 
     def call(self, model: Model) -> PassResult:
+        gemm_of = {n.output[0]: n.name for n in model.nodes_of(["Gemm"])}
         try:
             from codesign.passes.clean import GemmToMatMul as _Clean
 
-            return _Clean()(model)
+            result = _Clean()(model)
         except ImportError:  # pragma: no cover - clean.py not in this checkout
             from qonnx.transformation.gemm_to_matmul import GemmToMatMul as _Qonnx
 
-            return QonnxPass(_Qonnx())(model)
+            result = QonnxPass(_Qonnx())(model)
+        _keep_gemm_names(result.model, gemm_of)
+        return result
+
+
+def _keep_gemm_names(model: Model, gemm_of: dict[str, str]) -> None:
+    """The MatMul keeps the Gemm's name, its bias Add gets ``<name>_bias``: users' layer names survive."""
+    for node in model.graph.node:
+        name = gemm_of.get(node.output[0])
+        if name is None:
+            continue
+        mm = model.producer(node.input[0]) if node.op_type == "Add" else None
+        if mm is not None and mm.op_type == "MatMul":
+            mm.name, node.name = name, f"{name}_bias"
+        elif node.op_type == "MatMul":
+            node.name = name
+    model.invalidate()
 
 
 #: Ops whose layout matters; graphs without them (MLPs) need no channels-last rewrite.
@@ -115,7 +132,12 @@ class ChannelsLast(Pass):
     def call(self, model: Model) -> PassResult:
         if not any(n.op_type in SPATIAL_OPS and n.domain in ("", "ai.onnx") for n in model.graph.node):
             return PassResult(model, False)
-        return QonnxPass(ConvertToChannelsLastAndClean(make_input_channels_last=True), max_iterations=1)(model)
+        try:  # the project's pass: qonnx's conversion plus its failure cases (forks, conv bias)
+            from codesign.passes.clean import ToChannelsLast
+
+            return ToChannelsLast(make_input_channels_last=True, check=False)(model)
+        except ImportError:  # pragma: no cover
+            return QonnxPass(ConvertToChannelsLastAndClean(make_input_channels_last=True), max_iterations=1)(model)
 
 
 class ExplicitDefaults(Pass):
