@@ -285,3 +285,21 @@ def test_target_part_names_work_end_to_end(brevitas_mlp, tmp_path):
     t = get_target("xcvu9p-flgb2104-2-i")
     compile_hls4ml(load(brevitas_mlp), t, tmp_path / "p")
     assert "xcvu9p-flgb2104-2-i" in (tmp_path / "p" / "hls4ml_config.yml").read_text()
+
+
+@pytest.mark.slow
+def test_stream_resource_reuse_still_bit_exact(brevitas_mlp, tmp_path):
+    opts = hb.Hls4mlOptions(io="stream", strategy="resource", reuse_factor=4)
+    v = compile_hls4ml(load(brevitas_mlp), "zcu102", tmp_path / "p", options=opts, verify=True, samples=100).verify
+    assert v["bit_exact_share"] == 1.0
+
+
+def test_da_strategy_failure_is_explained(brevitas_mlp, tmp_path):
+    pytest.importorskip("da4ml")
+    try:
+        compile_hls4ml(load(brevitas_mlp), "vu13p", tmp_path / "p", options=hb.Hls4mlOptions(strategy="da"))
+    except UnsupportedModelError as exc:  # hls4ml 1.3's DA pass cannot take ONNX-converted graphs
+        assert "--strategy da" in str(exc)
+        assert not (tmp_path / "p").exists()
+    else:
+        assert "distributed_arithmetic" in (tmp_path / "p" / "hls4ml_config.yml").read_text()

@@ -141,7 +141,9 @@ def hls_config(lowered: Model, precision: ModelPrecision, options: Hls4mlOptions
             lowered.wrapper, granularity="name", backend=options.hls_backend,
             default_precision=DEFAULT_PRECISION, default_reuse_factor=options.reuse_factor,
         )  # fmt: skip
-    config["Model"]["Strategy"] = STRATEGIES[options.strategy]
+    # DA replaces only the constant-matrix multiplies; every other layer stays latency.
+    config["Model"]["Strategy"] = "Latency" if options.strategy == "da" else STRATEGIES[options.strategy]
+    mac_layers = {n.name for n in lowered.nodes_of(["MatMul", "Conv"])}
     layers = config["LayerName"]
     for name, t in precision.input.items():
         key = name.replace(".", "_")
@@ -153,12 +155,13 @@ def hls_config(lowered: Model, precision: ModelPrecision, options: Hls4mlOptions
     for layer in layers.values():
         if "ReuseFactor" in layer:
             layer["ReuseFactor"] = options.reuse_factor
-        if options.strategy != "latency":
+    for name, layer in layers.items():
+        if options.strategy == "resource" or (options.strategy == "da" and name in mac_layers):
             layer["Strategy"] = STRATEGIES[options.strategy]
     if options.layer_reuse:
         by_key = {_layer_key(n): n for n in layers}
         for wanted, rf in options.layer_reuse.items():
-            hit = layers.get(wanted) and wanted or by_key.get(_layer_key(wanted))
+            hit = wanted if wanted in layers else by_key.get(_layer_key(wanted))
             if hit is None:
                 mac = ", ".join(n.name for n in lowered.nodes_of(["MatMul", "Conv"]))
                 raise Hls4mlOptionError(f"--reuse-factor {wanted}={rf}: no such layer (layers with weights: {mac})")
@@ -200,8 +203,9 @@ def convert(model: Model, target: Target, options: Hls4mlOptions, output_dir: Pa
     except Exception as exc:  # hls4ml asserts/raises deep inside its optimisers
         where = _culprit(exc)
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        how = " with --strategy da (hls4ml's DA pass on ONNX graphs)" if options.strategy == "da" else ""
         raise UnsupportedModelError(
-            f"hls4ml cannot convert this model{' at ' + where if where else ''}: {type(exc).__name__}: {first}"
+            f"hls4ml cannot convert this model{how}{' at ' + where if where else ''}: {type(exc).__name__}: {first}"
         ) from exc
     return Hls4mlBuild(lowered, precision, config, hls_model, clock)
 
