@@ -24,7 +24,10 @@ INPUT_GUARD_INT = 2
 #: Largest fractional width tried when typing a float constant exactly.
 MAX_EXACT_FRAC = 24
 MAX_WIDTH = 64
+#: Bits of a float weight/bias constant the IR gives no datatype for (hls4ml's default width).
+FLOAT_CONST_WIDTH = 16
 
+_ACTIVATIONS = frozenset({"Relu", "LeakyRelu", "Elu", "Selu", "Sigmoid", "Tanh", "Softplus", "HardSigmoid"})
 _PASSTHROUGH = frozenset({"Flatten", "Reshape", "Transpose", "Identity", "Dropout", "MaxPool", "Squeeze", "Unsqueeze"})
 
 
@@ -116,6 +119,22 @@ def exact_type(values: np.ndarray, max_frac: int = MAX_EXACT_FRAC) -> Fixed | No
     return None
 
 
+def range_type(values: np.ndarray, width: int = FLOAT_CONST_WIDTH) -> Fixed:
+    """A ``width``-bit signed type sized to a float constant's range (rounded, saturating).
+
+    For weights the IR leaves float: the most fractional bits that still hold the
+    largest magnitude, instead of one fixed<16,6> for every layer.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    lo, hi = float(v.min(initial=0.0)), float(v.max(initial=0.0))
+    integer = 1 - width
+    while True:
+        t = Fixed(width, integer, True, "RND", "SAT")
+        if t.lo <= lo and hi <= t.hi:
+            return t
+        integer += 1
+
+
 def _covering(lo: float, hi: float, frac: int, signed: bool = True) -> Fixed:
     """The narrowest type with ``frac`` fractional bits whose range holds [lo, hi]."""
     integer = 1 - frac if signed else -frac
@@ -191,6 +210,8 @@ def _weight(model: Model, node: onnx.NodeProto) -> tuple[np.ndarray, Fixed] | No
         return None
     producer = model.producer(wname)
     w_t = quant_type(model, producer) if producer is not None else None
+    if w_t is None and producer is None and value.dtype.kind == "f":
+        w_t = range_type(value)  # a float initializer: 16 bits placed where its values are
     if w_t is None:
         return None
     if node.op_type == "MatMul":
@@ -237,8 +258,8 @@ def derive(model: Model) -> ModelPrecision:
                 tensors[out] = t
         elif node.op_type in _PASSTHROUGH and src is not None:
             tensors[out] = src
-        elif node.op_type == "Relu" and src is not None:
-            tensors[out] = src
+        elif node.op_type in _ACTIVATIONS:
+            tensors[out] = DEFAULT_INPUT  # hls4ml types an unquantized activation's output with its default
         elif node.op_type in ("MatMul", "Conv") and src is not None and len(node.input) > 1:
             lp = _mac_layer(model, node, src)
             if lp is not None:
@@ -269,7 +290,8 @@ def _mac_layer(model: Model, node: onnx.NodeProto, x: Fixed) -> LayerPrecision |
         grid = x.frac + w_t.frac
         b_t = exact_type(bias_value, max_frac=grid)
         if b_t is None:  # not on the accumulator grid: round onto it (reported by --verify)
-            b_t = _covering(float(np.min(bias_value)), float(np.max(bias_value)), grid)
+            t = _covering(float(np.min(bias_value)), float(np.max(bias_value)), grid)
+            b_t = Fixed(t.width + 1, t.integer + 1, True, "RND", "SAT")  # + 1 bit: rounding up cannot overflow
     acc = acc_type(x, w, w_t, bias_value, b_t)
     if acc.width > MAX_WIDTH:
         return None
@@ -280,4 +302,4 @@ def _mac_layer(model: Model, node: onnx.NodeProto, x: Fixed) -> LayerPrecision |
     return LayerPrecision(node.name, node.op_type, types)
 
 
-__all__ = ["DEFAULT_INPUT", "Fixed", "LayerPrecision", "ModelPrecision", "acc_type", "derive", "exact_type", "input_type", "quant_type"]
+__all__ = ["DEFAULT_INPUT", "Fixed", "LayerPrecision", "ModelPrecision", "acc_type", "derive", "exact_type", "input_type", "quant_type", "range_type"]
