@@ -1,0 +1,300 @@
+"""Fixed-point precision selection for float models: the narrowest types that keep the answer.
+
+A float ONNX export compiled with one blanket type (hls4ml's ``fixed<16,6>``) can change
+the model's answers. This pass profiles the model on calibration data (or a described
+synthetic distribution), quantizes every MAC layer's weights, bias and input with
+power-of-two scales (:mod:`codesign.passes.quantize`: integer bits from the calibrated
+ranges, so every backend sees exact ``ap_fixed`` types), and then narrows the widths
+greedily, cheapest-first by the project's resource estimate, keeping each step only if
+the quantized IR still meets the output tolerance against the float model:
+top-1 agreement >= 99.5% for classifiers, max abs error <= ``tolerance`` otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from codesign.errors import CodesignError
+from codesign.ir.model import Model
+from codesign.passes.base import Pass, PassResult
+from codesign.passes.calibrate import Calibration, calibrate
+from codesign.passes.quantize import KINDS, MAC_OPS, QuantConfig, Quantize
+
+#: Default top-1 agreement a classifier must keep (the issue's acceptance bar).
+TOP1 = 0.995
+#: Default regression tolerance, as a fraction of the float output's peak magnitude.
+REL_TOLERANCE = 0.01
+#: Widths tried for the uniform starting point, narrowest first.
+START_BITS = (12, 16, 20, 24, 28, 32)
+MIN_BITS = 2
+#: Selection keeps this much margin (top-1 share / fraction of tolerance) for the backend's own rounding.
+TOP1_MARGIN = 0.002
+ERR_MARGIN = 0.8
+SYNTHETIC = "synthetic N(0, 1) per input element ({n} samples, seed {seed}); pass --calib X.npy for real data"
+
+
+@dataclass
+class Quality:
+    """How close a quantized model's outputs are to the float model's."""
+
+    max_abs_error: float
+    top1: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"max_abs_error": self.max_abs_error, "top1_agreement": self.top1}
+
+
+@dataclass
+class Criterion:
+    """The output tolerance: a top-1 share for classifiers, else a max abs error."""
+
+    kind: str  # "top1" or "max_abs_error"
+    value: float
+
+    def met(self, q: Quality, margin: bool = True) -> bool:
+        if self.kind == "top1":
+            need = min(1.0, self.value + TOP1_MARGIN) if margin else self.value
+            return q.top1 is not None and q.top1 >= need
+        return q.max_abs_error <= (self.value * ERR_MARGIN if margin else self.value)
+
+    def describe(self) -> str:
+        return f"top-1 agreement >= {self.value:.1%}" if self.kind == "top1" else f"max abs error <= {self.value:.4g}"
+
+
+@dataclass
+class PrecisionInfo:
+    """What was chosen and why: per-layer bits and types, quality, cost, data source."""
+
+    bits: dict[str, dict[str, int]]
+    types: dict[str, dict[str, str]]
+    quality: Quality
+    criterion: Criterion
+    data_source: str
+    cost: dict[str, float] = field(default_factory=dict)
+    evaluations: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "criterion": self.criterion.describe(),
+            "data": self.data_source,
+            "quality": self.quality.to_dict(),
+            "layers": {k: {"bits": self.bits[k], "types": self.types.get(k, {})} for k in self.bits},
+            "cost": self.cost,
+            "evaluations": self.evaluations,
+        }
+
+
+def synthetic_inputs(model: Model, n: int = 1000, seed: int = 0) -> np.ndarray:
+    """The documented stand-in for calibration data: N(0, 1) per element of the (single) input."""
+    if len(model.inputs) != 1:
+        raise CodesignError("precision selection without --calib supports single-input models; pass --calib")
+    shape = model.shape(model.inputs[0])
+    if shape is None:
+        raise CodesignError(f"input {model.inputs[0]!r} has no static shape; pass --input-shape")
+    return np.random.default_rng(seed).normal(size=(n, *shape[1:])).astype(np.float32)
+
+
+def run_outputs(model: Model, x: np.ndarray) -> np.ndarray:
+    """First output of ``model`` on ``x``: batched, per sample where the graph pins batch 1."""
+    from codesign.backends.reference import ReferenceExecutor, predict
+
+    try:
+        return np.asarray(predict(model, x), dtype=np.float64)
+    except CodesignError:
+        raise
+    except Exception:
+        executor = ReferenceExecutor(model)
+        name = model.outputs[0]
+        return np.concatenate([executor.run(x[i : i + 1])[name] for i in range(len(x))]).astype(np.float64)
+
+
+def quality(reference: np.ndarray, got: np.ndarray) -> Quality:
+    """Max abs error and (for multi-class outputs) top-1 agreement of ``got`` vs ``reference``."""
+    ref = np.asarray(reference, dtype=np.float64).reshape(len(reference), -1)
+    out = np.asarray(got, dtype=np.float64).reshape(ref.shape)
+    top1 = float(np.mean(ref.argmax(1) == out.argmax(1))) if ref.shape[1] > 1 else None
+    return Quality(float(np.abs(ref - out).max(initial=0.0)), top1)
+
+
+def criterion_for(reference: np.ndarray, tolerance: float | None) -> Criterion:
+    """``--tolerance`` if given; else top-1 for multi-class outputs, else 1% of the output's peak."""
+    if tolerance is not None:
+        if not tolerance > 0:
+            raise CodesignError(f"--tolerance must be a positive max abs error, not {tolerance}")
+        return Criterion("max_abs_error", float(tolerance))
+    ref = np.asarray(reference).reshape(len(reference), -1)
+    if ref.shape[1] > 1:
+        return Criterion("top1", TOP1)
+    return Criterion("max_abs_error", REL_TOLERANCE * max(float(np.abs(ref).max()), 1e-6))
+
+
+def layer_types(model: Model) -> dict[str, dict[str, str]]:
+    """Per MAC layer, the ap_fixed type each of its Quant inputs means (weight, bias, input)."""
+    from codesign.backends.precision import quant_type
+
+    out: dict[str, dict[str, str]] = {}
+    for node in model.nodes_of(list(MAC_OPS)):
+        row = {}
+        for kind, name in (("input", node.input[0]), ("weight", node.input[1])):
+            producer = model.producer(name)
+            t = quant_type(model, producer) if producer is not None else None
+            if t is not None:
+                row[kind] = t.hls()
+        bias = _bias_quant(model, node)
+        if bias is not None:
+            row["bias"] = bias
+        out[node.name] = row
+    return out
+
+
+def _bias_quant(model: Model, node) -> str | None:
+    from codesign.backends.precision import quant_type
+
+    names = list(node.input[2:3])
+    if node.op_type == "MatMul":
+        cons = model.consumers(node.output[0])
+        if len(cons) == 1 and cons[0].op_type == "Add":
+            names = [n for n in cons[0].input if n != node.output[0]]
+    for name in names:
+        producer = model.producer(name) if name else None
+        t = quant_type(model, producer) if producer is not None else None
+        if t is not None:
+            return t.hls()
+    return None
+
+
+class SelectPrecision(Pass):
+    """Float model -> the same model with per-layer power-of-two Quant nodes meeting a tolerance."""
+
+    def __init__(
+        self,
+        data: np.ndarray | None = None,
+        tolerance: float | None = None,
+        samples: int = 1000,
+        target: str | None = None,
+        start_bits: tuple[int, ...] = START_BITS,
+        min_bits: int = MIN_BITS,
+        max_evaluations: int = 300,
+    ):
+        self.data = data
+        self.tolerance = tolerance
+        self.samples = samples
+        self.target = target
+        self.start_bits = start_bits
+        self.min_bits = min_bits
+        self.max_evaluations = max_evaluations
+
+    # --- helpers
+    def _inputs(self, model: Model) -> tuple[np.ndarray, str]:
+        if self.data is None:
+            return synthetic_inputs(model, self.samples), SYNTHETIC.format(n=self.samples, seed=0)
+        x = np.asarray(self.data, dtype=np.float32)
+        if x.ndim == 0 or len(x) == 0:
+            raise CodesignError("calibration data is empty")
+        return x, f"calibration data ({len(x)} samples)"
+
+    def _quantized(self, model: Model, calib: Calibration, bits: dict[str, dict[str, int]]) -> Model:
+        cfg = QuantConfig(bits=32, layers={k: dict(v) for k, v in bits.items()}, act_signed=None)
+        return Quantize(cfg, calib)(model).model
+
+    def _cost(self, model: Model) -> tuple[float, dict[str, float]]:
+        """LUT + DSP of the project's hls4ml estimate (total, and per layer)."""
+        from codesign.passes.estimate import estimate
+
+        report = estimate(model, "hls4ml", target=self.target)
+        per = {r.name: float(r.LUT + r.DSP) for r in report.layers}
+        return float(sum(per.values())), per
+
+    def call(self, model: Model) -> PassResult:
+        if any(n.op_type in ("Quant", "BipolarQuant", "MultiThreshold") for n in model.graph.node):
+            raise CodesignError("model is already quantized; precision selection is for float models")
+        layers = [n.name for n in model.nodes_of(list(MAC_OPS))]
+        if not layers:
+            raise CodesignError("model has no MatMul/Gemm/Conv layer to choose types for")
+        x, source = self._inputs(model)
+        reference = run_outputs(model, x)
+        crit = criterion_for(reference, self.tolerance)
+        calib = calibrate(model, x)
+        evals = 0
+
+        def evaluate(bits: dict[str, dict[str, int]]) -> tuple[Model, Quality]:
+            nonlocal evals
+            evals += 1
+            q = self._quantized(model, calib, bits)
+            return q, quality(reference, run_outputs(q, x))
+
+        bits: dict[str, dict[str, int]] = {}
+        best: tuple[Model, Quality] | None = None
+        for b in self.start_bits:
+            bits = {name: {k: b for k in KINDS} for name in layers}
+            best = evaluate(bits)
+            if crit.met(best[1]):
+                break
+        else:
+            raise CodesignError(
+                f"no uniform width up to {self.start_bits[-1]} bits meets {crit.describe()} "
+                f"(best: max abs error {best[1].max_abs_error:.3g}, top-1 {best[1].top1})"
+            )
+        current, q_now = best
+        total, per = self._cost(current)
+        frozen: set[tuple[str, str]] = set()
+        step = 2
+        while evals < self.max_evaluations:
+            candidates = [
+                (layer, kind)
+                for layer in layers
+                for kind in KINDS
+                if (layer, kind) not in frozen and bits[layer][kind] - step >= self.min_bits
+            ]
+            if not candidates:
+                if step == 1:
+                    break
+                step, frozen = 1, set()
+                continue
+            # try the layer that costs most first: its bits save the most LUT+DSP
+            candidates.sort(key=lambda c: (-per.get(c[0], 0.0), KINDS.index(c[1])))
+            accepted = False
+            for layer, kind in candidates:
+                trial = {k: dict(v) for k, v in bits.items()}
+                trial[layer][kind] -= step
+                model_t, q_t = evaluate(trial)
+                if crit.met(q_t):
+                    t_total, t_per = self._cost(model_t)
+                    if t_total <= total:
+                        bits, current, q_now, total, per = trial, model_t, q_t, t_total, t_per
+                        accepted = True
+                        break
+                frozen.add((layer, kind))
+                if evals >= self.max_evaluations:
+                    break
+            if not accepted and not candidates:
+                break
+        info = PrecisionInfo(
+            bits=bits,
+            types=layer_types(current),
+            quality=q_now,
+            criterion=crit,
+            data_source=source,
+            cost={"LUT+DSP": total},
+            evaluations=evals,
+        )
+        return PassResult(current, True, info)
+
+
+def select_precision(model: Model, data: np.ndarray | None = None, tolerance: float | None = None, **kw: Any) -> PassResult:
+    """Functional form of :class:`SelectPrecision`."""
+    return SelectPrecision(data, tolerance, **kw)(model)
+
+
+def is_float_model(model: Model) -> bool:
+    """True when no quantizer pins a type anywhere (what the selection pass is for)."""
+    return not any(n.op_type in ("Quant", "BipolarQuant", "MultiThreshold", "FloatQuant") for n in model.graph.node)
+
+
+__all__ = [
+    "Criterion", "PrecisionInfo", "Quality", "SelectPrecision", "criterion_for", "is_float_model", "layer_types",
+    "quality", "run_outputs", "select_precision", "synthetic_inputs",
+]  # fmt: skip
