@@ -10,6 +10,7 @@ Usage: python examples/make_jet_tagger.py [OUT.onnx]
 
 from __future__ import annotations
 
+import itertools
 import sys
 from pathlib import Path
 
@@ -24,8 +25,12 @@ def build_model(seed: int = 0):
     """The Brevitas module (eval mode, activation ranges calibrated on random jets)."""
     import brevitas.nn as qnn
     import torch
-    from brevitas.quant import Int8ActPerTensorFixedPoint, Int8WeightPerTensorFixedPoint, Int16Bias
-    from brevitas.quant import Uint8ActPerTensorFixedPoint
+    from brevitas.quant import (
+        Int8ActPerTensorFixedPoint,
+        Int8WeightPerTensorFixedPoint,
+        Int16Bias,
+        Uint8ActPerTensorFixedPoint,
+    )
     from torch import nn
 
     torch.manual_seed(seed)
@@ -35,7 +40,7 @@ def build_model(seed: int = 0):
             super().__init__()
             self.inp = qnn.QuantIdentity(act_quant=Int8ActPerTensorFixedPoint, return_quant_tensor=True)
             layers: list[nn.Module] = []
-            for i, (n_in, n_out) in enumerate(zip(SIZES[:-1], SIZES[1:])):
+            for i, (n_in, n_out) in enumerate(itertools.pairwise(SIZES)):
                 layers.append(
                     qnn.QuantLinear(
                         n_in, n_out, bias=True, weight_quant=Int8WeightPerTensorFixedPoint,
@@ -44,7 +49,9 @@ def build_model(seed: int = 0):
                 )  # fmt: skip
                 if i < len(ACT_BITS):
                     layers.append(
-                        qnn.QuantReLU(act_quant=Uint8ActPerTensorFixedPoint, bit_width=ACT_BITS[i], return_quant_tensor=True)
+                        qnn.QuantReLU(
+                            act_quant=Uint8ActPerTensorFixedPoint, bit_width=ACT_BITS[i], return_quant_tensor=True
+                        )
                     )
             self.body = nn.Sequential(*layers)
 

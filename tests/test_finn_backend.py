@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from conftest import QDATA, SHARED, TFC, ZOO, shared_path
 from typer.testing import CliRunner
 
 from codesign.backends.compile import compile_finn
@@ -23,7 +24,6 @@ from codesign.backends.targets import get_target
 from codesign.cli import app
 from codesign.errors import UnsupportedModelError
 from codesign.frontends import load
-from conftest import QDATA, SHARED, TFC, ZOO, shared_path
 
 KWS = ZOO / "GSCV2" / "kwsmlp_w3a3" / "kwsmlp_w3a3.onnx"
 KWS_DATA = SHARED / "models" / "Xilinx+finn-examples" / "build" / "kws"
@@ -53,7 +53,14 @@ def tfc_folder(tmp_path_factory) -> Path:
 
 def test_tfc_folder_is_complete(tfc_folder):
     names = sorted(p.name for p in tfc_folder.iterdir())
-    assert names == ["README.md", "codesign.json", "dataflow_build_config.json", "expected_output.npy", "input.npy", "model.onnx"]
+    assert names == [
+        "README.md",
+        "codesign.json",
+        "dataflow_build_config.json",
+        "expected_output.npy",
+        "input.npy",
+        "model.onnx",
+    ]
     cfg = json.loads((tfc_folder / "dataflow_build_config.json").read_text())
     validate_config(cfg)
     assert cfg["board"] == "Pynq-Z2" and cfg["shell_flow_type"] == "vivado_zynq"
@@ -135,7 +142,9 @@ def test_finn_refuses_floatquant(tmp_path):
 def test_cli_finn(tmp_path):
     src = shared_path(*_rel(TFC / "TFC_2W2A.onnx"))
     out = tmp_path / "tfc"
-    r = CliRunner().invoke(app, ["compile", str(src), "-t", "zcu104", "--backend", "finn", "-o", str(out), "--target-fps", "5000"])
+    r = CliRunner().invoke(
+        app, ["compile", str(src), "-t", "zcu104", "--backend", "finn", "-o", str(out), "--target-fps", "5000"]
+    )
     assert r.exit_code == 0, r.output
     assert "finn build folder for zcu104" in r.output
     assert json.loads((out / "dataflow_build_config.json").read_text())["target_fps"] == 5000

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import EX, QDATA, ROOT, SHARED, TFC, ZOO, shared_path
 from typer.testing import CliRunner
 
 from codesign.backends import hls4ml_backend as hb
@@ -22,7 +23,6 @@ from codesign.backends.verify import compare, sample_inputs
 from codesign.cli import app
 from codesign.errors import CodesignError, OutputError, UnsupportedModelError
 from codesign.frontends import load
-from conftest import EX, QDATA, ROOT, SHARED, TFC, ZOO, shared_path
 
 pytest.importorskip("hls4ml")
 
@@ -255,7 +255,7 @@ def test_cli_compile_under_three_seconds_wall(tmp_path):
     for i in range(2):
         t0 = time.perf_counter()
         proc = subprocess.run([*cmd, "compile", str(EXAMPLE), "-t", "vu13p", "-o", str(tmp_path / f"p{i}")],
-                              capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})  # fmt: skip
+                              check=False, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})  # fmt: skip
         walls.append(time.perf_counter() - t0)
         assert proc.returncode == 0, proc.stderr
     assert min(walls) < 3.0, walls
@@ -263,7 +263,9 @@ def test_cli_compile_under_three_seconds_wall(tmp_path):
 
 # ------------------------------------------------------------------ slow: more C-sim builds
 @pytest.mark.slow
-@pytest.mark.parametrize("path", [QKERAS, TFC / "TFC_2W2A.onnx", KWS, EX / "three_layer_keras.onnx"], ids=lambda p: p.stem)
+@pytest.mark.parametrize(
+    "path", [QKERAS, TFC / "TFC_2W2A.onnx", KWS, EX / "three_layer_keras.onnx"], ids=lambda p: p.stem
+)
 def test_verify_reports_error_honestly(path, tmp_path):
     """Non-power-of-two or float models: verification runs and reports; argmax mostly agrees."""
     src = shared_path(*_rel(path))
@@ -275,7 +277,9 @@ def test_verify_reports_error_honestly(path, tmp_path):
 @pytest.mark.slow
 def test_cli_verify_example_is_bit_exact(tmp_path):
     out = tmp_path / "demo"
-    r = CliRunner().invoke(app, ["compile", str(EXAMPLE), "-t", "vu13p", "-o", str(out), "--verify", "--samples", "200"])
+    r = CliRunner().invoke(
+        app, ["compile", str(EXAMPLE), "-t", "vu13p", "-o", str(out), "--verify", "--samples", "200"]
+    )
     assert r.exit_code == 0, r.output
     assert "bit-exact" in r.output
 

@@ -76,7 +76,7 @@ def _estimates(ir: Model, target: Target, clock_ns: float, strategy: str, reuse:
         return {"estimator": report.estimator, "totals": report.totals, "fits": fit.to_dict()}
     except ImportError:
         return {"error": "no estimator in this installation"}
-    except Exception as exc:  # an estimate is advisory: never fail a compile over it
+    except Exception as exc:  # noqa: BLE001 - an estimate is advisory: never fail a compile over it
         return {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"}
 
 
@@ -138,7 +138,7 @@ def compile_hls4ml(
             {**opts.to_dict(), "clock_ns": build.clock_ns, "project_name": opts.project_name},
             {
                 "estimates": _estimates(
-                    ir, tgt, build.clock_ns, opts.strategy, {**{"*": opts.reuse_factor}, **opts.layer_reuse}
+                    ir, tgt, build.clock_ns, opts.strategy, {"*": opts.reuse_factor, **opts.layer_reuse}
                     if opts.layer_reuse else opts.reuse_factor, "io_" + opts.io,
                 ),
                 "precision": build.precision.to_dict(),
@@ -189,4 +189,4 @@ def _version(dist: str) -> str | None:
         return None
 
 
-__all__ = ["BACKENDS", "CompileResult", "MANIFEST", "compile_finn", "compile_hls4ml"]
+__all__ = ["BACKENDS", "MANIFEST", "CompileResult", "compile_finn", "compile_hls4ml"]

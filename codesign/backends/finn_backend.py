@@ -128,14 +128,22 @@ def folding_fps(ir: Model, target: Target, clock_ns: float, reuse_factor: int | 
     budget = LUT_SHARE * target.resources.get("LUT", 0)
     fold = reuse_factor or max(1, math.ceil(bops / budget) if budget else 1)
     fps = int(1e9 / clock_ns / fold)
-    why = f"--reuse-factor {fold}" if reuse_factor else f"{bops:.3g} BOPs over {LUT_SHARE:.0%} of {int(budget / LUT_SHARE)} LUTs: fold {fold}"
+    why = (
+        f"--reuse-factor {fold}"
+        if reuse_factor
+        else f"{bops:.3g} BOPs over {LUT_SHARE:.0%} of {int(budget / LUT_SHARE)} LUTs: fold {fold}"
+    )
     return fps, why
 
 
 def build_config(ir: Model, target: Target, options: FinnOptions, has_pair: bool) -> tuple[dict[str, Any], str]:
     """The ``dataflow_build_config.json`` content (validated) and the reason for its fps target."""
     clock = float(options.clock_ns or target.default_clock_ns)
-    fps, why = (options.target_fps, "--target-fps") if options.target_fps else folding_fps(ir, target, clock, options.reuse_factor)
+    fps, why = (
+        (options.target_fps, "--target-fps")
+        if options.target_fps
+        else folding_fps(ir, target, clock, options.reuse_factor)
+    )
     on_board = target.finn_board is not None and target.shell_flow_type is not None
     outputs = options.generate_outputs or (
         ["estimate_reports", "bitfile", "pynq_driver", "deployment_package"]
@@ -189,7 +197,9 @@ def write_folder(
 ) -> dict[str, Any]:
     """Write model.onnx, dataflow_build_config.json, input/expected_output.npy and README.md into ``folder``."""
     lowered = lower(ir, lower_for_finn(), "FINN")
-    refuse_unsupported(lowered, {n.op_type for n in lowered.graph.node} - set(FINN_UNSUPPORTED), "FINN", FINN_UNSUPPORTED)
+    refuse_unsupported(
+        lowered, {n.op_type for n in lowered.graph.node} - set(FINN_UNSUPPORTED), "FINN", FINN_UNSUPPORTED
+    )
     lowered.save(folder / "model.onnx")
     x, y = reference_pair(lowered, inputs)
     np.save(folder / "input.npy", x)
@@ -208,4 +218,12 @@ def write_folder(
             "output_shape": list(y.shape)}  # fmt: skip
 
 
-__all__ = ["FINN_CONFIG_FIELDS", "FinnConfigError", "FinnOptions", "build_config", "reference_pair", "validate_config", "write_folder"]
+__all__ = [
+    "FINN_CONFIG_FIELDS",
+    "FinnConfigError",
+    "FinnOptions",
+    "build_config",
+    "reference_pair",
+    "validate_config",
+    "write_folder",
+]

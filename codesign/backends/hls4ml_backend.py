@@ -12,9 +12,10 @@ import contextlib
 import io
 import os
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from codesign.backends.lowering import lower, lower_for_hls4ml, refuse_unsupported
 from codesign.backends.precision import ModelPrecision, derive
@@ -52,6 +53,8 @@ class Hls4mlOptions:
     clock_ns: float | None = None
     hls_backend: str = "Vitis"
     project_name: str = PROJECT_NAME
+    #: extra hls4ml per-layer settings by layer name (e.g. Softmax table sizes/types), merged last
+    layer_config: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def check(self) -> None:
         if self.io not in IO_TYPES:
@@ -158,6 +161,13 @@ def hls_config(lowered: Model, precision: ModelPrecision, options: Hls4mlOptions
     for name, layer in layers.items():
         if options.strategy == "resource" or (options.strategy == "da" and name in mac_layers):
             layer["Strategy"] = STRATEGIES[options.strategy]
+    for name, extra in options.layer_config.items():
+        for key, value in extra.items():
+            slot = layers.setdefault(name, {})
+            if isinstance(value, dict):
+                slot.setdefault(key, {}).update(value)
+            else:
+                slot[key] = value
     if options.layer_reuse:
         by_key = {_layer_key(n): n for n in layers}
         for wanted, rf in options.layer_reuse.items():

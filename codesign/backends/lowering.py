@@ -9,7 +9,7 @@ two backends lower the same IR the same way.
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 import onnx
@@ -224,7 +224,11 @@ class ExtractWeightScale(Pass):
             if scale is None or zero is None or np.any(zero != 0) or _pow2_scalar(scale) or w.ndim != 2:
                 continue
             s = np.asarray(scale, dtype=np.float32)
-            if s.size not in (1, w.shape[1]) or (s.size > 1 and s.reshape(-1).shape[0] != w.shape[1]) or len(model.consumers(mm.input[1])) != 1:
+            if (
+                s.size not in (1, w.shape[1])
+                or (s.size > 1 and s.reshape(-1).shape[0] != w.shape[1])
+                or len(model.consumers(mm.input[1])) != 1
+            ):
                 continue
             row = s.reshape(1, -1) if s.size > 1 else s.reshape(())
             if s.size > 1 and s.shape not in ((1, w.shape[1]), (w.shape[1],)):
@@ -315,7 +319,9 @@ def lower(model: Model, steps: Sequential, backend: str) -> Model:
         raise
     except Exception as exc:  # qonnx transformations assert on graphs they cannot take
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise UnsupportedModelError(f"cannot lower the model for {backend}: {type(exc).__name__}: {first[:200]}") from exc
+        raise UnsupportedModelError(
+            f"cannot lower the model for {backend}: {type(exc).__name__}: {first[:200]}"
+        ) from exc
 
 
 def refuse_unsupported(model: Model, supported: Iterable[str], backend: str, why: dict[str, str] | None = None) -> None:
@@ -334,4 +340,14 @@ def refuse_unsupported(model: Model, supported: Iterable[str], backend: str, why
     raise UnsupportedModelError(f"{backend} cannot express op{'s' if len(bad) > 1 else ''} {'; '.join(parts)}")
 
 
-__all__ = ["ChannelsLast", "ExplicitDefaults", "ExtractWeightScale", "GemmToMatMul", "QonnxCleanup", "lower", "lower_for_finn", "lower_for_hls4ml", "refuse_unsupported"]
+__all__ = [
+    "ChannelsLast",
+    "ExplicitDefaults",
+    "ExtractWeightScale",
+    "GemmToMatMul",
+    "QonnxCleanup",
+    "lower",
+    "lower_for_finn",
+    "lower_for_hls4ml",
+    "refuse_unsupported",
+]

@@ -99,7 +99,7 @@ def quant_type(model: Model, node: onnx.NodeProto) -> Fixed | None:
     k = pow2_exponent(scale)
     if k is None or zero is None or bits is None or np.any(zero != 0) or np.asarray(bits).size != 1:
         return None
-    b = int(math.ceil(float(np.asarray(bits).ravel()[0])))
+    b = math.ceil(float(np.asarray(bits).ravel()[0]))
     signed, narrow = bool(_attr(node, "signed", 1)), bool(_attr(node, "narrow", 0))
     rounding = {"ROUND": "RND_CONV", "FLOOR": "TRN"}.get(str(_attr(node, "rounding_mode", "ROUND")).upper())
     if rounding is None:
@@ -156,7 +156,11 @@ def acc_type(x: Fixed, w: np.ndarray, w_t: Fixed, bias: np.ndarray | None, b_t: 
     hi = np.maximum(w * x.lo, w * x.hi).sum(axis=0)
     lo = np.minimum(w * x.lo, w * x.hi).sum(axis=0)
     if bias is not None:
-        b = np.broadcast_to(np.asarray(bias, dtype=np.float64).ravel(), hi.shape) if np.size(bias) in (1, hi.size) else 0.0
+        b = (
+            np.broadcast_to(np.asarray(bias, dtype=np.float64).ravel(), hi.shape)
+            if np.size(bias) in (1, hi.size)
+            else 0.0
+        )
         hi, lo = hi + b, lo + b
     return _covering(float(np.min(lo, initial=0.0)), float(np.max(hi, initial=0.0)), frac)
 
@@ -302,4 +306,15 @@ def _mac_layer(model: Model, node: onnx.NodeProto, x: Fixed) -> LayerPrecision |
     return LayerPrecision(node.name, node.op_type, types)
 
 
-__all__ = ["DEFAULT_INPUT", "Fixed", "LayerPrecision", "ModelPrecision", "acc_type", "derive", "exact_type", "input_type", "quant_type", "range_type"]
+__all__ = [
+    "DEFAULT_INPUT",
+    "Fixed",
+    "LayerPrecision",
+    "ModelPrecision",
+    "acc_type",
+    "derive",
+    "exact_type",
+    "input_type",
+    "quant_type",
+    "range_type",
+]

@@ -91,7 +91,9 @@ def get_target(name: str) -> Target:
         if key.startswith("xc") and key.split("-")[0] == t.device and "-" in key:
             return dataclasses.replace(t, name=name.strip().lower(), part=name.strip(), hls4ml_board=None, finn_board=None,
                                        shell_flow_type=None, kind="device")  # fmt: skip
-    raise UnknownTargetError(f"unknown target {name!r}; known: {', '.join(targets)} (or a full part name of one of them)")
+    raise UnknownTargetError(
+        f"unknown target {name!r}; known: {', '.join(targets)} (or a full part name of one of them)"
+    )
 
 
 def list_targets() -> list[Target]:
