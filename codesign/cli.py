@@ -524,6 +524,9 @@ def search(
     trials: Optional[int] = typer.Option(None, "--trials", min=1, help="trials to run in total (default: the YAML's)"),
     workers: int = typer.Option(1, "--workers", min=1, help="local worker processes for training"),
     resume: bool = typer.Option(False, "--resume", help="continue the run in -o from its trial store"),
+    cluster: Optional[str] = typer.Option(
+        None, "--cluster", help="train on a Dask cluster: tcp://HOST:PORT (a running scheduler) or local:N (N local workers)"
+    ),
 ) -> None:
     """NSGA-II architecture search: accuracy vs BOPs (and estimated resources) on the IR."""
     from rich.console import Console
@@ -548,7 +551,9 @@ def search(
             best = " ".join(f"{k[:4]} {_fmt_num(v) if k != 'accuracy' else f'{v:.4f}'}" for k, v in p.best.items())
             bar.update(task, completed=min(p.done, total), status=f"gen {p.generation} front {p.pareto_size} best {best}")
 
-        summary = run_search(spec, output, trials=total, workers=workers, resume=resume, on_progress=on_progress, data=data)
+        summary = run_search(
+            spec, output, trials=total, workers=workers, resume=resume, on_progress=on_progress, data=data, cluster=cluster
+        )
         bar.update(task, completed=min(summary.trials, total))
     typer.echo(f"{summary.trials} trials in {summary.run_dir}; Pareto front: {len(summary.pareto)} candidates")
     if summary.trials and not summary.pareto:

@@ -12,8 +12,6 @@ only new candidates.
 
 from __future__ import annotations
 
-import concurrent.futures as cf
-import multiprocessing as mp
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -29,6 +27,7 @@ from pymoo.operators.mutation.pm import PM
 from pymoo.operators.repair.rounding import RoundingRepair
 from pymoo.problems.static import StaticProblem
 
+from codesign.search.cluster import DaskPool, LocalPool, make_pool
 from codesign.search.data import Dataset
 from codesign.search.genome import Genome, baseline_genome, decode, encode
 from codesign.search.objectives import check_estimator, constraint_vector, measure, n_constraints, objective_vector
@@ -75,16 +74,6 @@ class GenomeDuplicates(DuplicateElimination):
 
 # ----------------------------------------------------------------------------- evaluation
 
-_WORKER: dict[str, Any] = {}
-
-
-def _init_worker(space: Space, data: Dataset) -> None:
-    import torch
-
-    torch.set_num_threads(1)
-    _WORKER["space"], _WORKER["data"] = space, data
-
-
 def evaluate_genomes(space: Space, data: Dataset, genomes: list[Genome]) -> list[tuple[float, dict[str, Any], Any, float]]:
     """Train (batched) and measure: (accuracy, metrics, params, seconds) per genome, in order."""
     t = space.training
@@ -97,10 +86,6 @@ def evaluate_genomes(space: Space, data: Dataset, genomes: list[Genome]) -> list
         metrics = {"accuracy": r.accuracy, **measure(space, g, r.params, data.n_features, data.n_classes)}
         out.append((r.accuracy, metrics, r.params, r.seconds))
     return out
-
-
-def _worker_eval(genomes: list[Genome]) -> list[tuple[float, dict[str, Any], Any, float]]:
-    return evaluate_genomes(_WORKER["space"], _WORKER["data"], genomes)
 
 
 def _chunks(genomes: list[Genome], n: int) -> list[list[Genome]]:
@@ -129,25 +114,28 @@ class Progress:
 class Search:
     """One NSGA-II search over ``space``; results go to ``store`` as they finish."""
 
-    def __init__(self, space: Space, data: Dataset, store: TrialStore, trials: int | None = None, workers: int = 1):
+    def __init__(
+        self, space: Space, data: Dataset, store: TrialStore, trials: int | None = None, workers: int = 1,
+        cluster: str | None = None,
+    ):  # fmt: skip
         check_estimator(space)
         self.space, self.data, self.store = space, data, store
         self.trials = trials if trials is not None else space.search.trials
         self.workers = max(1, int(workers))
-        self._pool: cf.ProcessPoolExecutor | None = None
+        self.cluster = cluster
+        self._pool: LocalPool | DaskPool | None = None
+        self._pool_made = False
 
     # -------------------------------------------------------------- evaluation
     def _evaluate(self, genomes: list[Genome], generation: int, names: list[str | None] | None = None) -> None:
         if not genomes:
             return
-        if self.workers > 1 and len(genomes) > 1:
-            if self._pool is None:
-                self._pool = cf.ProcessPoolExecutor(
-                    self.workers, mp.get_context("spawn"), initializer=_init_worker, initargs=(self.space, self.data)
-                )
-            chunks = _chunks(genomes, self.workers)
+        if not self._pool_made:  # local processes (--workers) or a Dask cluster (--cluster): same chunks, same function
+            self._pool, self._pool_made = make_pool(self.space, self.data, self.workers, self.cluster), True
+        if self._pool is not None and len(genomes) > 1:
+            chunks = _chunks(genomes, self._pool.workers)
             by_key: dict[str, Any] = {}
-            for chunk, res in zip(chunks, self._pool.map(_worker_eval, chunks)):
+            for chunk, res in zip(chunks, self._pool.map(chunks)):
                 by_key |= {g.key(): r for g, r in zip(chunk, res)}
             results = [by_key[g.key()] for g in genomes]
         else:
@@ -161,8 +149,8 @@ class Search:
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.shutdown(cancel_futures=True)
-            self._pool = None
+            self._pool.close()
+        self._pool, self._pool_made = None, False
 
     # -------------------------------------------------------------- the loop
     def baselines(self) -> list[Genome]:

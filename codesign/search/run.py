@@ -172,6 +172,7 @@ def run_search(
     resume: bool = False,
     on_progress: Callable[[Progress], None] | None = None,
     data: Dataset | None = None,
+    cluster: str | None = None,
 ) -> RunSummary:
     """Load data (unless given), search (resuming from the store if asked), then write the run folder's outputs."""
     space = space if isinstance(space, Space) else load_space(space)
@@ -187,7 +188,7 @@ def run_search(
     try:
         if store.meta("space") is None:
             store.set_meta("space", space.model_dump_json())
-        Search(space, data, store, trials=trials, workers=workers).run(on_progress)
+        Search(space, data, store, trials=trials, workers=workers, cluster=cluster).run(on_progress)
         front = write_outputs(space, store, run_dir, data.n_features, data.n_classes)
         baselines = [t for t in store.trials() if t.is_baseline]
         return RunSummary(run_dir, store.count(), front, baselines)
