@@ -87,3 +87,81 @@ def test_quantized_values_are_on_the_grid():
     step = float(ir.initializer("w0_q_scale"))
     ints = w / step
     assert np.allclose(ints, np.round(ints)) and np.abs(ints).max() <= 3  # narrow signed 3-bit: -3..3
+
+
+# ----------------------------------------------------------------------------- conv blocks
+
+CONV2D = Genome(
+    (4, 4, 8, 6), ("relu", "gelu", "leaky_relu", "tanh"), ("batch", "layer", "none", "layer"), bits=6,
+    kinds=("conv2d", "conv2d", "conv2d", "dense"), kernels=(3, 1, 5, 0), skips=(False, True, False, False),
+    pools=("max", "none", "avg", "none"), input_shape=(1, 12, 12),
+)  # fmt: skip
+CONV1D = Genome(
+    (3, 3, 5), ("sigmoid", "relu", "identity"), ("layer", "batch", "none"), bits=8,
+    kinds=("conv1d", "conv1d", "dense"), kernels=(5, 3, 0), skips=(False, True, False), pools=("avg", "max", "none"),
+    input_shape=(2, 16),
+)  # fmt: skip
+
+
+def _conv_dense_params(genome: Genome, n_in: int, n_out: int) -> dict:
+    p = random_params(genome, n_in, n_out, seed=3)
+    for i in range(genome.depth + 1):
+        w = p[f"w{i}"]
+        p[f"w{i}"] = np.where(np.abs(w) < 0.05, 0.05, w).astype(np.float32)
+        p[f"ws{i}"] = np.float32(pow2_scale(np.abs(p[f"w{i}"]).max(), genome.bits, True))
+    return p
+
+
+def test_conv_macs_golden_and_match_qonnx(tmp_path):
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.util.inference_cost import inference_cost
+
+    from codesign.ir.io import save_model
+
+    # conv0 1->4 k3 on 12x12: 5184; conv1 4->4 k1 on 6x6 (after max pool): 576; conv2 4->8 k5 on 6x6: 28800;
+    # flatten 8x3x3 (after avg pool) = 72 -> 6: 432; 6 -> 3: 18
+    ir = build_ir(CONV2D, 144, 3, _conv_dense_params(CONV2D, 144, 3))
+    validate(ir)
+    t = cost_report(ir).totals
+    assert t["macs"] == 5184 + 576 + 28800 + 432 + 18 and t["bops"] == t["macs"] * 36
+    assert [n.op_type for n in ir.graph.node].count("Conv") == 3
+    path = save_model(ir, tmp_path / "c.onnx")
+    ref = inference_cost(ModelWrapper(str(path)), discount_sparsity=True, output_json=None)
+    ref = ref.get("total_cost", ref)
+    assert ref["total_macs"] == t["macs"] and ref["total_bops"] == t["bops"]
+
+
+@pytest.mark.parametrize("genome", [CONV2D, CONV1D], ids=["conv2d", "conv1d"])
+def test_conv_torch_and_ir_agree_bit_exactly(genome):
+    torch = pytest.importorskip("torch")
+    import math
+
+    n_in = math.prod(genome.input_shape)
+    rng = np.random.default_rng(1)
+    net = to_torch(genome, n_in, 3)
+    net.train()
+    with torch.no_grad():
+        for _ in range(3):
+            net(torch.as_tensor(rng.normal(size=(32, n_in)).astype(np.float32)))
+    net.eval()
+    params = net.export_params()
+    x = rng.normal(size=(60, n_in)).astype(np.float32) * 2
+    with torch.no_grad():
+        expected = net(torch.as_tensor(x)).numpy()
+    ir = build_ir(genome, n_in, 3, params)
+    got = predict(ir, x.reshape(60, *genome.input_shape))
+    assert got.shape == (60, 3) and np.abs(expected).max() > 0
+    np.testing.assert_allclose(got, expected, rtol=0, atol=2e-6)
+    again = to_torch(genome, n_in, 3, params).eval()
+    with torch.no_grad():
+        np.testing.assert_array_equal(again(torch.as_tensor(x)).numpy(), expected)
+
+
+@pytest.mark.parametrize("skip", [False, True])
+def test_skip_widens_the_activation_quantizer_to_signed(skip):
+    g = Genome((1, 1), ("relu", "relu"), ("none", "none"), kinds=("conv1d", "conv1d"), kernels=(3, 3), skips=(skip, True),
+               pools=("none", "none"), input_shape=(1, 8))  # fmt: skip
+    ir = build_ir(g, 8, 2)
+    signed = {n.output[0]: next(a.i for a in n.attribute if a.name == "signed") for n in ir.graph.node if n.op_type == "Quant"}
+    # relu alone is unsigned; relu + the (signed) quantized input is signed, and so is the next residual block
+    assert (signed["h0"], signed["h1"]) == ((1, 1) if skip else (0, 0))

@@ -47,14 +47,26 @@ class Genome:
     learning_rate: float = 1e-3
     l1: float = 0.0
     reuse_factor: int = 1
+    # conv blocks (empty for a pure MLP): per block 'dense'/'conv1d'/'conv2d', kernel size (0 for
+    # dense), residual skip, 2x pooling; ``input_shape`` is the channels-first per-sample shape
+    kinds: tuple[str, ...] = ()
+    kernels: tuple[int, ...] = ()
+    skips: tuple[bool, ...] = ()
+    pools: tuple[str, ...] = ()
+    input_shape: tuple[int, ...] = ()
 
     @property
     def depth(self) -> int:
         return len(self.widths)
 
+    @property
+    def n_conv(self) -> int:
+        """Leading conv blocks (0 for an MLP)."""
+        return sum(k != "dense" for k in self.kinds)
+
     def key(self) -> str:
         """Canonical identity: genomes that differ only in unused genes share it."""
-        return json.dumps(asdict(self), sort_keys=True)
+        return json.dumps(self.to_dict(), sort_keys=True)
 
     def train_key(self) -> str:
         """Identity for training: genomes differing only in hardware genes share one trained model."""
@@ -62,25 +74,73 @@ class Genome:
 
     def arch_key(self) -> tuple[Any, ...]:
         """What must be equal for two candidates to train in one batched group (widths,
-        activations and norms may differ: they are padded or selected per candidate)."""
-        return (self.depth,)
+        activations and norms may differ: they are padded or selected per candidate).
+        Conv candidates are trained one by one (plain loop), so each is its own group."""
+        return (self.depth,) if not self.n_conv else ("conv", self.key())
 
     def label(self) -> str:
         acts = self.activations[0] if len(set(self.activations)) == 1 else "/".join(self.activations)
         norms = "" if all(n == "none" for n in self.norms) else "+" + "/".join(sorted(set(self.norms) - {"none"}))
         rf = f" rf{self.reuse_factor}" if self.reuse_factor != 1 else ""
-        return f"{'-'.join(map(str, self.widths))} {acts}{norms} w{self.bits}{rf}"
+        widths = [
+            f"c{w}k{self.kernels[i]}{'r' if self.skips[i] else ''}{'' if self.pools[i] == 'none' else self.pools[i][0] + 'p'}"
+            if i < self.n_conv else str(w)
+            for i, w in enumerate(self.widths)
+        ]  # fmt: skip
+        return f"{'-'.join(widths)} {acts}{norms} w{self.bits}{rf}"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if not self.kinds:  # an MLP keeps the key it had before conv blocks existed
+            for k in ("kinds", "kernels", "skips", "pools", "input_shape"):
+                del d[k]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Genome:
         return cls(
             widths=tuple(d["widths"]), activations=tuple(d["activations"]), norms=tuple(d["norms"]),
             dropout=float(d["dropout"]), bits=int(d["bits"]), learning_rate=float(d["learning_rate"]), l1=float(d["l1"]),
-            reuse_factor=int(d.get("reuse_factor", 1)),
+            reuse_factor=int(d.get("reuse_factor", 1)), kinds=tuple(d.get("kinds", ())), kernels=tuple(d.get("kernels", ())),
+            skips=tuple(bool(v) for v in d.get("skips", ())), pools=tuple(d.get("pools", ())),
+            input_shape=tuple(d.get("input_shape", ())),
         )  # fmt: skip
+
+
+def conv_shapes(genome: Genome) -> list[tuple[int, ...]]:
+    """Channels-first shape after each conv block (a 2x pool halves, flooring, each spatial dim)."""
+    shape, out = tuple(genome.input_shape), []
+    for i in range(genome.n_conv):
+        spatial = shape[1:]
+        if genome.pools[i] != "none":
+            spatial = tuple(d // 2 for d in spatial)
+        shape = (genome.widths[i], *spatial)
+        out.append(shape)
+    return out
+
+
+def block_signed(genome: Genome) -> list[bool]:
+    """Whether each block's quantized output is signed: the activation's range, widened by a skip
+    (a residual adds the block input, which may be negative); the input itself is signed."""
+    out, prev = [], True
+    for i in range(genome.depth):
+        s = genome.activations[i] not in UNSIGNED_ACTIVATIONS or (i < genome.n_conv and genome.skips[i] and prev)
+        out.append(s)
+        prev = s
+    return out
+
+
+def _layer_dims(genome: Genome, n_features: int, n_classes: int) -> list[tuple[int, int]]:
+    """(fan-in per output unit, outputs) of every layer; conv fan-in = in channels x kernel volume."""
+    nd = len(genome.input_shape) - 1
+    dims, c_in, flat = [], genome.input_shape[0] if genome.n_conv else n_features, n_features
+    for i in range(genome.n_conv):
+        dims.append((c_in * genome.kernels[i] ** nd, genome.widths[i]))
+        c_in = genome.widths[i]
+    if genome.n_conv:
+        flat = math.prod(conv_shapes(genome)[-1])
+    sizes = (flat, *genome.widths[genome.n_conv :], n_classes)
+    return dims + [(sizes[j], sizes[j + 1]) for j in range(len(sizes) - 1)]
 
 
 def decode(space: Space, x: np.ndarray | list[int]) -> Genome:
@@ -90,10 +150,29 @@ def decode(space: Space, x: np.ndarray | list[int]) -> Genome:
     depth = values["layers"]
     acts = tuple(values.get(f"activation{i}", values.get("activation")) for i in range(depth))
     norms = tuple(values.get(f"norm{i}", values.get("norm")) for i in range(depth))
+    widths = tuple(values[f"width{i}"] for i in range(depth))
+    conv: dict[str, Any] = {}
+    if space.model.conv_type():
+        kinds = tuple(space.model.blocks[i].type for i in range(depth))
+        n_conv = sum(k != "dense" for k in kinds)
+        in_shape = tuple(space.model.input_shape)
+        skips, pools, spatial, c_in = [], [], in_shape[1:], in_shape[0]
+        for i in range(n_conv):  # canonical: a skip needs equal channels, a pool a spatial size >= 2
+            skips.append(bool(values[f"skip{i}"]) and c_in == widths[i])
+            pool = values[f"pool{i}"] if min(spatial) >= 2 else "none"
+            pools.append(pool)
+            spatial = tuple(d // 2 for d in spatial) if pool != "none" else spatial
+            c_in = widths[i]
+        pad = (0,) * (depth - n_conv)
+        conv = {
+            "kinds": kinds, "kernels": tuple(values[f"kernel{i}"] for i in range(n_conv)) + pad,
+            "skips": tuple(skips) + (False,) * (depth - n_conv), "pools": tuple(pools) + ("none",) * (depth - n_conv),
+            "input_shape": in_shape,
+        }  # fmt: skip
     return Genome(
-        widths=tuple(values[f"width{i}"] for i in range(depth)), activations=acts, norms=norms,
+        widths=widths, activations=acts, norms=norms,
         dropout=values["dropout"], bits=values["bits"], learning_rate=values["learning_rate"], l1=values["l1"],
-        reuse_factor=values.get("reuse_factor", space.reuse_factor[0]),
+        reuse_factor=values.get("reuse_factor", space.reuse_factor[0]), **conv,
     )  # fmt: skip
 
 
@@ -104,6 +183,8 @@ def encode(space: Space, genome: Genome) -> np.ndarray | None:
     for i in range(space.model.layers.max):
         if i < genome.depth:
             want[f"width{i}"], want[f"activation{i}"], want[f"norm{i}"] = genome.widths[i], genome.activations[i], genome.norms[i]
+        if i < genome.n_conv:
+            want[f"kernel{i}"], want[f"skip{i}"], want[f"pool{i}"] = genome.kernels[i], genome.skips[i], genome.pools[i]
     if len(set(genome.activations)) == 1:
         want["activation"] = genome.activations[0]
     if len(set(genome.norms)) == 1:
@@ -111,7 +192,7 @@ def encode(space: Space, genome: Genome) -> np.ndarray | None:
     out = []
     for name, choices in space.genes():
         if name not in want:
-            if name.startswith(("width", "activation", "norm")) and name[-1].isdigit():
+            if name.startswith(("width", "activation", "norm", "kernel", "skip", "pool")) and name[-1].isdigit():
                 out.append(0)  # unused gene of a shallower genome
                 continue
             return None
@@ -144,19 +225,25 @@ def random_params(genome: Genome, n_features: int, n_classes: int, seed: int = 0
     """Untrained parameters (nn.Linear's init) so an IR exists before training, for costing."""
     rng = np.random.default_rng(seed)
     p: Params = {"in_scale": np.float32(pow2_scale(4.0, genome.bits, True))}
-    dims = (n_features, *genome.widths, n_classes)
-    for i in range(genome.depth + 1):
-        bound = 1.0 / math.sqrt(dims[i])
-        p[f"w{i}"] = rng.uniform(-bound, bound, (dims[i], dims[i + 1])).astype(np.float32)
-        p[f"b{i}"] = rng.uniform(-bound, bound, dims[i + 1]).astype(np.float32)
+    signed = block_signed(genome)
+    nd = len(genome.input_shape) - 1
+    c_in = genome.input_shape[0] if genome.n_conv else 0
+    for i, (fan_in, out) in enumerate(_layer_dims(genome, n_features, n_classes)):
+        bound = 1.0 / math.sqrt(fan_in)
+        if i < genome.n_conv:  # ONNX/torch conv layout (out, in, k...)
+            shape: tuple[int, ...] = (out, c_in, *(genome.kernels[i],) * nd)
+            c_in = out
+        else:
+            shape = (fan_in, out)
+        p[f"w{i}"] = rng.uniform(-bound, bound, shape).astype(np.float32)
+        p[f"b{i}"] = rng.uniform(-bound, bound, out).astype(np.float32)
         p[f"ws{i}"] = np.float32(pow2_scale(np.abs(p[f"w{i}"]).max(), genome.bits, True))
         if i < genome.depth:
-            signed = genome.activations[i] not in UNSIGNED_ACTIVATIONS
-            p[f"as{i}"] = np.float32(pow2_scale(4.0, genome.bits, signed))
+            p[f"as{i}"] = np.float32(pow2_scale(4.0, genome.bits, signed[i]))
             if genome.norms[i] != "none":
-                p[f"g{i}"], p[f"be{i}"] = np.ones(dims[i + 1], np.float32), np.zeros(dims[i + 1], np.float32)
+                p[f"g{i}"], p[f"be{i}"] = np.ones(out, np.float32), np.zeros(out, np.float32)
             if genome.norms[i] == "batch":
-                p[f"rm{i}"], p[f"rv{i}"] = np.zeros(dims[i + 1], np.float32), np.ones(dims[i + 1], np.float32)
+                p[f"rm{i}"], p[f"rv{i}"] = np.zeros(out, np.float32), np.ones(out, np.float32)
     return p
 
 
@@ -208,23 +295,39 @@ def build_ir(genome: Genome, n_features: int, n_classes: int, params: Params | N
     p = params if params is not None else random_params(genome, n_features, n_classes)
     g = _GraphBuilder()
     h = g.quant("x", float(p["in_scale"]), genome.bits, True, False, "x_q")
+    signed = block_signed(genome)
+    nd = len(genome.input_shape) - 1
     for i in range(genome.depth + 1):
         wq = g.quant(g.const(f"w{i}", p[f"w{i}"]), float(p[f"ws{i}"]), genome.bits, True, True, f"w{i}_q")
-        h = g.node("Add", [g.node("MatMul", [h, wq], f"mm{i}"), g.const(f"b{i}", p[f"b{i}"])], f"fc{i}" if i < genome.depth else "y")
+        if i < genome.n_conv:  # Conv, 'same' padding, bias as the Conv's third input
+            k = genome.kernels[i]
+            block_in = h
+            h = g.node("Conv", [h, wq, g.const(f"b{i}", p[f"b{i}"])], f"conv{i}", kernel_shape=[k] * nd, pads=[k // 2] * (2 * nd))
+        else:
+            if i == genome.n_conv and genome.n_conv:
+                h = g.node("Flatten", [h], "flat", axis=1)
+            h = g.node("Add", [g.node("MatMul", [h, wq], f"mm{i}"), g.const(f"b{i}", p[f"b{i}"])], f"fc{i}" if i < genome.depth else "y")
         if i == genome.depth:
             break
-        norm = genome.norms[i]
+        norm, conv = genome.norms[i], i < genome.n_conv
+        per_channel = (-1, *(1,) * nd) if conv else (-1,)
         if norm == "batch":
             ins = [h] + [g.const(f"{k}{i}", p[f"{k}{i}"]) for k in ("g", "be", "rm", "rv")]
             h = g.node("BatchNormalization", ins, f"bn{i}", epsilon=NORM_EPS)
-        elif norm == "layer":
-            h = g.node("LayerNormalization", [h, g.const(f"g{i}", p[f"g{i}"]), g.const(f"be{i}", p[f"be{i}"])], f"ln{i}", axis=-1, epsilon=NORM_EPS)
+        elif norm == "layer":  # conv: over (C, spatial) with a per-channel affine, as torch GroupNorm(1, C)
+            gb = [g.const(f"{k}{i}", p[f"{k}{i}"].reshape(per_channel)) for k in ("g", "be")]
+            h = g.node("LayerNormalization", [h, *gb], f"ln{i}", axis=1 if conv else -1, epsilon=NORM_EPS)
         h = g.activation(genome.activations[i], h, f"act{i}")
-        signed = genome.activations[i] not in UNSIGNED_ACTIVATIONS
-        h = g.quant(h, float(p[f"as{i}"]), genome.bits, signed, False, f"h{i}")
+        if conv and genome.skips[i]:
+            h = g.node("Add", [h, block_in], f"res{i}")
+        if conv and genome.pools[i] != "none":
+            op = "MaxPool" if genome.pools[i] == "max" else "AveragePool"
+            h = g.node(op, [h], f"pool{i}", kernel_shape=[2] * nd, strides=[2] * nd)
+        h = g.quant(h, float(p[f"as{i}"]), genome.bits, signed[i], False, f"h{i}")
+    in_shape = [1, *genome.input_shape] if genome.n_conv else [1, n_features]
     graph = helper.make_graph(
         g.nodes, name,
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, n_features])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, in_shape)],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, n_classes])],
         initializer=g.inits,
     )  # fmt: skip
@@ -239,9 +342,9 @@ def build_ir(genome: Genome, n_features: int, n_classes: int, params: Params | N
 
 def to_torch(genome: Genome, n_features: int, n_classes: int, params: Params | None = None):
     """The same architecture as a trainable ``torch.nn.Module`` (optionally with ``params`` loaded)."""
-    from codesign.search.nets import CandidateNet
+    from codesign.search.nets import candidate_net
 
-    net = CandidateNet(genome, n_features, n_classes)
+    net = candidate_net(genome, n_features, n_classes)
     if params is not None:
         net.load_params(params)
     return net

@@ -176,3 +176,127 @@ class CandidateNet(nn.Module):
 def count_params(genome: Genome, n_features: int, n_classes: int) -> int:
     dims = (n_features, *genome.widths, n_classes)
     return int(sum(dims[i] * dims[i + 1] + dims[i + 1] for i in range(len(dims) - 1)))
+
+
+class ConvCandidateNet(nn.Module):
+    """A candidate with leading conv blocks: [Quant -> Conv -> norm -> act (+ skip) -> pool -> Quant] x n_conv,
+    flatten, then the dense blocks and output layer of :class:`CandidateNet`; the IR's ops, one for one."""
+
+    def __init__(self, genome: Genome, n_features: int, n_classes: int):
+        super().__init__()
+        from codesign.search.genome import _layer_dims, block_signed
+
+        self.genome, self.n_conv = genome, genome.n_conv
+        self.input_shape = tuple(genome.input_shape)
+        nd = len(self.input_shape) - 1
+        conv_cls, bn_cls = (nn.Conv1d, nn.BatchNorm1d) if nd == 1 else (nn.Conv2d, nn.BatchNorm2d)
+        layers: list[nn.Module] = []
+        norms: list[nn.Module] = []
+        c_in = self.input_shape[0]
+        for i, (fan_in, out) in enumerate(_layer_dims(genome, n_features, n_classes)):
+            if i < self.n_conv:
+                k = genome.kernels[i]
+                layers.append(conv_cls(c_in, out, k, padding=k // 2))
+                c_in = out
+            else:
+                layers.append(nn.Linear(fan_in, out))
+            if i == genome.depth:
+                break
+            norm, conv = genome.norms[i], i < self.n_conv
+            bn = bn_cls if conv else nn.BatchNorm1d
+            if norm == "batch":
+                norms.append(bn(out, eps=NORM_EPS, momentum=BN_MOMENTUM))
+                layers[-1].bias.requires_grad_(False)  # cancelled by the batch norm
+            elif norm == "layer":
+                norms.append(nn.GroupNorm(1, out, eps=NORM_EPS) if conv else nn.LayerNorm(out, eps=NORM_EPS))
+            else:
+                norms.append(nn.Identity())
+        self.linears = nn.ModuleList(layers)  # (named as in CandidateNet: l1_penalty, export walk it)
+        self.norms = nn.ModuleList(norms)
+        self.signed = block_signed(genome)
+        self.dropout = nn.Dropout(genome.dropout)
+        self.register_buffer("bits", torch.tensor(float(genome.bits)))
+        self.register_buffer("in_scale", torch.tensor(pow2_scale(4.0, genome.bits, True)))
+        self.register_buffer("act_range", torch.zeros(genome.depth))
+
+    def set_input_scale(self, scale: float) -> None:
+        self.in_scale.fill_(scale)
+
+    def weight_scale(self, i: int) -> torch.Tensor:
+        return pow2_scale_t(self.linears[i].weight.detach().abs().max(), self.bits, True)
+
+    def act_scale(self, i: int) -> torch.Tensor:
+        return pow2_scale_t(self.act_range[i], self.bits, self.signed[i])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        g = self.genome
+        h = fake_quant(x.reshape(len(x), *self.input_shape), self.in_scale, self.bits, True)
+        for i, layer in enumerate(self.linears):
+            w = fake_quant(layer.weight, self.weight_scale(i), self.bits, True, narrow=True)
+            if i < self.n_conv:
+                block_in = h
+                h = layer._conv_forward(h, w, layer.bias)
+            else:
+                if i == self.n_conv:
+                    h = h.flatten(1)
+                h = F.linear(h, w, layer.bias)
+            if i == g.depth:
+                return h
+            h = self.dropout(activation(g.activations[i], self.norms[i](h)))
+            if i < self.n_conv and g.skips[i]:
+                h = h + block_in
+            if i < self.n_conv and g.pools[i] != "none":
+                pool = (F.max_pool1d, F.max_pool2d) if g.pools[i] == "max" else (F.avg_pool1d, F.avg_pool2d)
+                h = pool[h.dim() - 3](h, 2)
+            if self.training:
+                with torch.no_grad():
+                    batch_max = h.detach().abs().max()
+                    seen = self.act_range[i] > 0
+                    self.act_range[i] = torch.where(seen, (1 - RANGE_MOMENTUM) * self.act_range[i] + RANGE_MOMENTUM * batch_max, batch_max)
+            h = fake_quant(h, self.act_scale(i), self.bits, self.signed[i])
+        return h
+
+    def l1_penalty(self) -> torch.Tensor:
+        return sum(layer.weight.abs().sum() for layer in self.linears)
+
+    def export_params(self) -> Params:
+        p: Params = {"in_scale": np.float32(self.in_scale.item())}
+        for i, layer in enumerate(self.linears):
+            w = layer.weight.detach().numpy()
+            p[f"w{i}"] = (w if i < self.n_conv else w.T).copy()
+            p[f"b{i}"] = layer.bias.detach().numpy().copy()
+            p[f"ws{i}"] = np.float32(self.weight_scale(i).item())
+            if i == self.genome.depth:
+                break
+            p[f"as{i}"] = np.float32(self.act_scale(i).item())
+            norm = self.norms[i]
+            if not isinstance(norm, nn.Identity):
+                p[f"g{i}"], p[f"be{i}"] = norm.weight.detach().numpy().copy(), norm.bias.detach().numpy().copy()
+            if isinstance(norm, nn.modules.batchnorm._BatchNorm):
+                p[f"rm{i}"], p[f"rv{i}"] = norm.running_mean.numpy().copy(), norm.running_var.numpy().copy()
+        return p
+
+    @torch.no_grad()
+    def load_params(self, p: Params) -> None:
+        """Load a Params dict; activation ranges are set so act_scale reproduces ``as{i}``."""
+        self.in_scale.fill_(float(p["in_scale"]))
+        for i, layer in enumerate(self.linears):
+            w = torch.as_tensor(p[f"w{i}"])
+            layer.weight.copy_(w if i < self.n_conv else w.T)
+            layer.bias.copy_(torch.as_tensor(p[f"b{i}"]))
+            if i == self.genome.depth:
+                break
+            qmax = 2 ** (self.genome.bits - 1) - 1 if self.signed[i] else 2**self.genome.bits - 1
+            self.act_range[i] = float(p[f"as{i}"]) * qmax
+            norm = self.norms[i]
+            if not isinstance(norm, nn.Identity):
+                norm.weight.copy_(torch.as_tensor(p[f"g{i}"]))
+                norm.bias.copy_(torch.as_tensor(p[f"be{i}"]))
+            if isinstance(norm, nn.modules.batchnorm._BatchNorm):
+                norm.running_mean.copy_(torch.as_tensor(p[f"rm{i}"]))
+                norm.running_var.copy_(torch.as_tensor(p[f"rv{i}"]))
+
+
+def candidate_net(genome: Genome, n_features: int, n_classes: int) -> CandidateNet | ConvCandidateNet:
+    """The torch module of any genome: the MLP net, or the conv net when it has conv blocks."""
+    return ConvCandidateNet(genome, n_features, n_classes) if genome.n_conv else CandidateNet(genome, n_features, n_classes)

@@ -21,8 +21,10 @@ from codesign.errors import CodesignError
 ACTIVATIONS = ("relu", "leaky_relu", "gelu", "tanh", "sigmoid", "identity")
 NORMS = ("none", "batch", "layer")
 OBJECTIVES = {"accuracy": "max", "bops": "min", "params": "min", "resources": "min", "latency": "min"}
-BLOCK_TYPES_SUPPORTED = ("dense",)
+BLOCK_TYPES_SUPPORTED = ("dense", "conv1d", "conv2d")
 BLOCK_TYPES_KNOWN = ("dense", "conv1d", "conv2d", "conv_attention")
+CONV_TYPES = ("conv1d", "conv2d")
+POOLS = ("none", "max", "avg")
 
 
 class SearchSpaceError(CodesignError):
@@ -53,12 +55,55 @@ class DataSpec(_Strict):
 
 
 class BlockSpec(_Strict):
-    """One NAC-style block: its own width/activation/norm choices."""
+    """One NAC-style block: its own width (conv: ``channels``)/activation/norm choices; conv blocks
+    also search the (odd, 'same'-padded) kernel size, a residual skip and a 2x pooling."""
 
     type: str = "dense"
     width: list[int] | None = None
+    channels: list[int] | None = None
+    kernel: list[int] | None = None
+    skip: list[bool] | None = None
+    pool: list[str] | None = None
     activation: list[str] | None = None
     norm: list[str] | None = None
+
+    @field_validator("channels")
+    @classmethod
+    def _channels(cls, v: list[int] | None) -> list[int] | None:
+        return _check_widths(v) if v is not None else v
+
+    @field_validator("kernel")
+    @classmethod
+    def _kernel(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and (not v or any(k < 1 or k > 15 or k % 2 == 0 for k in v)):
+            raise ValueError("kernel choices must be odd integers in [1, 15] ('same' padding)")
+        return list(dict.fromkeys(v)) if v is not None else v
+
+    @field_validator("skip")
+    @classmethod
+    def _skip(cls, v: list[bool] | None) -> list[bool] | None:
+        if v is not None and not v:
+            raise ValueError("skip needs at least one choice")
+        return list(dict.fromkeys(v)) if v is not None else v
+
+    @field_validator("pool")
+    @classmethod
+    def _pool(cls, v: list[str] | None) -> list[str] | None:
+        return _check_choices(v, POOLS, "pool") if v is not None else v
+
+    @model_validator(mode="after")
+    def _conv_fields(self) -> BlockSpec:
+        if self.type == "dense":
+            extra = [k for k in ("channels", "kernel", "skip", "pool") if getattr(self, k) is not None]
+            if extra:
+                raise ValueError(f"{', '.join(extra)} only apply to conv blocks, not dense")
+        elif self.channels is not None and self.width is not None:
+            raise ValueError("a conv block takes 'channels' (or 'width'), not both")
+        return self
+
+    @property
+    def is_conv(self) -> bool:
+        return self.type in CONV_TYPES
 
     @field_validator("type")
     @classmethod
@@ -123,6 +168,9 @@ class ModelSpec(_Strict):
     dropout: list[float] = [0.0]
     bits: list[int] = [8]
     blocks: list[BlockSpec] | None = None
+    #: per-sample input shape, channels first ([C, L] for conv1d, [C, H, W] for conv2d): the flat
+    #: feature rows are reshaped to it (conv spaces only; MNIST defaults to [1, 28, 28])
+    input_shape: list[int] | None = None
 
     @field_validator("width")
     @classmethod
@@ -157,7 +205,23 @@ class ModelSpec(_Strict):
     def _blocks(self) -> ModelSpec:
         if self.blocks is not None and len(self.blocks) != self.layers.max:
             raise ValueError(f"blocks lists {len(self.blocks)} blocks but layers.max is {self.layers.max}")
+        kinds = [b.type for b in self.blocks or []]
+        convs = [k for k in kinds if k in CONV_TYPES]
+        if not convs:
+            return self
+        if len(set(convs)) > 1:
+            raise ValueError("conv1d and conv2d blocks cannot be mixed in one space")
+        if kinds[: len(convs)] != convs:
+            raise ValueError("conv blocks must come before dense blocks (a conv feature extractor, then the MLP head)")
+        if self.input_shape is not None:
+            want = 2 if convs[0] == "conv1d" else 3
+            if len(self.input_shape) != want or any(d < 1 for d in self.input_shape):
+                raise ValueError(f"{convs[0]} blocks need input_shape with {want} positive entries (channels first)")
         return self
+
+    def conv_type(self) -> str | None:
+        """'conv1d'/'conv2d' when the space has conv blocks, else None."""
+        return next((b.type for b in self.blocks or [] if b.is_conv), None)
 
 
 class TrainingSpec(_Strict):
@@ -263,6 +327,15 @@ class Space(_Strict):
         return list(dict.fromkeys(v))
 
     @model_validator(mode="after")
+    def _input_shape(self) -> Space:
+        m = self.model
+        if m.conv_type() and m.input_shape is None:
+            if self.data.dataset != "mnist" or m.conv_type() != "conv2d":
+                raise ValueError("conv blocks need model.input_shape (channels first, e.g. [1, 28, 28])")
+            m.input_shape = [1, 28, 28]
+        return self
+
+    @model_validator(mode="after")
     def _target(self) -> Space:
         needs = {"resources", "latency"} & set(self.objectives)
         if (needs or self.constraints.resources_max_percent or self.constraints.latency_max_cycles) and not self.target:
@@ -278,7 +351,9 @@ class Space(_Strict):
         per_block_norm = m.blocks is not None and any(b.norm for b in m.blocks)
         for i in range(m.layers.max):
             block = m.blocks[i] if m.blocks else None
-            genes.append((f"width{i}", (block.width if block and block.width else m.width)))
+            genes.append((f"width{i}", (block.channels or block.width if block and (block.channels or block.width) else m.width)))
+            if block is not None and block.is_conv:
+                genes += [(f"kernel{i}", block.kernel or [3]), (f"skip{i}", block.skip or [False]), (f"pool{i}", block.pool or ["none"])]
             if per_block_act:
                 genes.append((f"activation{i}", (block.activation if block and block.activation else m.activation)))
             if per_block_norm:
@@ -295,6 +370,12 @@ class Space(_Strict):
     def digest(self) -> str:
         """Hash of everything that changes what a trial means (resume refuses a different space)."""
         payload = self.model_dump(exclude={"search": {"trials"}})
+        if payload["model"]["input_shape"] is None:  # fields added with conv blocks: absent = the digest of before
+            del payload["model"]["input_shape"]
+        for b in payload["model"]["blocks"] or []:
+            for k in ("channels", "kernel", "skip", "pool"):
+                if b[k] is None:
+                    del b[k]
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

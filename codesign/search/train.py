@@ -29,7 +29,7 @@ from codesign.search.genome import NORM_EPS, UNSIGNED_ACTIVATIONS, Genome, Param
 from codesign.search.nets import (
     BN_MOMENTUM,
     RANGE_MOMENTUM,
-    CandidateNet,
+    candidate_net,
     activation,
     input_scale,
     pow2_for_qmax,
@@ -285,11 +285,17 @@ def train_population(
     genomes: list[Genome], data: Dataset, epochs: int, batch_size: int, seed: int = 0, max_group: int = 64,
     max_padding: float = math.inf,
 ) -> list[TrainResult]:
-    """Train every genome (batched in the groups of :func:`plan_groups`); results in input order."""
+    """Train every genome (MLPs batched in the groups of :func:`plan_groups`, conv candidates
+    one by one with :func:`train_single`); results in input order."""
     torch.manual_seed(seed)
     xt, yt, xv, yv = _tensors(data)
     results: list[TrainResult | None] = [None] * len(genomes)
-    for chunk in plan_groups(genomes, max_group, max_padding):
+    for i, g in enumerate(genomes):
+        if g.n_conv:
+            results[i] = train_single(g, data, epochs, batch_size, seed)
+    mlps = [i for i, g in enumerate(genomes) if not g.n_conv]
+    for sub in plan_groups([genomes[i] for i in mlps], max_group, max_padding):
+        chunk = [mlps[j] for j in sub]
         t0 = time.perf_counter()
         group = _Group([genomes[i] for i in chunk], [initial_params(genomes[i], data, seed) for i in chunk],
                        data.n_features, data.n_classes)  # fmt: skip
@@ -311,7 +317,7 @@ def train_single(genome: Genome, data: Dataset, epochs: int, batch_size: int, se
     torch.manual_seed(seed)
     t0 = time.perf_counter()
     xt, yt, xv, yv = _tensors(data)
-    net = CandidateNet(genome, data.n_features, data.n_classes)
+    net = candidate_net(genome, data.n_features, data.n_classes)
     net.load_params(initial_params(genome, data, seed))
     net.act_range.zero_()
     opt = torch.optim.Adam(net.parameters(), lr=genome.learning_rate)
