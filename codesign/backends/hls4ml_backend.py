@@ -161,7 +161,7 @@ def hls_config(lowered: Model, precision: ModelPrecision, options: Hls4mlOptions
     for name, layer in layers.items():
         if options.strategy == "resource" or (options.strategy == "da" and name in mac_layers):
             layer["Strategy"] = STRATEGIES[options.strategy]
-    for name, extra in options.layer_config.items():
+    for name, extra in [*activation_tables(lowered).items(), *options.layer_config.items()]:
         for key, value in extra.items():
             slot = layers.setdefault(name, {})
             if isinstance(value, dict):
@@ -177,6 +177,47 @@ def hls_config(lowered: Model, precision: ModelPrecision, options: Hls4mlOptions
                 raise Hls4mlOptionError(f"--reuse-factor {wanted}={rf}: no such layer (layers with weights: {mac})")
             layers[hit]["ReuseFactor"] = int(rf)
     return config
+
+
+#: Sigmoid/Softmax LUT settings: output tables on [0, 1] with 16 fractional bits, 4096 entries.
+TABLE_SIZE = 4096
+PROB_TYPE = "fixed<18,2,RND,SAT>"
+
+
+def activation_tables(lowered: Model) -> dict[str, dict[str, Any]]:
+    """hls4ml settings for Sigmoid/Softmax LUTs, sized from the IR (hls4ml's defaults lose up to ~0.5).
+
+    A Softmax whose input is a power-of-two Quant of b bits runs hls4ml's stable
+    implementation with an exp table indexed exactly by those bits; the sum of
+    exponentials (in [1, n]) and its inverse get types that hold their real ranges.
+    """
+    import math
+
+    from codesign.backends.precision import quant_type
+
+    out: dict[str, dict[str, Any]] = {}
+    for node in lowered.nodes_of(["Sigmoid", "Softmax"]):
+        if node.op_type == "Sigmoid":
+            out[node.name] = {"TableSize": TABLE_SIZE, "table_t": PROB_TYPE, "Precision": {"result": PROB_TYPE}}
+            continue
+        producer = lowered.producer(node.input[0])
+        t = quant_type(lowered, producer) if producer is not None else None
+        shape = lowered.shape(node.input[0])
+        if t is None or not t.signed or shape is None:
+            continue
+        n = int(shape[-1])
+        sum_int = max(1, math.ceil(math.log2(n + 1))) + 1
+        inv_bits = int(math.log2(TABLE_SIZE))
+        out[node.name] = {
+            "Implementation": "stable",
+            "TableSize": TABLE_SIZE,
+            # x_max - x indexes the exp table exactly; saturating (not wrapping) past the range, where exp ~ 0
+            "ExpTableSize": 2 ** min(t.width - 1, int(math.log2(TABLE_SIZE))),
+            "inp_norm_t": f"ufixed<{t.width - 1},{t.integer - 1},TRN,SAT>",
+            "exp_table_t": PROB_TYPE, "inv_table_t": PROB_TYPE, "inv_inp_t": f"ufixed<{inv_bits},{sum_int}>",
+            "Precision": {"result": PROB_TYPE, "accum": f"ufixed<{16 + sum_int},{sum_int}>"},
+        }  # fmt: skip
+    return out
 
 
 def _culprit(exc: BaseException) -> str:

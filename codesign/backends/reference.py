@@ -32,6 +32,10 @@ def _rebatched(model: Model, n: int) -> Model:
             fixed = target.copy()
             fixed[0] = n
             copy.set_initializer(node.input[1], fixed)
+    for node in copy.nodes_of(["Flatten"]):  # keras exports Flatten(axis=0): same as axis=1 at batch 1 only
+        for a in node.attribute:
+            if a.name == "axis" and a.i == 0:
+                a.i = 1
     infer_shapes(copy)
     return copy
 

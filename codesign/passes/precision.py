@@ -21,7 +21,9 @@ from codesign.errors import CodesignError
 from codesign.ir.model import Model
 from codesign.passes.base import Pass, PassResult
 from codesign.passes.calibrate import Calibration, calibrate
-from codesign.passes.quantize import KINDS, MAC_OPS, QuantConfig, Quantize
+from codesign.passes.graph_edit import add_initializer, fresh_name, insert_after, make_node
+from codesign.ir.quant import QONNX_DOMAIN
+from codesign.passes.quantize import KINDS, MAC_OPS, QuantConfig, Quantize, act_scale
 
 #: Default top-1 agreement a classifier must keep (the issue's acceptance bar).
 TOP1 = 0.995
@@ -33,6 +35,9 @@ MIN_BITS = 2
 #: Selection keeps this much margin (top-1 share / fraction of tolerance) for the backend's own rounding.
 TOP1_MARGIN = 0.002
 ERR_MARGIN = 0.8
+#: Width of a Softmax's input: hls4ml's stable Softmax indexes its exp table with the input's bits,
+#: so a quantizer there makes the table lookup exact and the IR models it.
+SOFTMAX_INPUT_BITS = 13
 SYNTHETIC = "synthetic N(0, 1) per input element ({n} samples, seed {seed}); pass --calib X.npy for real data"
 
 
@@ -166,6 +171,33 @@ def _bias_quant(model: Model, node) -> str | None:
     return None
 
 
+def quantize_softmax_inputs(model: Model, calib: Calibration, cfg: QuantConfig) -> Model:
+    """A signed power-of-two Quant of SOFTMAX_INPUT_BITS on every Softmax input, sized to its calibrated range."""
+    for node in [n for n in model.graph.node if n.op_type == "Softmax"]:
+        x = node.input[0]
+        producer = model.producer(x)
+        if producer is not None and producer.op_type == "Quant":
+            continue
+        rng = calib.range(x)
+        if rng is None:
+            continue
+        scale = act_scale(rng[0], rng[1], SOFTMAX_INPUT_BITS, True, cfg)
+        base = f"{node.name}_in"
+        out = fresh_name(model, f"{x}_q{SOFTMAX_INPUT_BITS}")
+        ins = [
+            x,
+            add_initializer(model, f"{base}_scale", np.float32(scale)),
+            add_initializer(model, f"{base}_zeropt", np.float32(0.0)),
+            add_initializer(model, f"{base}_bitwidth", np.float32(SOFTMAX_INPUT_BITS)),
+        ]
+        q = make_node(model, "Quant", ins, [out], f"{base}_quant", domain=QONNX_DOMAIN, signed=1, narrow=0,
+                      rounding_mode="ROUND")  # fmt: skip
+        insert_after(model, producer, q)
+        node.input[0] = out
+        model.invalidate()
+    return model
+
+
 class SelectPrecision(Pass):
     """Float model -> the same model with per-layer power-of-two Quant nodes meeting a tolerance."""
 
@@ -198,7 +230,7 @@ class SelectPrecision(Pass):
 
     def _quantized(self, model: Model, calib: Calibration, bits: dict[str, dict[str, int]]) -> Model:
         cfg = QuantConfig(bits=32, layers={k: dict(v) for k, v in bits.items()}, act_signed=None)
-        return Quantize(cfg, calib)(model).model
+        return quantize_softmax_inputs(Quantize(cfg, calib)(model).model, calib, cfg)
 
     def _cost(self, model: Model) -> tuple[float, dict[str, float]]:
         """LUT + DSP of the project's hls4ml estimate (total, and per layer)."""
