@@ -218,6 +218,13 @@ def test_estimated_resources_as_objective_and_budget(tmp_path):
     assert {p.name for p in (tmp_path / "run" / "plots").iterdir()} == {
         "accuracy_vs_bops.png", "accuracy_vs_lut.png", "resources_vs_latency.png"
     }
+    from matplotlib.image import imread
+
+    for png in (tmp_path / "run" / "plots").iterdir():  # real, non-blank images
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+        img = imread(png)
+        assert img.shape[0] > 300 and img.shape[1] > 500
+        assert len(np.unique(img.reshape(-1, img.shape[-1]), axis=0)) > 20  # axes, points, legend: not one flat colour
 
 
 def test_unknown_target_fails_before_training(tmp_path):

@@ -33,6 +33,8 @@ def test_examples_validate():
     nac = load_space(ROOT / "examples/search/nac_blocks.yaml")
     genes = dict(nac.genes())
     assert genes["activation0"] == ["relu", "gelu", "leaky_relu"] and genes["norm2"] == ["none", "batch"]
+    assert genes["width0"] == [4, 8, 16] and genes["kernel1"] == [1, 3] and genes["skip1"] == [False, True]
+    assert "kernel2" not in genes and nac.model.input_shape == [1, 28, 28]
 
 
 @pytest.mark.parametrize(
@@ -94,10 +96,14 @@ def test_decode_encode_round_trip():
         g = decode(space, x)
         assert space.model.layers.min <= g.depth <= space.model.layers.max
         assert decode(space, encode(space, g)) == g
+        assert g.kinds[:2] == ("conv2d", "conv2d") and g.input_shape == (1, 28, 28)
+        assert not g.skips[1] or g.widths[0] == g.widths[1]  # a skip needs equal channels (canonical)
     base = baseline_genome(space, space.baselines[0])
     assert base == Genome((64, 32, 32), ("relu",) * 3, ("none",) * 3, 0.0, 8, 0.001, 0.0)
-    assert encode(space, base) is not None
-    assert encode(space, Genome((128,), ("relu",), ("none",))) is None  # width 128 is not a choice
+    assert encode(space, base) is None  # an MLP is outside a conv-first space (still trained, as a baseline)
+    snac = load_space(ROOT / "examples/search/snac_pack_mlp.yaml")
+    assert encode(snac, Genome((128,) * 4, ("relu",) * 4, ("none",) * 4)) is None  # width 128 is not a choice
+    assert encode(snac, Genome((64,) * 4, ("relu",) * 4, ("none",) * 4, learning_rate=snac.training.learning_rate[0])) is not None
 
 
 def test_unused_genes_do_not_change_identity():
