@@ -38,8 +38,9 @@ OP_CLASSES = {0: "add", 1: "add", 2: "relu", -2: "relu", 4: "cadd", 6: "mux", -6
 #: yosys/ABC packs narrow adders, ReLUs and constant adds into fewer LUTs. Fitted by
 #: non-negative least squares on relative error against ``yosys synth_xilinx -family xcup``
 #: on benchmarks/data/estimator_synth.csv (benchmarks/estimator_accuracy.py refits them and
-#: prints the in-sample and leave-one-out errors). All 1.0 = da4ml's raw cost.
-LUT_WEIGHTS: dict[str, float] = {"add": 1.0, "relu": 1.0, "cadd": 1.0, "mux": 1.0, "other": 1.0}
+#: prints the in-sample and leave-one-out errors); ``calibrated=False`` gives da4ml's raw cost.
+#: Fit on 18 MLPs: ReLUs and muxes vanish into the adders' LUTs, constant adds cost ~1.4x.
+LUT_WEIGHTS: dict[str, float] = {"add": 0.96, "relu": 0.0, "cadd": 1.442, "mux": 0.0, "other": 1.0}
 
 
 def _da4ml() -> Any:
@@ -186,7 +187,10 @@ def _fresh_like(trace: Any, arr: Any, hw: Any) -> Any:
     """A new da4ml input array with exactly ``arr``'s value ranges (cuts the trace at a layer boundary)."""
     if is_unquantized(arr) or not hasattr(arr, "lhs"):
         return arr
-    low, high, step = (np.asarray(v, dtype=np.float64) for v in arr.lhs)
+    flat = np.ravel(arr._vars)  # exact ranges (da4ml's ``lhs`` property rounds them to float32)
+    low, high, step = (
+        np.array([float(getattr(v, k)) for v in flat]).reshape(arr.shape) for k in ("low", "high", "step")
+    )
     return trace.FixedVariableArray.from_lhs(low, high, step, hwconf=hw)
 
 
@@ -204,9 +208,7 @@ def calibrated_luts(costs: dict[str, float], weights: dict[str, float] | None = 
     return float(sum(w.get(k, 1.0) * v for k, v in costs.items()))
 
 
-def _layer_cost(
-    trace: Any, inp: Any, out: Any, latency_cutoff: float, calibrated: bool
-) -> tuple[float, float, float]:
+def _layer_cost(trace: Any, inp: Any, out: Any, latency_cutoff: float, calibrated: bool) -> tuple[float, float, float]:
     """(LUT, FF, critical path in adder delays) of the logic between ``inp`` and ``out`` (da4ml's cost model)."""
     comb = trace.comb_trace(inp, out)
     if float(comb.cost) == 0:
@@ -232,6 +234,17 @@ class DaEstimator(Estimator):
         super().__init__(config, **options)
         self.latency_cutoff = latency_cutoff
         self.calibrated = calibrated
+
+    def _rescale_to_whole_model(self, model: Model, rows: list[LayerEstimate]) -> None:
+        """Per-layer traces cannot see bits a later quantizer drops; the whole-model trace can.
+
+        Rows keep their shares, totals become the whole-model trace's (LUT, FF).
+        """
+        comb = trace_model(model, self.latency_cutoff)
+        lut = calibrated_luts(op_class_costs(comb)) if self.calibrated else float(comb.cost)
+        pipe = _da4ml().to_pipeline(comb, self.latency_cutoff, verbose=False)
+        _scale(rows, "LUT", lut)
+        _scale(rows, "FF", float(pipe.reg_bits))
 
     def estimate(self, model: Model) -> EstimateReport:
         tracer = _Tracer(model, self.latency_cutoff)
@@ -266,11 +279,19 @@ class DaEstimator(Estimator):
             delay[node.output[0]] = d_out = d_in + path
             cycles = math.ceil(d_out / cut) - math.ceil(d_in / cut)
             rows.append(LayerEstimate(node.name, node.op_type, LUT=lut, FF=ff, latency_cycles=cycles, ii=1))
+        self._rescale_to_whole_model(model, rows)
         first = next((r for r in rows if r.LUT > 0), None)
         if first is not None:  # da4ml registers the design's input: one more cycle
             first.latency_cycles += 1
             first.note = "incl. input register"
         return EstimateReport(self.key, self.config, rows)
+
+
+def _scale(rows: list[LayerEstimate], key: str, total: float) -> None:
+    current = sum(getattr(r, key) for r in rows)
+    if current > 0:
+        for r in rows:
+            setattr(r, key, getattr(r, key) * total / current)
 
 
 def trace_model(model: Model, latency_cutoff: float = 5.0) -> Any:
@@ -287,4 +308,3 @@ def trace_model(model: Model, latency_cutoff: float = 5.0) -> Any:
         tracer.env[node.output[0]] = tracer.run_node(node)
     outputs = np.concatenate([np.ravel(tracer.env[o]._vars) for o in model.outputs])
     return tracer.trace.comb_trace(inputs, list(outputs))
-
