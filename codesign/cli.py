@@ -381,8 +381,16 @@ def compile(  # noqa: A001 - the command's name
     target_fps: Optional[int] = typer.Option(None, "--target-fps", help="FINN: frames/s target (default: from estimates)"),
     inputs: Optional[Path] = typer.Option(None, "--inputs", help="FINN: .npy sample for input.npy/expected_output.npy"),
     input_shape: Optional[list[str]] = typer.Option(None, "--input-shape", help="NAME=D0,D1,... for dynamic inputs"),
+    calib: Optional[Path] = typer.Option(None, "--calib", help="float models: .npy inputs to choose fixed-point types on"),
+    tolerance: Optional[float] = typer.Option(
+        None, "--tolerance", help="float models: max abs output error (default: top-1 agreement >= 99.5%)"
+    ),
 ) -> None:
-    """Compile a model for an FPGA target: an hls4ml project or a FINN build folder."""
+    """Compile a model for an FPGA target: an hls4ml project or a FINN build folder.
+
+    A float model compiled with hls4ml first gets per-layer fixed-point types chosen on
+    calibration data (``--calib``, else a synthetic N(0, 1) set, said so) to meet ``--tolerance``.
+    """
     from codesign.backends.compile import BACKENDS, compile_finn, compile_hls4ml
     from codesign.backends.targets import get_target
     from codesign.errors import CodesignError
@@ -396,7 +404,11 @@ def compile(  # noqa: A001 - the command's name
         from codesign.backends.hls4ml_backend import Hls4mlOptions
 
         opts = Hls4mlOptions(io=io, strategy=strategy, reuse_factor=rf or 1, layer_reuse=layer_rf, clock_ns=clock)
-        result = compile_hls4ml(ir, tgt, output, options=opts, force=force, verify=verify, samples=samples, source=model)
+        ir, float_ref = _select_float_precision(ir, tgt, calib, tolerance)
+        result = compile_hls4ml(
+            ir, tgt, output, options=opts, force=force, verify=verify, samples=samples, source=model,
+            float_reference=float_ref,
+        )  # fmt: skip
     else:
         import numpy as np
 
@@ -422,6 +434,38 @@ def compile(  # noqa: A001 - the command's name
 
         keys = VerifyReport.__dataclass_fields__
         typer.echo(VerifyReport(**{k: v for k, v in result.verify.items() if k in keys}).summary())
+    _echo_float_verify(result.manifest.get("verify_float"))
+
+
+def _select_float_precision(ir: Any, tgt: Any, calib: Optional[Path], tolerance: Optional[float]) -> tuple[Any, Any]:
+    """Float model -> (typed IR, FloatReference); quantized models pass through unchanged."""
+    from codesign.backends.compile import FloatReference
+    from codesign.errors import CodesignError
+    from codesign.passes.precision import SelectPrecision, is_float_model
+
+    if not is_float_model(ir):
+        if calib is not None or tolerance is not None:
+            raise CodesignError("--calib/--tolerance choose types for float models; this model is already quantized")
+        return ir, None
+    data = _load_calibration(calib) if calib is not None else None
+    if data is not None and not hasattr(data, "shape"):
+        raise CodesignError("--calib: give one array (N, ...) for the model's single input")
+    result = SelectPrecision(data, tolerance, target=tgt.part)(ir)
+    info = result.info
+    typer.echo(f"float model: per-layer fixed-point types chosen for {info.criterion.describe()} on {info.data_source}")
+    for layer, types in info.types.items():
+        typer.echo(f"  {layer}: " + ", ".join(f"{k} {v}" for k, v in types.items()))
+    return result.model, FloatReference(ir, info.inputs, info.to_dict())
+
+
+def _echo_float_verify(report: Optional[dict]) -> None:
+    if not report:
+        return
+    top1 = report.get("top1_agreement")
+    typer.echo(
+        f"vs the float model (onnxruntime) on {report['samples']} calibration inputs: "
+        f"max abs error {report['max_abs_error']:.3g}" + (f", top-1 agreement {top1:.2%}" if top1 is not None else "")
+    )
 
 
 @app.command()

@@ -92,6 +92,28 @@ def _jsonable(obj: Any) -> Any:
     return str(obj)
 
 
+@dataclass
+class FloatReference:
+    """A float model, the calibration inputs its types were chosen on, and what the selection chose."""
+
+    model: Model
+    inputs: Any
+    selection: dict[str, Any]
+    verify: dict[str, Any] | None = None
+
+    def check(self, ir: Model, build: Any) -> None:
+        """C-simulation vs the float model (onnxruntime) on the calibration inputs."""
+        from codesign.backends.verify import hls4ml_outputs
+        from codesign.passes.precision import quality, run_outputs
+
+        got = hls4ml_outputs(ir, build, self.inputs)
+        q = quality(run_outputs(self.model, self.inputs), got)
+        self.verify = {"samples": len(self.inputs), **q.to_dict()}
+
+    def to_manifest(self) -> dict[str, Any]:
+        return {"precision_selection": self.selection, "verify_float": self.verify}
+
+
 def compile_hls4ml(
     ir: Model,
     target: str | Target,
@@ -102,8 +124,13 @@ def compile_hls4ml(
     verify: bool = False,
     samples: int = 100,
     source: Path | None = None,
+    float_reference: FloatReference | None = None,
 ) -> CompileResult:
-    """Convert, write (and optionally C-simulate and verify) an hls4ml project at ``output``."""
+    """Convert, write (and optionally C-simulate and verify) an hls4ml project at ``output``.
+
+    ``float_reference``: the float model ``ir`` was typed from and its calibration inputs;
+    with ``verify`` the C-simulation is also compared with it on those inputs.
+    """
     from codesign.backends import hls4ml_backend as hb
     from codesign.backends.verify import verify_hls4ml
 
@@ -130,6 +157,8 @@ def compile_hls4ml(
             timings["csim_build_s"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             report = verify_hls4ml(ir, build, samples)
+            if float_reference is not None:
+                float_reference.check(ir, build)
             timings["verify_s"] = time.perf_counter() - t0
         hb.fix_output_dir(tmp, final)
         build.lowered.save(tmp / "lowered.onnx")
@@ -144,6 +173,7 @@ def compile_hls4ml(
                 "precision": build.precision.to_dict(),
                 "hls4ml": {"version": _version("hls4ml"), "layers": build.layer_types()},
                 "verify": report.to_dict() if report else None,
+                **(float_reference.to_manifest() if float_reference is not None else {}),
                 "timings": timings,
             },
         )  # fmt: skip

@@ -105,8 +105,6 @@ def compare(reference: np.ndarray, got: np.ndarray, input_types: dict[str, str])
 
 def verify_hls4ml(ir: Model, build: Any, samples: int = 100, seed: int = 0) -> VerifyReport:
     """hls4ml C-simulation (already compiled) vs the IR's reference execution."""
-    from codesign.backends.hls4ml_backend import quiet
-
     lowered = build.lowered
     if len(ir.inputs) != 1 or len(ir.outputs) != 1:
         from codesign.errors import CodesignError
@@ -117,18 +115,28 @@ def verify_hls4ml(ir: Model, build: Any, samples: int = 100, seed: int = 0) -> V
     feeds = sample_inputs(ir, types, samples, seed)
     x = feeds[ir.inputs[0]]
     ref = reference_outputs(ir, x)
+    got = hls4ml_outputs(ir, build, x)
+    return compare(ref, got, {ir.inputs[0]: (given or FLOAT_INPUT_TYPE).hls()})
+
+
+def hls4ml_outputs(ir: Model, build: Any, x: np.ndarray) -> np.ndarray:
+    """The C-simulation's output for IR-layout inputs ``x``, in the IR's output layout."""
+    from codesign.backends.hls4ml_backend import quiet
+
+    lowered = build.lowered
     in_perm = channels_perm(ir.shape(ir.inputs[0]), lowered.shape(lowered.inputs[0]))
     hx = np.ascontiguousarray(x.transpose(in_perm) if in_perm else x)
     with quiet():
         got = np.asarray(build.hls_model.predict(hx))
-    lowered_out = (samples, *lowered.shape(lowered.outputs[0])[1:])
-    got = got.reshape(lowered_out)
+    got = got.reshape((len(x), *lowered.shape(lowered.outputs[0])[1:]))
     if lowered.dtype(lowered.outputs[0]).name == "BIPOLAR" and np.isin(got, (0.0, 1.0)).all():
         got = 2.0 * got - 1.0  # hls4ml carries bipolar values as one bit, 0 meaning -1
     out_perm = channels_perm(ir.shape(ir.outputs[0]), lowered.shape(lowered.outputs[0]))
     if out_perm:
         got = got.transpose(np.argsort(out_perm))
-    return compare(ref, got, {ir.inputs[0]: (given or FLOAT_INPUT_TYPE).hls()})
+    return got
 
 
-__all__ = ["VerifyReport", "channels_perm", "compare", "reference_outputs", "sample_inputs", "verify_hls4ml"]
+__all__ = [
+    "VerifyReport", "channels_perm", "compare", "hls4ml_outputs", "reference_outputs", "sample_inputs", "verify_hls4ml",
+]  # fmt: skip

@@ -80,6 +80,8 @@ class PrecisionInfo:
     data_source: str
     cost: dict[str, float] = field(default_factory=dict)
     evaluations: int = 0
+    #: the inputs the types were chosen on (verification reuses them; not in ``to_dict``)
+    inputs: np.ndarray | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -195,6 +197,10 @@ def quantize_softmax_inputs(model: Model, calib: Calibration, cfg: QuantConfig) 
         insert_after(model, producer, q)
         node.input[0] = out
         model.invalidate()
+    if any(n.op_type == "Softmax" for n in model.graph.node):
+        from codesign.passes.shapes import infer_shapes
+
+        infer_shapes(model)
     return model
 
 
@@ -312,6 +318,7 @@ class SelectPrecision(Pass):
             data_source=source,
             cost={"LUT+DSP": total},
             evaluations=evals,
+            inputs=x,
         )
         return PassResult(current, True, info)
 
