@@ -180,8 +180,9 @@ def main() -> None:
         print(f"{k:26s} {err:8.1f} {rho:9.3f}" if k != "BOPs" else f"{k:26s} {'-':>8s} {rho:9.3f}")
 
     print(f"\nda LUT weights in use: {LUT_WEIGHTS}\nrefitted on these {len(rows)} designs: {refit}")
-    within = sum(abs(e / y - 1) < 0.10 for e, y in zip(est["da calibrated (LOO)"], yosys))
-    print(f"da calibrated, leave-one-out: {within}/{len(rows)} designs within 10% of yosys")
+    for key in ("da calibrated (in-sample)", "da calibrated (LOO)", "da4ml raw cost"):
+        err = [abs(e / y - 1) for e, y in zip(est[key], yosys)]
+        print(f"{key}: {sum(x < 0.10 for x in err)}/{len(rows)} designs within 10% of yosys, max error {max(err):.1%}")
 
     if da_latency is not None and all(r.get("sim_latency") for r in rows):
         sim = [int(r["sim_latency"]) for r in rows]
