@@ -33,6 +33,7 @@ test-all: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/cost_throughput.py
+	$(BIN)/python benchmarks/estimator_accuracy.py --no-da
 
 clean:
 	rm -rf $(VENV) build *.egg-info
