@@ -94,7 +94,7 @@ def _csd_digits_loop(x: np.ndarray) -> np.ndarray:
 #: CSD digit counts and bit lengths of 0..2^16-1, so that costing 100k weights is two gathers.
 _TABLE_RANGE = 1 << 16
 _CSD_TABLE = _csd_digits_loop(np.arange(_TABLE_RANGE, dtype=np.int64)).astype(np.int8)
-_BITLEN_TABLE = np.array([int(i).bit_length() for i in range(_TABLE_RANGE)], dtype=np.int8)
+_BITLEN_TABLE = np.concatenate([[0], np.floor(np.log2(np.arange(1, _TABLE_RANGE))) + 1]).astype(np.int8)
 
 
 def csd_digits(values: np.ndarray) -> np.ndarray:
