@@ -71,6 +71,9 @@ def test_schema_is_an_analysis_pass_with_totals():
     assert set(RESOURCES) | {"name", "latency_cycles", "ii"} <= set(row)
     assert rep.totals["LUT"] == sum(r.LUT for r in rep.layers) > 0
     assert rep.totals["latency_ns"] == rep.totals["latency_cycles"] * 5.0
+    # also runs on a plain qonnx ModelWrapper, and as a qonnx analysis inside a FINN/qonnx flow
+    assert Hls4mlEstimator()(m.wrapper).info.totals == rep.totals
+    assert estimate(m, "hls4ml", clock_ns=2.5).totals["latency_cycles"] >= rep.totals["latency_cycles"]
 
 
 def test_fits_with_dict_budget_and_catalogue():
