@@ -63,9 +63,13 @@ README = """# FINN build folder (written by codesign)
 Model: `model.onnx` (cleaned QONNX, quantizers in `qonnx.custom_op.general`).
 Target: {target} ({part}){board_line}.
 
-Run FINN's dataflow build on this folder (inside FINN's docker environment):
+Run FINN's dataflow build on this folder. Xilinx FINN (inside its docker environment):
 
     ./run-docker.sh build_dataflow {folder}
+
+or finn-plus (from this folder):
+
+    finn build dataflow_build_config.json model.onnx
 
 Outputs go to `{output_dir}/` here: {outputs}.
 `input.npy` / `expected_output.npy` are one sample and its output from codesign's
