@@ -307,3 +307,26 @@ def test_da_strategy_failure_is_explained(brevitas_mlp, tmp_path):
         assert not (tmp_path / "p").exists()
     else:
         assert "distributed_arithmetic" in (tmp_path / "p" / "hls4ml_config.yml").read_text()
+
+
+@pytest.mark.parametrize(
+    "path, atol",
+    [
+        (KWS, 1e-4),
+        (EX / "conv2d_small_mp_keras.onnx", 2e-3),
+        (EX / "conv1d_small_keras.onnx", 2e-3),
+        (TFC / "TFC_2W2A.onnx", 1e-4),
+    ],
+    ids=lambda p: getattr(p, "stem", ""),
+)
+def test_lowering_preserves_the_function(path, atol):
+    """Lowered graph (channels-last, weight scales moved, Softmax input quantized) == the IR, by reference execution."""
+    from codesign.backends.verify import channels_perm, reference_outputs
+
+    ir = load(shared_path(*_rel(path)))
+    lowered = hb.lower_model(ir)
+    x = sample_inputs(ir, {}, 8)[ir.inputs[0]]
+    perm = channels_perm(ir.shape(ir.inputs[0]), lowered.shape(lowered.inputs[0]))
+    want = reference_outputs(ir, x)
+    got = reference_outputs(lowered, np.ascontiguousarray(x.transpose(perm)) if perm else x)
+    np.testing.assert_allclose(got.reshape(want.shape), want, atol=atol, rtol=1e-4)

@@ -223,15 +223,14 @@ class ExtractWeightScale(Pass):
             w = model.initializer(quant.input[0])
             if scale is None or zero is None or np.any(zero != 0) or _pow2_scalar(scale) or w.ndim != 2:
                 continue
-            s = np.asarray(scale, dtype=np.float32)
-            if (
-                s.size not in (1, w.shape[1])
-                or (s.size > 1 and s.reshape(-1).shape[0] != w.shape[1])
-                or len(model.consumers(mm.input[1])) != 1
-            ):
+            s, n_out = np.asarray(scale, dtype=np.float32), w.shape[1]
+            if s.size == 1:
+                row = s.reshape(())
+            elif s.shape in ((1, n_out), (n_out,)):  # one scale per output channel
+                row = s.reshape(1, n_out)
+            else:
                 continue
-            row = s.reshape(1, -1) if s.size > 1 else s.reshape(())
-            if s.size > 1 and s.shape not in ((1, w.shape[1]), (w.shape[1],)):
+            if len(model.consumers(mm.input[1])) != 1:
                 continue
             model.set_initializer(quant.input[0], (w / row).astype(np.float32))
             one = f"{quant.name}_unit_scale"
