@@ -44,8 +44,11 @@ def test_nac_blocks_example_runs_on_mnist(tmp_path):
     for t in trials:
         g = t.genome
         assert g.kinds[0] == "conv2d" and g.input_shape == (1, 28, 28)
-        assert 0.3 < t.metrics["accuracy"] <= 1.0  # 1 epoch on 2000 digits: far above chance (0.1)
+        assert 0.1 < t.metrics["accuracy"] <= 1.0  # above chance (0.1) after 1 epoch on 2000 digits
         assert t.metrics["LUT"] > 0 and t.metrics["latency"] > 0
+    assert max(t.metrics["accuracy"] for t in trials) > 0.6
+    attention = [t for t in trials if "conv_attention" in t.genome.kinds]
+    assert attention and max(t.metrics["accuracy"] for t in attention) > 0.6  # (seeded: 2 of the 3 have one)
     (base,) = summary.baselines
     assert base.genome.kinds == () and base.metrics["accuracy"] > 0.3
     # a Pareto candidate file is a Conv QONNX graph whose reference execution reproduces the stored accuracy

@@ -103,12 +103,18 @@ CONV1D = Genome(
 )  # fmt: skip
 
 
+ATTENTION = Genome(
+    (4, 3, 6), ("relu", "gelu", "tanh"), ("batch", "layer", "none"), bits=8,
+    kinds=("conv2d", "conv_attention", "dense"), kernels=(3, 1, 0), skips=(False, True, False), pools=("max", "avg", "none"),
+    input_shape=(1, 8, 8),
+)  # fmt: skip
+
+
 def _conv_dense_params(genome: Genome, n_in: int, n_out: int) -> dict:
     p = random_params(genome, n_in, n_out, seed=3)
-    for i in range(genome.depth + 1):
-        w = p[f"w{i}"]
-        p[f"w{i}"] = np.where(np.abs(w) < 0.05, 0.05, w).astype(np.float32)
-        p[f"ws{i}"] = np.float32(pow2_scale(np.abs(p[f"w{i}"]).max(), genome.bits, True))
+    for name in [k for k in p if k.startswith("w") and not k.startswith("ws")]:
+        p[name] = np.where(np.abs(p[name]) < 0.05, 0.05, p[name]).astype(np.float32)
+        p["ws" + name[1:]] = np.float32(pow2_scale(np.abs(p[name]).max(), genome.bits, True))
     return p
 
 
@@ -131,7 +137,27 @@ def test_conv_macs_golden_and_match_qonnx(tmp_path):
     assert ref["total_macs"] == t["macs"] and ref["total_bops"] == t["bops"]
 
 
-@pytest.mark.parametrize("genome", [CONV2D, CONV1D], ids=["conv2d", "conv1d"])
+def test_conv_attention_macs_golden_and_match_qonnx(tmp_path):
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.util.inference_cost import inference_cost
+
+    from codesign.ir.io import save_model
+
+    # conv0 1->4 k3 on 8x8: 2304; max pool -> 4x4x4 (16 positions, hidden 3): q/k/v 1x1 convs 3 x 4*3*16 = 576,
+    # q^T k 16*16*3 = 768, att v 16*16*3 = 768, projection 3->4: 192; avg pool -> 4x2x2 = 16 -> 6: 96; 6 -> 3: 18
+    ir = build_ir(ATTENTION, 64, 3, _conv_dense_params(ATTENTION, 64, 3))
+    validate(ir)
+    t = cost_report(ir).totals
+    assert t["macs"] == 2304 + 576 + 768 + 768 + 192 + 96 + 18
+    ops = [n.op_type for n in ir.graph.node]
+    assert ops.count("Conv") == 5 and ops.count("Softmax") == 1 and ops.count("MatMul") == 4
+    path = save_model(ir, tmp_path / "a.onnx")
+    ref = inference_cost(ModelWrapper(str(path)), discount_sparsity=True, output_json=None)
+    ref = ref.get("total_cost", ref)
+    assert ref["total_macs"] == t["macs"] and ref["total_bops"] == t["bops"]
+
+
+@pytest.mark.parametrize("genome", [CONV2D, CONV1D, ATTENTION], ids=["conv2d", "conv1d", "conv_attention"])
 def test_conv_torch_and_ir_agree_bit_exactly(genome):
     torch = pytest.importorskip("torch")
     import math

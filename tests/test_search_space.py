@@ -32,9 +32,10 @@ def test_examples_validate():
     assert "learning_rate" in genes and "l1" in genes and "dropout" in genes
     nac = load_space(ROOT / "examples/search/nac_blocks.yaml")
     genes = dict(nac.genes())
-    assert genes["activation0"] == ["relu", "gelu", "leaky_relu"] and genes["norm2"] == ["none", "batch"]
+    assert genes["activation0"] == ["relu", "gelu", "leaky_relu"] and genes["norm3"] == ["none", "batch"]
     assert genes["width0"] == [4, 8, 16] and genes["kernel1"] == [1, 3] and genes["skip1"] == [False, True]
-    assert "kernel2" not in genes and nac.model.input_shape == [1, 28, 28]
+    assert genes["width2"] == [4, 8] and genes["pool2"] == ["none", "max"] and "kernel2" not in genes and "skip2" not in genes
+    assert "kernel3" not in genes and nac.model.input_shape == [1, 28, 28]
 
 
 @pytest.mark.parametrize(
@@ -45,7 +46,8 @@ def test_examples_validate():
         (_with(model={"activation": ["relu", "swish"]}), "unknown activation 'swish'"),
         (_with(model={"layers": {"min": 4, "max": 2}}), "layers.min (4) is larger than layers.max (2)"),
         (_with(model={"bits": [1]}), "bits choices must be integers in [2, 16]"),
-        (_with(model={"blocks": [{"type": "conv_attention"}], "layers": {"min": 1, "max": 1}}), "block type 'conv_attention' is not supported"),
+        (_with(model={"blocks": [{"type": "conv_attention", "kernel": [3]}], "layers": {"min": 1, "max": 1}}), "fixed 1x1 projections"),
+        (_with(model={"blocks": [{"type": "attention"}], "layers": {"min": 1, "max": 1}}), "unknown block type 'attention'"),
         (_with(model={"blocks": [{"type": "conv2d"}], "layers": {"min": 1, "max": 1}}), "conv blocks need model.input_shape"),
         (_with(model={"blocks": [{"type": "conv1d"}], "layers": {"min": 1, "max": 1}, "input_shape": [1, 2, 3]}), "conv1d blocks need input_shape with 2"),
         (_with(model={"blocks": [{"type": "dense"}, {"type": "conv1d"}], "layers": {"min": 1, "max": 2}, "input_shape": [1, 8]}), "conv blocks must come before dense"),
@@ -98,6 +100,8 @@ def test_decode_encode_round_trip():
         assert decode(space, encode(space, g)) == g
         assert g.kinds[:2] == ("conv2d", "conv2d") and g.input_shape == (1, 28, 28)
         assert not g.skips[1] or g.widths[0] == g.widths[1]  # a skip needs equal channels (canonical)
+        if g.depth >= 3:
+            assert g.kinds[2] == "conv_attention" and g.skips[2] and g.kernels[2] == 1
     base = baseline_genome(space, space.baselines[0])
     assert base == Genome((64, 32, 32), ("relu",) * 3, ("none",) * 3, 0.0, 8, 0.001, 0.0)
     assert encode(space, base) is None  # an MLP is outside a conv-first space (still trained, as a baseline)

@@ -33,6 +33,10 @@ UNSIGNED_ACTIVATIONS = frozenset({"relu", "sigmoid"})
 OPSET = 17
 NORM_EPS = 1e-5
 LEAKY_ALPHA = 0.01
+#: NAC/BraggNN conv attention: 1x1 q/k/v convs, softmax(q^T k) v over positions, 1x1 output projection, residual
+ATTENTION = "conv_attention"
+#: the extra quantized tensors of an attention block (query, key, value, attention output)
+ATTENTION_TENSORS = ("q", "k", "v", "z")
 
 
 @dataclass(frozen=True)
@@ -82,12 +86,17 @@ class Genome:
         acts = self.activations[0] if len(set(self.activations)) == 1 else "/".join(self.activations)
         norms = "" if all(n == "none" for n in self.norms) else "+" + "/".join(sorted(set(self.norms) - {"none"}))
         rf = f" rf{self.reuse_factor}" if self.reuse_factor != 1 else ""
-        widths = [
-            f"c{w}k{self.kernels[i]}{'r' if self.skips[i] else ''}{'' if self.pools[i] == 'none' else self.pools[i][0] + 'p'}"
-            if i < self.n_conv else str(w)
-            for i, w in enumerate(self.widths)
-        ]  # fmt: skip
+        widths = [self._block_label(i) for i in range(self.depth)]
         return f"{'-'.join(widths)} {acts}{norms} w{self.bits}{rf}"
+
+    def _block_label(self, i: int) -> str:
+        """'32' (dense), 'c8k3rmp' (conv: channels, kernel, residual, max pool), 'a4' (attention, hidden)."""
+        if i >= self.n_conv:
+            return str(self.widths[i])
+        pool = "" if self.pools[i] == "none" else self.pools[i][0] + "p"
+        if self.kinds[i] == ATTENTION:
+            return f"a{self.widths[i]}{pool}"
+        return f"c{self.widths[i]}k{self.kernels[i]}{'r' if self.skips[i] else ''}{pool}"
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -114,7 +123,7 @@ def conv_shapes(genome: Genome) -> list[tuple[int, ...]]:
         spatial = shape[1:]
         if genome.pools[i] != "none":
             spatial = tuple(d // 2 for d in spatial)
-        shape = (genome.widths[i], *spatial)
+        shape = (shape[0] if genome.kinds[i] == ATTENTION else genome.widths[i], *spatial)
         out.append(shape)
     return out
 
@@ -135,6 +144,9 @@ def _layer_dims(genome: Genome, n_features: int, n_classes: int) -> list[tuple[i
     nd = len(genome.input_shape) - 1
     dims, c_in, flat = [], genome.input_shape[0] if genome.n_conv else n_features, n_features
     for i in range(genome.n_conv):
+        if genome.kinds[i] == ATTENTION:  # the output projection: hidden -> the block's input channels
+            dims.append((genome.widths[i], c_in))
+            continue
         dims.append((c_in * genome.kernels[i] ** nd, genome.widths[i]))
         c_in = genome.widths[i]
     if genome.n_conv:
@@ -158,14 +170,16 @@ def decode(space: Space, x: np.ndarray | list[int]) -> Genome:
         in_shape = tuple(space.model.input_shape)
         skips, pools, spatial, c_in = [], [], in_shape[1:], in_shape[0]
         for i in range(n_conv):  # canonical: a skip needs equal channels, a pool a spatial size >= 2
-            skips.append(bool(values[f"skip{i}"]) and c_in == widths[i])
+            attention = kinds[i] == ATTENTION  # always residual, 1x1 projections, keeps the channels
+            skips.append(attention or (bool(values[f"skip{i}"]) and c_in == widths[i]))
             pool = values[f"pool{i}"] if min(spatial) >= 2 else "none"
             pools.append(pool)
             spatial = tuple(d // 2 for d in spatial) if pool != "none" else spatial
-            c_in = widths[i]
+            c_in = c_in if attention else widths[i]
         pad = (0,) * (depth - n_conv)
+        kernels = tuple(1 if kinds[i] == ATTENTION else values[f"kernel{i}"] for i in range(n_conv))
         conv = {
-            "kinds": kinds, "kernels": tuple(values[f"kernel{i}"] for i in range(n_conv)) + pad,
+            "kinds": kinds, "kernels": kernels + pad,
             "skips": tuple(skips) + (False,) * (depth - n_conv), "pools": tuple(pools) + ("none",) * (depth - n_conv),
             "input_shape": in_shape,
         }  # fmt: skip
@@ -230,8 +244,17 @@ def random_params(genome: Genome, n_features: int, n_classes: int, seed: int = 0
     c_in = genome.input_shape[0] if genome.n_conv else 0
     for i, (fan_in, out) in enumerate(_layer_dims(genome, n_features, n_classes)):
         bound = 1.0 / math.sqrt(fan_in)
-        if i < genome.n_conv:  # ONNX/torch conv layout (out, in, k...)
-            shape: tuple[int, ...] = (out, c_in, *(genome.kernels[i],) * nd)
+        if i < genome.n_conv and genome.kinds[i] == ATTENTION:
+            shape: tuple[int, ...] = (out, fan_in, *(1,) * nd)  # projection hidden -> channels
+            qb = 1.0 / math.sqrt(c_in)
+            for t in ATTENTION_TENSORS[:3]:
+                p[f"w{t}{i}"] = rng.uniform(-qb, qb, (fan_in, c_in, *(1,) * nd)).astype(np.float32)
+                p[f"b{t}{i}"] = rng.uniform(-qb, qb, fan_in).astype(np.float32)
+                p[f"ws{t}{i}"] = np.float32(pow2_scale(np.abs(p[f"w{t}{i}"]).max(), genome.bits, True))
+            for t in ATTENTION_TENSORS:
+                p[f"a{t}{i}"] = np.float32(pow2_scale(4.0, genome.bits, True))
+        elif i < genome.n_conv:  # ONNX/torch conv layout (out, in, k...)
+            shape = (out, c_in, *(genome.kernels[i],) * nd)
             c_in = out
         else:
             shape = (fan_in, out)
@@ -259,6 +282,10 @@ class _GraphBuilder:
 
     def const(self, name: str, value: np.ndarray | float) -> str:
         self.inits.append(numpy_helper.from_array(np.asarray(value, dtype=np.float32), name))
+        return name
+
+    def const_int(self, name: str, value: list[int]) -> str:
+        self.inits.append(numpy_helper.from_array(np.asarray(value, dtype=np.int64), name))
         return name
 
     def node(self, op: str, inputs: list[str], output: str, domain: str = "", **attrs: Any) -> str:
@@ -299,7 +326,11 @@ def build_ir(genome: Genome, n_features: int, n_classes: int, params: Params | N
     nd = len(genome.input_shape) - 1
     for i in range(genome.depth + 1):
         wq = g.quant(g.const(f"w{i}", p[f"w{i}"]), float(p[f"ws{i}"]), genome.bits, True, True, f"w{i}_q")
-        if i < genome.n_conv:  # Conv, 'same' padding, bias as the Conv's third input
+        if i < genome.n_conv and genome.kinds[i] == ATTENTION:
+            block_in = h
+            z = _attention_ir(g, genome, p, i, h)
+            h = g.node("Conv", [z, wq, g.const(f"b{i}", p[f"b{i}"])], f"conv{i}", kernel_shape=[1] * nd)
+        elif i < genome.n_conv:  # Conv, 'same' padding, bias as the Conv's third input
             k = genome.kernels[i]
             block_in = h
             h = g.node("Conv", [h, wq, g.const(f"b{i}", p[f"b{i}"])], f"conv{i}", kernel_shape=[k] * nd, pads=[k // 2] * (2 * nd))
@@ -338,6 +369,32 @@ def build_ir(genome: Genome, n_features: int, n_classes: int, params: Params | N
     model = Model(proto)
     model = InferShapes()(model).model
     return InferDatatypes()(model).model
+
+
+def _attention_ir(g: _GraphBuilder, genome: Genome, p: Params, i: int, x: str) -> str:
+    """softmax(q^T k) v over the positions of ``x`` (q/k/v: quantized 1x1 convs), back to (hidden, positions...)."""
+    nd = len(genome.input_shape) - 1
+    spatial = (conv_shapes(genome)[i - 1] if i else tuple(genome.input_shape))[1:]
+    hidden, positions = genome.widths[i], math.prod(spatial)
+    flat_shape = g.const_int(f"qkv{i}_shape", [1, hidden, positions])
+    qkv = {}
+    for t in ATTENTION_TENSORS[:3]:
+        w = g.quant(g.const(f"w{t}{i}", p[f"w{t}{i}"]), float(p[f"ws{t}{i}"]), genome.bits, True, True, f"w{t}{i}_q")
+        c = g.node("Conv", [x, w, g.const(f"b{t}{i}", p[f"b{t}{i}"])], f"{t}{i}_conv", kernel_shape=[1] * nd)
+        c = g.quant(c, float(p[f"a{t}{i}"]), genome.bits, True, False, f"{t}{i}_quant")
+        qkv[t] = g.node("Reshape", [c, flat_shape], f"{t}{i}_flat")
+    q_t = g.node("Transpose", [qkv["q"]], f"q{i}_t", perm=[0, 2, 1])
+    att = g.node("Softmax", [g.node("MatMul", [q_t, qkv["k"]], f"att{i}_logits")], f"att{i}_softmax", axis=-1)
+    att = g.quant(att, softmax_scale(genome.bits), genome.bits, False, False, f"att{i}")
+    z = g.node("MatMul", [att, g.node("Transpose", [qkv["v"]], f"v{i}_t", perm=[0, 2, 1])], f"z{i}_mm")
+    z = g.node("Transpose", [z], f"z{i}_t", perm=[0, 2, 1])
+    z = g.node("Reshape", [z, g.const_int(f"z{i}_shape", [1, hidden, *spatial])], f"z{i}_r")
+    return g.quant(z, float(p[f"az{i}"]), genome.bits, True, False, f"z{i}")
+
+
+def softmax_scale(bits: int) -> float:
+    """Fixed step of the (unsigned) quantizer on attention weights: covers [0, 1]."""
+    return pow2_scale(1.0, bits, False)
 
 
 def to_torch(genome: Genome, n_features: int, n_classes: int, params: Params | None = None):

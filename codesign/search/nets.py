@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from codesign.search.genome import LEAKY_ALPHA, NORM_EPS, UNSIGNED_ACTIVATIONS, Genome, Params, pow2_scale
+from codesign.search.genome import ATTENTION_TENSORS, LEAKY_ALPHA, NORM_EPS, UNSIGNED_ACTIVATIONS, Genome, Params, pow2_scale
 
 BN_MOMENTUM = 0.1
 #: EMA factor of the activation-range tracker that sets each activation Quant's scale.
@@ -184,7 +184,7 @@ class ConvCandidateNet(nn.Module):
 
     def __init__(self, genome: Genome, n_features: int, n_classes: int):
         super().__init__()
-        from codesign.search.genome import _layer_dims, block_signed
+        from codesign.search.genome import ATTENTION, _layer_dims, block_signed
 
         self.genome, self.n_conv = genome, genome.n_conv
         self.input_shape = tuple(genome.input_shape)
@@ -192,9 +192,13 @@ class ConvCandidateNet(nn.Module):
         conv_cls, bn_cls = (nn.Conv1d, nn.BatchNorm1d) if nd == 1 else (nn.Conv2d, nn.BatchNorm2d)
         layers: list[nn.Module] = []
         norms: list[nn.Module] = []
+        self.qkv = nn.ModuleDict()
         c_in = self.input_shape[0]
         for i, (fan_in, out) in enumerate(_layer_dims(genome, n_features, n_classes)):
-            if i < self.n_conv:
+            if i < self.n_conv and genome.kinds[i] == ATTENTION:  # q/k/v: channels -> hidden; projection back
+                self.qkv[str(i)] = nn.ModuleList(conv_cls(c_in, fan_in, 1) for _ in range(3))
+                layers.append(conv_cls(fan_in, out, 1))
+            elif i < self.n_conv:
                 k = genome.kernels[i]
                 layers.append(conv_cls(c_in, out, k, padding=k // 2))
                 c_in = out
@@ -218,6 +222,7 @@ class ConvCandidateNet(nn.Module):
         self.register_buffer("bits", torch.tensor(float(genome.bits)))
         self.register_buffer("in_scale", torch.tensor(pow2_scale(4.0, genome.bits, True)))
         self.register_buffer("act_range", torch.zeros(genome.depth))
+        self.register_buffer("attn_range", torch.zeros(genome.depth, 4))  # q, k, v, z of attention blocks
 
     def set_input_scale(self, scale: float) -> None:
         self.in_scale.fill_(scale)
@@ -228,6 +233,29 @@ class ConvCandidateNet(nn.Module):
     def act_scale(self, i: int) -> torch.Tensor:
         return pow2_scale_t(self.act_range[i], self.bits, self.signed[i])
 
+    def _tracked(self, x: torch.Tensor, ranges: torch.Tensor, j: int, signed: bool) -> torch.Tensor:
+        """Update the EMA range ``ranges[j]`` (training) and quantize ``x`` with its power-of-two scale."""
+        if self.training:
+            with torch.no_grad():
+                batch_max = x.detach().abs().max()
+                ranges[j] = torch.where(ranges[j] > 0, (1 - RANGE_MOMENTUM) * ranges[j] + RANGE_MOMENTUM * batch_max, batch_max)
+        return fake_quant(x, pow2_scale_t(ranges[j], self.bits, signed), self.bits, signed)
+
+    def _attention(self, i: int, h: torch.Tensor) -> torch.Tensor:
+        """The IR's attention subgraph (genome._attention_ir), op for op."""
+        from codesign.search.genome import softmax_scale
+
+        n, spatial, hidden = len(h), h.shape[2:], self.genome.widths[i]
+        qkv = []
+        for j, conv in enumerate(self.qkv[str(i)]):
+            w = fake_quant(conv.weight, pow2_scale_t(conv.weight.detach().abs().max(), self.bits, True), self.bits, True, narrow=True)
+            qkv.append(self._tracked(conv._conv_forward(h, w, conv.bias), self.attn_range[i], j, True).reshape(n, hidden, -1))
+        q, k, v = qkv
+        att = torch.softmax(torch.matmul(q.transpose(1, 2), k), dim=-1)
+        att = fake_quant(att, torch.tensor(softmax_scale(self.genome.bits)), self.bits, False)
+        z = torch.matmul(att, v.transpose(1, 2)).transpose(1, 2).reshape(n, hidden, *spatial)
+        return self._tracked(z, self.attn_range[i], 3, True)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         g = self.genome
         h = fake_quant(x.reshape(len(x), *self.input_shape), self.in_scale, self.bits, True)
@@ -235,7 +263,7 @@ class ConvCandidateNet(nn.Module):
             w = fake_quant(layer.weight, self.weight_scale(i), self.bits, True, narrow=True)
             if i < self.n_conv:
                 block_in = h
-                h = layer._conv_forward(h, w, layer.bias)
+                h = layer._conv_forward(self._attention(i, h) if str(i) in self.qkv else h, w, layer.bias)
             else:
                 if i == self.n_conv:
                     h = h.flatten(1)
@@ -248,16 +276,12 @@ class ConvCandidateNet(nn.Module):
             if i < self.n_conv and g.pools[i] != "none":
                 pool = (F.max_pool1d, F.max_pool2d) if g.pools[i] == "max" else (F.avg_pool1d, F.avg_pool2d)
                 h = pool[h.dim() - 3](h, 2)
-            if self.training:
-                with torch.no_grad():
-                    batch_max = h.detach().abs().max()
-                    seen = self.act_range[i] > 0
-                    self.act_range[i] = torch.where(seen, (1 - RANGE_MOMENTUM) * self.act_range[i] + RANGE_MOMENTUM * batch_max, batch_max)
-            h = fake_quant(h, self.act_scale(i), self.bits, self.signed[i])
+            h = self._tracked(h, self.act_range, i, self.signed[i])
         return h
 
     def l1_penalty(self) -> torch.Tensor:
-        return sum(layer.weight.abs().sum() for layer in self.linears)
+        convs = [*self.linears, *(c for m in self.qkv.values() for c in m)]
+        return sum(layer.weight.abs().sum() for layer in convs)
 
     def export_params(self) -> Params:
         p: Params = {"in_scale": np.float32(self.in_scale.item())}
@@ -269,6 +293,13 @@ class ConvCandidateNet(nn.Module):
             if i == self.genome.depth:
                 break
             p[f"as{i}"] = np.float32(self.act_scale(i).item())
+            for j, conv in enumerate(self.qkv[str(i)] if str(i) in self.qkv else []):
+                t = ATTENTION_TENSORS[j]
+                p[f"w{t}{i}"], p[f"b{t}{i}"] = conv.weight.detach().numpy().copy(), conv.bias.detach().numpy().copy()
+                p[f"ws{t}{i}"] = np.float32(pow2_scale_t(conv.weight.detach().abs().max(), self.bits, True).item())
+            if str(i) in self.qkv:
+                for j, t in enumerate(ATTENTION_TENSORS):
+                    p[f"a{t}{i}"] = np.float32(pow2_scale_t(self.attn_range[i, j], self.bits, True).item())
             norm = self.norms[i]
             if not isinstance(norm, nn.Identity):
                 p[f"g{i}"], p[f"be{i}"] = norm.weight.detach().numpy().copy(), norm.bias.detach().numpy().copy()
@@ -288,6 +319,14 @@ class ConvCandidateNet(nn.Module):
                 break
             qmax = 2 ** (self.genome.bits - 1) - 1 if self.signed[i] else 2**self.genome.bits - 1
             self.act_range[i] = float(p[f"as{i}"]) * qmax
+            if str(i) in self.qkv:
+                for j, conv in enumerate(self.qkv[str(i)]):
+                    t = ATTENTION_TENSORS[j]
+                    conv.weight.copy_(torch.as_tensor(p[f"w{t}{i}"]))
+                    conv.bias.copy_(torch.as_tensor(p[f"b{t}{i}"]))
+                signed_max = 2 ** (self.genome.bits - 1) - 1
+                for j, t in enumerate(ATTENTION_TENSORS):
+                    self.attn_range[i, j] = float(p[f"a{t}{i}"]) * signed_max
             norm = self.norms[i]
             if not isinstance(norm, nn.Identity):
                 norm.weight.copy_(torch.as_tensor(p[f"g{i}"]))

@@ -21,9 +21,9 @@ from codesign.errors import CodesignError
 ACTIVATIONS = ("relu", "leaky_relu", "gelu", "tanh", "sigmoid", "identity")
 NORMS = ("none", "batch", "layer")
 OBJECTIVES = {"accuracy": "max", "bops": "min", "params": "min", "resources": "min", "latency": "min"}
-BLOCK_TYPES_SUPPORTED = ("dense", "conv1d", "conv2d")
 BLOCK_TYPES_KNOWN = ("dense", "conv1d", "conv2d", "conv_attention")
-CONV_TYPES = ("conv1d", "conv2d")
+#: blocks on a (channels, positions...) tensor, placed before the dense head
+CONV_TYPES = ("conv1d", "conv2d", "conv_attention")
 POOLS = ("none", "max", "avg")
 
 
@@ -97,6 +97,8 @@ class BlockSpec(_Strict):
             extra = [k for k in ("channels", "kernel", "skip", "pool") if getattr(self, k) is not None]
             if extra:
                 raise ValueError(f"{', '.join(extra)} only apply to conv blocks, not dense")
+        elif self.type == "conv_attention" and (self.kernel is not None or self.skip is not None):
+            raise ValueError("a conv_attention block has fixed 1x1 projections and a residual: no 'kernel'/'skip' genes")
         elif self.channels is not None and self.width is not None:
             raise ValueError("a conv block takes 'channels' (or 'width'), not both")
         return self
@@ -110,8 +112,6 @@ class BlockSpec(_Strict):
     def _type(cls, v: str) -> str:
         if v not in BLOCK_TYPES_KNOWN:
             raise ValueError(f"unknown block type {v!r}; choose from {', '.join(BLOCK_TYPES_KNOWN)}")
-        if v not in BLOCK_TYPES_SUPPORTED:
-            raise ValueError(f"block type {v!r} is not supported by the search yet (only: dense)")
         return v
 
     @field_validator("width")
@@ -209,19 +209,21 @@ class ModelSpec(_Strict):
         convs = [k for k in kinds if k in CONV_TYPES]
         if not convs:
             return self
-        if len(set(convs)) > 1:
+        if len(set(convs) - {"conv_attention"}) > 1:
             raise ValueError("conv1d and conv2d blocks cannot be mixed in one space")
         if kinds[: len(convs)] != convs:
             raise ValueError("conv blocks must come before dense blocks (a conv feature extractor, then the MLP head)")
+        kind = self.conv_type()
         if self.input_shape is not None:
-            want = 2 if convs[0] == "conv1d" else 3
-            if len(self.input_shape) != want or any(d < 1 for d in self.input_shape):
-                raise ValueError(f"{convs[0]} blocks need input_shape with {want} positive entries (channels first)")
+            want = {"conv1d": (2,), "conv2d": (3,)}.get(kind, (2, 3))
+            if len(self.input_shape) not in want or any(d < 1 for d in self.input_shape):
+                raise ValueError(f"{kind} blocks need input_shape with {' or '.join(map(str, want))} positive entries (channels first)")
         return self
 
     def conv_type(self) -> str | None:
-        """'conv1d'/'conv2d' when the space has conv blocks, else None."""
-        return next((b.type for b in self.blocks or [] if b.is_conv), None)
+        """'conv1d'/'conv2d' (or 'conv_attention' when only attention blocks) for a conv space, else None."""
+        kinds = [b.type for b in self.blocks or [] if b.is_conv]
+        return next((k for k in kinds if k != "conv_attention"), kinds[0] if kinds else None)
 
 
 class TrainingSpec(_Strict):
@@ -330,7 +332,7 @@ class Space(_Strict):
     def _input_shape(self) -> Space:
         m = self.model
         if m.conv_type() and m.input_shape is None:
-            if self.data.dataset != "mnist" or m.conv_type() != "conv2d":
+            if self.data.dataset != "mnist" or m.conv_type() == "conv1d":
                 raise ValueError("conv blocks need model.input_shape (channels first, e.g. [1, 28, 28])")
             m.input_shape = [1, 28, 28]
         return self
@@ -352,7 +354,9 @@ class Space(_Strict):
         for i in range(m.layers.max):
             block = m.blocks[i] if m.blocks else None
             genes.append((f"width{i}", (block.channels or block.width if block and (block.channels or block.width) else m.width)))
-            if block is not None and block.is_conv:
+            if block is not None and block.type == "conv_attention":
+                genes.append((f"pool{i}", block.pool or ["none"]))
+            elif block is not None and block.is_conv:
                 genes += [(f"kernel{i}", block.kernel or [3]), (f"skip{i}", block.skip or [False]), (f"pool{i}", block.pool or ["none"])]
             if per_block_act:
                 genes.append((f"activation{i}", (block.activation if block and block.activation else m.activation)))

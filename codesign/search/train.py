@@ -320,6 +320,8 @@ def train_single(genome: Genome, data: Dataset, epochs: int, batch_size: int, se
     net = candidate_net(genome, data.n_features, data.n_classes)
     net.load_params(initial_params(genome, data, seed))
     net.act_range.zero_()
+    if hasattr(net, "attn_range"):  # conv attention blocks: q/k/v/z ranges restart too
+        net.attn_range.zero_()
     opt = torch.optim.Adam(net.parameters(), lr=genome.learning_rate)
     net.train()
     for epoch in range(epochs):
