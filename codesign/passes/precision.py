@@ -33,7 +33,7 @@ REL_TOLERANCE = 0.01
 START_BITS = (12, 16, 20, 24, 28, 32)
 MIN_BITS = 2
 #: Selection keeps this much margin (top-1 share / fraction of tolerance) for the backend's own rounding.
-TOP1_MARGIN = 0.002
+TOP1_MARGIN = 0.003
 ERR_MARGIN = 0.8
 #: Width of a Softmax's input: hls4ml's stable Softmax indexes its exp table with the input's bits,
 #: so a quantizer there makes the table lookup exact and the IR models it.
@@ -323,6 +323,20 @@ class SelectPrecision(Pass):
         return PassResult(current, True, info)
 
 
+def uniform_types(model: Model, bits: int, data: np.ndarray) -> Model:
+    """Every MAC layer's weight, bias and input at one width (the baseline the selection must beat)."""
+    layers = {n.name: {k: bits for k in KINDS} for n in model.nodes_of(list(MAC_OPS))}
+    return SelectPrecision(data)._quantized(model, calibrate(model, data), layers)
+
+
+def estimated_cost(model: Model, target: str | None = None) -> dict[str, float]:
+    """LUT and DSP of the project's hls4ml estimate (what the greedy step minimises as LUT+DSP)."""
+    from codesign.passes.estimate import estimate
+
+    totals = estimate(model, "hls4ml", target=target).totals
+    return {"LUT": float(totals["LUT"]), "DSP": float(totals["DSP"]), "LUT+DSP": float(totals["LUT"] + totals["DSP"])}
+
+
 def select_precision(model: Model, data: np.ndarray | None = None, tolerance: float | None = None, **kw: Any) -> PassResult:
     """Functional form of :class:`SelectPrecision`."""
     return SelectPrecision(data, tolerance, **kw)(model)
@@ -335,5 +349,5 @@ def is_float_model(model: Model) -> bool:
 
 __all__ = [
     "Criterion", "PrecisionInfo", "Quality", "SelectPrecision", "criterion_for", "is_float_model", "layer_types",
-    "quality", "run_outputs", "select_precision", "synthetic_inputs",
+    "estimated_cost", "quality", "run_outputs", "select_precision", "synthetic_inputs", "uniform_types",
 ]  # fmt: skip
