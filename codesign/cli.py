@@ -129,8 +129,9 @@ def inspect(
     graph: Optional[Path] = typer.Option(None, "--graph", help="write the dataflow graph as .svg or .dot"),
     bops: str = typer.Option("qonnx", "--bops", help="BOPs definition: qonnx (MACs*b_a*b_w) or nac (with accumulator)"),
     input_shape: Optional[list[str]] = typer.Option(None, "--input-shape", help="NAME=D0,D1,... for dynamic inputs"),
+    target: Optional[str] = typer.Option(None, "--target", help="also estimate resources/latency on this FPGA target"),
 ) -> None:
-    """Per-layer cost table: shapes, datatypes, params, sparsity, MACs, BOPs."""
+    """Per-layer cost table: shapes, datatypes, params, sparsity, MACs, BOPs (+ estimates with --target)."""
     from codesign.errors import CodesignError
     from codesign.passes.cost import BOPS_DEFINITIONS, cost_report
 
@@ -138,17 +139,42 @@ def inspect(
         raise CodesignError(f"--bops must be one of {', '.join(BOPS_DEFINITIONS)}, not {bops!r}")
     if graph is not None and graph.suffix.lower() not in (".svg", ".dot"):
         raise CodesignError(f"--graph {graph}: use a .svg or .dot file name")
+    resources = _target_resources(target)
     ir = load_for_cli(model, input_shape)
     report = cost_report(ir, bops)
+    est, verdict = _estimate_on(ir, target, resources) if target is not None else (None, None)
     if graph is not None:
         from codesign.ir.graph import to_dot, to_svg
 
         write_text_output(graph, to_svg(ir) if graph.suffix.lower() == ".svg" else to_dot(ir))
     if json_out:
         payload = {"model": str(model), "inputs": {n: ir.shape(n) for n in ir.inputs}, **report.to_dict()}
-        typer.echo(json.dumps(payload, indent=2))
+        if est is not None:
+            payload["estimate"] = {**est.to_dict(), "fits": verdict.to_dict()}
+        typer.echo(json.dumps(payload, indent=2, default=float))
         return
     _print_cost_table(str(model), report)
+    if est is not None:
+        _print_estimate_table(str(model), est, verdict)
+
+
+def _target_resources(target: Optional[str]) -> Any:
+    """The target's resources (a bad name fails here, in one line, before any loading)."""
+    if target is None:
+        return None
+    from codesign.passes.estimate import target_resources
+
+    return target_resources(target)
+
+
+def _estimate_on(ir: Any, target: str, resources: Any, **settings: Any) -> tuple[Any, Any]:
+    """hls4ml-analytic estimate at the target's default clock, and whether it fits."""
+    from codesign.backends.targets import get_target
+    from codesign.passes.estimate import EstimateConfig, get_estimator
+
+    config = EstimateConfig(target, settings.pop("clock_ns", None) or get_target(target).default_clock_ns, **settings)
+    report = get_estimator("hls4ml", config)(ir).info
+    return report, report.fits(resources, 100.0)
 
 
 def _print_cost_table(title: str, report: Any) -> None:

@@ -67,3 +67,14 @@ def test_inspect_does_not_import_torch_or_tensorflow(mlp_file: Path):
 def test_version_and_help():
     assert run("--version").stdout.startswith("codesign ")
     assert "inspect" in run("--help").stdout
+
+
+def test_inspect_with_target_includes_estimates(mlp_file: Path):
+    payload = json.loads(run("inspect", str(mlp_file), "--json", "--target", "vu13p").stdout)
+    est = payload["estimate"]
+    assert est["config"]["target"] == "vu13p" and est["fits"]["usage"]["LUT"]["available"] == 1728000
+    # wide (>= 9-bit) products map to DSPs: at most one per multiplier at reuse factor 1
+    assert 0.9 * 4256 <= est["totals"]["DSP"] <= 4256
+    assert est["totals"] == json.loads(run("estimate", str(mlp_file), "--json", "--target", "vu13p").stdout)["totals"]
+    proc = run("inspect", str(mlp_file), "--target", "nope")
+    assert proc.returncode == 2 and "unknown target 'nope'" in proc.stderr
