@@ -296,6 +296,9 @@ def train_population(
     mlps = [i for i, g in enumerate(genomes) if not g.n_conv]
     for sub in plan_groups([genomes[i] for i in mlps], max_group, max_padding):
         chunk = [mlps[j] for j in sub]
+        # dropout masks seeded per group, not by what ran before it in this process: a group trains
+        # the same in one process, in a --workers process or on a Dask worker
+        torch.manual_seed(candidate_seed(genomes[chunk[0]], seed))
         t0 = time.perf_counter()
         group = _Group([genomes[i] for i in chunk], [initial_params(genomes[i], data, seed) for i in chunk],
                        data.n_features, data.n_classes)  # fmt: skip
