@@ -13,9 +13,9 @@ from conftest import shared_path
 pytest.importorskip("torch")
 pytest.importorskip("pymoo")
 
-from codesign.backends.reference import predict
 import onnx
 
+from codesign.backends.reference import predict
 from codesign.ir.model import Model
 from codesign.search.data import load_dataset
 from codesign.search.run import run_search
@@ -75,12 +75,14 @@ def _conv1d_space(tmp_path: Path) -> dict:
         "model": {
             "input_shape": [2, 12], "layers": {"min": 1, "max": 3}, "dropout": [0.0, 0.2],
             "blocks": [
-                {"type": "conv1d", "channels": [2, 4], "kernel": [1, 3], "skip": [False, True], "pool": ["none", "max"],
-                 "activation": ["relu", "tanh"], "norm": ["none", "batch", "layer"]},
+                {
+                    "type": "conv1d", "channels": [2, 4], "kernel": [1, 3], "skip": [False, True], "pool": ["none", "max"],
+                    "activation": ["relu", "tanh"], "norm": ["none", "batch", "layer"],
+                },
                 {"type": "conv_attention", "channels": [2, 3], "activation": ["identity"], "norm": ["none", "layer"]},
                 {"type": "dense", "width": [4, 8]},
             ],
-        },  # fmt: skip
+        },
         "training": {"epochs": 1, "batch_size": 64, "learning_rate": [0.01]},
         "search": {"trials": 6, "population": 3, "seed": 2},
     }

@@ -19,7 +19,6 @@ from codesign.errors import CodesignError
 from codesign.search.data import Dataset
 from codesign.search.space import Space
 
-
 #: How long to wait for an existing scheduler before giving up with a one-line error.
 CONNECT_TIMEOUT_S = 20
 

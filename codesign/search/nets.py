@@ -12,7 +12,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from codesign.search.genome import ATTENTION_TENSORS, LEAKY_ALPHA, NORM_EPS, UNSIGNED_ACTIVATIONS, Genome, Params, pow2_scale
+from codesign.search.genome import (
+    ATTENTION_TENSORS,
+    LEAKY_ALPHA,
+    NORM_EPS,
+    UNSIGNED_ACTIVATIONS,
+    Genome,
+    Params,
+    pow2_scale,
+)
 
 BN_MOMENTUM = 0.1
 #: EMA factor of the activation-range tracker that sets each activation Quant's scale.
@@ -293,7 +301,7 @@ class ConvCandidateNet(nn.Module):
             if i == self.genome.depth:
                 break
             p[f"as{i}"] = np.float32(self.act_scale(i).item())
-            for j, conv in enumerate(self.qkv[str(i)] if str(i) in self.qkv else []):
+            for j, conv in enumerate(self.qkv[str(i)] if str(i) in self.qkv else []):  # noqa: SIM401 (ModuleDict has no .get)
                 t = ATTENTION_TENSORS[j]
                 p[f"w{t}{i}"], p[f"b{t}{i}"] = conv.weight.detach().numpy().copy(), conv.bias.detach().numpy().copy()
                 p[f"ws{t}{i}"] = np.float32(pow2_scale_t(conv.weight.detach().abs().max(), self.bits, True).item())

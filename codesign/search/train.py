@@ -29,8 +29,8 @@ from codesign.search.genome import NORM_EPS, UNSIGNED_ACTIVATIONS, Genome, Param
 from codesign.search.nets import (
     BN_MOMENTUM,
     RANGE_MOMENTUM,
-    candidate_net,
     activation,
+    candidate_net,
     input_scale,
     pow2_for_qmax,
     pow2_scale_t,
