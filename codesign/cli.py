@@ -469,11 +469,11 @@ def _select_float_precision(ir: Any, tgt: Any, calib: Optional[Path], tolerance:
     from codesign.errors import CodesignError
     from codesign.passes.precision import SelectPrecision, is_float_model
 
+    data = _load_calibration(calib) if calib is not None else None
     if not is_float_model(ir):
         if calib is not None or tolerance is not None:
             raise CodesignError("--calib/--tolerance choose types for float models; this model is already quantized")
         return ir, None
-    data = _load_calibration(calib) if calib is not None else None
     if data is not None and not hasattr(data, "shape"):
         raise CodesignError("--calib: give one array (N, ...) for the model's single input")
     result = SelectPrecision(data, tolerance, target=tgt.part)(ir)

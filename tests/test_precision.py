@@ -1,0 +1,151 @@
+"""Float models compile faithfully: data-driven per-layer fixed-point types (codesign.passes.precision)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from codesign.cli import app
+from codesign.errors import CodesignError
+from codesign.frontends import load
+from codesign.passes.precision import (
+    SYNTHETIC,
+    estimated_cost,
+    quality,
+    run_outputs,
+    select_precision,
+    uniform_types,
+)
+from tests.conftest import ROOT, shared_path
+
+EXM = ("models", "fastmachinelearning+example-models", "onnx")
+#: Every float model in ../shared that hls4ml can express (three_layer_bn_keras's BatchNorm
+#: rejects any batch but its exported one, so it cannot be calibrated or verified).
+FLOAT_MODELS = (
+    "two_layer_keras", "two_layer_pytorch", "three_layer_keras", "three_layer_pytorch", "dense_big_keras",
+    "conv1d_small_keras", "conv2d_small_keras", "conv2d_small_mp_keras",
+)  # fmt: skip
+
+
+def _model(name: str):
+    return load(shared_path(*EXM, f"{name}.onnx"))
+
+
+def _quants(model) -> list:
+    return [n for n in model.graph.node if n.op_type == "Quant"]
+
+
+def _is_pow2(value) -> bool:
+    m, _ = np.frexp(np.asarray(value, dtype=np.float64))
+    return bool(np.all(m == 0.5))
+
+
+def test_jet_tagger_types_meet_top1_and_cost_less_than_uniform32():
+    ir = _model("three_layer_keras")
+    result = select_precision(ir, target="vu13p")
+    info = result.info
+    x = info.inputs
+    assert x.shape == (1000, 16) and info.data_source == SYNTHETIC.format(n=1000, seed=0)
+    ref = run_outputs(ir, x)
+    q = quality(ref, run_outputs(result.model, x))
+    assert q.top1 >= 0.995 and q.top1 == info.quality.top1
+    # the types live in the IR: pow2 Quant nodes on every MAC layer's input, weight and bias
+    assert set(info.types) == {n.name for n in ir.nodes_of(["MatMul"])}
+    assert all(set(t) == {"input", "weight", "bias"} for t in info.types.values())
+    assert all(_is_pow2(result.model.constant(n.input[1])) for n in _quants(result.model))
+    # the greedy step narrowed layers below the uniform start, unevenly
+    widths = {b for layer in info.bits.values() for b in layer.values()}
+    assert min(widths) < 12 and len(widths) > 2
+    wide = uniform_types(ir, 32, x)
+    assert quality(ref, run_outputs(wide, x)).top1 >= 0.995  # the baseline also meets the tolerance
+    chosen, baseline = estimated_cost(result.model, "vu13p"), estimated_cost(wide, "vu13p")
+    assert chosen["LUT"] < baseline["LUT"] / 2 and chosen["DSP"] < baseline["DSP"] / 2
+
+
+def test_regression_tolerance_is_met_and_tighter_costs_more_bits():
+    ir = _model("two_layer_pytorch")  # 10 float inputs: real MAGIC telescope features, standardised
+    raw = np.loadtxt(shared_path("data", "magic", "magic04.data"), delimiter=",", usecols=range(10), max_rows=1000)
+    x = ((raw - raw.mean(0)) / raw.std(0)).astype(np.float32)
+    ref = run_outputs(ir, x)
+    loose = select_precision(ir, x, tolerance=1e-2)
+    tight = select_precision(ir, x, tolerance=1e-4)
+    for r, tol in ((loose, 1e-2), (tight, 1e-4)):
+        assert r.info.criterion.kind == "max_abs_error" and r.info.criterion.value == tol
+        assert quality(ref, run_outputs(r.model, x)).max_abs_error <= tol
+    total = lambda r: sum(sum(v.values()) for v in r.info.bits.values())  # noqa: E731
+    assert total(tight) > total(loose)
+    assert loose.info.data_source == "calibration data (1000 samples)"
+
+
+def test_refusals_are_one_line_errors():
+    quantized = load(ROOT / "examples" / "jet_tagger_mlp.onnx")
+    with pytest.raises(CodesignError, match="already quantized"):
+        select_precision(quantized)
+    with pytest.raises(CodesignError, match="--tolerance must be a positive"):
+        select_precision(_model("two_layer_keras"), tolerance=-1.0)
+
+
+def test_softmax_tables_are_sized_from_the_ir():
+    from codesign.backends.hls4ml_backend import activation_tables, lower_model
+
+    chosen = select_precision(_model("three_layer_keras"), target="vu13p").model
+    tables = activation_tables(lower_model(chosen))
+    (softmax,) = tables.values()
+    assert softmax["Implementation"] == "stable" and softmax["inp_norm_t"].endswith(",TRN,SAT>")
+    assert softmax["ExpTableSize"] == 2**12  # the 13-bit signed input quantizer indexes it exactly
+
+
+def test_cli_errors(tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "p"
+    r = runner.invoke(app, ["compile", str(ROOT / "examples" / "jet_tagger_mlp.onnx"), "-t", "vu13p", "-o", str(out),
+                            "--calib", str(tmp_path / "none.npy")])  # fmt: skip
+    assert r.exit_code == 2 and "no such file" in r.output
+    np.save(tmp_path / "x.npy", np.zeros((4, 16), dtype=np.float32))
+    r = runner.invoke(app, ["compile", str(ROOT / "examples" / "jet_tagger_mlp.onnx"), "-t", "vu13p", "-o", str(out),
+                            "--calib", str(tmp_path / "x.npy")])  # fmt: skip
+    assert r.exit_code == 2 and "already quantized" in r.output
+    assert not out.exists()
+
+
+def test_cli_compile_float_model_verifies_against_onnxruntime(tmp_path):
+    """The CI end-to-end check: float keras MLP + Sigmoid, hls4ml C-sim vs onnxruntime on --calib."""
+    src = shared_path(*EXM, "two_layer_keras.onnx")
+    x = np.random.default_rng(7).normal(size=(1000, *load(src).shape(load(src).inputs[0])[1:])).astype(np.float32)
+    np.save(tmp_path / "calib.npy", x)
+    out = tmp_path / "prj"
+    r = CliRunner().invoke(app, ["compile", str(src), "-t", "vu13p", "-o", str(out), "--verify", "--samples", "20",
+                                 "--calib", str(tmp_path / "calib.npy"), "--tolerance", "0.01"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "calibration data (1000 samples)" in r.output and "vs the float model (onnxruntime) on 1000" in r.output
+    manifest = json.loads((out / "codesign.json").read_text())
+    v = manifest["verify_float"]
+    assert v["samples"] == 1000 and v["max_abs_error"] <= 0.01
+    layers = manifest["precision_selection"]["layers"]
+    assert len(layers) == 2 and all("weight" in row["types"] for row in layers.values())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", FLOAT_MODELS)
+def test_every_float_model_compiles_faithfully(name, tmp_path):
+    """hls4ml C-sim vs onnxruntime on the 1,000 calibration inputs, and cheaper than uniform 32-bit."""
+    from codesign.backends.compile import FloatReference, compile_hls4ml
+
+    ir = _model(name)
+    chosen = select_precision(ir, target="vu13p")
+    info = chosen.info
+    ref = FloatReference(ir, info.inputs, info.to_dict())
+    compile_hls4ml(chosen.model, "vu13p", tmp_path / "p", verify=True, samples=10, float_reference=ref)
+    v = ref.verify
+    assert v["samples"] == 1000
+    if info.criterion.kind == "top1":
+        assert v["top1_agreement"] >= 0.995, v
+    else:
+        assert v["max_abs_error"] <= info.criterion.value, v
+    wide = uniform_types(ir, 32, info.inputs)
+    assert info.criterion.met(quality(run_outputs(ir, info.inputs), run_outputs(wide, info.inputs)), margin=False)
+    c, b = estimated_cost(chosen.model, "vu13p"), estimated_cost(wide, "vu13p")
+    assert c["LUT+DSP"] < b["LUT+DSP"] and c["DSP"] < b["DSP"]
