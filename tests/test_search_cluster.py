@@ -67,3 +67,4 @@ def test_cli_cluster_flag(tmp_path):
     assert "4 trials in" in res.output and (tmp_path / "run" / "pareto.csv").is_file()
     res = CliRunner().invoke(app, ["search", str(path), "-o", str(tmp_path / "run2"), "--cluster", "local:0"])
     assert res.exit_code == 2 and "local:N" in res.output
+    assert not (tmp_path / "run2").exists()  # no half-made run folder left behind
