@@ -130,9 +130,16 @@ def inspect(
     bops: str = typer.Option("qonnx", "--bops", help="BOPs definition: qonnx (MACs*b_a*b_w) or nac (with accumulator)"),
     input_shape: Optional[list[str]] = typer.Option(None, "--input-shape", help="NAME=D0,D1,... for dynamic inputs"),
     target: Optional[str] = typer.Option(None, "--target", help="also estimate resources/latency on this FPGA target"),
+    ranges: bool = typer.Option(False, "--ranges", help="per-tensor value ranges on --calib data (or synthetic N(0,1))"),
+    calib: Optional[Path] = typer.Option(None, "--calib", help="with --ranges: .npy inputs to profile on"),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="with --ranges: per-layer range plot as .png"),
 ) -> None:
     """Per-layer cost table: shapes, datatypes, params, sparsity, MACs, BOPs (+ estimates with --target)."""
     from codesign.errors import CodesignError
+
+    if ranges or calib is not None or plot is not None:
+        _inspect_ranges(model, input_shape, calib, plot, json_out)
+        return
     from codesign.passes.cost import BOPS_DEFINITIONS, cost_report
 
     if bops not in BOPS_DEFINITIONS:
@@ -175,6 +182,56 @@ def _estimate_on(ir: Any, target: str, resources: Any, **settings: Any) -> tuple
     config = EstimateConfig(target, settings.pop("clock_ns", None) or get_target(target).default_clock_ns, **settings)
     report = get_estimator("hls4ml", config)(ir).info
     return report, report.fits(resources, 100.0)
+
+
+def _inspect_ranges(model: Path, input_shape: Optional[list[str]], calib: Optional[Path], plot: Optional[Path],
+                    json_out: bool) -> None:  # fmt: skip
+    """``inspect --ranges``: the numerical profile the float-model precision selection starts from."""
+    from codesign.errors import CodesignError
+    from codesign.passes.precision import profile_ranges
+
+    if plot is not None and plot.suffix.lower() != ".png":
+        raise CodesignError(f"--plot {plot}: use a .png file name")
+    data = _load_calibration(calib) if calib is not None else None
+    rows, source = profile_ranges(load_for_cli(model, input_shape), data)
+    if plot is not None:
+        _plot_ranges(rows, plot, f"{model.name}: {source.split(';')[0]}")
+    if json_out:
+        typer.echo(json.dumps({"model": str(model), "data": source, "tensors": [r.to_dict() for r in rows]}, indent=2))
+        return
+    typer.echo(f"ranges on {source}")
+    typer.echo(f"{'layer':40} {'kind':12} {'min':>11} {'max':>11} {'int bits':>8}  tensor")
+    for r in rows:
+        typer.echo(f"{r.layer[:40]:40} {r.kind:12} {r.lo:11.4g} {r.hi:11.4g} {r.integer_bits:8d}  {r.tensor}")
+
+
+def _plot_ranges(rows: list, path: Path, title: str) -> None:
+    """hls4ml-style numerical profile: one horizontal bar per tensor, log2 of |value| on x."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from codesign.errors import OutputError
+
+    colors = {"input": "gray", "weight": "tab:blue", "bias": "tab:orange", "accumulator": "tab:red", "activation": "tab:green"}
+    fig, ax = plt.subplots(figsize=(8, 0.28 * len(rows) + 1.5))
+    for i, r in enumerate(rows):
+        top = max(abs(r.lo), abs(r.hi), 2.0**-24)
+        ax.barh(i, np.log2(top) + 24, left=-24, color=colors.get(r.kind, "k"))
+    ax.set_xlim(-24, max(np.log2(max(abs(r.lo), abs(r.hi), 1.0)) for r in rows) + 2)
+    ax.set_yticks(range(len(rows)), [f"{r.layer[:28]} {r.kind}" for r in rows], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("log2 of the largest |value| (the integer bits a type needs: this + 1 for the sign)")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    try:
+        fig.savefig(path, dpi=100)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    finally:
+        plt.close(fig)
 
 
 def _print_cost_table(title: str, report: Any) -> None:

@@ -149,3 +149,25 @@ def test_every_float_model_compiles_faithfully(name, tmp_path):
     assert info.criterion.met(quality(run_outputs(ir, info.inputs), run_outputs(wide, info.inputs)), margin=False)
     c, b = estimated_cost(chosen.model, "vu13p"), estimated_cost(wide, "vu13p")
     assert c["LUT+DSP"] < b["LUT+DSP"] and c["DSP"] < b["DSP"]
+
+
+def test_inspect_ranges_profile_and_plot(tmp_path):
+    src = shared_path(*EXM, "three_layer_keras.onnx")
+    x = np.random.default_rng(5).uniform(-2, 2, size=(300, 16)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    png = tmp_path / "ranges.png"
+    r = CliRunner().invoke(app, ["inspect", str(src), "--ranges", "--calib", str(tmp_path / "x.npy"), "--plot", str(png),
+                                 "--json"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    payload = json.loads(r.output)
+    assert payload["data"] == "calibration data (300 samples)"
+    rows = {(t["kind"], t["tensor"]): t for t in payload["tensors"]}
+    inp = rows[("input", "input_1_0")]
+    assert inp["min"] == pytest.approx(float(x.min())) and inp["max"] == pytest.approx(float(x.max()))
+    out = run_outputs(load(src), x)
+    soft = next(t for t in payload["tensors"] if t["layer"] == "Softmax")
+    assert soft["max"] == pytest.approx(float(out.max()), rel=1e-6)
+    assert {t["kind"] for t in payload["tensors"]} == {"input", "weight", "bias", "accumulator", "activation"}
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    r = CliRunner().invoke(app, ["inspect", str(src), "--ranges", "--plot", str(tmp_path / "x.svg")])
+    assert r.exit_code == 2 and "use a .png" in r.output

@@ -337,6 +337,51 @@ def estimated_cost(model: Model, target: str | None = None) -> dict[str, float]:
     return {"LUT": float(totals["LUT"]), "DSP": float(totals["DSP"]), "LUT+DSP": float(totals["LUT"] + totals["DSP"])}
 
 
+@dataclass
+class TensorRange:
+    """One row of the numerical profile: a tensor, what it is, its range and the integer bits it needs."""
+
+    tensor: str
+    layer: str
+    kind: str  # weight, bias, accumulator, activation, input
+    lo: float
+    hi: float
+
+    @property
+    def integer_bits(self) -> int:
+        """Signed integer bits (sign included) that hold [lo, hi] without saturating."""
+        m = max(abs(self.lo), abs(self.hi))
+        return 1 if m == 0 else int(np.floor(np.log2(m))) + 2
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"tensor": self.tensor, "layer": self.layer, "kind": self.kind, "min": self.lo, "max": self.hi,
+                "integer_bits": self.integer_bits}  # fmt: skip
+
+
+def profile_ranges(model: Model, data: np.ndarray | None = None, samples: int = 1000) -> tuple[list[TensorRange], str]:
+    """Per-tensor ranges (weights, biases, accumulators, activations) on ``data`` or the synthetic set."""
+    x, source = SelectPrecision(data, samples=samples)._inputs(model)
+    calib = calibrate(model, x)
+    rows: list[TensorRange] = [TensorRange(n, "-", "input", *calib.ranges[n]) for n in model.inputs if n in calib.ranges]
+    for node in model.graph.node:
+        if node.op_type in MAC_OPS:
+            for kind, name in (("weight", node.input[1]), ("bias", node.input[2] if len(node.input) > 2 else "")):
+                value = model.constant(name) if name else None
+                if value is not None and value.size:
+                    rows.append(TensorRange(name, node.name, kind, float(value.min()), float(value.max())))
+        if node.op_type == "Add" and any(model.constant(i) is not None for i in node.input):
+            producer = next((model.producer(i) for i in node.input if model.producer(i) is not None), None)
+            if producer is not None and producer.op_type in MAC_OPS:
+                bias = next(i for i in node.input if model.constant(i) is not None)
+                value = model.constant(bias)
+                rows.append(TensorRange(bias, producer.name, "bias", float(value.min()), float(value.max())))
+        for out in node.output:
+            if out in calib.ranges:
+                kind = "accumulator" if node.op_type in MAC_OPS or node.op_type == "Add" else "activation"
+                rows.append(TensorRange(out, node.name, kind, *calib.ranges[out]))
+    return rows, source
+
+
 def select_precision(model: Model, data: np.ndarray | None = None, tolerance: float | None = None, **kw: Any) -> PassResult:
     """Functional form of :class:`SelectPrecision`."""
     return SelectPrecision(data, tolerance, **kw)(model)
@@ -348,6 +393,6 @@ def is_float_model(model: Model) -> bool:
 
 
 __all__ = [
-    "Criterion", "PrecisionInfo", "Quality", "SelectPrecision", "criterion_for", "is_float_model", "layer_types",
+    "Criterion", "PrecisionInfo", "Quality", "SelectPrecision", "TensorRange", "profile_ranges", "criterion_for", "is_float_model", "layer_types",
     "estimated_cost", "quality", "run_outputs", "select_precision", "synthetic_inputs", "uniform_types",
 ]  # fmt: skip
