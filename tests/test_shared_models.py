@@ -197,3 +197,20 @@ def test_inspect_cli_json_on_every_model(tmp_path):
         payload = json.loads(proc.stdout)
         assert payload["totals"]["macs"] > 0
 
+
+
+def test_keras_transposed_batchnorm_becomes_per_feature_affine():
+    """three_layer_bn_keras wraps each BatchNorm in Transposes onnxruntime rejects; the IR
+    computes the intended per-feature BatchNorm (checked against plain numpy)."""
+    path = shared_path("models", "fastmachinelearning+example-models", "onnx", "three_layer_bn_keras.onnx")
+    model = codesign.load(path)
+    assert "BatchNormalization" not in [n.op_type for n in model.nodes]
+    assert "Transpose" not in [n.op_type for n in model.nodes]
+    raw = {t.name: onnx.numpy_helper.to_array(t).astype(np.float64) for t in onnx.load(str(path)).graph.initializer}
+    x = np.random.default_rng(0).normal(size=(8, 16))
+    h = x
+    for k, suffix in enumerate(["", "1", "2", "3"]):
+        h = h @ raw[f"W{suffix}"] + raw[f"B{suffix}"]  # Gemm, transB=0
+        h = (h - raw[f"mean{suffix}"]) / np.sqrt(raw[f"var{suffix}"] + 1e-9) * raw[f"scale{suffix}"] + raw[f"bias{suffix}"]
+        h = np.maximum(h, 0) if k < 3 else np.exp(h - h.max(1, keepdims=True)) / np.exp(h - h.max(1, keepdims=True)).sum(1, keepdims=True)
+    np.testing.assert_allclose(execute(model, x.astype(np.float32))[model.outputs[0]], h, rtol=1e-4, atol=1e-6)

@@ -165,6 +165,76 @@ class FixBatchDim(Pass):
         return PassResult(model, modified)
 
 
+class FixNonconformingBatchNorm(Pass):
+    """BatchNormalization whose parameters run along an axis other than 1 -> Mul + Add.
+
+    Old keras2onnx exports wrap a dense layer's BatchNorm in Transposes, so the 64
+    features sit on axis 0 of a (64, 1) tensor; onnxruntime (rightly) rejects that
+    ("Invalid input scale: 0th dimension != 1"). The intended function is a
+    per-feature affine map: it becomes ``x * a + b`` along the axis whose size matches
+    the parameters, and a surrounding Transpose pair that cancels is dropped.
+    """
+
+    def call(self, model: Model) -> PassResult:
+        modified = False
+        for bn in list(model.nodes_of(["BatchNormalization"])):
+            if self._rewrite(model, bn):
+                modified = True
+        if modified:
+            model.graph.ClearField("value_info")
+            model.invalidate()
+        return PassResult(model, modified)
+
+    @staticmethod
+    def _rewrite(model: Model, bn: onnx.NodeProto) -> bool:
+        shape = model.shape(bn.input[0])
+        params = [model.initializer(i) for i in bn.input[1:5]]
+        if shape is None or len(shape) < 2 or any(p is None for p in params) or len(bn.output) != 1:
+            return False
+        size = params[0].size
+        axes = [k for k, d in enumerate(shape) if d == size]
+        if shape[1] == size or len(axes) != 1:
+            return False
+        eps = next((a.f for a in bn.attribute if a.name == "epsilon"), 1e-5)
+        scale, bias, mean, var = (p.astype(np.float64).reshape(-1) for p in params)
+        a = scale / np.sqrt(var + eps)
+        b = bias - mean * a
+        src, dst, axis, rank = bn.input[0], bn.output[0], axes[0], len(shape)
+        removed: list[onnx.NodeProto] = []
+        t1, consumers = model.producer(src), model.consumers(dst)
+        t2 = consumers[0] if len(consumers) == 1 else None
+        if (t1 is not None and t2 is not None and t1.op_type == t2.op_type == "Transpose"
+                and len(model.consumers(src)) == 1):  # fmt: skip
+            perm1 = _perm(t1, rank)
+            perm2 = _perm(t2, rank)
+            if [perm1[p] for p in perm2] == list(range(rank)):
+                src, dst, axis = t1.input[0], t2.output[0], perm1[axis]
+                removed = [t1, t2]
+        bshape = [1] * rank
+        bshape[axis] = size
+        a_name, b_name = f"{bn.name}_affine_scale", f"{bn.name}_affine_shift"
+        model.set_initializer(a_name, a.reshape(bshape).astype(np.float32))
+        model.set_initializer(b_name, b.reshape(bshape).astype(np.float32))
+        mid = f"{bn.name}_scaled"
+        mul = onnx.helper.make_node("Mul", [src, a_name], [mid], name=f"{bn.name}_mul")
+        add = onnx.helper.make_node("Add", [mid, b_name], [dst], name=f"{bn.name}_add")
+        nodes = model.graph.node
+        idx = list(nodes).index(bn)
+        nodes.insert(idx, add)
+        nodes.insert(idx, mul)
+        for node in [bn, *removed]:
+            nodes.remove(node)
+        model.invalidate()
+        return True
+
+
+def _perm(node: onnx.NodeProto, rank: int) -> list[int]:
+    for a in node.attribute:
+        if a.name == "perm":
+            return list(a.ints)
+    return list(reversed(range(rank)))
+
+
 class RefuseDynamicShapes(Pass):
     """After batch fixing, any remaining symbolic input dimension is an error."""
 
@@ -238,6 +308,8 @@ def normalize(
         SetInputShapes(input_shapes or {}),
         FixBatchDim(batch),
         RefuseDynamicShapes(),
+        InferShapes(),
+        FixNonconformingBatchNorm(),
         InferShapes(),
         QonnxPass(GiveUniqueParameterTensors()),
         FoldConstantSubgraphs(),
