@@ -75,7 +75,7 @@ def main() -> None:
     for name in args.models.split(","):
         r = run(name, args.csim)
         c, u = r["chosen"], r["uniform32"]
-        fmt = lambda q: f"{q.max_abs_error:.2e} / {'-' if q.top1 is None else f'{q.top1:.1%}'}"  # noqa: E731
+        fmt = lambda q: f"{q.max_abs_error:.2e} / {'-' if q.top1 is None else f'{q.top1:.1%}'}"
         line = (
             f"{name:22} {r['criterion']:30} {fmt(c):22} {r['chosen_cost']['LUT']:8.0f} {r['chosen_cost']['DSP']:6.0f}  "
             f"{fmt(u):22} {r['uniform32_cost']['LUT']:8.0f} {r['uniform32_cost']['DSP']:6.0f}  "

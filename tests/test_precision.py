@@ -75,7 +75,7 @@ def test_regression_tolerance_is_met_and_tighter_costs_more_bits():
     for r, tol in ((loose, 1e-2), (tight, 1e-4)):
         assert r.info.criterion.kind == "max_abs_error" and r.info.criterion.value == tol
         assert quality(ref, run_outputs(r.model, x)).max_abs_error <= tol
-    total = lambda r: sum(sum(v.values()) for v in r.info.bits.values())  # noqa: E731
+    total = lambda r: sum(sum(v.values()) for v in r.info.bits.values())
     assert total(tight) > total(loose)
     assert loose.info.data_source == "calibration data (1000 samples)"
 

@@ -19,10 +19,10 @@ import numpy as np
 
 from codesign.errors import CodesignError
 from codesign.ir.model import Model
+from codesign.ir.quant import QONNX_DOMAIN
 from codesign.passes.base import Pass, PassResult
 from codesign.passes.calibrate import Calibration, calibrate
 from codesign.passes.graph_edit import add_initializer, fresh_name, insert_after, make_node
-from codesign.ir.quant import QONNX_DOMAIN
 from codesign.passes.quantize import KINDS, MAC_OPS, QuantConfig, Quantize, act_scale
 
 #: Default top-1 agreement a classifier must keep (the issue's acceptance bar).
@@ -362,7 +362,9 @@ def profile_ranges(model: Model, data: np.ndarray | None = None, samples: int = 
     """Per-tensor ranges (weights, biases, accumulators, activations) on ``data`` or the synthetic set."""
     x, source = SelectPrecision(data, samples=samples)._inputs(model)
     calib = calibrate(model, x)
-    rows: list[TensorRange] = [TensorRange(n, "-", "input", *calib.ranges[n]) for n in model.inputs if n in calib.ranges]
+    rows: list[TensorRange] = [
+        TensorRange(n, "-", "input", *calib.ranges[n]) for n in model.inputs if n in calib.ranges
+    ]
     for node in model.graph.node:
         if node.op_type in MAC_OPS:
             for kind, name in (("weight", node.input[1]), ("bias", node.input[2] if len(node.input) > 2 else "")):
@@ -382,7 +384,9 @@ def profile_ranges(model: Model, data: np.ndarray | None = None, samples: int = 
     return rows, source
 
 
-def select_precision(model: Model, data: np.ndarray | None = None, tolerance: float | None = None, **kw: Any) -> PassResult:
+def select_precision(
+    model: Model, data: np.ndarray | None = None, tolerance: float | None = None, **kw: Any
+) -> PassResult:
     """Functional form of :class:`SelectPrecision`."""
     return SelectPrecision(data, tolerance, **kw)(model)
 
@@ -393,6 +397,19 @@ def is_float_model(model: Model) -> bool:
 
 
 __all__ = [
-    "Criterion", "PrecisionInfo", "Quality", "SelectPrecision", "TensorRange", "profile_ranges", "criterion_for", "is_float_model", "layer_types",
-    "estimated_cost", "quality", "run_outputs", "select_precision", "synthetic_inputs", "uniform_types",
+    "Criterion",
+    "PrecisionInfo",
+    "Quality",
+    "SelectPrecision",
+    "TensorRange",
+    "criterion_for",
+    "estimated_cost",
+    "is_float_model",
+    "layer_types",
+    "profile_ranges",
+    "quality",
+    "run_outputs",
+    "select_precision",
+    "synthetic_inputs",
+    "uniform_types",
 ]  # fmt: skip
