@@ -65,11 +65,37 @@ def _pow2_exponent(scale: np.ndarray, what: str) -> np.ndarray:
     return np.round(exp).astype(np.int64)
 
 
+def round_half_even(x: Any, k: np.ndarray, i: np.ndarray, f: np.ndarray, overflow: str = "SAT") -> Any:
+    """QONNX ROUND (half to even) in da4ml, which only truncates or rounds half up.
+
+    Per element with more fraction bits ``fx`` than the target ``f``: add
+    ``2^-(f+1) - 2^-fx`` plus the target LSB of ``x`` shifted down to ``2^-fx``, then
+    truncate. Below half stays below one step, above half reaches it, and an exact half
+    reaches it only when the truncated value is odd: round half to even, for two
+    adders per element. Elements already on the target grid are only saturated.
+    """
+    trace = _da4ml()
+    out = []
+    for v, kk, ii, ff in zip(np.ravel(x._vars), np.ravel(k), np.ravel(i), np.ravel(f)):
+        vk, vi, vf = (int(t) for t in v.kif)
+        if vf <= ff:
+            out.append(v.quantize(kk, ii, ff, overflow, "TRN"))
+            continue
+        lsb = v.quantize(vk, vi, ff, "WRAP", "TRN") - v.quantize(vk, vi, ff - 1, "WRAP", "TRN")  # 0 or 2^-ff
+        odd = lsb * 2.0 ** (ff - vf)  # the target LSB moved down to the input's LSB
+        adj = v + (2.0 ** (-ff - 1) - 2.0**-vf) + odd
+        out.append(adj.quantize(kk, ii, ff, overflow, "TRN"))
+    return trace.FixedVariableArray(np.array(out).reshape(x.shape), x.solver_options, hwconf=x.hwconf)
+
+
 class _Tracer:
     """Walks the IR in topological order, keeping a da4ml array per dynamic tensor."""
 
-    def __init__(self, model: Model, latency_cutoff: float):
+    def __init__(self, model: Model, latency_cutoff: float, exact_rounding: bool = False):
         self.model = model
+        #: True: reproduce QONNX rounding bit for bit (half-to-even ROUND; see round_half_even) for RTL
+        #: that must equal the reference; False: da4ml's half-up rounding, as hls4ml's DA strategy builds it.
+        self.exact_rounding = exact_rounding
         self.trace = _da4ml()
         self.hw = self.trace.HWConfig(1, -1, -1)
         self.latency_cutoff = latency_cutoff
@@ -112,8 +138,13 @@ class _Tracer:
         f = _pow2_exponent(scale, node.name)
         b = int(np.asarray(bits).max())
         signed = int(_attr(node, "signed", 1))
-        mode = str(_attr(node, "rounding_mode", "ROUND")).upper()
+        mode = _attr(node, "rounding_mode", "ROUND")
+        mode = (mode.decode() if isinstance(mode, bytes) else str(mode)).upper()
         rnd = "TRN" if mode in ("FLOOR", "TRUNC") else "RND"
+        narrow = int(_attr(node, "narrow", 0))
+        if narrow and not signed:
+            raise UnsupportedModelError(f"{node.name}: da4ml cannot express an unsigned narrow-range Quant")
+        overflow = "SAT_SYM" if narrow else "SAT"  # narrow signed range [-(2^(b-1)-1), 2^(b-1)-1] is symmetric
         shape = x.shape
         k = np.broadcast_to(signed, shape)
         i = np.broadcast_to(b - signed - f, shape)
@@ -121,7 +152,12 @@ class _Tracer:
         if is_unquantized(x):
             # Quantizer of a float graph input: it declares the input port's format (done upstream).
             return x.quantize(k, i, ff)
-        return x.quantize(k, i, ff, overflow_mode="SAT", round_mode=rnd)
+        if self.exact_rounding:
+            if mode not in ("ROUND", "HALF_UP", "FLOOR"):
+                raise UnsupportedModelError(f"{node.name}: rounding_mode {mode} has no exact RTL (ROUND, HALF_UP, FLOOR)")
+            if mode == "ROUND":
+                return round_half_even(x, k, i, ff, overflow)
+        return x.quantize(k, i, ff, overflow_mode=overflow, round_mode=rnd)
 
     def matmul(self, node: onnx.NodeProto, a: Any, b: Any) -> Any:
         if node.op_type == "Gemm":
@@ -294,9 +330,12 @@ def _scale(rows: list[LayerEstimate], key: str, total: float) -> None:
             setattr(r, key, getattr(r, key) * total / current)
 
 
-def trace_model(model: Model, latency_cutoff: float = 5.0) -> Any:
-    """The whole model as one da4ml ``CombLogic`` (for RTL generation by a backend or benchmark)."""
-    tracer = _Tracer(model, latency_cutoff)
+def trace_model(model: Model, latency_cutoff: float = 5.0, exact_rounding: bool = False) -> Any:
+    """The whole model as one da4ml ``CombLogic`` (for RTL generation by a backend or benchmark).
+
+    ``exact_rounding``: QONNX's half-to-even ROUND instead of da4ml's half-up (see :func:`round_half_even`).
+    """
+    tracer = _Tracer(model, latency_cutoff, exact_rounding)
     inputs = []
     for name in model.inputs:
         arr = tracer.input_array(name)
