@@ -453,7 +453,7 @@ def compile(  # noqa: A001 - the command's name
     model: Path = typer.Argument(..., help="ONNX or QONNX model file"),
     target: str = typer.Option(..., "--target", "-t", help="FPGA target (codesign targets) or a full part name"),
     output: Path = typer.Option(..., "--output", "-o", help="output folder (refused if it exists, unless --force)"),
-    backend: str = typer.Option("hls4ml", "--backend", help="hls4ml or finn"),
+    backend: str = typer.Option("hls4ml", "--backend", help="hls4ml, finn or rtl (da4ml Verilog, vendor-free)"),
     io: str = typer.Option("parallel", "--io", help="hls4ml I/O: parallel or stream"),
     strategy: str = typer.Option("latency", "--strategy", help="hls4ml strategy: latency, resource or da"),
     reuse_factor: Optional[list[str]] = typer.Option(None, "--reuse-factor", help="N (global) or LAYER=N; repeatable"),
@@ -461,6 +461,9 @@ def compile(  # noqa: A001 - the command's name
     force: bool = typer.Option(False, "--force", help="replace an existing output folder"),
     verify: bool = typer.Option(False, "--verify", help="hls4ml: build the C-simulation and compare with the reference"),
     samples: int = typer.Option(100, "--samples", help="samples for --verify"),
+    latency_cutoff: float = typer.Option(5.0, "--latency-cutoff", help="rtl: da4ml delay (~ns) per pipeline stage"),
+    hdl: str = typer.Option("verilog", "--hdl", help="rtl: verilog or vhdl"),
+    synth: bool = typer.Option(False, "--synth", help="rtl: yosys synth_xilinx, report yosys LUT/FF/CARRY"),
     target_fps: Optional[int] = typer.Option(None, "--target-fps", help="FINN: frames/s target (default: from estimates)"),
     inputs: Optional[Path] = typer.Option(None, "--inputs", help="FINN: .npy sample for input.npy/expected_output.npy"),
     input_shape: Optional[list[str]] = typer.Option(None, "--input-shape", help="NAME=D0,D1,... for dynamic inputs"),
@@ -483,6 +486,9 @@ def compile(  # noqa: A001 - the command's name
     tgt = get_target(target)
     rf, layer_rf = _parse_reuse(reuse_factor)
     ir = load_for_cli(model, input_shape)
+    if backend == "rtl":
+        _compile_rtl(ir, tgt, output, model, force, verify, samples, latency_cutoff, hdl, synth, clock)
+        return
     if backend == "hls4ml":
         from codesign.backends.hls4ml_backend import Hls4mlOptions
 
@@ -518,6 +524,32 @@ def compile(  # noqa: A001 - the command's name
         keys = VerifyReport.__dataclass_fields__
         typer.echo(VerifyReport(**{k: v for k, v in result.verify.items() if k in keys}).summary())
     _echo_float_verify(result.manifest.get("verify_float"))
+
+
+def _compile_rtl(
+    ir: Any, tgt: Any, output: Path, model: Path, force: bool, verify: bool, samples: int, cutoff: float, hdl: str,
+    synth: bool, clock: Optional[float],
+) -> None:
+    """``compile --backend rtl``: da4ml RTL, optionally simulated (iverilog) and synthesised (yosys)."""
+    from codesign.backends.rtl_backend import RtlOptions, compile_rtl
+
+    opts = RtlOptions(latency_cutoff=cutoff, hdl=hdl, clock_ns=clock)
+    result = compile_rtl(ir, tgt, output, options=opts, force=force, verify=verify, samples=samples, synth=synth,
+                         source=model)  # fmt: skip
+    info = result.manifest["rtl"]
+    typer.echo(
+        f"rtl ({hdl}) project for {tgt.name} ({tgt.part}) written to {result.output}: {info['stages']} pipeline "
+        f"stages, da4ml cost {info['da4ml_cost']:.0f} adder bits, {info['reg_bits']} register bits"
+    )
+    v = result.manifest.get("verify")
+    if v:
+        typer.echo(
+            f"verified {v['samples']} samples vs the reference: {v['interpreter']['mismatches']} mismatches in da4ml's "
+            f"interpreter, {v['simulation']['mismatches']} in iverilog; latency {v['latency_cycles']} clock cycles"
+        )
+    s = result.manifest.get("synth")
+    if s:
+        typer.echo(f"{s['counted_by']}: LUT {s['LUT']}, FF {s['FF']}, CARRY {s['CARRY']}")
 
 
 def _select_float_precision(ir: Any, tgt: Any, calib: Optional[Path], tolerance: Optional[float]) -> tuple[Any, Any]:

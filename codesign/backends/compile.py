@@ -19,7 +19,7 @@ from codesign.backends.targets import Target, get_target
 from codesign.errors import CodesignError
 from codesign.ir.model import Model
 
-BACKENDS = ("hls4ml", "finn")
+BACKENDS = ("hls4ml", "finn", "rtl")  # rtl: codesign.backends.rtl_backend.compile_rtl
 MANIFEST = "codesign.json"
 
 
