@@ -1,0 +1,530 @@
+"""Local search (NAC's second stage): brevitas QAT at a sweep of bit widths, optuna TPE over the
+training hyper-parameters, and iterative magnitude pruning with weight rewinding (lottery ticket).
+
+Every result is exported with ``brevitas.export.export_qonnx(..., dynamo=False)`` and loaded with
+``codesign.frontends.load``, so its BOPs, sparsity and resource estimates come from the same
+passes as ``inspect``/``compile``. Each finished TPE trial / pruning round is committed to
+``local.sqlite`` at once, so ``--resume`` skips it (TPE is replayed from the stored trials).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import sqlite3
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from codesign.errors import CodesignError, OutputError
+from codesign.search.data import Dataset
+from codesign.search.genome import UNSIGNED_ACTIVATIONS, Genome
+from codesign.search.objectives import pareto_mask
+from codesign.search.space import Space
+
+LOCAL_OUTPUTS = ("local_pareto.csv", "local_pareto.json", "local_candidates")
+
+
+class LocalSearchError(CodesignError):
+    """The local stage cannot run (no global run, unsupported candidate, bad local settings)."""
+
+
+@dataclass
+class LocalSpec:
+    """The ``local:`` section of a search YAML (all optional)."""
+
+    select: str = "best"  # best | spread:K | trial:ID[,ID...]
+    bops_budget: float | None = None  # 'best' = most accurate under this BOPs budget
+    bits: list[int] = field(default_factory=lambda: [4, 6, 8])
+    tpe_trials: int = 6
+    learning_rate: list[float] = field(default_factory=lambda: [1e-3, 3e-3, 1e-2])
+    batch_size: list[int] = field(default_factory=lambda: [64, 128, 256])
+    l1: list[float] = field(default_factory=lambda: [0.0, 1e-5, 1e-4])
+    dropout: list[float] = field(default_factory=lambda: [0.0, 0.1])
+    epochs: list[int] = field(default_factory=lambda: [5, 10])
+    prune_rounds: int = 10
+    prune_fraction: float = 0.2
+    rewind_epoch: int = 1
+    seed: int = 0
+    max_train_rows: int | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None, source: str = "local") -> LocalSpec:
+        d = dict(d or {})
+        known = set(cls.__dataclass_fields__)
+        bad = sorted(set(d) - known)
+        if bad:
+            raise LocalSearchError(f"{source}: local.{bad[0]}: unknown key (known: {', '.join(sorted(known))})")
+        spec = cls(**d)
+        if not spec.bits or any(not 2 <= int(b) <= 16 for b in spec.bits):
+            raise LocalSearchError(f"{source}: local.bits: each bit width must be within 2..16")
+        if not 0.0 < spec.prune_fraction < 1.0:
+            raise LocalSearchError(f"{source}: local.prune_fraction: must be in (0, 1)")
+        if spec.prune_rounds < 0 or spec.tpe_trials < 1 or spec.rewind_epoch < 0:
+            raise LocalSearchError(f"{source}: local: prune_rounds >= 0, tpe_trials >= 1, rewind_epoch >= 0")
+        return spec
+
+    def digest(self) -> str:
+        import hashlib
+
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------- candidate selection
+def select_candidates(run_dir: Path, spec: LocalSpec) -> list[dict[str, Any]]:
+    """Rows of the global ``pareto.json`` picked by ``spec.select`` (best | spread:K | trial:IDS)."""
+    path = Path(run_dir) / "pareto.json"
+    if not path.is_file():
+        raise LocalSearchError(f"{run_dir}: no pareto.json (run the global stage first)")
+    rows = [r for r in json.loads(path.read_text())["pareto"] if r.get("file")]
+    if not rows:
+        raise LocalSearchError(f"{path}: the global Pareto front is empty")
+    rule = spec.select
+    if rule == "best":
+        ok = [r for r in rows if spec.bops_budget is None or r["bops"] <= spec.bops_budget]
+        if not ok:
+            raise LocalSearchError(f"{path}: no Pareto candidate within {spec.bops_budget:g} BOPs")
+        return [max(ok, key=lambda r: (r["accuracy"], -r["bops"]))]
+    if rule.startswith("spread:"):
+        k = int(rule.split(":", 1)[1])
+        by_bops = sorted(rows, key=lambda r: r["bops"])
+        idx = sorted({round(i * (len(by_bops) - 1) / max(k - 1, 1)) for i in range(min(k, len(by_bops)))})
+        return [by_bops[i] for i in idx]
+    if rule.startswith("trial:"):
+        ids = [int(v) for v in rule.split(":", 1)[1].split(",")]
+        picked = [r for r in rows if r["trial"] in ids]
+        missing = sorted(set(ids) - {r["trial"] for r in picked})
+        if missing:
+            raise LocalSearchError(f"{path}: trial {missing[0]} is not on the global Pareto front")
+        return picked
+    raise LocalSearchError(f"local.select must be best, spread:K or trial:ID[,ID], not {rule!r}")
+
+
+def genome_of(run_dir: Path, trial_id: int) -> Genome:
+    """The genome of a stored global trial (read-only access to trials.sqlite)."""
+    db = sqlite3.connect(f"file:{Path(run_dir) / 'trials.sqlite'}?mode=ro", uri=True)
+    try:
+        row = db.execute("SELECT genome FROM trials WHERE id = ?", (trial_id,)).fetchone()
+    finally:
+        db.close()
+    if row is None:
+        raise LocalSearchError(f"{run_dir}: trial {trial_id} not in trials.sqlite")
+    return Genome.from_dict(json.loads(row[0]))
+
+
+# ----------------------------------------------------------------------------- the QAT network
+def build_net(genome: Genome, n_features: int, n_classes: int, bits: int | None, dropout: float):
+    """Brevitas MLP of ``genome`` at ``bits`` (power-of-two scales), or its float twin (``bits=None``)."""
+    import torch
+    from torch import nn
+
+    if genome.n_conv:
+        raise LocalSearchError(f"local stage: conv candidates are not supported yet ({genome.label()})")
+    acts = {"relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.01), "gelu": nn.GELU, "tanh": nn.Tanh,
+            "sigmoid": nn.Sigmoid, "identity": nn.Identity}  # fmt: skip
+    dims = [n_features, *genome.widths, n_classes]
+    layers: list[nn.Module] = []
+    if bits is None:
+        for i in range(genome.depth):
+            layers += [nn.Linear(dims[i], dims[i + 1])]
+            if genome.norms[i] == "batch":
+                layers.append(nn.BatchNorm1d(dims[i + 1]))
+            elif genome.norms[i] == "layer":
+                layers.append(nn.LayerNorm(dims[i + 1]))
+            layers += [nn.Dropout(dropout), acts[genome.activations[i]]()]
+        layers.append(nn.Linear(dims[-2], dims[-1]))
+        return nn.Sequential(*layers)
+    import brevitas.nn as qnn
+    from brevitas.quant import Int8ActPerTensorFixedPoint, Int8WeightPerTensorFixedPoint, Int16Bias
+    from brevitas.quant import Uint8ActPerTensorFixedPoint
+
+    def linear(n_in: int, n_out: int) -> nn.Module:
+        return qnn.QuantLinear(
+            n_in, n_out, bias=True, weight_quant=Int8WeightPerTensorFixedPoint, weight_bit_width=bits,
+            bias_quant=Int16Bias, return_quant_tensor=False,
+        )  # fmt: skip
+
+    layers.append(qnn.QuantIdentity(act_quant=Int8ActPerTensorFixedPoint, bit_width=bits, return_quant_tensor=True))
+    for i in range(genome.depth):
+        layers.append(linear(dims[i], dims[i + 1]))
+        if genome.norms[i] == "batch":
+            layers.append(nn.BatchNorm1d(dims[i + 1]))
+        elif genome.norms[i] == "layer":
+            layers.append(nn.LayerNorm(dims[i + 1]))
+        layers.append(nn.Dropout(dropout))
+        act = genome.activations[i]
+        if act == "relu":
+            layers.append(qnn.QuantReLU(act_quant=Uint8ActPerTensorFixedPoint, bit_width=bits, return_quant_tensor=True))
+        else:
+            layers.append(acts[act]())
+            quant = Uint8ActPerTensorFixedPoint if act in UNSIGNED_ACTIVATIONS else Int8ActPerTensorFixedPoint
+            layers.append(qnn.QuantIdentity(act_quant=quant, bit_width=bits, return_quant_tensor=True))
+    layers.append(linear(dims[-2], dims[-1]))
+    return nn.Sequential(*layers)
+
+
+def calibrate(net, data: Dataset, rows: int = 512) -> None:
+    """One train-mode forward pass without gradients: brevitas initialises its activation
+    scales from these statistics (so the state dict is complete before the first step)."""
+    import torch
+
+    net.train()
+    with torch.no_grad():
+        net(torch.from_numpy(data.x_train[:rows]))
+
+
+def _weights(net) -> list:
+    """The prunable weight tensors (every Linear / QuantLinear)."""
+    from torch import nn
+
+    return [m.weight for m in net.modules() if isinstance(m, nn.Linear)]
+
+
+def _train(net, data: Dataset, hp: dict[str, Any], epochs: int, seed: int, masks: list | None = None,
+           start_epoch: int = 0, on_epoch: Callable[[int], None] | None = None) -> None:  # fmt: skip
+    """Adam + cross-entropy (+ L1 on the weights); pruned weights are held at zero after every step."""
+    import torch
+    import torch.nn.functional as F
+
+    x, y = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train).long()
+    opt = torch.optim.Adam(net.parameters(), lr=hp["learning_rate"])
+    weights = _weights(net)
+    bs = int(hp["batch_size"])
+    for epoch in range(start_epoch, epochs):
+        net.train()
+        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed * 1009 + epoch))
+        for start in range(0, len(x), bs):
+            idx = order[start : start + bs]
+            if len(idx) < 2:
+                continue
+            loss = F.cross_entropy(net(x[idx]), y[idx])
+            if hp["l1"]:
+                loss = loss + hp["l1"] * sum(w.abs().sum() for w in weights)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if masks is not None:
+                with torch.no_grad():
+                    for w, m in zip(weights, masks):
+                        w.mul_(m)
+        if on_epoch is not None:
+            on_epoch(epoch + 1)
+
+
+def accuracy(net, data: Dataset) -> float:
+    import torch
+
+    net.eval()
+    with torch.no_grad():
+        out = net(torch.from_numpy(data.x_val))
+    out = out.value if hasattr(out, "value") else out
+    return float((out.argmax(1).numpy() == data.y_val).mean())
+
+
+def prune_masks(net, masks: list, fraction: float) -> list:
+    """Per layer, zero ``fraction`` of the still-unpruned weights with the smallest magnitude
+    (the output layer at half the rate, as in the lottery-ticket paper)."""
+    import torch
+
+    weights = _weights(net)
+    out = []
+    for i, (w, m) in enumerate(zip(weights, masks)):
+        rate = fraction / 2 if i == len(weights) - 1 else fraction
+        alive = w.detach().abs()[m.bool()]
+        k = int(round(rate * alive.numel()))
+        if k == 0 or alive.numel() - k < 1:
+            out.append(m.clone())
+            continue
+        thresh = torch.kthvalue(alive.flatten(), k).values
+        out.append(((w.detach().abs() > thresh) & m.bool()).float())
+    return out
+
+
+# ----------------------------------------------------------------------------- IR round trip
+def export_ir(net, n_features: int, path: Path):
+    """export_qonnx(dynamo=False) -> codesign IR (the same loader as every other model)."""
+    import warnings
+
+    import torch
+    from brevitas.export import export_qonnx
+
+    from codesign.frontends import load
+
+    net.eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        export_qonnx(net, torch.zeros(1, n_features), str(path), dynamo=False)
+    return load(path)
+
+
+def measure_ir(ir, target: str | None, estimator: str = "hls4ml") -> dict[str, Any]:
+    """BOPs, weight sparsity (MAC layers) and, with a target, the estimator's resources."""
+    from codesign.passes.cost import MAC_OPS, cost_report
+
+    rep = cost_report(ir)
+    t = rep.totals
+    mac = [layer for layer in rep.layers if layer.op in MAC_OPS]
+    w_params = sum(layer.params for layer in mac)
+    w_nz = sum(layer.nonzero_params for layer in mac)
+    out: dict[str, Any] = {
+        "bops": t["bops"], "macs": t["macs"], "params": int(t["params"]), "nonzero_params": int(t["nonzero_params"]),
+        "sparsity": 1.0 - w_nz / w_params if w_params else 0.0, "param_sparsity": t["sparsity"],
+    }  # fmt: skip
+    if target:
+        from codesign.passes.estimate import estimate
+
+        est = estimate(ir, estimator, target=target)
+        out |= {k: float(est.totals[k]) for k in ("LUT", "FF", "DSP", "BRAM_18K") if k in est.totals}
+        out["latency"] = float(est.totals.get("latency_cycles", 0.0))
+    return out
+
+
+# ----------------------------------------------------------------------------- the store
+class LocalStore:
+    """``local.sqlite``: one row per finished TPE trial / pruning round (committed at once)."""
+
+    SCHEMA = """
+    CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS results (
+        key TEXT PRIMARY KEY, kind TEXT NOT NULL, candidate INTEGER NOT NULL, bits INTEGER,
+        round INTEGER, hparams TEXT NOT NULL, metrics TEXT NOT NULL, onnx BLOB, state BLOB, finished REAL NOT NULL);
+    """
+
+    def __init__(self, path: Path, digest: str, resume: bool):
+        self.path = path
+        existed = path.exists()
+        self.db = sqlite3.connect(path, timeout=30)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.executescript(self.SCHEMA)
+        row = self.db.execute("SELECT value FROM meta WHERE key='digest'").fetchone()
+        n = self.db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+        if existed and n and not resume:
+            self.db.close()
+            raise LocalSearchError(f"{path} already holds {n} local results; pass --resume to continue it")
+        if row is not None and row[0] != digest:
+            self.db.close()
+            raise LocalSearchError(f"{path} was made with different local settings; use a new run folder")
+        with self.db:
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('digest', ?)", (digest,))
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        r = self.db.execute("SELECT hparams, metrics, onnx, state FROM results WHERE key = ?", (key,)).fetchone()
+        if r is None:
+            return None
+        return {"hparams": json.loads(r[0]), "metrics": json.loads(r[1]), "onnx": r[2], "state": r[3]}
+
+    def put(self, key: str, kind: str, candidate: int, bits: int | None, rnd: int | None, hparams: dict[str, Any],
+            metrics: dict[str, Any], onnx: bytes | None = None, state: bytes | None = None) -> None:  # fmt: skip
+        with self.db:
+            self.db.execute(
+                "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (key, kind, candidate, bits, rnd, json.dumps(hparams), json.dumps(metrics), onnx, state, time.time()),
+            )
+
+    def rows(self, kind: str) -> list[dict[str, Any]]:
+        cur = self.db.execute(
+            "SELECT key, candidate, bits, round, hparams, metrics, onnx FROM results WHERE kind = ? ORDER BY finished",
+            (kind,),
+        )
+        return [
+            {"key": k, "candidate": c, "bits": b, "round": r, "hparams": json.loads(h), "metrics": json.loads(m), "onnx": o}
+            for k, c, b, r, h, m, o in cur
+        ]
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def _state_bytes(net, masks: list | None) -> bytes:
+    import torch
+
+    buf = io.BytesIO()
+    torch.save({"net": net.state_dict(), "masks": masks}, buf)
+    return buf.getvalue()
+
+
+def _load_state(net, blob: bytes) -> list | None:
+    import torch
+
+    state = torch.load(io.BytesIO(blob), weights_only=False)
+    net.load_state_dict(state["net"])
+    return state["masks"]
+
+
+# ----------------------------------------------------------------------------- the stage
+@dataclass
+class LocalSummary:
+    run_dir: Path
+    results: list[dict[str, Any]]
+    front: list[dict[str, Any]]
+    float_accuracy: dict[int, float]
+
+
+def _tpe(store: LocalStore, spec: LocalSpec, genome: Genome, cand: int, data: Dataset, bits: int,
+         log: Callable[[str], None]) -> dict[str, Any]:  # fmt: skip
+    """Seeded TPE over lr / batch / L1 / dropout / epochs at ``bits``; stored trials are replayed, not retrained."""
+    import optuna
+    import torch
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=spec.seed))
+    choices = {k: getattr(spec, k) for k in ("learning_rate", "batch_size", "l1", "dropout", "epochs")}
+    for n in range(spec.tpe_trials):
+        trial = study.ask()
+        hp = {k: trial.suggest_categorical(k, v) for k, v in choices.items()}
+        key = f"tpe/{cand}/{bits}/{n}"
+        done = store.get(key)
+        if done is None:
+            torch.manual_seed(spec.seed)
+            net = build_net(genome, data.n_features, data.n_classes, bits, hp["dropout"])
+            calibrate(net, data)
+            _train(net, data, hp, hp["epochs"], spec.seed)
+            acc = accuracy(net, data)
+            store.put(key, "tpe", cand, bits, None, hp, {"accuracy": acc})
+            log(f"  tpe {n + 1}/{spec.tpe_trials} (trial {cand}, {bits} bit): acc {acc:.4f} {hp}")
+        else:
+            acc = done["metrics"]["accuracy"]
+        study.tell(trial, acc)
+    return {k: study.best_trial.params[k] for k in choices}
+
+
+def _imp(store: LocalStore, spec: LocalSpec, genome: Genome, cand: int, data: Dataset, bits: int | None,
+         hp: dict[str, Any], target: str | None, estimator: str, log: Callable[[str], None]) -> None:  # fmt: skip
+    """Iterative magnitude pruning with rewinding: train, prune, rewind to epoch ``rewind_epoch``, retrain."""
+    import torch
+
+    torch.manual_seed(spec.seed)
+    net = build_net(genome, data.n_features, data.n_classes, bits, hp["dropout"])
+    calibrate(net, data)
+    rounds = spec.prune_rounds if bits is not None else 0
+    tag = "float" if bits is None else str(bits)
+    rewind_key = f"rewind/{cand}/{tag}"
+    rw = store.get(rewind_key)
+    if rw is None:
+        _train(net, data, hp, min(spec.rewind_epoch, hp["epochs"]), spec.seed)
+        rewind = _state_bytes(net, None)
+        store.put(rewind_key, "rewind", cand, bits, None, hp, {}, state=rewind)
+    else:
+        rewind = rw["state"]
+    masks = [torch.ones_like(w) for w in _weights(net)]
+    for r in range(rounds + 1):
+        key = f"round/{cand}/{tag}/{r}"
+        done = store.get(key)
+        if done is not None:
+            masks = _load_state(net, done["state"])
+            continue
+        if r > 0:
+            masks = prune_masks(net, masks, spec.prune_fraction)
+        _load_state(net, rewind)
+        with torch.no_grad():
+            for w, m in zip(_weights(net), masks):
+                w.mul_(m)
+        _train(net, data, hp, hp["epochs"], spec.seed, masks, start_epoch=min(spec.rewind_epoch, hp["epochs"]))
+        acc = accuracy(net, data)
+        metrics: dict[str, Any] = {"accuracy": acc}
+        blob = None
+        if bits is not None:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / "m.onnx"
+                ir = export_ir(net, data.n_features, path)
+                metrics |= measure_ir(ir, target, estimator)
+                blob = path.read_bytes()
+        kept = float(sum(m.sum() for m in masks) / sum(m.numel() for m in masks))
+        metrics["mask_sparsity"] = 1.0 - kept
+        store.put(key, "round" if bits is not None else "float", cand, bits, r, hp, metrics, blob, _state_bytes(net, masks))
+        spars = metrics.get("sparsity", 0.0)
+        log(f"  trial {cand} {tag} bit round {r}/{rounds}: acc {acc:.4f} sparsity {spars:.3f} BOPs {metrics.get('bops', 0):.4g}")
+
+
+def local_objectives(m: dict[str, Any]) -> list[float]:
+    """Minimisation vector of the local front: -accuracy, BOPs, estimated LUT (when estimated)."""
+    return [-m["accuracy"], m["bops"]] + ([m["LUT"]] if "LUT" in m else [])
+
+
+def run_local(space: Space, spec: LocalSpec, run_dir: str | Path, data: Dataset, resume: bool = False,
+              log: Callable[[str], None] = lambda s: None) -> LocalSummary:  # fmt: skip
+    """Run the local stage on the global run in ``run_dir`` and write local_pareto.* + local_candidates/."""
+    import torch
+
+    run_dir = Path(run_dir)
+    picked = select_candidates(run_dir, spec)
+    if spec.max_train_rows is not None:
+        data = Dataset(data.name, data.x_train[: spec.max_train_rows], data.y_train[: spec.max_train_rows],
+                       data.x_val, data.y_val, data.classes)  # fmt: skip
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    store = LocalStore(run_dir / "local.sqlite", spec.digest() + space.digest(), resume)
+    float_acc: dict[int, float] = {}
+    try:
+        for row in picked:
+            cand = int(row["trial"])
+            genome = genome_of(run_dir, cand)
+            log(f"local stage: trial {cand} ({genome.label()}), global acc {row['accuracy']:.4f}")
+            hp = _tpe(store, spec, genome, cand, data, max(spec.bits), log)
+            store.put(f"hparams/{cand}", "hparams", cand, None, None, hp, {})
+            _imp(store, spec, genome, cand, data, None, hp, None, space.estimator, log)
+            float_acc[cand] = store.get(f"round/{cand}/float/0")["metrics"]["accuracy"]
+            for bits in spec.bits:
+                _imp(store, spec, genome, cand, data, bits, hp, space.target, space.estimator, log)
+        results = store.rows("round")
+        for r in results:
+            r["float_accuracy"] = float_acc.get(r["candidate"])
+        front = write_local_outputs(run_dir, results, float_acc)
+    finally:
+        store.close()
+    return LocalSummary(run_dir, results, front, float_acc)
+
+
+def _local_row(rank: int, r: dict[str, Any], file: str | None) -> dict[str, Any]:
+    m = {k: v for k, v in r["metrics"].items()}
+    return {"rank": rank, "candidate": r["candidate"], "bits": r["bits"], "round": r["round"], **m,
+            "float_accuracy": r.get("float_accuracy"), **{f"hp_{k}": v for k, v in r["hparams"].items()},
+            "file": file or ""}  # fmt: skip
+
+
+def write_local_outputs(run_dir: Path, results: list[dict[str, Any]], float_acc: dict[int, float]) -> list[dict[str, Any]]:
+    """local_pareto.csv/json + local_candidates/*.onnx, built in a temp folder and moved into place."""
+    keep = pareto_mask([local_objectives(r["metrics"]) for r in results])
+    front = sorted((r for r, k in zip(results, keep) if k), key=lambda r: local_objectives(r["metrics"]))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=".local.", dir=run_dir))
+    except OSError as exc:
+        raise OutputError(f"cannot write into {run_dir}: {exc.strerror or exc}") from None
+    try:
+        (tmp / "local_candidates").mkdir()
+        rows = []
+        for rank, r in enumerate(front):
+            fname = f"local_candidates/{rank:03d}_trial{r['candidate']}_w{r['bits']}_round{r['round']}.onnx"
+            (tmp / fname).write_bytes(r["onnx"])
+            rows.append(_local_row(rank, r, fname))
+        fields = list(dict.fromkeys(k for row in rows for k in row)) or ["rank"]
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)
+        (tmp / "local_pareto.csv").write_text(buf.getvalue())
+        payload = {
+            "objectives": ["accuracy", "bops"] + (["LUT"] if any("LUT" in r["metrics"] for r in results) else []),
+            "float_accuracy": {str(k): v for k, v in float_acc.items()},
+            "pareto": rows, "results": [_local_row(-1, r, None) for r in results],
+        }  # fmt: skip
+        (tmp / "local_pareto.json").write_text(json.dumps(payload, indent=2, default=float))
+        for name in LOCAL_OUTPUTS:
+            dest = run_dir / name
+            if dest.is_dir():
+                shutil.rmtree(dest)
+            elif dest.exists():
+                dest.unlink()
+            os.replace(tmp / name, dest)
+    except OSError as exc:
+        raise OutputError(f"cannot write the local outputs of {run_dir}: {exc.strerror or exc}") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return front
