@@ -55,6 +55,8 @@ class Dataset:
     x_val: np.ndarray
     y_val: np.ndarray
     classes: list[str]
+    #: "classification" (int labels, accuracy) or "regression" (one float target, R^2)
+    task: str = "classification"
 
     @property
     def n_features(self) -> int:
@@ -62,7 +64,12 @@ class Dataset:
 
     @property
     def n_classes(self) -> int:
-        return len(self.classes)
+        """Output units: one per class, or one for a regression target."""
+        return 1 if self.regression else len(self.classes)
+
+    @property
+    def regression(self) -> bool:
+        return self.task == "regression"
 
 
 def shared_data_dir() -> Path:
@@ -103,13 +110,16 @@ def _read_csv_rows(path: Path) -> list[list[str]]:
         raise DataError(f"{path}: cannot read ({exc})") from None
 
 
-def load_table(path: str | Path, label: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """A user CSV (header row) or NPZ with a named label column; every other column is a feature."""
+def load_table(path: str | Path, label: str, task: str = "classification") -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """A user CSV (header row), NPZ or HDF5 with a named label column; every other column is a feature.
+
+    For ``task="regression"`` the label column is a float target (classes: ``[]``).
+    """
     path = Path(path)
     if path.suffix.lower() == ".npz":
-        return _load_npz(path, label)
+        return _load_npz(path, label, task)
     if path.suffix.lower() in (".h5", ".hdf5"):
-        return _load_hdf5(path, label)
+        return _load_hdf5(path, label, task)
     rows = _read_csv_rows(path)
     header, body = [h.strip() for h in rows[0]], rows[1:]
     if label not in header:
@@ -121,21 +131,31 @@ def load_table(path: str | Path, label: str) -> tuple[np.ndarray, np.ndarray, li
         raise DataError(f"{path}: non-numeric feature value ({exc})") from None
     if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
         raise DataError(f"{path}: no feature rows")
-    y, classes = _labels([r[li].strip() for r in body])
+    y, classes = _targets([r[li].strip() for r in body], task, path)
     return x, y, classes
 
 
-def _load_npz(path: Path, label: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def _targets(raw: list[str] | np.ndarray, task: str, path: Path) -> tuple[np.ndarray, list[str]]:
+    """Class indices + names, or float regression targets (no classes)."""
+    if task != "regression":
+        return _labels(raw)
+    try:
+        return np.asarray(raw, dtype=np.float32).reshape(-1), []
+    except ValueError:
+        raise DataError(f"{path}: regression targets must be numeric") from None
+
+
+def _load_npz(path: Path, label: str, task: str = "classification") -> tuple[np.ndarray, np.ndarray, list[str]]:
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     try:
         arrays = dict(np.load(path, allow_pickle=False))
     except (OSError, ValueError) as exc:
         raise DataError(f"{path}: not a readable .npz ({exc})") from None
-    return _from_arrays(path, arrays, label)
+    return _from_arrays(path, arrays, label, task)
 
 
-def _load_hdf5(path: Path, label: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def _load_hdf5(path: Path, label: str, task: str = "classification") -> tuple[np.ndarray, np.ndarray, list[str]]:
     """HDF5 with top-level datasets laid out as in an .npz (needs h5py)."""
     if not path.is_file():
         raise DataError(f"{path}: no such file")
@@ -148,14 +168,16 @@ def _load_hdf5(path: Path, label: str) -> tuple[np.ndarray, np.ndarray, list[str
             arrays = {k: np.asarray(f[k]) for k in f if isinstance(f[k], h5py.Dataset)}
     except OSError as exc:
         raise DataError(f"{path}: not a readable HDF5 file ({exc})") from None
-    return _from_arrays(path, arrays, label)
+    return _from_arrays(path, arrays, label, task)
 
 
-def _from_arrays(path: Path, arrays: dict[str, np.ndarray], label: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def _from_arrays(
+    path: Path, arrays: dict[str, np.ndarray], label: str, task: str = "classification"
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Label array by name; features from 'x'/'X'/'features' or every 1-D column of the same length."""
     if label not in arrays:
         raise DataError(f"{path}: no array named {label!r} (arrays: {', '.join(sorted(arrays))})")
-    y, classes = _labels(arrays.pop(label))
+    y, classes = _targets(arrays.pop(label), task, path)
     key = next((k for k in ("x", "X", "features") if k in arrays), None)
     if key is not None:
         x = arrays[key].reshape(len(y), -1)
@@ -255,9 +277,10 @@ def _download_jets(cache: Path) -> None:
 
 def split(
     x: np.ndarray, y: np.ndarray, classes: list[str], val_fraction: float = 0.2, seed: int = 0,
-    max_rows: int | None = None, name: str = "data",
+    max_rows: int | None = None, name: str = "data", task: str = "classification",
 ) -> Dataset:  # fmt: skip
-    """Seeded shuffle, train/validation split, standardisation with the train statistics."""
+    """Seeded shuffle, train/validation split, standardisation with the train statistics
+    (of the features; for regression of the target too, which R^2 does not see)."""
     if len(x) != len(y):
         raise DataError(f"{name}: {len(x)} feature rows but {len(y)} labels")
     order = np.random.default_rng(seed).permutation(len(x))
@@ -271,7 +294,11 @@ def split(
     mean, std = x[train].mean(axis=0), x[train].std(axis=0)
     std[std == 0] = 1.0
     xs = (x - mean) / std
-    return Dataset(name, xs[train], y[train], xs[val], y[val], classes)
+    if task == "regression":
+        y = y.astype(np.float32)
+        y_std = float(y[train].std()) or 1.0
+        y = (y - float(y[train].mean())) / y_std
+    return Dataset(name, xs[train], y[train], xs[val], y[val], classes, task)
 
 
 def load_dataset(spec: object) -> Dataset:
@@ -289,7 +316,9 @@ def load_dataset(spec: object) -> Dataset:
         xi, y = load_mnist_idx(images, labels)
         x, classes = xi.reshape(len(xi), -1).astype(np.float32) / 255.0, [str(i) for i in range(10)]
     else:
-        x, y, classes = load_table(path, spec.label)
+        x, y, classes = load_table(path, spec.label, spec.task)
+    if spec.task == "regression":
+        return split(x, y, [], spec.val_fraction, spec.seed, spec.max_rows, name=kind, task="regression")
     if len(classes) < 2:
         raise DataError(f"{kind}: needs at least two classes, found {len(classes)}")
     return split(x, y, classes, spec.val_fraction, spec.seed, spec.max_rows, name=kind)

@@ -41,6 +41,8 @@ class DataSpec(_Strict):
     dataset: Literal["magic", "mnist", "jets", "csv", "npz", "hdf5"]
     path: str | None = None
     label: str | None = None
+    #: regression: the label column is a float target; "accuracy" is then the validation R^2
+    task: Literal["classification", "regression"] = "classification"
     val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     seed: int = 0
     max_rows: int | None = Field(None, gt=0)
@@ -51,6 +53,8 @@ class DataSpec(_Strict):
             raise ValueError(f"dataset {self.dataset!r} needs a 'path'")
         if self.dataset in ("csv", "npz", "hdf5") and not self.label:
             raise ValueError(f"dataset {self.dataset!r} needs a 'label' column name")
+        if self.task == "regression" and self.dataset not in ("csv", "npz", "hdf5"):
+            raise ValueError(f"task 'regression' needs a user table (csv/npz/hdf5), not the {self.dataset!r} classification set")
         return self
 
 

@@ -203,7 +203,10 @@ class _Group:
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         logits = self.forward(x, train=True)
-        ce = F.cross_entropy(logits.transpose(1, 2), y.expand(logits.shape[0], -1), reduction="none").mean(dim=1)
+        if y.is_floating_point():  # regression: mean squared error of the single output
+            ce = ((logits[..., 0] - y.unsqueeze(0)) ** 2).mean(dim=1)
+        else:
+            ce = F.cross_entropy(logits.transpose(1, 2), y.expand(logits.shape[0], -1), reduction="none").mean(dim=1)
         if bool((self.l1 > 0).any()):
             ce = ce + self.l1 * sum(w.abs().sum(dim=(1, 2)) for w in self.w)
         return ce.sum()
@@ -225,8 +228,11 @@ class _Group:
 
     @torch.no_grad()
     def accuracy(self, x: torch.Tensor, y: torch.Tensor) -> list[float]:
-        pred = self.forward(x, train=False).argmax(dim=2)
-        return (pred == y.unsqueeze(0)).float().mean(dim=1).tolist()
+        """Validation accuracy per candidate (regression: R^2)."""
+        out = self.forward(x, train=False)
+        if y.is_floating_point():
+            return [r2_score(out[k, :, 0], y) for k in range(out.shape[0])]
+        return (out.argmax(dim=2) == y.unsqueeze(0)).float().mean(dim=1).tolist()
 
     @torch.no_grad()
     def export(self, k: int) -> Params:
@@ -251,10 +257,18 @@ class _Group:
         return p
 
 
+def r2_score(pred: torch.Tensor, y: torch.Tensor) -> float:
+    """Coefficient of determination: the regression score the search maximises like accuracy."""
+    sst = float(((y - y.mean()) ** 2).sum())
+    return 1.0 - float(((pred - y) ** 2).sum()) / sst if sst > 0 else 0.0
+
+
 def _tensors(data: Dataset) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Data as tensors once: int64 class labels, or float32 regression targets."""
+    ydt = torch.float32 if data.regression else torch.int64
     return (
-        torch.as_tensor(data.x_train, dtype=torch.float32), torch.as_tensor(data.y_train, dtype=torch.int64),
-        torch.as_tensor(data.x_val, dtype=torch.float32), torch.as_tensor(data.y_val, dtype=torch.int64),
+        torch.as_tensor(data.x_train, dtype=torch.float32), torch.as_tensor(data.y_train, dtype=ydt),
+        torch.as_tensor(data.x_val, dtype=torch.float32), torch.as_tensor(data.y_val, dtype=ydt),
     )  # fmt: skip
 
 
@@ -331,7 +345,8 @@ def train_single(genome: Genome, data: Dataset, epochs: int, batch_size: int, se
         order = epoch_order(len(yt), seed, epoch)
         for s in range(0, len(order), batch_size):
             idx = order[s : s + batch_size]
-            loss = F.cross_entropy(net(xt[idx]), yt[idx])
+            out = net(xt[idx])
+            loss = F.mse_loss(out[:, 0], yt[idx]) if data.regression else F.cross_entropy(out, yt[idx])
             if genome.l1 > 0:
                 loss = loss + genome.l1 * net.l1_penalty()
             opt.zero_grad()
@@ -339,5 +354,6 @@ def train_single(genome: Genome, data: Dataset, epochs: int, batch_size: int, se
             opt.step()
     net.eval()
     with torch.no_grad():
-        acc = float((net(xv).argmax(dim=1) == yv).float().mean())
+        out = net(xv)
+        acc = r2_score(out[:, 0], yv) if data.regression else float((out.argmax(dim=1) == yv).float().mean())
     return TrainResult(acc, net.export_params(), time.perf_counter() - t0)
