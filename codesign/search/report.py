@@ -1,0 +1,159 @@
+"""``codesign report RUN_DIR``: one self-contained HTML page (plots inlined as base64 PNG).
+
+Shows the global front (``pareto.json``), the local front (``local_pareto.json``), the chosen
+model's per-layer cost table (``cost_report`` of its QONNX, the same pass as ``inspect``) and
+its estimated vs C-simulation-verified numbers (``chosen.json``), whichever of these exist.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from codesign.errors import CodesignError, OutputError
+
+REPORT = "report.html"
+
+
+def _png(fig: Any) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _plot(points: list[tuple[float, float]], front: list[tuple[float, float]], xlabel: str, title: str,
+          marks: list[tuple[float, float, str]] = ()) -> str:  # fmt: skip
+    """accuracy (y) vs cost (x, log) scatter + front line, as a base64 PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=100)
+    if points:
+        ax.scatter(*zip(*points), s=14, c="0.6", label=f"results ({len(points)})")
+    fr = sorted(front)
+    if fr:
+        ax.plot(*zip(*fr), "o-", c="tab:red", ms=4, label="Pareto front")
+    for x, y, name in marks:
+        ax.scatter([x], [y], marker="*", s=160, label=name)
+    xs = [p[0] for p in points + fr]
+    if xs and min(xs) > 0:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("validation accuracy")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out = _png(fig)
+    plt.close(fig)
+    return out
+
+
+def _table(rows: list[dict[str, Any]], cols: list[str], css: str = "") -> str:
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:.4g}"
+        return html.escape("" if v is None else str(v))
+
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+    body = "".join("<tr>" + "".join(f"<td>{cell(r.get(c))}</td>" for c in cols) + "</tr>" for r in rows)
+    return f'<table class="{css}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _img(b64: str, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{b64}">'
+
+
+def _global_section(run_dir: Path) -> str:
+    p = run_dir / "pareto.json"
+    if not p.is_file():
+        return "<h2>Global search</h2><p>No global run (pareto.json) in this folder.</p>"
+    g = json.loads(p.read_text())
+    front = g["pareto"]
+    marks = [(b["bops"], b["accuracy"], f"baseline {b['name']}") for b in g.get("baselines", []) if "bops" in b]
+    img = _plot([], [(r["bops"], r["accuracy"]) for r in front], "BOPs", f"global front: {g.get('trials')} trials", marks)
+    cols = ["rank", "trial", "label", "accuracy", "bops", "params"] + (["LUT"] if any("LUT" in r for r in front) else [])
+    return (f'<h2 id="global">Global search front</h2><p>{len(front)} Pareto candidates of {g.get("trials")} trials; '
+            f"objectives: {html.escape(', '.join(g.get('objectives', [])))}.</p>{_img(img, 'global front')}"
+            f"{_table(front, cols, 'front global')}")  # fmt: skip
+
+
+def _local_section(run_dir: Path) -> str:
+    p = run_dir / "local_pareto.json"
+    if not p.is_file():
+        return "<h2>Local search</h2><p>No local stage (local_pareto.json) in this folder.</p>"
+    loc = json.loads(p.read_text())
+    res, front = loc["results"], loc["pareto"]
+    out = '<h2 id="local">Local search front (QAT + pruning)</h2>'
+    out += _img(_plot([(r["bops"], r["accuracy"]) for r in res], [(r["bops"], r["accuracy"]) for r in front], "BOPs",
+                      "local front: accuracy vs BOPs"), "local front bops")  # fmt: skip
+    if any("LUT" in r for r in res):
+        out += _img(_plot([(r["LUT"], r["accuracy"]) for r in res], [(r["LUT"], r["accuracy"]) for r in front],
+                          "estimated LUT", "local front: accuracy vs estimated LUT"), "local front lut")  # fmt: skip
+    floats = ", ".join(f"trial {k}: {v:.4f}" for k, v in loc.get("float_accuracy", {}).items())
+    out += f"<p>Float accuracy of the candidates' architectures: {html.escape(floats)}.</p>"
+    cols = ["rank", "candidate", "bits", "round", "accuracy", "float_accuracy", "sparsity", "bops"]
+    cols += [c for c in ("LUT", "FF", "DSP", "latency") if any(c in r for r in front)]
+    return out + _table(front, cols, "front local")
+
+
+def _chosen_section(run_dir: Path) -> str:
+    p = run_dir / "chosen.json"
+    if not p.is_file():
+        return "<h2>Chosen model</h2><p>Not compiled yet (run with --compile).</p>"
+    from codesign.frontends import load
+    from codesign.passes.cost import cost_report
+
+    ch = json.loads(p.read_text())
+    m = ch["model"]
+    rep = cost_report(load(run_dir / ch["file"]))
+    layers = [layer.to_dict() for layer in rep.layers]
+    for row in layers:
+        row["in_shape"], row["out_shape"] = str(row["in_shape"]), str(row["out_shape"])
+    cols = ["name", "op", "out_shape", "weight_dtype", "act_dtype", "params", "nonzero_params", "sparsity", "macs", "bops"]
+    v = ch.get("verify") or {}
+    est = (ch.get("estimates") or {}).get("totals", {})
+    cmp_rows = [
+        {"quantity": "accuracy (validation)", "estimated": m["accuracy"], "verified": None},
+        {"quantity": "bit-exact share (C-sim vs IR reference)", "estimated": 1.0, "verified": v.get("bit_exact_share")},
+        {"quantity": "max |diff|", "estimated": 0.0, "verified": v.get("max_abs_diff")},
+        {"quantity": "argmax agreement", "estimated": 1.0, "verified": v.get("argmax_agreement")},
+    ] + [{"quantity": k, "estimated": est[k], "verified": None} for k in ("LUT", "FF", "DSP", "BRAM_18K", "latency_cycles") if k in est]  # fmt: skip
+    head = (f"trial {m['candidate']}, {m['bits']} bit, pruning round {m['round']}: accuracy {m['accuracy']:.4f} "
+            f"(float {m.get('float_accuracy') or float('nan'):.4f}), weight sparsity {m.get('sparsity', 0):.1%}, "
+            f"target {ch.get('target')}; C-simulation {'bit-exact' if v.get('bit_exact') else 'NOT bit-exact'} "
+            f"on {v.get('samples')} samples")  # fmt: skip
+    return (f'<h2 id="chosen">Chosen model</h2><p>{html.escape(head)}</p><h3>Per-layer cost</h3>'
+            f"{_table(layers, cols, 'layers')}<h3>Estimated vs verified</h3>"
+            f"{_table(cmp_rows, ['quantity', 'estimated', 'verified'], 'verify')}")  # fmt: skip
+
+
+CSS = """body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}
+table{border-collapse:collapse;margin:1em 0;font-size:13px}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
+th{background:#eee}img{max-width:100%;display:block;margin:1em 0}"""
+
+
+def write_report(run_dir: str | Path) -> Path:
+    """Write RUN_DIR/report.html (atomically) and return its path."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CodesignError(f"{run_dir}: no such run folder")
+    if not any((run_dir / f).is_file() for f in ("pareto.json", "local_pareto.json")):
+        raise CodesignError(f"{run_dir}: not a search run folder (no pareto.json or local_pareto.json)")
+    body = _global_section(run_dir) + _local_section(run_dir) + _chosen_section(run_dir)
+    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>codesign report: {html.escape(run_dir.name)}</title>"
+            f"<style>{CSS}</style></head><body><h1>codesign report: {html.escape(run_dir.name)}</h1>{body}</body></html>")  # fmt: skip
+    out, tmp = run_dir / REPORT, run_dir / f".{REPORT}.tmp"
+    try:
+        tmp.write_text(page)
+        os.replace(tmp, out)
+    except OSError as exc:
+        raise OutputError(f"cannot write {out}: {exc.strerror or exc}") from None
+    return out
