@@ -34,3 +34,26 @@ def mlp_proto(sizes=(16, 64, 32, 32, 5), seed: int = 0, names: dict[str, str] | 
         inits,
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def load_example_builder():
+    """examples/make_jet_tagger.py as a fresh module (its Brevitas 16-64-32-32-5 MLP builder).
+
+    Fresh per call, so a test may change its module-level bit widths without affecting others.
+    """
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "examples" / "make_jet_tagger.py"
+    spec = importlib.util.spec_from_file_location("make_jet_tagger", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def export_brevitas_mlp(out, seed: int = 1, weight_bits: tuple[int, ...] | None = None):
+    """Export the example's Brevitas MLP as QONNX to ``out`` (optionally with other per-layer weight bits)."""
+    builder = load_example_builder()
+    if weight_bits is not None:
+        builder.WEIGHT_BITS = tuple(weight_bits)
+    return builder.export(out, seed=seed)

@@ -7,11 +7,13 @@ one tracer for both), pipelined at ``latency_cutoff`` da4ml delay units per stag
 written with da4ml's own Vivado/Quartus TCL and XDC/SDC constraints, plus a testbench.
 
 Rounding: QONNX ``Quant(rounding_mode=ROUND)`` rounds half to even (``np.round``), da4ml
-rounds half up. The RTL is traced with ``exact_rounding=True``: every ROUND quantizer
+rounds half up (``floor(x + 1/2)``). The RTL is traced with ``exact_rounding=True``
+(:func:`codesign.passes.estimate.da_model.round_exact`): every ROUND/HALF_EVEN quantizer
 that drops fraction bits adds ``2^-(f+1) - 2^-fx`` plus its own target LSB (shifted to
-the input LSB) and then truncates, which is exactly half-to-even (two adders per
-element). ``HALF_UP`` and ``FLOOR`` map to da4ml's RND and TRN; other modes are refused.
-So the RTL equals the IR's reference execution bit for bit, not just the da4ml model.
+the input LSB) and then truncates, which is exactly half to even, for two adders per
+element; QONNX ``HALF_UP`` (half away from zero) uses ``x >= 0`` instead of the LSB;
+``FLOOR`` is da4ml's truncation; CEIL/UP/DOWN/HALF_DOWN are refused by name. So the RTL
+equals the IR's reference execution bit for bit, not just da4ml's own model of it.
 
 Verification (``verify=True``) draws inputs on the input port's fixed-point grid and
 compares the reference with (1) da4ml's bit-exact interpreter and (2) an iverilog
@@ -85,7 +87,11 @@ def trace(ir: Model, opts: RtlOptions) -> tuple[Any, Any]:
         from da4ml.trace import to_pipeline
     except ImportError:
         raise UnsupportedModelError("the rtl backend needs da4ml: pip install da4ml") from None
-    comb = trace_model(ir, opts.latency_cutoff, exact_rounding=True)
+    try:
+        comb = trace_model(ir, opts.latency_cutoff, exact_rounding=True)
+    except UnsupportedModelError as exc:  # the shared tracer words it for the estimator
+        msg = str(exc).replace("the 'da' estimator", "da4ml")
+        raise UnsupportedModelError(f"rtl backend: {msg}") from None
     return comb, to_pipeline(comb, opts.latency_cutoff, verbose=False)
 
 

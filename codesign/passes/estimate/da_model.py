@@ -65,14 +65,18 @@ def _pow2_exponent(scale: np.ndarray, what: str) -> np.ndarray:
     return np.round(exp).astype(np.int64)
 
 
-def round_half_even(x: Any, k: np.ndarray, i: np.ndarray, f: np.ndarray, overflow: str = "SAT") -> Any:
-    """QONNX ROUND (half to even) in da4ml, which only truncates or rounds half up.
+#: QONNX rounding modes the RTL reproduces exactly (HALF_EVEN is ROUND's alias in qonnx).
+EXACT_ROUNDING = ("ROUND", "HALF_EVEN", "HALF_UP", "FLOOR")
+
+
+def round_exact(x: Any, k: np.ndarray, i: np.ndarray, f: np.ndarray, overflow: str, mode: str) -> Any:
+    """QONNX's ROUND (half to even) or HALF_UP (half away from zero) in da4ml, which only truncates.
 
     Per element with more fraction bits ``fx`` than the target ``f``: add
-    ``2^-(f+1) - 2^-fx`` plus the target LSB of ``x`` shifted down to ``2^-fx``, then
-    truncate. Below half stays below one step, above half reaches it, and an exact half
-    reaches it only when the truncated value is odd: round half to even, for two
-    adders per element. Elements already on the target grid are only saturated.
+    ``2^-(f+1) - 2^-fx``, plus ``2^-fx`` when a tie should go up, then truncate. Below
+    half stays below one step, above half reaches it, and an exact half reaches it only
+    with that extra LSB: the target LSB of ``x`` (odd -> up: half to even) or ``x >= 0``
+    (half away from zero). Two adders per element. Elements on the target grid are only saturated.
     """
     trace = _da4ml()
     out = []
@@ -81,9 +85,11 @@ def round_half_even(x: Any, k: np.ndarray, i: np.ndarray, f: np.ndarray, overflo
         if vf <= ff:
             out.append(v.quantize(kk, ii, ff, overflow, "TRN"))
             continue
-        lsb = v.quantize(vk, vi, ff, "WRAP", "TRN") - v.quantize(vk, vi, ff - 1, "WRAP", "TRN")  # 0 or 2^-ff
-        odd = lsb * 2.0 ** (ff - vf)  # the target LSB moved down to the input's LSB
-        adj = v + (2.0 ** (-ff - 1) - 2.0**-vf) + odd
+        if mode == "HALF_UP":
+            up = (v >= 0) * 2.0**-vf if vk else 2.0**-vf  # unsigned: always non-negative
+        else:  # the target LSB (0 or 2^-ff), moved down to the input's LSB
+            up = (v.quantize(vk, vi, ff, "WRAP", "TRN") - v.quantize(vk, vi, ff - 1, "WRAP", "TRN")) * 2.0 ** (ff - vf)
+        adj = v + (2.0 ** (-ff - 1) - 2.0**-vf) + up
         out.append(adj.quantize(kk, ii, ff, overflow, "TRN"))
     return trace.FixedVariableArray(np.array(out).reshape(x.shape), x.solver_options, hwconf=x.hwconf)
 
@@ -93,7 +99,7 @@ class _Tracer:
 
     def __init__(self, model: Model, latency_cutoff: float, exact_rounding: bool = False):
         self.model = model
-        #: True: reproduce QONNX rounding bit for bit (half-to-even ROUND; see round_half_even) for RTL
+        #: True: reproduce QONNX rounding bit for bit (half-to-even ROUND; see round_exact) for RTL
         #: that must equal the reference; False: da4ml's half-up rounding, as hls4ml's DA strategy builds it.
         self.exact_rounding = exact_rounding
         self.trace = _da4ml()
@@ -153,10 +159,12 @@ class _Tracer:
             # Quantizer of a float graph input: it declares the input port's format (done upstream).
             return x.quantize(k, i, ff)
         if self.exact_rounding:
-            if mode not in ("ROUND", "HALF_UP", "FLOOR"):
-                raise UnsupportedModelError(f"{node.name}: rounding_mode {mode} has no exact RTL (ROUND, HALF_UP, FLOOR)")
-            if mode == "ROUND":
-                return round_half_even(x, k, i, ff, overflow)
+            if mode not in EXACT_ROUNDING:
+                raise UnsupportedModelError(
+                    f"{node.name}: rounding_mode {mode} has no exact RTL ({', '.join(EXACT_ROUNDING)})"
+                )
+            if mode != "FLOOR":
+                return round_exact(x, k, i, ff, overflow, mode)
         return x.quantize(k, i, ff, overflow_mode=overflow, round_mode=rnd)
 
     def matmul(self, node: onnx.NodeProto, a: Any, b: Any) -> Any:
@@ -333,7 +341,7 @@ def _scale(rows: list[LayerEstimate], key: str, total: float) -> None:
 def trace_model(model: Model, latency_cutoff: float = 5.0, exact_rounding: bool = False) -> Any:
     """The whole model as one da4ml ``CombLogic`` (for RTL generation by a backend or benchmark).
 
-    ``exact_rounding``: QONNX's half-to-even ROUND instead of da4ml's half-up (see :func:`round_half_even`).
+    ``exact_rounding``: QONNX's rounding bit for bit instead of da4ml's half-up (see :func:`round_exact`).
     """
     tracer = _Tracer(model, latency_cutoff, exact_rounding)
     inputs = []
