@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all install bench clean
+.PHONY: demo test test-all install bench clean tools
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -25,10 +25,18 @@ demo: $(STAMP)
 	$(BIN)/codesign inspect examples/jet_tagger_mlp.onnx --graph out/jet_tagger_mlp.svg
 	$(BIN)/codesign compile examples/jet_tagger_mlp.onnx --target vu13p -o out/jet_tagger_hls4ml --force --verify
 
-test: $(STAMP)
+# iverilog/yosys (Debian packages) for the rtl backend's simulation and synthesis tests. Best effort:
+# installed only when missing and apt-get is usable as root; never fails the build (tests then skip).
+tools:
+	-@command -v iverilog >/dev/null && command -v yosys >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	    (apt-get update -qq && apt-get install -y -qq iverilog yosys) >/dev/null 2>&1; } || \
+	  echo "note: iverilog/yosys not installed (apt-get install -y iverilog yosys); rtl simulation tests will skip"
+
+test: $(STAMP) tools
 	$(BIN)/python -m pytest -q
 
-test-all: $(STAMP)
+test-all: $(STAMP) tools
 	$(BIN)/python -m pytest -q -m ''
 
 bench: $(STAMP)
