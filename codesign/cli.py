@@ -686,17 +686,60 @@ def search(
     cluster: Optional[str] = typer.Option(
         None, "--cluster", help="train on a Dask cluster: tcp://HOST:PORT (a running scheduler) or local:N (N local workers)"
     ),
+    stage: str = typer.Option("global", "--stage", help="global (NSGA-II), local (QAT + TPE + pruning on its front) or all"),
+    compile_: bool = typer.Option(False, "--compile", help="compile the chosen local model for the target and verify it"),
 ) -> None:
-    """NSGA-II architecture search: accuracy vs BOPs (and estimated resources) on the IR."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
+    """Architecture search: global NSGA-II (accuracy vs BOPs/resources), local QAT + pruning, compile."""
+    from codesign.errors import CodesignError
     from codesign.search.data import load_dataset
-    from codesign.search.run import run_search
-    from codesign.search.space import load_space
+    from codesign.search.pipeline import STAGES, load_pipeline, run_pipeline
 
-    spec = load_space(space)
+    if stage not in STAGES:
+        raise CodesignError(f"--stage must be one of {', '.join(STAGES)}, not {stage!r}")
+    cfg = load_pipeline(space)
+    spec = cfg.space
     data = load_dataset(spec.data)  # data errors surface before the progress bar starts
+    if stage == "global":
+        if compile_:
+            raise CodesignError("--compile needs the local stage: use --stage all (or --stage local)")
+        _search_global(spec, data, output, trials, workers, resume, cluster)
+        return
+    def echo(line: str) -> None:
+        typer.echo(line, err=True)
+
+    out = run_pipeline(
+        cfg, output, stage=stage, compile=compile_, resume=resume, log=echo, data=data,
+        run_global=lambda sp, rd, resume, data: _search_global(sp, data, rd, trials, workers, resume, cluster),
+    )  # fmt: skip
+    if out.local_summary is not None:
+        ls = out.local_summary
+        typer.echo(f"local stage: {len(ls.results)} QAT/pruning results in {out.run_dir}; local Pareto front: {len(ls.front)}")
+        for r in ls.front[:10]:
+            m = r["metrics"]
+            typer.echo(f"  trial {r['candidate']:>4} w{r['bits']} round {r['round']:>2}  acc {m['accuracy']:.4f}  "
+                       f"sparsity {m['sparsity']:.3f}  BOPs {_fmt_num(m['bops']):>7}" + (f"  LUT {m['LUT']:.0f}" if "LUT" in m else ""))  # fmt: skip
+    if out.chosen is not None:
+        v, m = out.chosen["verify"] or {}, out.chosen["model"]
+        typer.echo(f"compiled trial {m['candidate']} w{m['bits']} round {m['round']} (acc {m['accuracy']:.4f}, sparsity "
+                   f"{m['sparsity']:.3f}) -> {out.run_dir / out.chosen['project']}: "
+                   f"{'bit-exact' if v.get('bit_exact') else 'NOT bit-exact'} on {v.get('samples')} samples")  # fmt: skip
+
+
+def _search_global(spec: Any, data: Any, output: Optional[Path], trials: Optional[int], workers: int, resume: bool,
+                   cluster: Optional[str]) -> Any:  # fmt: skip
+    """The global stage with its progress bar and summary lines (returns the RunSummary)."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from codesign.search.run import run_search
+
     total = trials or spec.search.trials
     console = Console(stderr=True)
     columns = (
@@ -725,6 +768,19 @@ def search(
         if best is not None:
             line += f"; cheapest searched model at least as accurate: trial {best.id}, {b.metrics['bops'] / best.metrics['bops']:.1f}x fewer BOPs"
         typer.echo(line)
+    return summary
+
+
+# --- report commands (issue 8): insert below this line ---
+
+
+@app.command()
+@cli_command
+def report(run_dir: Path = typer.Argument(..., help="a search run folder (codesign search -o RUN_DIR)")) -> None:
+    """Write RUN_DIR/report.html: both Pareto fronts, the chosen model's per-layer table, estimated vs verified."""
+    from codesign.search.report import write_report
+
+    typer.echo(f"wrote {write_report(run_dir)}")
 
 
 def main() -> None:

@@ -22,8 +22,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from codesign.errors import CodesignError, OutputError
 from codesign.search.data import Dataset
 from codesign.search.genome import UNSIGNED_ACTIVATIONS, Genome
@@ -123,7 +121,6 @@ def genome_of(run_dir: Path, trial_id: int) -> Genome:
 # ----------------------------------------------------------------------------- the QAT network
 def build_net(genome: Genome, n_features: int, n_classes: int, bits: int | None, dropout: float):
     """Brevitas MLP of ``genome`` at ``bits`` (power-of-two scales), or its float twin (``bits=None``)."""
-    import torch
     from torch import nn
 
     if genome.n_conv:
@@ -143,8 +140,12 @@ def build_net(genome: Genome, n_features: int, n_classes: int, bits: int | None,
         layers.append(nn.Linear(dims[-2], dims[-1]))
         return nn.Sequential(*layers)
     import brevitas.nn as qnn
-    from brevitas.quant import Int8ActPerTensorFixedPoint, Int8WeightPerTensorFixedPoint, Int16Bias
-    from brevitas.quant import Uint8ActPerTensorFixedPoint
+    from brevitas.quant import (
+        Int8ActPerTensorFixedPoint,
+        Int8WeightPerTensorFixedPoint,
+        Int16Bias,
+        Uint8ActPerTensorFixedPoint,
+    )
 
     def linear(n_in: int, n_out: int) -> nn.Module:
         return qnn.QuantLinear(
@@ -162,7 +163,9 @@ def build_net(genome: Genome, n_features: int, n_classes: int, bits: int | None,
         layers.append(nn.Dropout(dropout))
         act = genome.activations[i]
         if act == "relu":
-            layers.append(qnn.QuantReLU(act_quant=Uint8ActPerTensorFixedPoint, bit_width=bits, return_quant_tensor=True))
+            layers.append(
+                qnn.QuantReLU(act_quant=Uint8ActPerTensorFixedPoint, bit_width=bits, return_quant_tensor=True)
+            )
         else:
             layers.append(acts[act]())
             quant = Uint8ActPerTensorFixedPoint if act in UNSIGNED_ACTIVATIONS else Int8ActPerTensorFixedPoint
@@ -239,7 +242,7 @@ def prune_masks(net, masks: list, fraction: float) -> list:
     for i, (w, m) in enumerate(zip(weights, masks)):
         rate = fraction / 2 if i == len(weights) - 1 else fraction
         alive = w.detach().abs()[m.bool()]
-        k = int(round(rate * alive.numel()))
+        k = round(rate * alive.numel())
         if k == 0 or alive.numel() - k < 1:
             out.append(m.clone())
             continue
@@ -335,7 +338,15 @@ class LocalStore:
             (kind,),
         )
         return [
-            {"key": k, "candidate": c, "bits": b, "round": r, "hparams": json.loads(h), "metrics": json.loads(m), "onnx": o}
+            {
+                "key": k,
+                "candidate": c,
+                "bits": b,
+                "round": r,
+                "hparams": json.loads(h),
+                "metrics": json.loads(m),
+                "onnx": o,
+            }
             for k, c, b, r, h, m, o in cur
         ]
 
@@ -439,9 +450,13 @@ def _imp(store: LocalStore, spec: LocalSpec, genome: Genome, cand: int, data: Da
                 blob = path.read_bytes()
         kept = float(sum(m.sum() for m in masks) / sum(m.numel() for m in masks))
         metrics["mask_sparsity"] = 1.0 - kept
-        store.put(key, "round" if bits is not None else "float", cand, bits, r, hp, metrics, blob, _state_bytes(net, masks))
+        store.put(
+            key, "round" if bits is not None else "float", cand, bits, r, hp, metrics, blob, _state_bytes(net, masks)
+        )
         spars = metrics.get("sparsity", 0.0)
-        log(f"  trial {cand} {tag} bit round {r}/{rounds}: acc {acc:.4f} sparsity {spars:.3f} BOPs {metrics.get('bops', 0):.4g}")
+        log(
+            f"  trial {cand} {tag} bit round {r}/{rounds}: acc {acc:.4f} sparsity {spars:.3f} BOPs {metrics.get('bops', 0):.4g}"
+        )
 
 
 def local_objectives(m: dict[str, Any]) -> list[float]:
@@ -489,7 +504,9 @@ def _local_row(rank: int, r: dict[str, Any], file: str | None) -> dict[str, Any]
             "file": file or ""}  # fmt: skip
 
 
-def write_local_outputs(run_dir: Path, results: list[dict[str, Any]], float_acc: dict[int, float]) -> list[dict[str, Any]]:
+def write_local_outputs(
+    run_dir: Path, results: list[dict[str, Any]], float_acc: dict[int, float]
+) -> list[dict[str, Any]]:
     """local_pareto.csv/json + local_candidates/*.onnx, built in a temp folder and moved into place."""
     keep = pareto_mask([local_objectives(r["metrics"]) for r in results])
     front = sorted((r for r, k in zip(results, keep) if k), key=lambda r: local_objectives(r["metrics"]))

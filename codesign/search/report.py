@@ -78,8 +78,12 @@ def _global_section(run_dir: Path) -> str:
     g = json.loads(p.read_text())
     front = g["pareto"]
     marks = [(b["bops"], b["accuracy"], f"baseline {b['name']}") for b in g.get("baselines", []) if "bops" in b]
-    img = _plot([], [(r["bops"], r["accuracy"]) for r in front], "BOPs", f"global front: {g.get('trials')} trials", marks)
-    cols = ["rank", "trial", "label", "accuracy", "bops", "params"] + (["LUT"] if any("LUT" in r for r in front) else [])
+    img = _plot(
+        [], [(r["bops"], r["accuracy"]) for r in front], "BOPs", f"global front: {g.get('trials')} trials", marks
+    )
+    cols = ["rank", "trial", "label", "accuracy", "bops", "params"] + (
+        ["LUT"] if any("LUT" in r for r in front) else []
+    )
     return (f'<h2 id="global">Global search front</h2><p>{len(front)} Pareto candidates of {g.get("trials")} trials; '
             f"objectives: {html.escape(', '.join(g.get('objectives', [])))}.</p>{_img(img, 'global front')}"
             f"{_table(front, cols, 'front global')}")  # fmt: skip
@@ -117,7 +121,18 @@ def _chosen_section(run_dir: Path) -> str:
     layers = [layer.to_dict() for layer in rep.layers]
     for row in layers:
         row["in_shape"], row["out_shape"] = str(row["in_shape"]), str(row["out_shape"])
-    cols = ["name", "op", "out_shape", "weight_dtype", "act_dtype", "params", "nonzero_params", "sparsity", "macs", "bops"]
+    cols = [
+        "name",
+        "op",
+        "out_shape",
+        "weight_dtype",
+        "act_dtype",
+        "params",
+        "nonzero_params",
+        "sparsity",
+        "macs",
+        "bops",
+    ]
     v = ch.get("verify") or {}
     est = (ch.get("estimates") or {}).get("totals", {})
     cmp_rows = [
