@@ -45,7 +45,7 @@ def mlp_path(tmp_path_factory) -> Path:
 
 def _quant(name: str, x: str, scale: float, bits: int, signed: int, inits: list, mode: str = "ROUND", narrow: int = 0):
     inits += [
-        numpy_helper.from_array(np.array(scale, dtype=np.float32), f"{name}_s"),
+        numpy_helper.from_array(np.asarray(scale, dtype=np.float32), f"{name}_s"),
         numpy_helper.from_array(np.array(0.0, dtype=np.float32), f"{name}_z"),
         numpy_helper.from_array(np.array(float(bits), dtype=np.float32), f"{name}_b"),
     ]
@@ -55,10 +55,10 @@ def _quant(name: str, x: str, scale: float, bits: int, signed: int, inits: list,
     )  # fmt: skip
 
 
-def _requant_model(scale: float = 1.0, mode: str = "ROUND", narrow: int = 0, extra: list | None = None):
-    """x -> Quant(8 bit, step 1/4) -> Quant(4 bit, step ``scale``, ``mode``) [-> extra nodes] -> y."""
+def _requant_model(scale: float = 1.0, mode: str = "ROUND", narrow: int = 0, extra: list | None = None, in_scale=0.25):
+    """x -> Quant(8 bit, step ``in_scale``) -> Quant(4 bit, step ``scale``, ``mode``) [-> extra nodes] -> y."""
     inits: list = []
-    nodes = [_quant("q_in", "x", 0.25, 8, 1, inits), _quant("q_out", "q_in_out", scale, 4, 1, inits, mode, narrow)]
+    nodes = [_quant("q_in", "x", in_scale, 8, 1, inits), _quant("q_out", "q_in_out", scale, 4, 1, inits, mode, narrow)]
     last = "q_out_out"
     for node in extra or []:
         nodes.append(node)
@@ -102,8 +102,7 @@ def test_half_up_rounding_would_not_match_the_reference(mlp_path):
     """Without the half-to-even correction da4ml's half-up rounding differs on ties: the fix is needed."""
     ir = load(mlp_path)
     exact = trace_model(ir, 5.0, exact_rounding=True)
-    fin, _ = rb.port_formats(exact)
-    x = rb.sample_port_inputs(ir, fin, 300)
+    x = rb.sample_port_inputs(ir, exact, 300)
     ref = reference_outputs(ir, x).reshape(300, -1)
     assert np.sum(exact.predict(x.reshape(300, -1)) != ref) == 0
     half_up = trace_model(ir, 5.0, exact_rounding=False)
@@ -143,6 +142,14 @@ def test_requantizer_in_iverilog(mode, tmp_path):
     ir = _requant_model(mode=mode)
     v = compile_rtl(ir, "vu13p", tmp_path / "ties", verify=True, samples=200).verify
     assert v["simulation"]["mismatches"] == 0 and v["simulation"]["outputs"] == 200 * 8
+
+
+@needs_iverilog
+def test_per_element_input_formats_in_iverilog(tmp_path):
+    """Per-channel input scales give each port element its own format; the testbench packs each exactly."""
+    ir = _requant_model(in_scale=np.array([[2.0**-e for e in (0, 1, 2, 3, 4, 5, 1, 3)]], dtype=np.float32))
+    v = compile_rtl(ir, "vu13p", tmp_path / "mixed", verify=True, samples=200).verify
+    assert v["simulation"]["mismatches"] == 0 and v["interpreter"]["mismatches"] == 0
 
 
 # ------------------------------------------------------------------ refusals, by name

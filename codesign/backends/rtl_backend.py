@@ -205,14 +205,16 @@ def verilog_sources(folder: Path, top: str) -> list[Path]:
 
 
 # ------------------------------------------------------------------ verification
-def sample_port_inputs(ir: Model, fin: PortFormat, n: int, seed: int = 0) -> np.ndarray:
-    """``n`` IR-shaped inputs spread over the whole input port grid (every value representable)."""
+def sample_port_inputs(ir: Model, pipe: Any, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` IR-shaped inputs spread over each input element's own fixed-point grid (all representable)."""
+    from da4ml.codegen.rtl.rtl_model import get_io_kifs
+
     rng = np.random.default_rng(seed)
-    lo = -(2 ** (fin.width - 1)) if fin.signed else 0
-    hi = 2 ** (fin.width - 1) if fin.signed else 2**fin.width
-    ints = rng.integers(lo, hi, size=(n, fin.count))
+    k, i, f = (np.asarray(a, dtype=np.int64) for a in get_io_kifs(pipe)[0])
+    span = 2.0 ** (i + f)  # 2^(integer + fraction bits): the element's number of steps per sign
+    ints = np.floor(rng.uniform(-k * span, span, size=(n, len(k))))
     shape = (n, *ir.shape(ir.inputs[0])[1:])
-    return (ints * 2.0**-fin.frac).reshape(shape).astype(np.float32)
+    return (ints * 2.0**-f).reshape(shape).astype(np.float32)
 
 
 def simulate(folder: Path, top: str, fin: PortFormat, fout: PortFormat, x: np.ndarray) -> tuple[np.ndarray, int]:
@@ -247,7 +249,7 @@ def verify_rtl(ir: Model, comb: Any, pipe: Any, folder: Path, top: str, samples:
     if len(ir.inputs) != 1 or len(ir.outputs) != 1:
         raise CodesignError("--verify supports models with one input and one output")
     fin, fout = port_formats(pipe)
-    x = sample_port_inputs(ir, fin, samples, seed)
+    x = sample_port_inputs(ir, pipe, samples, seed)
     ref = reference_outputs(ir, x).reshape(samples, -1)
     port = {ir.inputs[0]: f"{'s' if fin.signed else 'u'}fixed<{fin.width},{fin.width - fin.frac}>"}
     out: dict[str, Any] = {"samples": samples}
