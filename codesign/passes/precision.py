@@ -173,6 +173,51 @@ def _bias_quant(model: Model, node) -> str | None:
     return None
 
 
+#: Ops that only move elements: a per-tensor quantizer commutes with them exactly.
+_MOVES = frozenset({"Flatten", "Reshape", "Transpose", "Identity", "Dropout", "Squeeze", "Unsqueeze"})
+
+
+def hoist_quantizers(model: Model) -> Model:
+    """Move per-tensor activation Quants above Flatten/Reshape/Transpose chains, onto the producing op.
+
+    Same values (quantization is elementwise), but the hardware then types the producer's
+    own output (hls4ml fuses a Quant into the Relu before it) instead of passing it through
+    an untyped, default-precision reshaping layer.
+    """
+    changed = False
+    for quant in [n for n in model.graph.node if n.op_type == "Quant"]:
+        scale = model.constant(quant.input[1])
+        if scale is None or np.asarray(scale).size != 1 or model.constant(quant.input[0]) is not None:
+            continue
+        chain = []
+        producer = model.producer(quant.input[0])
+        while producer is not None and producer.op_type in _MOVES and len(model.consumers(producer.output[0])) == 1:
+            chain.append(producer)
+            producer = model.producer(producer.input[0])
+        if not chain or model.constant(chain[-1].input[0]) is not None:
+            continue
+        top, q_out = chain[-1], quant.output[0]
+        src = top.input[0]
+        # quantize src under the Quant's output name' twin, then let the move chain carry it
+        new_out = fresh_name(model, f"{src}_q")
+        quant.input[0], quant.output[0] = src, new_out
+        top.input[0] = new_out
+        for c in model.consumers(q_out):
+            for k, name in enumerate(c.input):
+                if name == q_out:
+                    c.input[k] = chain[0].output[0]
+        graph_outputs = [o for o in model.graph.output if o.name == q_out]
+        for o in graph_outputs:
+            o.name = chain[0].output[0]
+        model.invalidate()
+        changed = True
+    if changed:
+        from codesign.passes.graph_edit import finish
+
+        model = finish(model, True).model
+    return model
+
+
 def quantize_softmax_inputs(model: Model, calib: Calibration, cfg: QuantConfig) -> Model:
     """A signed power-of-two Quant of SOFTMAX_INPUT_BITS on every Softmax input, sized to its calibrated range."""
     for node in [n for n in model.graph.node if n.op_type == "Softmax"]:
@@ -236,7 +281,7 @@ class SelectPrecision(Pass):
 
     def _quantized(self, model: Model, calib: Calibration, bits: dict[str, dict[str, int]]) -> Model:
         cfg = QuantConfig(bits=32, layers={k: dict(v) for k, v in bits.items()}, act_signed=None)
-        return quantize_softmax_inputs(Quantize(cfg, calib)(model).model, calib, cfg)
+        return hoist_quantizers(quantize_softmax_inputs(Quantize(cfg, calib)(model).model, calib, cfg))
 
     def _cost(self, model: Model) -> tuple[float, dict[str, float]]:
         """LUT + DSP of the project's hls4ml estimate (total, and per layer)."""
