@@ -387,19 +387,35 @@ def quantize(
 def prune(
     model: Path = typer.Argument(..., help="ONNX or QONNX model file"),
     output: Path = typer.Option(..., "-o", "--output", help="pruned model to write (.onnx)"),
-    sparsity: float = typer.Option(..., "--sparsity", help="share of weights zeroed (or, with --structured, of channels removed per layer)"),
+    sparsity: Optional[float] = typer.Option(None, "--sparsity", help="share of weights zeroed (or, with --structured, of channels removed per layer)"),
     structured: bool = typer.Option(False, "--structured", help="remove whole neurons/channels (shapes shrink)"),
     scope: str = typer.Option("layer", "--scope", help="unstructured: 'layer' (each layer to the target) or 'global'"),
     criterion: str = typer.Option("l1", "--criterion", help="structured: 'l1' (incoming weights) or 'outgoing'"),
+    pattern: Optional[str] = typer.Option(None, "--pattern", help="N:M pattern pruning, e.g. 2:4 (keep N of every M inputs); no --sparsity"),
+    norm: Optional[str] = typer.Option(None, "--norm", help="structured: rank channels by 'l1' or 'l2' norm of incoming weights"),
+    target: Optional[str] = typer.Option(None, "--estimate", help="also report hls4ml-estimated resources on this part (e.g. vu13p)"),
     json_out: bool = typer.Option(False, "--json", help="machine-readable summary on stdout"),
     input_shape: Optional[list[str]] = typer.Option(None, "--input-shape", help="NAME=D0,D1,... for dynamic inputs"),
 ) -> None:
     """Magnitude pruning (zeros the cost passes discount) or structured channel removal."""
     from codesign.passes.cost import cost_report
+    from codesign.errors import CodesignError
     from codesign.passes.prune import MagnitudePrune, StructuredPrune
+    from codesign.passes.prune_nm import NMPrune, estimated_resources, parse_pattern
 
     _check_output_path(output, model)
-    pass_ = StructuredPrune(fraction=sparsity, criterion=criterion) if structured else MagnitudePrune(sparsity, scope)
+    if pattern is not None and (structured or sparsity is not None):
+        raise CodesignError("--pattern N:M fixes the sparsity; drop --sparsity/--structured")
+    if pattern is None and sparsity is None:
+        raise CodesignError("give --sparsity (or --pattern N:M)")
+    if norm is not None and not structured:
+        raise CodesignError("--norm ranks channels: it needs --structured")
+    if pattern is not None:
+        pass_ = NMPrune(*parse_pattern(pattern))
+    elif structured:
+        pass_ = StructuredPrune(fraction=sparsity, criterion=norm or criterion)
+    else:
+        pass_ = MagnitudePrune(sparsity, scope)
     ir = load_for_cli(model, input_shape)
     result = pass_(ir)
     result.model.validate()
@@ -409,6 +425,9 @@ def prune(
         "model": str(model), "output": str(output), "structured": structured, "layers": result.info.layers,
         "skipped": result.info.skipped, "weight_sparsity": result.info.sparsity, "before": before, "after": after,
     }  # fmt: skip
+    if target is not None:
+        summary["estimate"] = {"target": target, "before": estimated_resources(ir, target),
+                               "after": estimated_resources(result.model, target)}  # fmt: skip
     if json_out:
         typer.echo(json.dumps(summary, indent=2))
         return
@@ -425,6 +444,12 @@ def prune(
         f"{after['sparsity']:.1%}, MACs {_fmt_num(before['macs'])} -> {_fmt_num(after['macs'])}, "
         f"BOPs {_fmt_num(before['bops'])} -> {_fmt_num(after['bops'])}"
     )
+    if target is not None:
+        est = summary["estimate"]
+        typer.echo(
+            f"estimated on {target} (hls4ml, reuse 1): "
+            + ", ".join(f"{k} {_fmt_num(est['before'][k])} -> {_fmt_num(est['after'][k])}" for k in ("LUT", "FF", "DSP"))
+        )
 
 
 # --- backend commands (issue 4): insert below this line ---

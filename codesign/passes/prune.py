@@ -286,11 +286,12 @@ def _remove_channels(model: Model, region: _Region, drop: np.ndarray) -> None:
 
 
 def _importance(model: Model, layer: onnx.NodeProto, criterion: str, region: _Region) -> np.ndarray:
-    """Per-output-channel score: L1 of incoming weights, or of outgoing weights."""
-    if criterion == "l1":
+    """Per-output-channel score: L1 or L2 norm of incoming weights, or L1 of outgoing weights."""
+    if criterion in ("l1", "l2"):
         w = model.constant(layer.input[1])
         axis = _out_axis(layer, w.ndim)
-        return np.abs(np.moveaxis(w, axis, 0)).reshape(w.shape[axis], -1).sum(axis=1)
+        rows = np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)
+        return np.abs(rows).sum(axis=1) if criterion == "l1" else np.sqrt(np.square(rows).sum(axis=1))
     score = np.zeros(region.channels)
     for consumer in region.consumers:
         w = model.constant(consumer.input[1])
@@ -303,8 +304,8 @@ class StructuredPrune(Pass):
     """Remove a ``fraction`` of the output channels of every prunable layer (or given
     ``neurons`` per layer); output layers are never pruned.
 
-    Channels with the smallest ``criterion`` score go: ``"l1"`` (incoming weights,
-    Li et al. 2017) or ``"outgoing"`` (weights that read the channel downstream).
+    Channels with the smallest ``criterion`` score go: ``"l1"`` / ``"l2"`` (norm of the
+    incoming weights, Li et al. 2017) or ``"outgoing"`` (weights that read the channel downstream).
     """
 
     def __init__(
@@ -315,8 +316,8 @@ class StructuredPrune(Pass):
         layers: Iterable[str] | None = None,
     ):
         _check_fraction(fraction, "fraction")
-        if criterion not in ("l1", "outgoing"):
-            raise CodesignError(f"criterion must be 'l1' or 'outgoing', not {criterion!r}")
+        if criterion not in ("l1", "l2", "outgoing"):
+            raise CodesignError(f"criterion must be 'l1', 'l2' or 'outgoing', not {criterion!r}")
         self.fraction, self.criterion = float(fraction), criterion
         self.neurons = {k: sorted({int(i) for i in v}) for k, v in (neurons or {}).items()}
         self.layers = list(layers) if layers is not None else None
