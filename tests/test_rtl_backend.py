@@ -27,7 +27,9 @@ pytest.importorskip("da4ml")
 needs_iverilog = pytest.mark.skipif(
     shutil.which("iverilog") is None, reason="needs iverilog (Debian package 'iverilog'; `make tools`)"
 )
-needs_yosys = pytest.mark.skipif(shutil.which("yosys") is None, reason="needs yosys (Debian package 'yosys'; `make tools`)")
+needs_yosys = pytest.mark.skipif(
+    shutil.which("yosys") is None, reason="needs yosys (Debian package 'yosys'; `make tools`)"
+)
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +166,9 @@ def test_unsupported_layers_are_refused_by_name(tmp_path):
         nodes, "conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 1, 2])], initializer=inits + q,
     )  # fmt: skip
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("qonnx.custom_op.general", 1)])
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("qonnx.custom_op.general", 1)]
+    )
     model.ir_version = 8
     with pytest.raises(UnsupportedModelError, match=r"^rtl backend: conv_7: da4ml does not support Conv$"):
         compile_rtl(load(model), "vu13p", tmp_path / "conv")
@@ -201,7 +205,9 @@ def test_vhdl_on_request(tmp_path):
 def test_latency_cutoff_sets_the_pipeline_depth(mlp_path, tmp_path):
     ir = load(mlp_path)
     deep = compile_rtl(ir, "vu13p", tmp_path / "a", options=RtlOptions(latency_cutoff=2.0)).manifest["rtl"]["stages"]
-    shallow = compile_rtl(ir, "vu13p", tmp_path / "b", options=RtlOptions(latency_cutoff=20.0)).manifest["rtl"]["stages"]
+    shallow = compile_rtl(ir, "vu13p", tmp_path / "b", options=RtlOptions(latency_cutoff=20.0)).manifest["rtl"][
+        "stages"
+    ]
     assert deep > shallow >= 1
 
 
@@ -228,7 +234,8 @@ def test_cli_compile_rtl_verify(tmp_path):
     _requant_model().save(src)
     out = tmp_path / "prj"
     res = CliRunner().invoke(
-        app, ["compile", str(src), "--target", "vu13p", "--backend", "rtl", "-o", str(out), "--verify", "--samples", "64"]
+        app,
+        ["compile", str(src), "--target", "vu13p", "--backend", "rtl", "-o", str(out), "--verify", "--samples", "64"],
     )
     assert res.exit_code == 0, res.output
     assert "0 mismatches in da4ml's interpreter, 0 in iverilog; latency" in res.output
@@ -238,7 +245,9 @@ def test_cli_compile_rtl_verify(tmp_path):
 def test_cli_errors_are_one_line(tmp_path):
     src = tmp_path / "bad.onnx"
     _requant_model(scale=0.3).save(src)
-    res = CliRunner().invoke(app, ["compile", str(src), "--target", "vu13p", "--backend", "rtl", "-o", str(tmp_path / "o")])
+    res = CliRunner().invoke(
+        app, ["compile", str(src), "--target", "vu13p", "--backend", "rtl", "-o", str(tmp_path / "o")]
+    )
     assert res.exit_code == 2 and len(res.output.strip().splitlines()) == 1 and "power-of-two" in res.output
     res = CliRunner().invoke(
         app, ["compile", str(src), "-t", "vu13p", "--backend", "rtl", "--hdl", "sv", "-o", str(tmp_path / "o")]

@@ -105,7 +105,7 @@ class PortFormat:
     signed: bool
 
     @classmethod
-    def of(cls, kifs: np.ndarray) -> "PortFormat":
+    def of(cls, kifs: np.ndarray) -> PortFormat:
         k, i, f = (int(np.max(a)) for a in kifs)
         return cls(count=int(np.shape(kifs)[1]), width=k + i + f, frac=f, signed=bool(k))
 
@@ -225,10 +225,12 @@ def simulate(folder: Path, top: str, fin: PortFormat, fout: PortFormat, x: np.nd
         work = Path(tmp)
         (work / "inputs.hex").write_text("\n".join(fin.pack(x.reshape(len(x), -1))) + "\n")
         files = [str(p) for p in verilog_sources(folder, top)] + [str(tb)]
-        res = subprocess.run([iverilog, "-g2012", "-o", str(work / "tb.vvp"), *files], capture_output=True, text=True)
+        res = subprocess.run(
+            [iverilog, "-g2012", "-o", str(work / "tb.vvp"), *files], check=False, capture_output=True, text=True
+        )
         if res.returncode:
             raise CodesignError(f"iverilog failed: {(res.stderr or res.stdout).strip().splitlines()[0]}")
-        res = subprocess.run([vvp, "-n", str(work / "tb.vvp")], cwd=work, capture_output=True, text=True)
+        res = subprocess.run([vvp, "-n", str(work / "tb.vvp")], cwd=work, check=False, capture_output=True, text=True)
         if res.returncode:
             raise CodesignError(f"vvp failed: {(res.stderr or res.stdout).strip().splitlines()[0]}")
         lines = (work / "outputs.hex").read_text().split()
@@ -271,7 +273,9 @@ def parse_stat(text: str) -> dict[str, int]:
     """Cell counts from yosys ``stat`` output: ``NAME COUNT`` (yosys < 0.45) or ``COUNT NAME`` lines."""
     cells: dict[str, int] = {}
     for line in text.splitlines():
-        m = re.fullmatch(r"\s+([A-Z][A-Z0-9_]+)\s+(\d+)\s*", line) or re.fullmatch(r"\s+(\d+)\s+([A-Z][A-Z0-9_]+)\s*", line)
+        m = re.fullmatch(r"\s+([A-Z][A-Z0-9_]+)\s+(\d+)\s*", line) or re.fullmatch(
+            r"\s+(\d+)\s+([A-Z][A-Z0-9_]+)\s*", line
+        )
         if m:
             name, count = (m[1], m[2]) if m[1][0].isalpha() else (m[2], m[1])
             cells[name] = int(count)
@@ -295,7 +299,7 @@ def synthesize(folder: Path, top: str) -> dict[str, Any]:
     files = " ".join(str(p) for p in verilog_sources(folder, top))
     script = f"read_verilog -sv {files}; synth_xilinx -family xcup -flatten -top {top}; tee -o /dev/stdout stat"
     t0 = time.perf_counter()
-    res = subprocess.run([yosys, "-q", "-p", script], capture_output=True, text=True)
+    res = subprocess.run([yosys, "-q", "-p", script], check=False, capture_output=True, text=True)
     if res.returncode:
         raise CodesignError(f"yosys failed: {(res.stderr or res.stdout).strip().splitlines()[-1]}")
     (folder / "yosys_stat.txt").write_text(res.stdout)
