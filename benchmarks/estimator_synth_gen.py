@@ -138,14 +138,6 @@ def specs(n: int = N_MODELS, max_lut: float = MAX_LUT) -> list[MlpSpec]:
     return out
 
 
-def parse_stat(text: str) -> dict[str, int]:
-    """Cell counts from yosys ``stat`` output (the last module listing)."""
-    cells: dict[str, int] = {}
-    for name, count in re.findall(r"^\s+([A-Z][A-Z0-9_]+)\s+(\d+)\s*$", text, flags=re.MULTILINE):
-        cells[name] = int(count)
-    return cells
-
-
 def synthesise(spec: MlpSpec, workdir: Path) -> dict[str, object]:
     """da4ml RTL for ``spec`` -> yosys synth_xilinx -> LUT/FF/CARRY counts."""
     from da4ml.codegen import VerilogModel
@@ -165,6 +157,8 @@ def synthesise(spec: MlpSpec, workdir: Path) -> dict[str, object]:
     t0 = time.time()
     res = subprocess.run(["yosys", "-q", "-p", script.replace("; stat", "; tee -o /dev/stdout stat")],
                          capture_output=True, text=True, check=True)  # fmt: skip
+    from codesign.backends.rtl_backend import parse_stat  # one yosys ``stat`` parser, shared with the rtl backend
+
     cells = parse_stat(res.stdout)
     in_bits, out_bits = io_bits(src, spec.name)
     sim = simulate_latency(src, spec.name, in_bits, out_bits, spec.seed)
