@@ -171,3 +171,22 @@ def test_inspect_ranges_profile_and_plot(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     r = CliRunner().invoke(app, ["inspect", str(src), "--ranges", "--plot", str(tmp_path / "x.svg")])
     assert r.exit_code == 2 and "use a .png" in r.output
+
+
+def test_hoisting_quantizers_over_reshapes_keeps_values_exactly():
+    from codesign.passes.calibrate import calibrate
+    from codesign.passes.precision import hoist_quantizers
+    from codesign.passes.quantize import quantize
+
+    ir = _model("conv2d_small_keras")
+    x = np.random.default_rng(2).normal(size=(200, *ir.shape(ir.inputs[0])[1:])).astype(np.float32)
+    q = quantize(ir, 8, calibration=calibrate(ir, x)).model
+    flat = next(n for n in q.graph.node if n.op_type == "Flatten")
+    assert q.producer(flat.input[0]).op_type != "Quant"  # before: Relu -> Transpose -> Flatten -> Quant -> Gemm
+    hoisted = hoist_quantizers(q.copy())
+    flat = next(n for n in hoisted.graph.node if n.op_type == "Flatten")
+    chain = hoisted.producer(flat.input[0])
+    while chain.op_type in ("Transpose", "Identity"):
+        chain = hoisted.producer(chain.input[0])
+    assert chain.op_type == "Quant" and hoisted.producer(chain.input[0]).op_type == "Relu"
+    np.testing.assert_array_equal(run_outputs(q, x), run_outputs(hoisted, x))
