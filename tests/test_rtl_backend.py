@@ -155,24 +155,54 @@ def test_per_element_input_formats_in_iverilog(tmp_path):
 
 
 # ------------------------------------------------------------------ refusals, by name
-def test_unsupported_layers_are_refused_by_name(tmp_path):
-    inits: list = [numpy_helper.from_array(np.ones((2, 1, 3, 3), dtype=np.float32), "w")]
-    conv = helper.make_node("Conv", ["q_out_out", "w"], ["c"], name="conv_7")
-    reshape = helper.make_node("Reshape", ["q_in_out", "shp"], ["q_out_out"], name="to_image")
-    inits.append(numpy_helper.from_array(np.array([1, 1, 2, 4], dtype=np.int64), "shp"))
-    q: list = []
-    nodes = [_quant("q_in", "x", 0.25, 8, 1, q), reshape, conv, helper.make_node("Identity", ["c"], ["y"], name="out")]
-    graph = helper.make_graph(
-        nodes, "conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 1, 2])], initializer=inits + q,
+def _conv_model(nd: int = 2, stride: int = 1, pad: int = 1, dil: int = 1, group: int = 1, size: int = 6):
+    """x (1, 2, size^nd) -> Quant -> Conv(3 ch, k=3) + bias -> Relu -> Quant(4 bit) -> Flatten -> MatMul(4) -> y."""
+    rng = np.random.default_rng(0)
+    w = rng.integers(-7, 8, size=(3, 2, *([3] * nd)) if group == 1 else (2, 1, *([3] * nd))) / 8.0
+    cout = w.shape[0]
+    inits: list = [numpy_helper.from_array(w.astype(np.float32), "w")]
+    inits.append(numpy_helper.from_array((rng.integers(-8, 8, size=(cout,)) / 16.0).astype(np.float32), "b"))
+    conv = helper.make_node(
+        "Conv", ["q_in_out", "w", "b"], ["c"], name="conv0", kernel_shape=[3] * nd, pads=[pad] * 2 * nd,
+        strides=[stride] * nd, dilations=[dil] * nd, group=group,
     )  # fmt: skip
-    model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("qonnx.custom_op.general", 1)]
-    )
+    out_sp = [(size + 2 * pad - dil * 2 - 1) // stride + 1] * nd
+    w2 = rng.integers(-7, 8, size=(cout * int(np.prod(out_sp)), 4)) / 8.0
+    inits.append(numpy_helper.from_array(w2.astype(np.float32), "w2"))
+    nodes = [
+        _quant("q_in", "x", 1 / 16, 8, 1, inits), conv, helper.make_node("Relu", ["c"], ["r"], name="relu0"),
+        _quant("q_a", "r", 0.25, 4, 0, inits), helper.make_node("Flatten", ["q_a_out"], ["f"], name="flat"),
+        helper.make_node("MatMul", ["f", "w2"], ["y"], name="dense"),
+    ]  # fmt: skip
+    graph = helper.make_graph(
+        nodes, "conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, *([size] * nd)])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], initializer=inits,
+    )  # fmt: skip
+    opsets = [helper.make_opsetid("", 13), helper.make_opsetid("qonnx.custom_op.general", 1)]
+    model = helper.make_model(graph, opset_imports=opsets)
     model.ir_version = 8
-    with pytest.raises(UnsupportedModelError, match=r"^rtl backend: conv_7: da4ml does not support Conv$"):
-        compile_rtl(load(model), "vu13p", tmp_path / "conv")
+    return load(model)
+
+
+@needs_iverilog
+@pytest.mark.parametrize("nd, stride, pad, dil", [(1, 2, 0, 1), (2, 2, 1, 2), (2, 1, 1, 1)])
+def test_conv_as_im2col_in_iverilog(nd, stride, pad, dil, tmp_path):
+    """Conv1d/2d (strides, pads, dilations) unrolled per output pixel: 0 mismatches in simulation."""
+    ir = _conv_model(nd, stride, pad, dil, size=6 if (nd, stride) != (2, 1) else 4)
+    v = compile_rtl(ir, "vu13p", tmp_path / "conv", verify=True, samples=200).verify
+    assert v["interpreter"]["mismatches"] == 0 and v["simulation"]["mismatches"] == 0
+    assert v["simulation"]["outputs"] == 200 * 4
+
+
+# ------------------------------------------------------------------ refusals, by name
+def test_unsupported_layers_are_refused_by_name(tmp_path):
+    with pytest.raises(UnsupportedModelError, match=r"^rtl backend: conv0: grouped/depthwise Conv is not supported$"):
+        compile_rtl(_conv_model(group=2), "vu13p", tmp_path / "conv")
     assert not (tmp_path / "conv").exists()
+    ir = _requant_model(extra=[helper.make_node("Sigmoid", ["q_out_out"], ["s"], name="act_7")])
+    with pytest.raises(UnsupportedModelError, match=r"^rtl backend: act_7: da4ml does not support Sigmoid$"):
+        compile_rtl(ir, "vu13p", tmp_path / "act")
+    assert not (tmp_path / "act").exists()
 
 
 def test_non_power_of_two_scale_is_refused(tmp_path):

@@ -1,9 +1,10 @@
 """The open RTL backend: IR -> da4ml -> Verilog (or VHDL), checked in iverilog, counted by yosys.
 
 hls4ml and FINN end in vendor HLS tools nobody can run in CI; da4ml turns fixed-point
-dense layers into multiplier-free shift-add RTL with nothing but numpy. The IR is traced
-through the ``da`` estimator's tracer (:func:`codesign.passes.estimate.da_model.trace_model`,
-one tracer for both), pipelined at ``latency_cutoff`` da4ml delay units per stage, and
+dense layers into multiplier-free shift-add RTL with nothing but numpy. The IR (dense,
+Conv1d/2d as unrolled im2col, Add, Relu, BatchNorm ...) is traced through the ``da``
+estimator's tracer (:func:`codesign.passes.estimate.da_model.trace_model`, one tracer
+for both), pipelined at ``latency_cutoff`` da4ml delay units per stage, and
 written with da4ml's own Vivado/Quartus TCL and XDC/SDC constraints, plus a testbench.
 
 Rounding: QONNX ``Quant(rounding_mode=ROUND)`` rounds half to even (``np.round``), da4ml

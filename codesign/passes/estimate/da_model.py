@@ -9,7 +9,8 @@ reads da4ml's own cost model: LUTs = adder bits, FFs = pipeline register bits, l
 dependency (``pip install da4ml``; it needs only numpy).
 
 Supported: power-of-two-scaled ``Quant``/``BipolarQuant`` on activations, ``MatMul``/
-``Gemm`` with a constant operand, ``Add``/``Sub``/``Mul`` by constants, ``Relu``,
+``Gemm`` with a constant operand, ``Conv`` (1d/2d, group 1, unrolled im2col: one
+constant-matrix multiply per output pixel), ``Add``/``Sub``/``Mul`` by constants, ``Relu``,
 ``BatchNormalization`` and shape-only ops. Anything else raises
 :class:`~codesign.errors.UnsupportedModelError` (the DA strategy cannot express it).
 """
@@ -184,6 +185,37 @@ class _Tracer:
             return y
         return a @ b
 
+    def conv(self, node: onnx.NodeProto, x: Any, w: Any, bias: Any) -> Any:
+        """Conv1d/2d as im2col: every output pixel is one constant-matrix multiply of its patch (fully unrolled)."""
+        if not isinstance(w, np.ndarray):
+            raise UnsupportedModelError(f"{node.name}: Conv needs constant weights")
+        if int(_attr(node, "group", 1)) != 1:
+            raise UnsupportedModelError(f"{node.name}: grouped/depthwise Conv is not supported")
+        auto_pad = _attr(node, "auto_pad", b"NOTSET")
+        if (auto_pad.decode() if isinstance(auto_pad, bytes) else str(auto_pad)) not in ("NOTSET", "VALID"):
+            raise UnsupportedModelError(f"{node.name}: Conv auto_pad {auto_pad!r} is not supported (use explicit pads)")
+        if x.shape[0] != 1:
+            raise UnsupportedModelError(f"{node.name}: Conv needs batch 1")
+        nd = w.ndim - 2
+        ks = w.shape[2:]
+        strides = list(_attr(node, "strides", [1] * nd))
+        dil = list(_attr(node, "dilations", [1] * nd))
+        pads = list(_attr(node, "pads", [0] * 2 * nd))
+        src = x._vars[0]  # (C, *spatial)
+        zero = self.trace.FixedVariable.from_const(0.0, hwconf=self.hw)
+        padded = np.full((src.shape[0], *(s + pads[d] + pads[d + nd] for d, s in enumerate(src.shape[1:]))), zero)
+        padded[(slice(None), *(slice(pads[d], pads[d] + s) for d, s in enumerate(src.shape[1:])))] = src
+        out_sp = [(padded.shape[d + 1] - dil[d] * (ks[d] - 1) - 1) // strides[d] + 1 for d in range(nd)]
+        rows = []
+        for pos in np.ndindex(*out_sp):
+            idx = tuple(slice(p * st, p * st + dl * (k - 1) + 1, dl) for p, st, dl, k in zip(pos, strides, dil, ks))
+            rows.append(padded[(slice(None), *idx)].ravel())
+        patches = self.trace.FixedVariableArray(np.array(rows), x.solver_options, hwconf=self.hw)
+        y = patches @ w.reshape(w.shape[0], -1).T  # (pixels, C_out)
+        if bias is not None and np.any(bias != 0):
+            y = y + bias
+        return y.T.reshape(1, w.shape[0], *out_sp)
+
     def run_node(self, node: onnx.NodeProto) -> Any:
         """Trace one node; da4ml's own refusals become one-line UnsupportedModelErrors."""
         if node.op_type not in QUANT_OPS | SHAPE_OPS | {"Transpose"} and any(
@@ -203,6 +235,8 @@ class _Tracer:
             return self.quant(node, x)
         if op in ("MatMul", "Gemm"):
             return self.matmul(node, x, args[1])
+        if op == "Conv":
+            return self.conv(node, x, args[1], args[2] if len(args) > 2 else None)
         if op == "Relu":
             return x.relu()
         if op in ("Add", "Sub", "Mul"):
