@@ -88,6 +88,20 @@ def evaluate_genomes(space: Space, data: Dataset, genomes: list[Genome]) -> list
     return out
 
 
+#: Accuracy recorded for a candidate the proxy screened out (never trained): no better than nothing.
+SCREENED_ACCURACY = 0.0
+
+
+def pessimistic_objectives(space: Space, metrics: list[dict[str, Any]]) -> np.ndarray:
+    """Objective matrix where proxy-screened rows take the worst value of each column:
+    NSGA-II ranks them last without an infinity that would distort crowding distances."""
+    f = np.asarray([objective_vector(space, m) for m in metrics], dtype=float)
+    screened = np.asarray([bool(m.get("screened")) for m in metrics], dtype=bool)
+    if screened.any() and f.size:
+        f[screened] = f.max(axis=0)
+    return f
+
+
 def _chunks(genomes: list[Genome], n: int) -> list[list[Genome]]:
     """Split into ``n`` chunks keeping batched groups (same arch key) together where possible."""
     groups: dict[tuple, list[Genome]] = {}
@@ -125,6 +139,7 @@ class Search:
         self.cluster = cluster
         self._pool: LocalPool | DaskPool | None = None
         self._pool_made = False
+        self._proxy_scores: dict[str, float] = {}  # proxy score of trained candidates, stored in their metrics
 
     # -------------------------------------------------------------- evaluation
     def _evaluate(self, genomes: list[Genome], generation: int, names: list[str | None] | None = None) -> None:
@@ -142,10 +157,51 @@ class Search:
             results = evaluate_genomes(self.space, self.data, genomes)
         trials = []
         for i, (g, (_, metrics, params, seconds)) in enumerate(zip(genomes, results)):
+            if g.key() in self._proxy_scores:
+                metrics = {**metrics, "proxy": self._proxy_scores[g.key()]}
             g_vec = constraint_vector(self.space, metrics)
             violation = float(sum(max(0.0, v) for v in g_vec))
             trials.append(Trial(g, metrics, generation, names[i] if names else None, violation == 0.0, violation, seconds, params=params))
         self.store.add(trials)
+
+    def _screen(self, missing: list[Genome], budget: int, generation: int) -> list[Genome]:
+        """Zero-cost pre-screen of a generation's new candidates: of ``missing[:budget]``, store
+        those outside the best ``proxy_keep`` share (ranked over all of ``missing``) untrained,
+        and return the rest to train.
+
+        The choice is made over the whole generation and pinned in the store's meta before any
+        trial is written, so neither the trial budget nor a resume (after a kill anywhere)
+        changes which candidates are trained."""
+        import json
+
+        from codesign.search.proxies import score, screen
+        from codesign.search.train import initial_params
+
+        spec = self.space.search
+        t0 = time.perf_counter()
+        pinned = self.store.meta(f"proxy_keep_g{generation}")
+        genomes = missing if pinned is None else missing[:budget]
+        scores = score(genomes, self.data, spec.proxy, seed=spec.seed)
+        seconds = (time.perf_counter() - t0) / max(1, len(genomes))
+        if pinned is None:
+            keep = [g.key() for g, k in zip(genomes, screen(genomes, scores, spec.proxy_keep)) if k]
+            self.store.set_meta(f"proxy_keep_g{generation}", json.dumps(keep))
+        else:
+            keep = json.loads(pinned)
+        genomes, scores = genomes[:budget], scores[:budget]
+        trained = [g for g in genomes if g.key() in keep]
+        dropped = []
+        for g, s in zip(genomes, scores):
+            if g.key() in keep:
+                continue
+            params = initial_params(g, self.data, spec.seed)
+            metrics = {"accuracy": SCREENED_ACCURACY, **measure(self.space, g, params, self.data.n_features, self.data.n_classes),
+                       "proxy": s, "screened": True}  # fmt: skip
+            dropped.append(Trial(g, metrics, generation, None, False, 1.0, seconds))
+        self.store.add(dropped)
+        for g, s in zip(genomes, scores):
+            self._proxy_scores[g.key()] = s
+        return trained
 
     def close(self) -> None:
         if self._pool is not None:
@@ -211,13 +267,16 @@ class Search:
             missing = list({g.key(): g for g in genomes if self.store.get(g.key()) is None}.values())
             budget = self.trials - self.store.count()
             t0 = time.perf_counter()
-            self._evaluate(missing[:budget], generation)
+            todo = missing[:budget]
+            if space.search.proxy is not None:
+                todo = self._screen(missing, budget, generation)
+            self._evaluate(todo, generation)
             if len(missing) > budget:
                 break  # trial budget reached inside this generation; a resume with more trials continues here
             rows = [self.store.get(g.key()) for g in genomes]
             metrics = [r.metrics for r in rows if r is not None]
             seen.update(g.key() for g in genomes)
-            out: dict[str, Any] = {"F": np.asarray([objective_vector(space, m) for m in metrics], dtype=float)}
+            out: dict[str, Any] = {"F": pessimistic_objectives(space, metrics)}
             if problem.n_ieq_constr:
                 out["G"] = np.asarray([constraint_vector(space, m) for m in metrics], dtype=float)
             Evaluator().eval(StaticProblem(problem, **out), pop)

@@ -265,6 +265,18 @@ class SearchSpec(_Strict):
     population: int = Field(20, ge=2)
     seed: int = 0
     bops: Literal["qonnx", "nac"] = "qonnx"
+    #: zero-cost proxy that pre-screens NSGA-II offspring (codesign.search.proxies); None = train all
+    proxy: Literal["synflow", "naswot", "grad_norm"] | None = None
+    #: share of each generation's new candidates trained when ``proxy`` is set (the best by proxy)
+    proxy_keep: float | None = Field(None, gt=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _proxy(self) -> SearchSpec:
+        if self.proxy_keep is not None and self.proxy is None:
+            raise ValueError("proxy_keep needs a proxy (synflow, naswot or grad_norm)")
+        if self.proxy is not None and self.proxy_keep is None:
+            self.proxy_keep = 0.5
+        return self
 
 
 class BaselineSpec(_Strict):
@@ -378,6 +390,8 @@ class Space(_Strict):
     def digest(self) -> str:
         """Hash of everything that changes what a trial means (resume refuses a different space)."""
         payload = self.model_dump(exclude={"search": {"trials"}})
+        if payload["search"]["proxy"] is None:  # fields added with proxies: absent = the digest of before
+            del payload["search"]["proxy"], payload["search"]["proxy_keep"]
         if payload["model"]["input_shape"] is None:  # fields added with conv blocks: absent = the digest of before
             del payload["model"]["input_shape"]
         for b in payload["model"]["blocks"] or []:
