@@ -21,8 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT.parent / "shared" / "models" / "fastmachinelearning+example-models" / "onnx"
 MODELS = (
-    "two_layer_keras", "two_layer_pytorch", "three_layer_keras", "three_layer_pytorch", "dense_big_keras",
-    "conv1d_small_keras", "conv2d_small_keras", "conv2d_small_mp_keras",
+    "two_layer_keras", "two_layer_pytorch", "three_layer_keras", "three_layer_pytorch", "three_layer_bn_keras",
+    "dense_big_keras", "conv1d_small_keras", "conv2d_small_keras", "conv2d_small_mp_keras",
 )  # fmt: skip
 
 

@@ -22,11 +22,11 @@ from codesign.passes.precision import (
 from tests.conftest import ROOT, shared_path
 
 EXM = ("models", "fastmachinelearning+example-models", "onnx")
-#: Every float model in ../shared that hls4ml can express (three_layer_bn_keras's BatchNorm
-#: rejects any batch but its exported one, so it cannot be calibrated or verified).
+#: Every float model in ../shared that hls4ml can express (three_layer_bn_keras's transposed
+#: BatchNorm is normalised on load into the per-feature affine map it means).
 FLOAT_MODELS = (
-    "two_layer_keras", "two_layer_pytorch", "three_layer_keras", "three_layer_pytorch", "dense_big_keras",
-    "conv1d_small_keras", "conv2d_small_keras", "conv2d_small_mp_keras",
+    "two_layer_keras", "two_layer_pytorch", "three_layer_keras", "three_layer_pytorch", "three_layer_bn_keras",
+    "dense_big_keras", "conv1d_small_keras", "conv2d_small_keras", "conv2d_small_mp_keras",
 )  # fmt: skip
 
 
