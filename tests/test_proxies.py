@@ -101,13 +101,17 @@ def test_screen_keeps_the_best_fraction():
     assert proxies.screen(gs, [0.1, 5.0, -math.inf, 3.0, 3.0], 0.5) == [False, True, False, True, True]
     assert proxies.screen(gs, [1, 2, 3, 4, 5], 0.01) == [False, False, False, False, True]
     assert proxies.screen(gs, [1, 2, 3, 4, 5], 1.0) == [True] * 5
+    # with costs: the (score up, cost down) Pareto level comes first, then the score
+    scores, costs = [5.0, 4.0, 3.0, 2.0, 1.0], [50.0, 60.0, 10.0, 70.0, 80.0]
+    assert proxies.screen(gs, scores, 0.4, costs) == [True, False, True, False, False]
+    assert proxies.screen(gs, scores, 0.6, costs) == [True, True, True, False, False]
     with pytest.raises(CodesignError, match="unknown proxy"):
         proxies.score(gs, None, "zen")  # type: ignore[arg-type]
 
 
 def test_space_validates_proxy_options(tmp_path):
     assert parse_space(_space(tmp_path, proxy="naswot")).search.proxy_keep == 0.5
-    with pytest.raises(SearchSpaceError, match="proxy_keep needs a proxy"):
+    with pytest.raises(SearchSpaceError, match="proxy_keep/proxy_cost need a proxy"):
         parse_space(_space(tmp_path, proxy_keep=0.3))
     with pytest.raises(SearchSpaceError, match="search.proxy"):
         parse_space(_space(tmp_path, proxy="zen"))
@@ -131,7 +135,7 @@ def test_pessimistic_objectives_rank_screened_last(toy):
 
 
 def test_search_with_proxy_trains_only_the_kept_share_and_resumes(tmp_path):
-    space = parse_space(_space(tmp_path, trials=16, population=6, proxy="naswot", proxy_keep=0.5))
+    space = parse_space(_space(tmp_path, trials=16, population=6, proxy="naswot", proxy_keep=0.5, proxy_cost=False))
     summary = run_search(space, tmp_path / "run")
     store = TrialStore(tmp_path / "run" / "trials.sqlite", space.digest(), resume=True)
     trials = store.trials()
@@ -158,3 +162,19 @@ def test_search_with_proxy_trains_only_the_kept_share_and_resumes(tmp_path):
     store.close()
     assert again == {t.key: bool(t.metrics.get("screened")) for t in trials}
     assert pareto_trials(space, trials)  # the front is made of trained candidates only
+
+
+def test_cost_aware_screen_always_trains_the_cheapest(tmp_path):
+    """The default ranks by (proxy, BOPs) Pareto level: no screened-out candidate beats a trained one on both."""
+    space = parse_space(_space(tmp_path, trials=6, population=6, proxy="synflow", proxy_keep=0.34))
+    assert space.search.proxy_cost
+    run_search(space, tmp_path / "run")
+    store = TrialStore(tmp_path / "run" / "trials.sqlite", space.digest(), resume=True)
+    trials = store.trials()
+    store.close()
+    assert len(trials) == 6 and sum(not t.metrics.get("screened") for t in trials) == 3
+    kept = [t for t in trials if not t.metrics.get("screened")]
+    dropped = [t for t in trials if t.metrics.get("screened")]
+    for d in dropped:
+        for k in kept:
+            assert not (d.metrics["proxy"] >= k.metrics["proxy"] and d.metrics["bops"] <= k.metrics["bops"])

@@ -183,20 +183,21 @@ class Search:
         genomes = missing if pinned is None else missing[:budget]
         scores = score(genomes, self.data, spec.proxy, seed=spec.seed)
         seconds = (time.perf_counter() - t0) / max(1, len(genomes))
+        hardware = [measure(self.space, g, initial_params(g, self.data, spec.seed), self.data.n_features, self.data.n_classes)
+                    for g in genomes]  # fmt: skip
         if pinned is None:
-            keep = [g.key() for g, k in zip(genomes, screen(genomes, scores, spec.proxy_keep)) if k]
+            costs = [h["bops"] for h in hardware] if spec.proxy_cost else None
+            keep = [g.key() for g, k in zip(genomes, screen(genomes, scores, spec.proxy_keep, costs)) if k]
             self.store.set_meta(f"proxy_keep_g{generation}", json.dumps(keep))
         else:
             keep = json.loads(pinned)
         genomes, scores = genomes[:budget], scores[:budget]
         trained = [g for g in genomes if g.key() in keep]
         dropped = []
-        for g, s in zip(genomes, scores):
+        for g, s, hw in zip(genomes, scores, hardware):
             if g.key() in keep:
                 continue
-            params = initial_params(g, self.data, spec.seed)
-            metrics = {"accuracy": SCREENED_ACCURACY, **measure(self.space, g, params, self.data.n_features, self.data.n_classes),
-                       "proxy": s, "screened": True}  # fmt: skip
+            metrics = {"accuracy": SCREENED_ACCURACY, **hw, "proxy": s, "screened": True}
             dropped.append(Trial(g, metrics, generation, None, False, 1.0, seconds))
         self.store.add(dropped)
         for g, s in zip(genomes, scores):

@@ -113,12 +113,29 @@ def score(genomes: list[Genome], data: Dataset, proxy: str, seed: int = 0) -> li
     return out
 
 
-def screen(genomes: list[Genome], scores: list[float], keep: float) -> list[bool]:
-    """Which genomes to train: the ``ceil(keep * n)`` best scores (at least one; ties by order)."""
+def screen(genomes: list[Genome], scores: list[float], keep: float, costs: list[float] | None = None) -> list[bool]:
+    """Which genomes to train: ``ceil(keep * n)`` of them (at least one; ties by order).
+
+    Without ``costs``: the best scores. With ``costs`` (e.g. BOPs, known before training):
+    by non-dominated rank on (score up, cost down), then score, since every proxy favours
+    big networks and a pure proxy ranking would starve the cheap end of the front."""
     if not genomes:
         return []
     n = max(1, math.ceil(keep * len(genomes) - 1e-9))
-    order = sorted(range(len(genomes)), key=lambda i: -scores[i])  # stable: ties keep population order
+    rank = [0] * len(genomes)
+    if costs is not None:
+        from codesign.search.objectives import pareto_mask
+
+        left = list(range(len(genomes)))
+        level = 0
+        while left:
+            mask = pareto_mask([[-scores[i], costs[i]] for i in left])
+            for i, on_front in zip(left, mask):
+                if on_front:
+                    rank[i] = level
+            left = [i for i, on_front in zip(left, mask) if not on_front]
+            level += 1
+    order = sorted(range(len(genomes)), key=lambda i: (rank[i], -scores[i]))  # stable: ties keep population order
     chosen = set(order[:n])
     return [i in chosen for i in range(len(genomes))]
 

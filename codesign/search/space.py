@@ -269,11 +269,13 @@ class SearchSpec(_Strict):
     proxy: Literal["synflow", "naswot", "grad_norm"] | None = None
     #: share of each generation's new candidates trained when ``proxy`` is set (the best by proxy)
     proxy_keep: float | None = Field(None, gt=0.0, le=1.0)
+    #: rank by (proxy, BOPs) Pareto level first, so cheap candidates are not all screened out
+    proxy_cost: bool = True
 
     @model_validator(mode="after")
     def _proxy(self) -> SearchSpec:
-        if self.proxy_keep is not None and self.proxy is None:
-            raise ValueError("proxy_keep needs a proxy (synflow, naswot or grad_norm)")
+        if (self.proxy_keep is not None or not self.proxy_cost) and self.proxy is None:
+            raise ValueError("proxy_keep/proxy_cost need a proxy (synflow, naswot or grad_norm)")
         if self.proxy is not None and self.proxy_keep is None:
             self.proxy_keep = 0.5
         return self
@@ -391,7 +393,7 @@ class Space(_Strict):
         """Hash of everything that changes what a trial means (resume refuses a different space)."""
         payload = self.model_dump(exclude={"search": {"trials"}})
         if payload["search"]["proxy"] is None:  # fields added with proxies: absent = the digest of before
-            del payload["search"]["proxy"], payload["search"]["proxy_keep"]
+            del payload["search"]["proxy"], payload["search"]["proxy_keep"], payload["search"]["proxy_cost"]
         if payload["model"]["input_shape"] is None:  # fields added with conv blocks: absent = the digest of before
             del payload["model"]["input_shape"]
         for b in payload["model"]["blocks"] or []:
