@@ -178,3 +178,11 @@ def test_cost_aware_screen_always_trains_the_cheapest(tmp_path):
     for d in dropped:
         for k in kept:
             assert not (d.metrics["proxy"] >= k.metrics["proxy"] and d.metrics["bops"] <= k.metrics["bops"])
+
+
+def test_resume_after_many_generations_continues(tmp_path):
+    """Regression: replayed generations used to count as 'stale', so a resume after >= 5 generations added nothing."""
+    space = parse_space(_space(tmp_path, trials=20, population=4))
+    run_search(space, tmp_path / "run")
+    summary = run_search(space, tmp_path / "run", trials=24, resume=True)
+    assert summary.trials == 24

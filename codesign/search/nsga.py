@@ -276,13 +276,14 @@ class Search:
                 break  # trial budget reached inside this generation; a resume with more trials continues here
             rows = [self.store.get(g.key()) for g in genomes]
             metrics = [r.metrics for r in rows if r is not None]
+            fresh = any(g.key() not in seen for g in genomes)  # replayed generations (resume) are not stale
             seen.update(g.key() for g in genomes)
             out: dict[str, Any] = {"F": pessimistic_objectives(space, metrics)}
             if problem.n_ieq_constr:
                 out["G"] = np.asarray([constraint_vector(space, m) for m in metrics], dtype=float)
             Evaluator().eval(StaticProblem(problem, **out), pop)
             algorithm.tell(infills=pop)
-            stale = stale + 1 if not missing else 0
+            stale = stale + 1 if not fresh else 0
             if on_progress is not None:
                 on_progress(self.progress(generation, len(missing), time.perf_counter() - t0))
             generation += 1
