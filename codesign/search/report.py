@@ -27,7 +27,7 @@ def _png(fig: Any) -> str:
 
 
 def _plot(points: list[tuple[float, float]], front: list[tuple[float, float]], xlabel: str, title: str,
-          marks: list[tuple[float, float, str]] = ()) -> str:  # fmt: skip
+          marks: list[tuple[float, float, str]] = (), hlines: list[tuple[float, str]] = ()) -> str:  # fmt: skip
     """accuracy (y) vs cost (x, log) scatter + front line, as a base64 PNG."""
     import matplotlib
 
@@ -42,6 +42,8 @@ def _plot(points: list[tuple[float, float]], front: list[tuple[float, float]], x
         ax.plot(*zip(*fr), "o-", c="tab:red", ms=4, label="Pareto front")
     for x, y, name in marks:
         ax.scatter([x], [y], marker="*", s=160, label=name)
+    for y, name in hlines:
+        ax.axhline(y, ls="--", lw=1, c="tab:green", label=name)
     xs = [p[0] for p in points + fr]
     if xs and min(xs) > 0:
         ax.set_xscale("log")
@@ -95,12 +97,17 @@ def _local_section(run_dir: Path) -> str:
         return "<h2>Local search</h2><p>No local stage (local_pareto.json) in this folder.</p>"
     loc = json.loads(p.read_text())
     res, front = loc["results"], loc["pareto"]
+    chosen_file = run_dir / "chosen.json"
+    chosen = json.loads(chosen_file.read_text())["model"] if chosen_file.is_file() else None
+    hlines = [(v, f"float version (trial {k})") for k, v in loc.get("float_accuracy", {}).items()]
     out = '<h2 id="local">Local search front (QAT + pruning)</h2>'
-    out += _img(_plot([(r["bops"], r["accuracy"]) for r in res], [(r["bops"], r["accuracy"]) for r in front], "BOPs",
-                      "local front: accuracy vs BOPs"), "local front bops")  # fmt: skip
-    if any("LUT" in r for r in res):
-        out += _img(_plot([(r["LUT"], r["accuracy"]) for r in res], [(r["LUT"], r["accuracy"]) for r in front],
-                          "estimated LUT", "local front: accuracy vs estimated LUT"), "local front lut")  # fmt: skip
+    for key, label in (("bops", "BOPs"), ("LUT", "estimated LUT")):
+        if not all(key in r for r in res):
+            continue
+        marks = [(chosen[key], chosen["accuracy"], "chosen (compiled)")] if chosen and key in chosen else []
+        img = _plot([(r[key], r["accuracy"]) for r in res], [(r[key], r["accuracy"]) for r in front], label,
+                    f"local front: accuracy vs {label}", marks, hlines)  # fmt: skip
+        out += _img(img, f"local front {key}")
     floats = ", ".join(f"trial {k}: {v:.4f}" for k, v in loc.get("float_accuracy", {}).items())
     out += f"<p>Float accuracy of the candidates' architectures: {html.escape(floats)}.</p>"
     cols = ["rank", "candidate", "bits", "round", "accuracy", "float_accuracy", "sparsity", "bops"]
