@@ -7,6 +7,7 @@ import json
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 from conftest import shared_path
@@ -15,10 +16,10 @@ from typer.testing import CliRunner
 pytest.importorskip("brevitas")
 pytest.importorskip("optuna")
 
-from codesign.cli import app  # noqa: E402
-from codesign.search.local import LocalSpec  # noqa: E402
-from codesign.search.pipeline import CompileSpec, PipelineConfig, run_pipeline  # noqa: E402
-from codesign.search.space import parse_space  # noqa: E402
+from codesign.cli import app
+from codesign.search.local import LocalSpec
+from codesign.search.pipeline import CompileSpec, PipelineConfig, run_pipeline
+from codesign.search.space import parse_space
 
 SPACE = {
     "name": "tiny_report", "target": "vu13p", "data": {"dataset": "magic", "max_rows": 2000, "seed": 1},
@@ -44,7 +45,7 @@ def compiled_run(tmp_path_factory):
 
 
 def test_pipeline_compiles_the_chosen_model_bit_exact(compiled_run):
-    run_dir, out = compiled_run
+    run_dir, _out = compiled_run
     chosen = json.loads((run_dir / "chosen.json").read_text())
     assert chosen["verify"]["bit_exact"] is True and chosen["verify"]["samples"] == 50
     assert chosen["verify"]["max_abs_diff"] == 0.0
@@ -73,7 +74,9 @@ def test_report_has_both_fronts_and_the_layer_table(compiled_run):
         assert f"<td>{layer.name}</td>" in page
     assert "C-simulation bit-exact" in page
     global_rows = json.loads((run_dir / "pareto.json").read_text())["pareto"]
-    assert page.count("<tr>") >= len(global_rows) + len(json.loads((run_dir / "local_pareto.json").read_text())["pareto"])
+    assert page.count("<tr>") >= len(global_rows) + len(
+        json.loads((run_dir / "local_pareto.json").read_text())["pareto"]
+    )
 
 
 def test_report_errors(tmp_path):
@@ -86,7 +89,7 @@ def test_report_errors(tmp_path):
 @pytest.mark.slow
 def test_report_renders_in_headless_chromium(compiled_run, tmp_path):
     chromium = shutil.which("chromium") or "/usr/bin/chromium"
-    if not shutil.os.path.exists(chromium):
+    if not Path(chromium).exists():
         pytest.skip("needs /usr/bin/chromium")
     run_dir, _ = compiled_run
     CliRunner().invoke(app, ["report", str(run_dir)])

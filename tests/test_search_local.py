@@ -13,12 +13,12 @@ from typer.testing import CliRunner
 pytest.importorskip("brevitas")
 pytest.importorskip("optuna")
 
-from codesign.cli import app  # noqa: E402
-from codesign.search import local as local_mod  # noqa: E402
-from codesign.search.data import load_dataset  # noqa: E402
-from codesign.search.local import LocalSearchError, LocalSpec, run_local, select_candidates  # noqa: E402
-from codesign.search.run import run_search  # noqa: E402
-from codesign.search.space import parse_space  # noqa: E402
+from codesign.cli import app
+from codesign.search import local as local_mod
+from codesign.search.data import load_dataset
+from codesign.search.local import LocalSearchError, LocalSpec, run_local, select_candidates
+from codesign.search.run import run_search
+from codesign.search.space import parse_space
 
 TINY = {
     "name": "tiny_local", "target": "vu13p", "data": {"dataset": "magic", "max_rows": 3000, "seed": 0},
@@ -42,7 +42,7 @@ def local_run(tmp_path_factory):
 
 
 def test_pruning_rounds_raise_sparsity_and_track_accuracy(local_run):
-    _, data, run_dir, summary = local_run
+    _, data, _run_dir, summary = local_run
     rounds = sorted(summary.results, key=lambda r: r["round"])
     assert [r["round"] for r in rounds] == [0, 1, 2] and {r["bits"] for r in rounds} == {4}
     sp = [r["metrics"]["sparsity"] for r in rounds]
@@ -64,7 +64,7 @@ def test_exported_candidates_are_what_was_measured(local_run):
     from codesign.frontends import load
     from codesign.passes.cost import cost_report
 
-    _, data, run_dir, summary = local_run
+    _, data, run_dir, _summary = local_run
     payload = json.loads((run_dir / "local_pareto.json").read_text())
     assert payload["pareto"] and payload["objectives"] == ["accuracy", "bops", "LUT"]
     for row in payload["pareto"]:
