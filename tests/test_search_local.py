@@ -178,3 +178,27 @@ def test_acceptance_magic_pipeline(tmp_path):
     assert ok, "no local result reaches 80% sparsity within 2 points of its float version"
     assert out.chosen["verify"]["bit_exact"] is True and out.chosen["verify"]["samples"] >= 100
     assert Path(tmp_path / "run" / "hls4ml" / "codesign.json").is_file()
+
+
+def test_cli_stage_all_then_local_resume(tmp_path):
+    """The CLI glue: --stage all writes both fronts; --stage local --resume retrains nothing."""
+    import yaml
+
+    shared_path("data", "magic", "magic04.data")
+    cfg = {**TINY, "data": {"dataset": "magic", "max_rows": 1500, "seed": 2}, "search": {"trials": 2, "population": 2}}
+    cfg["local"] = {"bits": [6], "tpe_trials": 1, "epochs": [1], "prune_rounds": 1, "rewind_epoch": 0}
+    yml = tmp_path / "space.yaml"
+    yml.write_text(yaml.safe_dump(cfg))
+    run = tmp_path / "run"
+    r = CliRunner().invoke(app, ["search", str(yml), "-o", str(run), "--stage", "all"])
+    assert r.exit_code == 0, r.output
+    assert (
+        "local Pareto front" in r.output and (run / "local_pareto.json").is_file() and (run / "pareto.json").is_file()
+    )
+    before = json.loads((run / "local_pareto.json").read_text())["results"]
+    assert [row["round"] for row in before] == [0, 1]
+    r = CliRunner().invoke(app, ["search", str(yml), "-o", str(run), "--stage", "local"])
+    assert r.exit_code == 2 and "--resume" in r.output
+    r = CliRunner().invoke(app, ["search", str(yml), "-o", str(run), "--stage", "local", "--resume"])
+    assert r.exit_code == 0, r.output
+    assert json.loads((run / "local_pareto.json").read_text())["results"] == before
