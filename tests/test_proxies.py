@@ -105,6 +105,9 @@ def test_screen_keeps_the_best_fraction():
     scores, costs = [5.0, 4.0, 3.0, 2.0, 1.0], [50.0, 60.0, 10.0, 70.0, 80.0]
     assert proxies.screen(gs, scores, 0.4, costs) == [True, False, True, False, False]
     assert proxies.screen(gs, scores, 0.6, costs) == [True, True, True, False, False]
+    # one Pareto level: its two extremes (best proxy, cheapest) go first
+    assert proxies.screen(gs, scores, 0.4, [50.0, 40.0, 30.0, 20.0, 10.0]) == [True, False, False, False, True]
+    assert proxies.screen(gs, [5.0, -math.inf, 3.0, 2.0, 1.0], 0.4, [50.0, 1.0, 30.0, 20.0, 10.0]) == [True, True, False, False, False]
     with pytest.raises(CodesignError, match="unknown proxy"):
         proxies.score(gs, None, "zen")  # type: ignore[arg-type]
 

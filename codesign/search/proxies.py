@@ -117,12 +117,15 @@ def screen(genomes: list[Genome], scores: list[float], keep: float, costs: list[
     """Which genomes to train: ``ceil(keep * n)`` of them (at least one; ties by order).
 
     Without ``costs``: the best scores. With ``costs`` (e.g. BOPs, known before training):
-    by non-dominated rank on (score up, cost down), then score, since every proxy favours
+    by non-dominated rank on (score up, cost down), then NSGA-II crowding distance (the
+    cheapest and the best-scored of a level first), then score, since every proxy favours
     big networks and a pure proxy ranking would starve the cheap end of the front."""
     if not genomes:
         return []
     n = max(1, math.ceil(keep * len(genomes) - 1e-9))
+    scores = [v if math.isfinite(v) else -1e300 for v in scores]  # keeps the crowding arithmetic finite
     rank = [0] * len(genomes)
+    crowd = [0.0] * len(genomes)
     if costs is not None:
         from codesign.search.objectives import pareto_mask
 
@@ -130,12 +133,18 @@ def screen(genomes: list[Genome], scores: list[float], keep: float, costs: list[
         level = 0
         while left:
             mask = pareto_mask([[-scores[i], costs[i]] for i in left])
-            for i, on_front in zip(left, mask):
-                if on_front:
-                    rank[i] = level
+            members = [i for i, on_front in zip(left, mask) if on_front]
+            for i in members:
+                rank[i] = level
+            for values in ([-scores[i] for i in members], [math.log1p(max(costs[i], 0.0)) for i in members]):
+                order = sorted(range(len(members)), key=lambda k: values[k])
+                span = (values[order[-1]] - values[order[0]]) or 1.0
+                crowd[members[order[0]]] = crowd[members[order[-1]]] = math.inf
+                for a, b, c in zip(order, order[1:], order[2:]):
+                    crowd[members[b]] += (values[c] - values[a]) / span
             left = [i for i, on_front in zip(left, mask) if not on_front]
             level += 1
-    order = sorted(range(len(genomes)), key=lambda i: (rank[i], -scores[i]))  # stable: ties keep population order
+    order = sorted(range(len(genomes)), key=lambda i: (rank[i], -crowd[i], -scores[i]))  # stable: ties by position
     chosen = set(order[:n])
     return [i in chosen for i in range(len(genomes))]
 
