@@ -67,8 +67,10 @@ def correlation(args, data) -> None:
     t0 = time.perf_counter()
     acc = [r.accuracy for r in train_population(genomes, data, args.epochs, space.training.batch_size, seed=0)]
     train_s = time.perf_counter() - t0
-    print(f"{len(genomes)} MAGIC candidates, {args.epochs} epochs: trained in {train_s:.1f} s "
-          f"({train_s / len(genomes) * 1000:.0f} ms/candidate, batched); accuracy {min(acc):.3f} .. {max(acc):.3f}")
+    print(
+        f"{len(genomes)} MAGIC candidates, {args.epochs} epochs: trained in {train_s:.1f} s "
+        f"({train_s / len(genomes) * 1000:.0f} ms/candidate, batched); accuracy {min(acc):.3f} .. {max(acc):.3f}"
+    )
     proxies.score(genomes[:1], data, "synflow")  # warm-up
     print(f"{'proxy':<10} {'spearman rho':>12} {'p-value':>9} {'ms/candidate':>13}")
     for name in proxies.PROXIES:
@@ -110,8 +112,10 @@ def search_saving(args, data) -> None:
         plain_front, plain_all = _front(plain, Path(tmp) / "plain")
         ref = max(math.log10(t.metrics["bops"]) for t in plain_all) + 0.1
         target = hypervolume(plain_front, ref)
-        print(f"\nplain NSGA-II, {args.trials} trials ({len(plain_all)} trained): {plain_s:.1f} s, "
-              f"front {len(plain_front)} points, HV {target:.4f}")
+        print(
+            f"\nplain NSGA-II, {args.trials} trials ({len(plain_all)} trained): {plain_s:.1f} s, "
+            f"front {len(plain_front)} points, HV {target:.4f}"
+        )
         trials, spent, resume = args.trials, 0.0, False
         while True:
             proxied = _space(args.epochs, trials, args.population, args.proxy, args.keep)
@@ -121,13 +125,17 @@ def search_saving(args, data) -> None:
             front, every = _front(proxied, Path(tmp) / "proxy")
             hv = hypervolume(front, ref)
             trained = sum(not t.metrics.get("screened") for t in every)
-            print(f"  {args.proxy} keep {args.keep}: {trials} trials ({trained} trained): {spent:.1f} s so far, HV {hv:.4f}")
+            print(
+                f"  {args.proxy} keep {args.keep}: {trials} trials ({trained} trained): {spent:.1f} s so far, HV {hv:.4f}"
+            )
             if hv >= target - 1e-9 or trials >= args.max_factor * args.trials:
                 break
             trials, resume = trials + args.population, True
         verdict = "reached" if hv >= target - 1e-9 else f"did NOT reach (cap {args.max_factor}x trials)"
-        print(f"proxy search {verdict} the plain front's HV: {spent:.1f} s vs {plain_s:.1f} s "
-              f"({(1 - spent / plain_s) * 100:+.0f}% time saved)")
+        print(
+            f"proxy search {verdict} the plain front's HV: {spent:.1f} s vs {plain_s:.1f} s "
+            f"({(1 - spent / plain_s) * 100:+.0f}% time saved)"
+        )
 
 
 def main() -> None:

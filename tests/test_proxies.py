@@ -36,7 +36,12 @@ def _space(tmp_path: Path, trials: int = 16, population: int = 6, **search) -> d
     return {
         "name": "toy",
         "data": {"dataset": "npz", "path": str(_npz(tmp_path)), "label": "label"},
-        "model": {"layers": {"min": 1, "max": 3}, "width": [2, 4, 8, 16], "activation": ["relu", "tanh"], "norm": ["none", "batch"]},
+        "model": {
+            "layers": {"min": 1, "max": 3},
+            "width": [2, 4, 8, 16],
+            "activation": ["relu", "tanh"],
+            "norm": ["none", "batch"],
+        },
         "training": {"epochs": 1, "batch_size": 64, "learning_rate": [0.003, 0.01]},
         "search": {"trials": trials, "population": population, "seed": 1, **search},
     }
@@ -81,7 +86,7 @@ def test_naswot_known_value_for_identical_codes(toy):
 
     _, data = toy
     g = Genome((4,), ("relu",), ("none",))
-    x, y = proxies.proxy_batch(data)
+    x, _ = proxies.proxy_batch(data)
     net = proxies._net(g, data, 0, x)
     with torch.no_grad():
         for p in net.parameters():
@@ -107,7 +112,13 @@ def test_screen_keeps_the_best_fraction():
     assert proxies.screen(gs, scores, 0.6, costs) == [True, True, True, False, False]
     # one Pareto level: its two extremes (best proxy, cheapest) go first
     assert proxies.screen(gs, scores, 0.4, [50.0, 40.0, 30.0, 20.0, 10.0]) == [True, False, False, False, True]
-    assert proxies.screen(gs, [5.0, -math.inf, 3.0, 2.0, 1.0], 0.4, [50.0, 1.0, 30.0, 20.0, 10.0]) == [True, True, False, False, False]
+    assert proxies.screen(gs, [5.0, -math.inf, 3.0, 2.0, 1.0], 0.4, [50.0, 1.0, 30.0, 20.0, 10.0]) == [
+        True,
+        True,
+        False,
+        False,
+        False,
+    ]
     with pytest.raises(CodesignError, match="unknown proxy"):
         proxies.score(gs, None, "zen")  # type: ignore[arg-type]
 
@@ -126,13 +137,21 @@ def test_space_validates_proxy_options(tmp_path):
 
 def test_digest_unchanged_for_spaces_without_a_proxy():
     """Stores made before proxies existed must still resume: the digest of a proxy-less space is as before."""
-    d = {"name": "toy", "data": {"dataset": "npz", "path": "/x.npz", "label": "label"}, "search": {"trials": 5, "population": 4, "seed": 3}}
+    d = {
+        "name": "toy",
+        "data": {"dataset": "npz", "path": "/x.npz", "label": "label"},
+        "search": {"trials": 5, "population": 4, "seed": 3},
+    }
     assert parse_space(d).digest() == "1db13440f6285485"  # computed with the space.py of before this change
 
 
 def test_pessimistic_objectives_rank_screened_last(toy):
     space, _ = toy
-    rows = [{"accuracy": 0.8, "bops": 100.0}, {"accuracy": 0.6, "bops": 10.0}, {"accuracy": 0.0, "bops": 1.0, "screened": True}]
+    rows = [
+        {"accuracy": 0.8, "bops": 100.0},
+        {"accuracy": 0.6, "bops": 10.0},
+        {"accuracy": 0.0, "bops": 1.0, "screened": True},
+    ]
     f = pessimistic_objectives(space, rows)
     np.testing.assert_array_equal(f, [[-0.8, 100.0], [-0.6, 10.0], [0.0, 100.0]])
 

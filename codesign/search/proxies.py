@@ -63,7 +63,10 @@ def synflow(genome: Genome, data: Dataset, x: torch.Tensor, y: torch.Tensor, see
 def naswot(genome: Genome, data: Dataset, x: torch.Tensor, y: torch.Tensor, seed: int = 0) -> float:
     net = _net(genome, data, seed, x)
     codes: list[torch.Tensor] = []
-    hooks = [norm.register_forward_hook(lambda _m, _i, out: codes.append((out > 0).flatten(1).double())) for norm in net.norms]
+    hooks = [
+        norm.register_forward_hook(lambda _m, _i, out: codes.append((out > 0).flatten(1).double()))
+        for norm in net.norms
+    ]
     try:
         with torch.no_grad():
             net(x)
