@@ -208,3 +208,41 @@ def test_resume_after_many_generations_continues(tmp_path):
     run_search(space, tmp_path / "run")
     summary = run_search(space, tmp_path / "run", trials=24, resume=True)
     assert summary.trials == 24
+
+
+def test_proxies_score_conv_genomes(tmp_path):
+    """Conv candidates (ConvCandidateNet): codes are taken from every block's norm output, conv maps included."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 64)).astype(np.float32)
+    np.savez(tmp_path / "img.npz", x=x, label=(x[:, 0] > 0).astype(np.int64))
+    space = parse_space({
+        "name": "c", "data": {"dataset": "npz", "path": str(tmp_path / "img.npz"), "label": "label"},
+        "model": {"layers": {"min": 2, "max": 2}, "input_shape": [1, 8, 8],
+                  "blocks": [{"type": "conv2d", "channels": [2, 8], "kernel": [3]}, {"type": "dense", "width": [4]}]},
+    })  # fmt: skip
+    data = load_dataset(space.data)
+    narrow = Genome(
+        (2, 4),
+        ("relu", "relu"),
+        ("none", "none"),
+        kinds=("conv2d", "dense"),
+        kernels=(3,),
+        skips=(False,),
+        pools=("none",),
+        input_shape=(1, 8, 8),
+    )
+    wide = Genome(
+        (8, 4),
+        ("relu", "relu"),
+        ("none", "none"),
+        kinds=("conv2d", "dense"),
+        kernels=(3,),
+        skips=(False,),
+        pools=("none",),
+        input_shape=(1, 8, 8),
+    )
+    for name in proxies.PROXIES:
+        s = proxies.score([narrow, wide], data, name)
+        assert all(math.isfinite(v) for v in s) and s[0] != s[1]
+    nw = proxies.score([narrow, wide], data, "naswot")
+    assert nw[1] > nw[0]  # 8 x 64 conv units tell 64 inputs apart better than 2 x 64
