@@ -9,7 +9,6 @@ passes as ``inspect``/``compile``. Each finished TPE trial / pruning round is co
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import os
@@ -26,6 +25,7 @@ from codesign.errors import CodesignError, OutputError
 from codesign.search.data import Dataset
 from codesign.search.genome import UNSIGNED_ACTIVATIONS, Genome
 from codesign.search.objectives import pareto_mask
+from codesign.search.run import csv_text, publish
 from codesign.search.space import Space
 
 LOCAL_OUTPUTS = ("local_pareto.csv", "local_pareto.json", "local_candidates")
@@ -521,25 +521,14 @@ def write_local_outputs(
             fname = f"local_candidates/{rank:03d}_trial{r['candidate']}_w{r['bits']}_round{r['round']}.onnx"
             (tmp / fname).write_bytes(r["onnx"])
             rows.append(_local_row(rank, r, fname))
-        fields = list(dict.fromkeys(k for row in rows for k in row)) or ["rank"]
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=fields)
-        w.writeheader()
-        w.writerows(rows)
-        (tmp / "local_pareto.csv").write_text(buf.getvalue())
+        (tmp / "local_pareto.csv").write_text(csv_text(rows))
         payload = {
             "objectives": ["accuracy", "bops"] + (["LUT"] if any("LUT" in r["metrics"] for r in results) else []),
             "float_accuracy": {str(k): v for k, v in float_acc.items()},
             "pareto": rows, "results": [_local_row(-1, r, None) for r in results],
         }  # fmt: skip
         (tmp / "local_pareto.json").write_text(json.dumps(payload, indent=2, default=float))
-        for name in LOCAL_OUTPUTS:
-            dest = run_dir / name
-            if dest.is_dir():
-                shutil.rmtree(dest)
-            elif dest.exists():
-                dest.unlink()
-            os.replace(tmp / name, dest)
+        publish(tmp, run_dir, LOCAL_OUTPUTS)
     except OSError as exc:
         raise OutputError(f"cannot write the local outputs of {run_dir}: {exc.strerror or exc}") from None
     finally:

@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from codesign.errors import OutputError
 from codesign.ir.io import save_model
@@ -63,6 +63,27 @@ def _row(rank: int, t: Trial, file: str | None) -> dict[str, Any]:
     return row
 
 
+def csv_text(rows: list[dict[str, Any]]) -> str:
+    """CSV of ``rows`` with the union of their keys as columns (in first-seen order)."""
+    fields = list(dict.fromkeys(k for r in rows for k in r)) or ["rank"]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def publish(tmp: Path, run_dir: Path, names: Iterable[str]) -> None:
+    """Move each finished output from ``tmp`` into ``run_dir``, replacing the previous one."""
+    for name in names:
+        dest = run_dir / name
+        if dest.is_dir():
+            shutil.rmtree(dest)
+        elif dest.exists():
+            dest.unlink()
+        os.replace(tmp / name, dest)
+
+
 def write_outputs(space: Space, store: TrialStore, run_dir: Path, n_features: int, n_classes: int) -> list[Trial]:
     """Rebuild pareto.csv/.json, candidates/ and plots/ from the store (atomically per run)."""
     trials = store.trials(with_params=True)
@@ -84,25 +105,14 @@ def write_outputs(space: Space, store: TrialStore, run_dir: Path, n_features: in
             if t.params is not None:
                 save_model(build_ir(t.genome, n_features, n_classes, t.params, name=f"trial{t.id}"), tmp / fname)
             rows.append(_row(rank, t, fname if t.params is not None else None))
-        fields = list(dict.fromkeys(k for r in rows for k in r)) or ["rank"]
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
-        (tmp / "pareto.csv").write_text(buf.getvalue())
+        (tmp / "pareto.csv").write_text(csv_text(rows))
         payload = {
             "space": space.name, "objectives": space.objectives, "trials": len(searched), "pareto": rows,
             "baselines": [_row(-1, b, None) for b in baselines],
         }  # fmt: skip
         (tmp / "pareto.json").write_text(json.dumps(payload, indent=2, default=float))
         _plots(space, searched, front, baselines, tmp / "plots")
-        for name in OUTPUTS:
-            dest = run_dir / name
-            if dest.is_dir():
-                shutil.rmtree(dest)
-            elif dest.exists():
-                dest.unlink()
-            os.replace(tmp / name, dest)
+        publish(tmp, run_dir, OUTPUTS)
     except OSError as exc:
         raise OutputError(f"cannot write the outputs of {run_dir}: {exc.strerror or exc}") from None
     finally:
