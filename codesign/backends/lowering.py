@@ -84,22 +84,17 @@ class CIdentifierNames(Pass):
 
 
 class GemmToMatMul(Pass):
-    """Gemm -> MatMul (+ Add): hls4ml's ONNX frontend has no Gemm handler.
+    """Gemm -> MatMul (+ Add) (hls4ml's ONNX frontend has no Gemm handler), keeping the Gemm's name.
 
-    Uses the project's ``codesign.passes.clean.GemmToMatMul`` (which also handles Gemm
-    without bias) when present, else qonnx's transformation.
+    The rewrite is ``codesign.passes.clean.GemmToMatMul`` (which also handles Gemm
+    without bias); names are kept so per-layer options can use the user's layer names.
     """
 
     def call(self, model: Model) -> PassResult:
+        from codesign.passes.clean import GemmToMatMul as _Clean
+
         gemm_of = {n.output[0]: n.name for n in model.nodes_of(["Gemm"])}
-        try:
-            from codesign.passes.clean import GemmToMatMul as _Clean
-
-            result = _Clean()(model)
-        except ImportError:  # pragma: no cover - clean.py not in this checkout
-            from qonnx.transformation.gemm_to_matmul import GemmToMatMul as _Qonnx
-
-            result = QonnxPass(_Qonnx())(model)
+        result = _Clean()(model)
         _keep_gemm_names(result.model, gemm_of)
         return result
 
