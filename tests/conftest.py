@@ -30,6 +30,12 @@ def shared_path(*parts: str) -> Path:
     return path
 
 
+def tfc_path(name: str = "TFC_2W2A") -> Path:
+    """A Brevitas TFC MNIST model of the qonnx model zoo (TFC_1W1A, TFC_1W2A, TFC_2W2A)."""
+    return shared_path("models", "fastmachinelearning+qonnx_model_zoo", "models", "MNIST", "Brevitas_FINN_TFC", "TFC",
+                       f"{name}.onnx")  # fmt: skip
+
+
 def all_shared_models() -> list[Path]:
     return sorted(MODELS.rglob("*.onnx")) if MODELS.is_dir() else []
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from conftest import shared_path
+from conftest import shared_path, tfc_path
 from onnx import TensorProto, helper, numpy_helper
 
 from codesign.backends.reference import execute
@@ -24,17 +24,7 @@ CHANNELS_LAST = "qonnx.custom_op.channels_last"
 
 
 def _tfc() -> Model:
-    return load(
-        shared_path(
-            "models",
-            "fastmachinelearning+qonnx_model_zoo",
-            "models",
-            "MNIST",
-            "Brevitas_FINN_TFC",
-            "TFC",
-            "TFC_2W2A.onnx",
-        )
-    )
+    return load(tfc_path("TFC_2W2A"))
 
 
 def _ops(model: Model) -> list[str]:

@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import shared_path
+from conftest import shared_path, tfc_path
 from typer.testing import CliRunner
 
 from codesign.backends.reference import execute, predict
@@ -210,17 +210,7 @@ def test_pruned_file_runs_in_plain_onnxruntime(magic, tmp_path):
 def test_tfc_2w2a_pruned_mnist_accuracy(capsys):
     from codesign.search.data import load_mnist_idx
 
-    model = load(
-        shared_path(
-            "models",
-            "fastmachinelearning+qonnx_model_zoo",
-            "models",
-            "MNIST",
-            "Brevitas_FINN_TFC",
-            "TFC",
-            "TFC_2W2A.onnx",
-        )
-    )
+    model = load(tfc_path("TFC_2W2A"))
     folder = shared_path("data", "mnist")
     x, y = load_mnist_idx(folder / "t10k-images-idx3-ubyte.gz", folder / "t10k-labels-idx1-ubyte.gz")
     x = (x / 255.0).astype(np.float32)[:, None]

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import onnx
 import pytest
-from conftest import shared_path
+from conftest import shared_path, tfc_path
 from onnx import TensorProto, helper, numpy_helper
 from typer.testing import CliRunner
 
@@ -29,17 +29,7 @@ def _three_layer() -> Model:
 
 
 def _tfc() -> Model:
-    return load(
-        shared_path(
-            "models",
-            "fastmachinelearning+qonnx_model_zoo",
-            "models",
-            "MNIST",
-            "Brevitas_FINN_TFC",
-            "TFC",
-            "TFC_2W2A.onnx",
-        )
-    )
+    return load(tfc_path("TFC_2W2A"))
 
 
 def _mnist(n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import onnx
 import pytest
-from conftest import all_shared_models, require_shared, shared_path
+from conftest import all_shared_models, require_shared, shared_path, tfc_path
 
 import codesign
 from codesign.backends.reference import execute, predict
@@ -17,7 +17,6 @@ from codesign.errors import UnsupportedModelError
 from codesign.passes.cost import cost_report
 
 CYBSEC = "cybsec_PE_SIMD.onnx"
-TFC_DIR = ("models", "fastmachinelearning+qonnx_model_zoo", "models", "MNIST", "Brevitas_FINN_TFC", "TFC")
 
 
 @pytest.mark.parametrize("path", all_shared_models(), ids=lambda p: p.name)
@@ -82,7 +81,7 @@ def test_bops_macs_equal_qonnx_inference_cost_live(name):
 
 
 def test_nac_bops_adds_accumulator_term():
-    model = codesign.load(shared_path(*TFC_DIR, "TFC_2W2A.onnx"))
+    model = codesign.load(tfc_path("TFC_2W2A"))
     q, nac = cost_report(model, "qonnx"), cost_report(model, "nac")
     # first layer: 784 -> 64, INT2 x INT2, density d: m*n*(d*4 + 2 + 2 + log2 784)
     first = next(layer for layer in nac.layers if layer.macs)
@@ -104,7 +103,7 @@ def _mnist():
 def test_tfc_reproduces_published_mnist_accuracy(name, accuracy):
     """All 10k t10k images through the IR's reference execution (~1 s each)."""
     x, y = _mnist()
-    model = codesign.load(shared_path(*TFC_DIR, f"{name}.onnx"))
+    model = codesign.load(tfc_path(name))
     pred = predict(model, x, batch=2000).argmax(axis=1)
     assert (pred == y).mean() == pytest.approx(accuracy, abs=1e-9)
 
