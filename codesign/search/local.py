@@ -25,7 +25,7 @@ from codesign.errors import CodesignError, OutputError
 from codesign.search.data import Dataset
 from codesign.search.genome import UNSIGNED_ACTIVATIONS, Genome
 from codesign.search.objectives import pareto_mask
-from codesign.search.run import csv_text, publish
+from codesign.search.run import csv_text, publish, staging_dir
 from codesign.search.space import Space
 
 LOCAL_OUTPUTS = ("local_pareto.csv", "local_pareto.json", "local_candidates")
@@ -510,10 +510,7 @@ def write_local_outputs(
     """local_pareto.csv/json + local_candidates/*.onnx, built in a temp folder and moved into place."""
     keep = pareto_mask([local_objectives(r["metrics"]) for r in results])
     front = sorted((r for r, k in zip(results, keep) if k), key=lambda r: local_objectives(r["metrics"]))
-    try:
-        tmp = Path(tempfile.mkdtemp(prefix=".local.", dir=run_dir))
-    except OSError as exc:
-        raise OutputError(f"cannot write into {run_dir}: {exc.strerror or exc}") from None
+    tmp = staging_dir(run_dir, ".local.")
     try:
         (tmp / "local_candidates").mkdir()
         rows = []

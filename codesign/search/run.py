@@ -73,6 +73,16 @@ def csv_text(rows: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
+def staging_dir(run_dir: Path, prefix: str) -> Path:
+    """A fresh temp folder in ``run_dir`` for outputs, after removing ones a killed run left."""
+    for stale in run_dir.glob(f"{prefix}*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    try:
+        return Path(tempfile.mkdtemp(prefix=prefix, dir=run_dir))
+    except OSError as exc:
+        raise OutputError(f"cannot write into {run_dir}: {exc.strerror or exc}") from None
+
+
 def publish(tmp: Path, run_dir: Path, names: Iterable[str]) -> None:
     """Move each finished output from ``tmp`` into ``run_dir``, replacing the previous one."""
     for name in names:
@@ -90,12 +100,7 @@ def write_outputs(space: Space, store: TrialStore, run_dir: Path, n_features: in
     searched = [t for t in trials if not t.is_baseline]
     baselines = [t for t in trials if t.is_baseline]
     front = pareto_trials(space, searched)
-    for stale in run_dir.glob(".outputs.*"):  # left by a run killed while writing its outputs
-        shutil.rmtree(stale, ignore_errors=True)
-    try:
-        tmp = Path(tempfile.mkdtemp(prefix=".outputs.", dir=run_dir))
-    except OSError as exc:
-        raise OutputError(f"cannot write into {run_dir}: {exc.strerror or exc}") from None
+    tmp = staging_dir(run_dir, ".outputs.")
     try:
         (tmp / "candidates").mkdir()
         (tmp / "plots").mkdir()
