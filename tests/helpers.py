@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
@@ -57,3 +59,13 @@ def export_brevitas_mlp(out, seed: int = 1, weight_bits: tuple[int, ...] | None 
     if weight_bits is not None:
         builder.WEIGHT_BITS = tuple(weight_bits)
     return builder.export(out, seed=seed)
+
+
+def toy_npz(tmp_path: Path, n: int) -> Path:
+    """A seeded 5-feature, 2-class .npz (arrays ``x`` and ``label``) for small search runs."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, 5)).astype(np.float32)
+    y = ((x[:, 0] + x[:, 1] * x[:, 2]) > 0.3).astype(np.int64)
+    path = tmp_path / "toy.npz"
+    np.savez(path, x=x, label=y)
+    return path

@@ -12,6 +12,8 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("pymoo")
 
+from helpers import toy_npz
+
 from codesign.errors import CodesignError
 from codesign.search import proxies
 from codesign.search.data import load_dataset
@@ -24,12 +26,7 @@ from codesign.search.store import TrialStore
 
 
 def _npz(tmp_path: Path, n: int = 600) -> Path:
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(n, 5)).astype(np.float32)
-    y = ((x[:, 0] + x[:, 1] * x[:, 2]) > 0.3).astype(np.int64)
-    path = tmp_path / "toy.npz"
-    np.savez(path, x=x, label=y)
-    return path
+    return toy_npz(tmp_path, n)
 
 
 def _space(tmp_path: Path, trials: int = 16, population: int = 6, **search) -> dict:

@@ -19,6 +19,8 @@ import yaml
 pytest.importorskip("torch")
 pytest.importorskip("pymoo")
 
+from helpers import toy_npz
+
 from codesign.search import nsga
 from codesign.search.data import load_dataset
 from codesign.search.genome import Genome
@@ -29,12 +31,7 @@ from codesign.search.store import StoreError, Trial, TrialStore
 
 
 def _npz(tmp_path: Path, n: int = 800) -> Path:
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(n, 5)).astype(np.float32)
-    y = ((x[:, 0] + x[:, 1] * x[:, 2]) > 0.3).astype(np.int64)
-    path = tmp_path / "toy.npz"
-    np.savez(path, x=x, label=y)
-    return path
+    return toy_npz(tmp_path, n)
 
 
 def _space(tmp_path: Path, trials: int = 20, population: int = 6, **extra) -> dict:
