@@ -17,12 +17,13 @@ import sqlite3
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from codesign.errors import CodesignError, OutputError
 from codesign.search.data import Dataset
+from codesign.search.distill import DistillError, DistillSpec, Teacher, teacher_hparams, teacher_logits
 from codesign.search.genome import UNSIGNED_ACTIVATIONS, Genome
 from codesign.search.objectives import pareto_mask
 from codesign.search.run import csv_text, publish, staging_dir
@@ -53,6 +54,13 @@ class LocalSpec:
     rewind_epoch: int = 1
     seed: int = 0
     max_train_rows: int | None = None
+    distill: DistillSpec | None = None  # {alpha, temperature}: the float twin teaches every quantized net
+
+    def __post_init__(self) -> None:
+        try:
+            self.distill = DistillSpec.parse(self.distill)
+        except DistillError as exc:
+            raise LocalSearchError(f"local.distill: {exc}") from None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None, source: str = "local") -> LocalSpec:
@@ -61,6 +69,10 @@ class LocalSpec:
         bad = sorted(set(d) - known)
         if bad:
             raise LocalSearchError(f"{source}: local.{bad[0]}: unknown key (known: {', '.join(sorted(known))})")
+        try:
+            d["distill"] = DistillSpec.parse(d.get("distill"))
+        except DistillError as exc:
+            raise LocalSearchError(f"{source}: local.distill: {exc}") from None
         spec = cls(**d)
         if not spec.bits or any(not 2 <= int(b) <= 16 for b in spec.bits):
             raise LocalSearchError(f"{source}: local.bits: each bit width must be within 2..16")
@@ -73,7 +85,14 @@ class LocalSpec:
     def digest(self) -> str:
         import hashlib
 
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+        d = asdict(self)
+        if d["distill"] is None:  # stores made before distillation existed keep their digest
+            del d["distill"]
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+    def choices(self) -> dict[str, list[Any]]:
+        """The TPE search lists (hyper-parameter name -> categorical choices)."""
+        return {k: getattr(self, k) for k in ("learning_rate", "batch_size", "l1", "dropout", "epochs")}
 
 
 # ----------------------------------------------------------------------------- candidate selection
@@ -192,8 +211,10 @@ def _weights(net) -> list:
 
 
 def _train(net, data: Dataset, hp: dict[str, Any], epochs: int, seed: int, masks: list | None = None,
-           start_epoch: int = 0, on_epoch: Callable[[int], None] | None = None) -> None:  # fmt: skip
-    """Adam + cross-entropy (+ L1 on the weights); pruned weights are held at zero after every step."""
+           start_epoch: int = 0, on_epoch: Callable[[int], None] | None = None,
+           teacher: Teacher | None = None) -> None:  # fmt: skip
+    """Adam + cross-entropy (or the distillation loss against ``teacher``) (+ L1 on the weights);
+    pruned weights are held at zero after every step."""
     import torch
     import torch.nn.functional as F
 
@@ -208,7 +229,8 @@ def _train(net, data: Dataset, hp: dict[str, Any], epochs: int, seed: int, masks
             idx = order[start : start + bs]
             if len(idx) < 2:
                 continue
-            loss = F.cross_entropy(net(x[idx]), y[idx])
+            out = net(x[idx])
+            loss = F.cross_entropy(out, y[idx]) if teacher is None else teacher.loss(out, y[idx], idx)
             if hp["l1"]:
                 loss = loss + hp["l1"] * sum(w.abs().sum() for w in weights)
             opt.zero_grad()
@@ -377,27 +399,36 @@ class LocalSummary:
     results: list[dict[str, Any]]
     front: list[dict[str, Any]]
     float_accuracy: dict[int, float]
+    #: with ``local.distill``: per candidate and bit width, round-0 accuracy with / without the teacher
+    distillation: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _fresh_net(spec: LocalSpec, genome: Genome, data: Dataset, bits: int | None, hp: dict[str, Any]):
+    """The seeded, calibrated, untrained network every TPE trial / pruning run starts from."""
+    import torch
+
+    torch.manual_seed(spec.seed)
+    net = build_net(genome, data.n_features, data.n_classes, bits, hp["dropout"])
+    calibrate(net, data)
+    return net
 
 
 def _tpe(store: LocalStore, spec: LocalSpec, genome: Genome, cand: int, data: Dataset, bits: int,
-         log: Callable[[str], None]) -> dict[str, Any]:  # fmt: skip
+         log: Callable[[str], None], teacher: Teacher | None = None) -> dict[str, Any]:  # fmt: skip
     """Seeded TPE over lr / batch / L1 / dropout / epochs at ``bits``; stored trials are replayed, not retrained."""
     import optuna
-    import torch
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=spec.seed))
-    choices = {k: getattr(spec, k) for k in ("learning_rate", "batch_size", "l1", "dropout", "epochs")}
+    choices = spec.choices()
     for n in range(spec.tpe_trials):
         trial = study.ask()
         hp = {k: trial.suggest_categorical(k, v) for k, v in choices.items()}
         key = f"tpe/{cand}/{bits}/{n}"
         done = store.get(key)
         if done is None:
-            torch.manual_seed(spec.seed)
-            net = build_net(genome, data.n_features, data.n_classes, bits, hp["dropout"])
-            calibrate(net, data)
-            _train(net, data, hp, hp["epochs"], spec.seed)
+            net = _fresh_net(spec, genome, data, bits, hp)
+            _train(net, data, hp, hp["epochs"], spec.seed, teacher=teacher)
             acc = accuracy(net, data)
             store.put(key, "tpe", cand, bits, None, hp, {"accuracy": acc})
             log(f"  tpe {n + 1}/{spec.tpe_trials} (trial {cand}, {bits} bit): acc {acc:.4f} {hp}")
@@ -407,24 +438,28 @@ def _tpe(store: LocalStore, spec: LocalSpec, genome: Genome, cand: int, data: Da
     return {k: study.best_trial.params[k] for k in choices}
 
 
+def _rewind_point(store: LocalStore, key: str, net, spec: LocalSpec, cand: int, data: Dataset, bits: int | None,
+                  hp: dict[str, Any], teacher: Teacher | None) -> bytes:  # fmt: skip
+    """The weights after ``rewind_epoch`` epochs (trained once, then read from the store)."""
+    rw = store.get(key)
+    if rw is not None:
+        return rw["state"]
+    _train(net, data, hp, min(spec.rewind_epoch, hp["epochs"]), spec.seed, teacher=teacher)
+    rewind = _state_bytes(net, None)
+    store.put(key, "rewind", cand, bits, None, hp, {}, state=rewind)
+    return rewind
+
+
 def _imp(store: LocalStore, spec: LocalSpec, genome: Genome, cand: int, data: Dataset, bits: int | None,
-         hp: dict[str, Any], target: str | None, estimator: str, log: Callable[[str], None]) -> None:  # fmt: skip
+         hp: dict[str, Any], target: str | None, estimator: str, log: Callable[[str], None],
+         teacher: Teacher | None = None) -> None:  # fmt: skip
     """Iterative magnitude pruning with rewinding: train, prune, rewind to epoch ``rewind_epoch``, retrain."""
     import torch
 
-    torch.manual_seed(spec.seed)
-    net = build_net(genome, data.n_features, data.n_classes, bits, hp["dropout"])
-    calibrate(net, data)
+    net = _fresh_net(spec, genome, data, bits, hp)
     rounds = spec.prune_rounds if bits is not None else 0
     tag = "float" if bits is None else str(bits)
-    rewind_key = f"rewind/{cand}/{tag}"
-    rw = store.get(rewind_key)
-    if rw is None:
-        _train(net, data, hp, min(spec.rewind_epoch, hp["epochs"]), spec.seed)
-        rewind = _state_bytes(net, None)
-        store.put(rewind_key, "rewind", cand, bits, None, hp, {}, state=rewind)
-    else:
-        rewind = rw["state"]
+    rewind = _rewind_point(store, f"rewind/{cand}/{tag}", net, spec, cand, data, bits, hp, teacher)
     masks = [torch.ones_like(w) for w in _weights(net)]
     for r in range(rounds + 1):
         key = f"round/{cand}/{tag}/{r}"
@@ -438,7 +473,8 @@ def _imp(store: LocalStore, spec: LocalSpec, genome: Genome, cand: int, data: Da
         with torch.no_grad():
             for w, m in zip(_weights(net), masks):
                 w.mul_(m)
-        _train(net, data, hp, hp["epochs"], spec.seed, masks, start_epoch=min(spec.rewind_epoch, hp["epochs"]))
+        _train(net, data, hp, hp["epochs"], spec.seed, masks, start_epoch=min(spec.rewind_epoch, hp["epochs"]),
+               teacher=teacher)  # fmt: skip
         acc = accuracy(net, data)
         metrics: dict[str, Any] = {"accuracy": acc}
         blob = None
@@ -459,6 +495,33 @@ def _imp(store: LocalStore, spec: LocalSpec, genome: Genome, cand: int, data: Da
         )
 
 
+def _load_teacher(store: LocalStore, spec: LocalSpec, genome: Genome, cand: int, data: Dataset) -> Teacher:
+    """The candidate's trained float twin (``round/{cand}/float/0``) with its logits on every training row."""
+    import torch
+
+    done = store.get(f"round/{cand}/float/0")
+    net = build_net(genome, data.n_features, data.n_classes, None, 0.0)
+    _load_state(net, done["state"])
+    logits = teacher_logits(net, torch.from_numpy(data.x_train))
+    return Teacher(logits, spec.distill or DistillSpec(), done["metrics"]["accuracy"])
+
+
+def _no_distill(store: LocalStore, spec: LocalSpec, genome: Genome, cand: int, data: Dataset, bits: int,
+                hp: dict[str, Any]) -> float:  # fmt: skip
+    """Validation accuracy of the dense (round-0) net at ``bits`` trained WITHOUT the teacher: the
+    same hyper-parameters, seed and rewind schedule as the distilled round 0 (the with/without pair)."""
+    key = f"nodistill/{cand}/{bits}"
+    done = store.get(key)
+    if done is not None:
+        return done["metrics"]["accuracy"]
+    net = _fresh_net(spec, genome, data, bits, hp)
+    _load_state(net, _rewind_point(store, f"rewind/{cand}/{bits}/nodistill", net, spec, cand, data, bits, hp, None))
+    _train(net, data, hp, hp["epochs"], spec.seed, start_epoch=min(spec.rewind_epoch, hp["epochs"]))
+    acc = accuracy(net, data)
+    store.put(key, "nodistill", cand, bits, 0, hp, {"accuracy": acc})
+    return acc
+
+
 def local_objectives(m: dict[str, Any]) -> list[float]:
     """Minimisation vector of the local front: -accuracy, BOPs, estimated LUT (when estimated)."""
     return [-m["accuracy"], m["bops"]] + ([m["LUT"]] if "LUT" in m else [])
@@ -470,42 +533,69 @@ def run_local(space: Space, spec: LocalSpec, run_dir: str | Path, data: Dataset,
     import torch
 
     run_dir = Path(run_dir)
+    if spec.distill is not None and data.regression:
+        raise LocalSearchError(f"local.distill: distillation needs a classification task ({data.name} is regression)")
     picked = select_candidates(run_dir, spec)
     if spec.max_train_rows is not None:
-        data = Dataset(data.name, data.x_train[: spec.max_train_rows], data.y_train[: spec.max_train_rows],
-                       data.x_val, data.y_val, data.classes)  # fmt: skip
+        data = replace(data, x_train=data.x_train[: spec.max_train_rows], y_train=data.y_train[: spec.max_train_rows])
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     store = LocalStore(run_dir / "local.sqlite", spec.digest() + space.digest(), resume)
     float_acc: dict[int, float] = {}
+    distillation: list[dict[str, Any]] = []
     try:
         for row in picked:
             cand = int(row["trial"])
             genome = genome_of(run_dir, cand)
             log(f"local stage: trial {cand} ({genome.label()}), global acc {row['accuracy']:.4f}")
-            hp = _tpe(store, spec, genome, cand, data, max(spec.bits), log)
+            teacher = None
+            if spec.distill is not None:  # the float twin first: it teaches the TPE trials too
+                _imp(store, spec, genome, cand, data, None, teacher_hparams(spec.choices()), None, space.estimator, log)
+                teacher = _load_teacher(store, spec, genome, cand, data)
+                log(f"  teacher: float twin of trial {cand}, acc {teacher.accuracy:.4f} "
+                    f"(alpha {spec.distill.alpha:g}, temperature {spec.distill.temperature:g})")  # fmt: skip
+            hp = _tpe(store, spec, genome, cand, data, max(spec.bits), log, teacher)
             store.put(f"hparams/{cand}", "hparams", cand, None, None, hp, {})
-            _imp(store, spec, genome, cand, data, None, hp, None, space.estimator, log)
+            if teacher is None:
+                _imp(store, spec, genome, cand, data, None, hp, None, space.estimator, log)
             float_acc[cand] = store.get(f"round/{cand}/float/0")["metrics"]["accuracy"]
             for bits in spec.bits:
-                _imp(store, spec, genome, cand, data, bits, hp, space.target, space.estimator, log)
+                _imp(store, spec, genome, cand, data, bits, hp, space.target, space.estimator, log, teacher)
+                if teacher is not None:
+                    distillation.append(_with_without(store, spec, genome, cand, data, bits, hp, teacher, log))
         results = store.rows("round")
+        without = {(d["candidate"], d["bits"]): d["accuracy_no_distill"] for d in distillation}
         for r in results:
             r["float_accuracy"] = float_acc.get(r["candidate"])
-        front = write_local_outputs(run_dir, results, float_acc)
+            if r["round"] == 0 and (r["candidate"], r["bits"]) in without:
+                r["accuracy_no_distill"] = without[(r["candidate"], r["bits"])]
+        front = write_local_outputs(run_dir, results, float_acc, distillation, spec.distill)
     finally:
         store.close()
-    return LocalSummary(run_dir, results, front, float_acc)
+    return LocalSummary(run_dir, results, front, float_acc, distillation)
+
+
+def _with_without(store: LocalStore, spec: LocalSpec, genome: Genome, cand: int, data: Dataset, bits: int,
+                  hp: dict[str, Any], teacher: Teacher, log: Callable[[str], None]) -> dict[str, Any]:  # fmt: skip
+    """One row of the distillation table (and its log line): round 0 at ``bits`` with and without the teacher."""
+    with_ = store.get(f"round/{cand}/{bits}/0")["metrics"]["accuracy"]
+    without = _no_distill(store, spec, genome, cand, data, bits, hp)
+    log(f"  distillation trial {cand} {bits} bit: acc {with_:.4f} with the teacher, {without:.4f} without "
+        f"({with_ - without:+.4f}); teacher {teacher.accuracy:.4f}")  # fmt: skip
+    return {"candidate": cand, "bits": bits, "accuracy": with_, "accuracy_no_distill": without,
+            "gain": with_ - without, "teacher_accuracy": teacher.accuracy}  # fmt: skip
 
 
 def _local_row(rank: int, r: dict[str, Any], file: str | None) -> dict[str, Any]:
     m = {k: v for k, v in r["metrics"].items()}
+    kd = {"accuracy_no_distill": r["accuracy_no_distill"]} if "accuracy_no_distill" in r else {}
     return {"rank": rank, "candidate": r["candidate"], "bits": r["bits"], "round": r["round"], **m,
-            "float_accuracy": r.get("float_accuracy"), **{f"hp_{k}": v for k, v in r["hparams"].items()},
+            "float_accuracy": r.get("float_accuracy"), **kd, **{f"hp_{k}": v for k, v in r["hparams"].items()},
             "file": file or ""}  # fmt: skip
 
 
 def write_local_outputs(
-    run_dir: Path, results: list[dict[str, Any]], float_acc: dict[int, float]
+    run_dir: Path, results: list[dict[str, Any]], float_acc: dict[int, float],
+    distillation: list[dict[str, Any]] | None = None, distill: DistillSpec | None = None,
 ) -> list[dict[str, Any]]:
     """local_pareto.csv/json + local_candidates/*.onnx, built in a temp folder and moved into place."""
     keep = pareto_mask([local_objectives(r["metrics"]) for r in results])
@@ -524,6 +614,9 @@ def write_local_outputs(
             "float_accuracy": {str(k): v for k, v in float_acc.items()},
             "pareto": rows, "results": [_local_row(-1, r, None) for r in results],
         }  # fmt: skip
+        if distillation:
+            payload["distill"] = asdict(distill or DistillSpec())
+            payload["distillation"] = distillation
         (tmp / "local_pareto.json").write_text(json.dumps(payload, indent=2, default=float))
         publish(tmp, run_dir, LOCAL_OUTPUTS)
     except OSError as exc:
