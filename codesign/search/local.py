@@ -518,7 +518,7 @@ def _no_distill(store: LocalStore, spec: LocalSpec, genome: Genome, cand: int, d
     _load_state(net, _rewind_point(store, f"rewind/{cand}/{bits}/nodistill", net, spec, cand, data, bits, hp, None))
     _train(net, data, hp, hp["epochs"], spec.seed, start_epoch=min(spec.rewind_epoch, hp["epochs"]))
     acc = accuracy(net, data)
-    store.put(key, "nodistill", cand, bits, 0, hp, {"accuracy": acc})
+    store.put(key, "nodistill", cand, bits, 0, hp, {"accuracy": acc}, state=_state_bytes(net, None))
     return acc
 
 

@@ -112,7 +112,20 @@ def _local_section(run_dir: Path) -> str:
     out += f"<p>Float accuracy of the candidates' architectures: {html.escape(floats)}.</p>"
     cols = ["rank", "candidate", "bits", "round", "accuracy", "float_accuracy", "sparsity", "bops"]
     cols += [c for c in ("LUT", "FF", "DSP", "latency") if any(c in r for r in front)]
-    return out + _table(front, cols, "front local")
+    return out + _table(front, cols, "front local") + _distill_table(loc)
+
+
+def _distill_table(loc: dict[str, Any]) -> str:
+    """With ``local.distill``: the dense quantized models' accuracy with and without the float teacher."""
+    rows = loc.get("distillation")
+    if not rows:
+        return ""
+    kd = loc.get("distill", {})
+    note = (f"<p>Knowledge distillation from the float twin (alpha {kd.get('alpha')}, temperature "
+            f"{kd.get('temperature')}): round-0 (unpruned) validation accuracy with and without the teacher, "
+            "same hyper-parameters and seed.</p>")  # fmt: skip
+    cols = ["candidate", "bits", "accuracy", "accuracy_no_distill", "gain", "teacher_accuracy"]
+    return f'<h3 id="distillation">Distillation</h3>{note}{_table(rows, cols, "distillation")}'
 
 
 def _chosen_section(run_dir: Path) -> str:
