@@ -235,6 +235,21 @@ def pow2_scale(max_abs: float, bits: int, signed: bool) -> float:
     return float(2.0 ** math.ceil(math.log2(max(float(max_abs), 1e-8) / qmax)))
 
 
+def bias_grid(genome: Genome, p: Params, i: int) -> float | None:
+    """Step of layer ``i``'s accumulator (input scale x weight scale), None for an attention projection.
+    A bias on this grid adds exactly in fixed point, so hls4ml's C-simulation matches the IR bit for bit."""
+    if i < genome.n_conv and genome.kinds[i] == ATTENTION:
+        return None
+    return float(p["in_scale"] if i == 0 else p[f"as{i - 1}"]) * float(p[f"ws{i}"])
+
+
+def snapped_bias(genome: Genome, p: Params, i: int) -> np.ndarray:
+    """Layer ``i``'s bias rounded (half to even, as the trainers' forward does) to :func:`bias_grid`."""
+    grid = bias_grid(genome, p, i)
+    b = np.asarray(p[f"b{i}"], dtype=np.float32)
+    return b if grid is None else (np.round(b / np.float32(grid)) * np.float32(grid)).astype(np.float32)
+
+
 def random_params(genome: Genome, n_features: int, n_classes: int, seed: int = 0) -> Params:
     """Untrained parameters (nn.Linear's init) so an IR exists before training, for costing."""
     rng = np.random.default_rng(seed)
@@ -329,15 +344,15 @@ def build_ir(genome: Genome, n_features: int, n_classes: int, params: Params | N
         if i < genome.n_conv and genome.kinds[i] == ATTENTION:
             block_in = h
             z = _attention_ir(g, genome, p, i, h)
-            h = g.node("Conv", [z, wq, g.const(f"b{i}", p[f"b{i}"])], f"conv{i}", kernel_shape=[1] * nd)
+            h = g.node("Conv", [z, wq, g.const(f"b{i}", snapped_bias(genome, p, i))], f"conv{i}", kernel_shape=[1] * nd)
         elif i < genome.n_conv:  # Conv, 'same' padding, bias as the Conv's third input
             k = genome.kernels[i]
             block_in = h
-            h = g.node("Conv", [h, wq, g.const(f"b{i}", p[f"b{i}"])], f"conv{i}", kernel_shape=[k] * nd, pads=[k // 2] * (2 * nd))
+            h = g.node("Conv", [h, wq, g.const(f"b{i}", snapped_bias(genome, p, i))], f"conv{i}", kernel_shape=[k] * nd, pads=[k // 2] * (2 * nd))
         else:
             if i == genome.n_conv and genome.n_conv:
                 h = g.node("Flatten", [h], "flat", axis=1)
-            h = g.node("Add", [g.node("MatMul", [h, wq], f"mm{i}"), g.const(f"b{i}", p[f"b{i}"])], f"fc{i}" if i < genome.depth else "y")
+            h = g.node("Add", [g.node("MatMul", [h, wq], f"mm{i}"), g.const(f"b{i}", snapped_bias(genome, p, i))], f"fc{i}" if i < genome.depth else "y")
         if i == genome.depth:
             break
         norm, conv = genome.norms[i], i < genome.n_conv

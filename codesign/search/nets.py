@@ -74,6 +74,11 @@ def ste_quant(x: torch.Tensor, scale: torch.Tensor, lo: torch.Tensor, hi: torch.
     return _StraightThroughQuant.apply(x, scale, lo, hi)
 
 
+def snap(b: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """Bias rounded to the accumulator grid (genome.snapped_bias), straight-through gradient."""
+    return b + (torch.round(b / grid) * grid - b).detach()
+
+
 def activation(kind: str, x: torch.Tensor) -> torch.Tensor:
     if kind == "relu":
         return F.relu(x)
@@ -126,9 +131,11 @@ class CandidateNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = fake_quant(x, self.in_scale, self.bits, True)
+        s_in = self.in_scale
         for i, lin in enumerate(self.linears):
-            w = fake_quant(lin.weight, self.weight_scale(i), self.bits, True, narrow=True)
-            h = F.linear(h, w, lin.bias)
+            ws = self.weight_scale(i)
+            w = fake_quant(lin.weight, ws, self.bits, True, narrow=True)
+            h = F.linear(h, w, snap(lin.bias, s_in * ws))
             if i == self.genome.depth:
                 return h
             h = self.dropout(activation(self.genome.activations[i], self.norms[i](h)))
@@ -137,7 +144,8 @@ class CandidateNet(nn.Module):
                     batch_max = h.detach().abs().max()
                     seen = self.act_range[i] > 0
                     self.act_range[i] = torch.where(seen, (1 - RANGE_MOMENTUM) * self.act_range[i] + RANGE_MOMENTUM * batch_max, batch_max)
-            h = fake_quant(h, self.act_scale(i), self.bits, self.genome.activations[i] not in UNSIGNED_ACTIVATIONS)
+            s_in = self.act_scale(i)
+            h = fake_quant(h, s_in, self.bits, self.genome.activations[i] not in UNSIGNED_ACTIVATIONS)
         return h
 
     def l1_penalty(self) -> torch.Tensor:
@@ -267,15 +275,19 @@ class ConvCandidateNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         g = self.genome
         h = fake_quant(x.reshape(len(x), *self.input_shape), self.in_scale, self.bits, True)
+        s_in = self.in_scale
         for i, layer in enumerate(self.linears):
-            w = fake_quant(layer.weight, self.weight_scale(i), self.bits, True, narrow=True)
+            ws = self.weight_scale(i)
+            w = fake_quant(layer.weight, ws, self.bits, True, narrow=True)
             if i < self.n_conv:
                 block_in = h
-                h = layer._conv_forward(self._attention(i, h) if str(i) in self.qkv else h, w, layer.bias)
+                attention = str(i) in self.qkv  # its projection's input is the attention output: bias not snapped
+                bias = layer.bias if attention else snap(layer.bias, s_in * ws)
+                h = layer._conv_forward(self._attention(i, h) if attention else h, w, bias)
             else:
                 if i == self.n_conv:
                     h = h.flatten(1)
-                h = F.linear(h, w, layer.bias)
+                h = F.linear(h, w, snap(layer.bias, s_in * ws))
             if i == g.depth:
                 return h
             h = self.dropout(activation(g.activations[i], self.norms[i](h)))
@@ -285,6 +297,7 @@ class ConvCandidateNet(nn.Module):
                 pool = (F.max_pool1d, F.max_pool2d) if g.pools[i] == "max" else (F.avg_pool1d, F.avg_pool2d)
                 h = pool[h.dim() - 3](h, 2)
             h = self._tracked(h, self.act_range, i, self.signed[i])
+            s_in = self.act_scale(i)
         return h
 
     def l1_penalty(self) -> torch.Tensor:

@@ -30,6 +30,7 @@ from codesign.search.nets import (
     BN_MOMENTUM,
     RANGE_MOMENTUM,
     activation,
+    snap,
     candidate_net,
     input_scale,
     pow2_for_qmax,
@@ -163,9 +164,10 @@ class _Group:
     def forward(self, x: torch.Tensor, train: bool) -> torch.Tensor:
         self._bind()
         h = ste_quant(x.unsqueeze(0), self.in_scale, *self.q_in)
+        s_in = self.in_scale
         for i in range(self.depth + 1):
             ws = pow2_for_qmax(self.w[i].detach().abs().amax(dim=(1, 2), keepdim=True), self.q_w[1])
-            h = torch.matmul(h, ste_quant(self.w[i], ws, *self.q_w)) + self.b[i]
+            h = torch.matmul(h, ste_quant(self.w[i], ws, *self.q_w)) + snap(self.b[i], s_in * ws)
             if i == self.depth:
                 return h
             h = self._mix(self.norms[i], lambda kind, i=i, h=h: self._norm(i, kind, h, train))
@@ -178,7 +180,8 @@ class _Group:
                     r = self.act_range[i]
                     self.act_range[i] = torch.where(r > 0, (1 - RANGE_MOMENTUM) * r + RANGE_MOMENTUM * batch_max, batch_max)
             lo, hi = self.q_act[i]
-            h = ste_quant(h, pow2_for_qmax(self.act_range[i], hi), lo, hi)
+            s_in = pow2_for_qmax(self.act_range[i], hi)
+            h = ste_quant(h, s_in, lo, hi)
         raise AssertionError("unreachable")
 
     def _norm(self, i: int, kind: str, h: torch.Tensor, train: bool) -> torch.Tensor:
