@@ -712,7 +712,10 @@ def search(
         None, "--cluster", help="train on a Dask cluster: tcp://HOST:PORT (a running scheduler) or local:N (N local workers)"
     ),
     stage: str = typer.Option("global", "--stage", help="global (NSGA-II), local (QAT + TPE + pruning on its front) or all"),
-    compile_: bool = typer.Option(False, "--compile", help="compile the chosen local model for the target and verify it"),
+    compile_: bool = typer.Option(
+        False, "--compile", help="compile the chosen model (local front; global front with --stage global) and verify it"
+    ),
+    method: Optional[str] = typer.Option(None, "--method", help="global search method: nsga2 or darts (default: the YAML's)"),
 ) -> None:
     """Architecture search: global NSGA-II (accuracy vs BOPs/resources), local QAT + pruning, compile."""
     from codesign.errors import CodesignError
@@ -722,13 +725,14 @@ def search(
     if stage not in STAGES:
         raise CodesignError(f"--stage must be one of {', '.join(STAGES)}, not {stage!r}")
     cfg = load_pipeline(space)
+    if method is not None:
+        cfg.space = _with_method(cfg.space, method, space)
     spec = cfg.space
     data = load_dataset(spec.data)  # data errors surface before the progress bar starts
-    if stage == "global":
-        if compile_:
-            raise CodesignError("--compile needs the local stage: use --stage all (or --stage local)")
+    if stage == "global" and not compile_:
         _search_global(spec, data, output, trials, workers, resume, cluster)
         return
+
     def echo(line: str) -> None:
         typer.echo(line, err=True)
 
@@ -745,9 +749,23 @@ def search(
                        f"sparsity {m['sparsity']:.3f}  BOPs {_fmt_num(m['bops']):>7}" + (f"  LUT {m['LUT']:.0f}" if "LUT" in m else ""))  # fmt: skip
     if out.chosen is not None:
         v, m = out.chosen["verify"] or {}, out.chosen["model"]
-        typer.echo(f"compiled trial {m['candidate']} w{m['bits']} round {m['round']} (acc {m['accuracy']:.4f}, sparsity "
-                   f"{m['sparsity']:.3f}) -> {out.run_dir / out.chosen['project']}: "
-                   f"{'bit-exact' if v.get('bit_exact') else 'NOT bit-exact'} on {v.get('samples')} samples")  # fmt: skip
+        if out.chosen["project"]:
+            typer.echo(f"compiled trial {m['candidate']} w{m['bits']} round {m['round']} (acc {m['accuracy']:.4f}, sparsity "
+                       f"{m['sparsity']:.3f}) -> {out.run_dir / out.chosen['project']}: "
+                       f"{'bit-exact' if v.get('bit_exact') else 'NOT bit-exact'} on {v.get('samples')} samples")  # fmt: skip
+        if out.chosen.get("finn"):
+            typer.echo(f"FINN build folder for trial {m['candidate']} -> {out.run_dir / out.chosen['finn']['folder']}")
+
+
+def _with_method(spec: Any, method: str, source: Path) -> Any:
+    """The space with ``search.method`` overridden from the command line (validated like the YAML)."""
+    from codesign.search.space import parse_space
+
+    payload = spec.model_dump()
+    payload["search"]["method"] = method
+    if method != "darts":
+        payload["search"]["darts"] = None
+    return parse_space(payload, f"{source} (--method {method})")
 
 
 def _search_global(spec: Any, data: Any, output: Optional[Path], trials: Optional[int], workers: int, resume: bool,
@@ -766,6 +784,10 @@ def _search_global(spec: Any, data: Any, output: Optional[Path], trials: Optiona
     from codesign.search.run import run_search
 
     total = trials or spec.search.trials
+    if spec.search.method == "darts":
+        from codesign.search.darts import planned_trials
+
+        total = planned_trials(spec)
     console = Console(stderr=True)
     columns = (
         BarColumn(bar_width=12), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),

@@ -244,10 +244,14 @@ class Search:
             torch.set_num_threads(threads)
             self.close()
 
+    def _evaluate_baselines(self) -> None:
+        """Train the config's baselines not yet in the store (generation -1)."""
+        base = [g for g in self.baselines() if self.store.get(g.key()) is None]
+        self._evaluate(base, -1, [b.name for b, g in zip(self.space.baselines, self.baselines()) if g in base])
+
     def _run(self, on_progress: Callable[[Progress], None] | None) -> None:
         space = self.space
-        base = [g for g in self.baselines() if self.store.get(g.key()) is None]
-        self._evaluate(base, -1, [b.name for b, g in zip(space.baselines, self.baselines()) if g in base])
+        self._evaluate_baselines()
         seen: set[str] = set()
         algorithm = NSGA2(
             pop_size=space.search.population,

@@ -26,6 +26,8 @@ from codesign.search.space import SearchSpaceError, Space, load_space, parse_spa
 STAGES = ("global", "local", "all")
 CHOSEN = "chosen.json"
 HLS_DIR = "hls4ml"
+FINN_DIR = "finn"
+BACKENDS = ("hls4ml", "finn")
 
 
 @dataclass
@@ -36,6 +38,8 @@ class CompileSpec:
     tolerance: float = 0.02
     reuse_factor: int = 1
     strategy: str = "latency"
+    #: hls4ml (C-simulated and verified) and/or finn (a build_dataflow folder with its verification pair)
+    backends: list[str] = field(default_factory=lambda: ["hls4ml"])
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None, source: str) -> CompileSpec:
@@ -43,7 +47,10 @@ class CompileSpec:
         bad = sorted(set(d) - set(cls.__dataclass_fields__))
         if bad:
             raise SearchSpaceError(f"{source}: compile.{bad[0]}: unknown key")
-        return cls(**d)
+        spec = cls(**d)
+        if not spec.backends or set(spec.backends) - set(BACKENDS):
+            raise SearchSpaceError(f"{source}: compile.backends: choose from {', '.join(BACKENDS)}")
+        return spec
 
 
 @dataclass
@@ -95,29 +102,51 @@ def choose(local_pareto: dict[str, Any], tolerance: float) -> dict[str, Any]:
     return max(rows, key=lambda r: r["accuracy"])
 
 
-def compile_chosen(cfg: PipelineConfig, run_dir: Path, log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
-    """Compile the chosen local model for the config's target with --verify; write chosen.json."""
-    from codesign.backends.compile import compile_hls4ml
+def choose_global(pareto: dict[str, Any], tolerance: float) -> dict[str, Any]:
+    """The cheapest (BOPs) global Pareto model at most ``tolerance`` below the front's most accurate,
+    from a parsed ``pareto.json``, as a row shaped like a local one (round 0, no float twin)."""
+    rows = [r for r in pareto["pareto"] if r.get("file")]
+    if not rows:
+        raise CodesignError("the global Pareto front is empty: nothing to compile")
+    best = max(r["accuracy"] for r in rows)
+    row = min((r for r in rows if r["accuracy"] >= best - tolerance), key=lambda r: (r["bops"], -r["accuracy"]))
+    return {**row, "candidate": row["trial"], "round": 0, "sparsity": row.get("sparsity", 0.0), "float_accuracy": None}
+
+
+def compile_chosen(cfg: PipelineConfig, run_dir: Path, log: Callable[[str], None] = lambda s: None,
+                   front: str = "local") -> dict[str, Any]:  # fmt: skip
+    """Compile the chosen model of the ``local`` (or ``global``) front for the config's target with
+    every configured backend (hls4ml: C-simulated and verified); write chosen.json."""
+    from codesign.backends.compile import compile_finn, compile_hls4ml
     from codesign.backends.hls4ml_backend import Hls4mlOptions
     from codesign.frontends import load
 
     if not cfg.space.target:
         raise CodesignError(f"{cfg.source or 'config'}: --compile needs a 'target' in the search space")
-    lp = run_dir / "local_pareto.json"
-    if not lp.is_file():
-        raise CodesignError(f"{run_dir}: no local_pareto.json (run the local stage first)")
-    row = choose(json.loads(lp.read_text()), cfg.compile.tolerance)
+    name = "local_pareto.json" if front == "local" else "pareto.json"
+    if not (run_dir / name).is_file():
+        raise CodesignError(f"{run_dir}: no {name} (run the {front} stage first)")
+    pick = choose if front == "local" else choose_global
+    row = pick(json.loads((run_dir / name).read_text()), cfg.compile.tolerance)
     onnx_path = run_dir / row["file"]
     log(f"compiling trial {row['candidate']} {row['bits']} bit round {row['round']} (acc {row['accuracy']:.4f}, "
         f"sparsity {row.get('sparsity', 0):.3f}) for {cfg.space.target}")  # fmt: skip
-    opts = Hls4mlOptions(strategy=cfg.compile.strategy, reuse_factor=cfg.compile.reuse_factor)
-    res = compile_hls4ml(
-        load(onnx_path), cfg.space.target, run_dir / HLS_DIR, options=opts, force=True, verify=True,
-        samples=cfg.compile.samples, source=onnx_path,
-    )  # fmt: skip
+    ir = load(onnx_path)
+    res = None
+    if "hls4ml" in cfg.compile.backends:
+        opts = Hls4mlOptions(strategy=cfg.compile.strategy, reuse_factor=cfg.compile.reuse_factor)
+        res = compile_hls4ml(
+            ir, cfg.space.target, run_dir / HLS_DIR, options=opts, force=True, verify=True,
+            samples=cfg.compile.samples, source=onnx_path,
+        )  # fmt: skip
+    finn = None
+    if "finn" in cfg.compile.backends:
+        finn = compile_finn(ir, cfg.space.target, run_dir / FINN_DIR, force=True, source=onnx_path).manifest.get("finn")
     chosen = {
-        "model": row, "file": row["file"], "target": cfg.space.target, "tolerance": cfg.compile.tolerance,
-        "project": HLS_DIR, "verify": res.verify, "estimates": res.manifest.get("estimates"), "timings": res.timings,
+        "model": row, "file": row["file"], "front": front, "target": cfg.space.target, "tolerance": cfg.compile.tolerance,
+        "project": HLS_DIR if res is not None else None, "verify": res.verify if res is not None else None,
+        "estimates": res.manifest.get("estimates") if res is not None else None,
+        "timings": res.timings if res is not None else {}, "finn": {"folder": FINN_DIR, **finn} if finn else None,
     }  # fmt: skip
     tmp = run_dir / f".{CHOSEN}.tmp"
     try:
@@ -158,5 +187,5 @@ def run_pipeline(
             raise CodesignError(f"{run_dir}: no global run here (run --stage global first)")
         out.local_summary = run_local(cfg.space, cfg.local, run_dir, data, resume=resume, log=log)
     if compile:
-        out.chosen = compile_chosen(cfg, run_dir, log)
+        out.chosen = compile_chosen(cfg, run_dir, log, front="global" if stage == "global" else "local")
     return out

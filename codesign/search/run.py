@@ -159,6 +159,15 @@ def _plots(space: Space, trials: list[Trial], front: list[Trial], baselines: lis
         plt.close(fig)
 
 
+def search_class(space: Space) -> type[Search]:
+    """The global stage's algorithm: NSGA-II, or the differentiable supernet search."""
+    if space.search.method == "darts":
+        from codesign.search.darts import DartsSearch
+
+        return DartsSearch
+    return Search
+
+
 def prepare_run_dir(run_dir: Path, resume: bool) -> bool:
     """Create the run folder (True if created here); refuse a non-run folder or a finished run without --resume."""
     if run_dir.exists() and not run_dir.is_dir():
@@ -203,7 +212,7 @@ def run_search(
     try:
         if store.meta("space") is None:
             store.set_meta("space", space.model_dump_json())
-        Search(space, data, store, trials=trials, workers=workers, cluster=cluster).run(on_progress)
+        search_class(space)(space, data, store, trials=trials, workers=workers, cluster=cluster).run(on_progress)
         front = write_outputs(space, store, run_dir, data.n_features, data.n_classes)
         baselines = [t for t in store.trials() if t.is_baseline]
         return RunSummary(run_dir, store.count(), front, baselines)

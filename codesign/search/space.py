@@ -260,7 +260,39 @@ class ConstraintSpec(_Strict):
     latency_max_cycles: float | None = Field(None, gt=0)
 
 
+class DartsSpec(_Strict):
+    """``search.darts``: the differentiable (DARTS/NASH-style) search, one supernet per cost weight."""
+
+    #: lambda of ``loss = task loss + lambda * log(E[BOPs] / BOPs of the largest net)``; one derived net each
+    cost_weights: list[float] = [0.0, 0.001, 0.003, 0.01, 0.03, 0.1]
+    warmup_epochs: int = Field(2, ge=0, le=1000)  # supernet weights only, shared by every cost weight
+    epochs: int = Field(8, ge=1, le=1000)  # weights and architecture alternate, per cost weight
+    weight_learning_rate: float = Field(3e-3, gt=0, lt=10)
+    arch_learning_rate: float = Field(1e-2, gt=0, lt=10)
+    #: softmax temperature, annealed geometrically from the first to the second value
+    temperature: tuple[float, float] = (1.0, 0.1)
+    #: share of the training rows that update the architecture (the rest update the weights)
+    arch_fraction: float = Field(0.3, gt=0.0, lt=1.0)
+
+    @field_validator("cost_weights")
+    @classmethod
+    def _weights(cls, v: list[float]) -> list[float]:
+        if not v or any(x < 0 for x in v):
+            raise ValueError("cost_weights must be a non-empty list of numbers >= 0")
+        return list(dict.fromkeys(float(x) for x in v))
+
+    @field_validator("temperature")
+    @classmethod
+    def _temperature(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if min(v) <= 0:
+            raise ValueError("temperature values must be > 0")
+        return v
+
+
 class SearchSpec(_Strict):
+    #: nsga2: NSGA-II over genomes (trains every candidate); darts: differentiable supernet search
+    method: Literal["nsga2", "darts"] = "nsga2"
+    darts: DartsSpec | None = None
     trials: int = Field(50, ge=1)
     population: int = Field(20, ge=2)
     seed: int = 0
@@ -271,6 +303,16 @@ class SearchSpec(_Strict):
     proxy_keep: float | None = Field(None, gt=0.0, le=1.0)
     #: rank by (proxy, BOPs) Pareto level first, so cheap candidates are not all screened out
     proxy_cost: bool = True
+
+    @model_validator(mode="after")
+    def _method(self) -> SearchSpec:
+        if self.darts is not None and self.method != "darts":
+            raise ValueError("a darts section needs method: darts")
+        if self.method == "darts":
+            if self.proxy is not None:
+                raise ValueError("proxy pre-screens NSGA-II offspring; it does not apply to method: darts")
+            self.darts = self.darts or DartsSpec()
+        return self
 
     @model_validator(mode="after")
     def _proxy(self) -> SearchSpec:
@@ -394,6 +436,8 @@ class Space(_Strict):
         payload = self.model_dump(exclude={"search": {"trials"}})
         if payload["search"]["proxy"] is None:  # fields added with proxies: absent = the digest of before
             del payload["search"]["proxy"], payload["search"]["proxy_keep"], payload["search"]["proxy_cost"]
+        if payload["search"]["method"] == "nsga2":  # fields added with DARTS: absent = the digest of before
+            del payload["search"]["method"], payload["search"]["darts"]
         if payload["model"]["input_shape"] is None:  # fields added with conv blocks: absent = the digest of before
             del payload["model"]["input_shape"]
         for b in payload["model"]["blocks"] or []:
