@@ -54,7 +54,7 @@ def kd_run(tmp_path_factory):
 def test_distill_spec_validation():
     assert LocalSpec.from_dict(None).distill is None
     assert LocalSpec.from_dict({"distill": False}).distill is None
-    assert LocalSpec.from_dict({"distill": True}).distill == DistillSpec(0.7, 4.0)
+    assert LocalSpec.from_dict({"distill": True}).distill == DistillSpec(0.5, 2.0)
     assert LocalSpec.from_dict({"distill": {"alpha": 1, "temperature": 2}}).distill == DistillSpec(1.0, 2.0)
     for bad, msg in (({"alpha": 0}, "alpha must be in"), ({"alpha": 1.5}, "alpha must be in"),
                      ({"temperature": 0}, "temperature must be > 0"), ({"temperature": -1}, "temperature must be > 0"),
@@ -73,7 +73,7 @@ def test_digest_changes_with_distill_and_old_stores_keep_theirs():
     # golden digests of the settings before local.distill existed: old local.sqlite files still --resume
     assert LocalSpec().digest() == "f2dcaacec0522c07"
     assert LocalSpec(bits=[4], tpe_trials=2).digest() == "87940c83966f74a6"
-    digests = {LocalSpec(distill=d).digest() for d in (None, True, {"alpha": 0.5}, {"temperature": 2.0})}
+    digests = {LocalSpec(distill=d).digest() for d in (None, True, {"alpha": 0.9}, {"temperature": 3.0})}
     assert len(digests) == 4
 
 
@@ -245,4 +245,4 @@ def test_example_distill_config_parses():
 
     cfg = load_pipeline(ROOT / "examples/search/magic_distill.yaml")
     assert cfg.local.distill is not None and cfg.local.distill.temperature > 0
-    assert math.isclose(cfg.local.distill.alpha, 0.7)
+    assert math.isclose(cfg.local.distill.alpha, 0.5) and cfg.local.distill.temperature == 2.0
