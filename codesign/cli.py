@@ -728,6 +728,8 @@ def search(
     if method is not None:
         cfg.space = _with_method(cfg.space, method, space)
     spec = cfg.space
+    if compile_ and not spec.target:  # before any training, not after it
+        raise CodesignError(f"{space}: --compile needs a 'target' in the search space")
     data = load_dataset(spec.data)  # data errors surface before the progress bar starts
     if stage == "global" and not compile_:
         _search_global(spec, data, output, trials, workers, resume, cluster)
@@ -823,11 +825,16 @@ def _search_global(spec: Any, data: Any, output: Optional[Path], trials: Optiona
 
 @app.command()
 @cli_command
-def report(run_dir: Path = typer.Argument(..., help="a search run folder (codesign search -o RUN_DIR)")) -> None:
+def report(
+    run_dir: Path = typer.Argument(..., help="a search run folder (codesign search -o RUN_DIR)"),
+    compare: Optional[list[Path]] = typer.Option(
+        None, "--compare", help="another run folder whose global front goes on the same plot (repeatable)"
+    ),
+) -> None:
     """Write RUN_DIR/report.html: both Pareto fronts, the chosen model's per-layer table, estimated vs verified."""
     from codesign.search.report import write_report
 
-    typer.echo(f"wrote {write_report(run_dir)}")
+    typer.echo(f"wrote {write_report(run_dir, compare or [])}")
 
 
 def main() -> None:

@@ -144,8 +144,9 @@ def test_cli_stage_errors(tmp_path):
     runner = CliRunner()
     yml = ROOT / "examples/search/magic_pipeline.yaml"
     shared_path("data", "magic", "magic04.data")
-    r = runner.invoke(app, ["search", str(yml), "-o", str(tmp_path / "r"), "--compile"])
-    assert r.exit_code == 2 and "--stage all" in r.output
+    no_target = ROOT / "examples/search/magic_small.yaml"
+    r = runner.invoke(app, ["search", str(no_target), "-o", str(tmp_path / "r"), "--compile"])
+    assert r.exit_code == 2 and "--compile needs a 'target'" in r.output
     r = runner.invoke(app, ["search", str(yml), "-o", str(tmp_path / "r"), "--stage", "bogus"])
     assert r.exit_code == 2 and "--stage must be one of" in r.output
     r = runner.invoke(app, ["search", str(yml), "-o", str(tmp_path / "none"), "--stage", "local"])

@@ -3,7 +3,7 @@
 For each cost weight lambda, a :class:`~codesign.search.supernet.Supernet` is trained with
 first-order DARTS: weight steps on one part of the training rows, architecture steps on the
 other, minimising ``task loss + lambda * log(E[BOPs] / BOPs of the largest net)`` while the
-softmax temperature anneals. The most likely architecture is derived into a genome and
+softmax temperature anneals (or, with ``bops_targets``, ``|log(E[BOPs] / budget)|`` per budget). The most likely architecture is derived into a genome and
 retrained from scratch by the global stage's own trainer, once per learning-rate choice, so
 its accuracy, BOPs and estimates are measured exactly as an NSGA-II candidate's are: the
 sweep over lambda gives a Pareto front directly comparable with NSGA-II's. The supernets run
@@ -35,7 +35,7 @@ DARTS_JSON = "darts.json"
 def planned_trials(space: Space) -> int:
     """Upper bound of the trials a DARTS run stores: one per cost weight and learning rate."""
     assert space.search.darts is not None
-    return len(space.search.darts.cost_weights) * len(space.training.learning_rate)
+    return len(space.search.darts.sweep()) * len(space.training.learning_rate)
 
 
 def temperature(spec: DartsSpec, epoch: int) -> float:
@@ -105,8 +105,17 @@ class DartsSearch(Search):
             self._warm = {k: v.clone() for k, v in net.state_dict().items()}
         return self._warm
 
-    def search_one(self, k: int, lam: float) -> dict[str, Any]:
-        """Train a supernet at cost weight ``lam`` from the shared warm-up; return what it derived."""
+    def cost_term(self, net: Any, tau: float, ref: float, kind: str, value: float) -> Any:
+        """lambda * log(E[BOPs] / max), or target_weight * |log(E[BOPs] / (fraction * max))|."""
+        import torch
+
+        ratio = net.expected_bops(tau) / ref
+        if kind == "cost_weight":
+            return value * torch.log(ratio).float()
+        return self.spec.target_weight * torch.abs(torch.log(ratio / value)).float()
+
+    def search_one(self, k: int, kind: str, value: float) -> dict[str, Any]:
+        """Train supernet ``k`` (cost weight or BOPs budget ``value``) from the shared warm-up; return what it derived."""
         import torch
 
         t0 = time.perf_counter()
@@ -133,16 +142,16 @@ class DartsSearch(Search):
                     continue
                 a_idx = a_batches[j % len(a_batches)]
                 a_loss = task_loss(net(xa[a_idx], tau), ya[a_idx], self.data.regression)
-                if lam > 0:
-                    a_loss = a_loss + lam * torch.log(net.expected_bops(tau) / ref).float()
+                if value > 0 or kind == "bops_target":
+                    a_loss = a_loss + self.cost_term(net, tau, ref, kind, value)
                 a_opt.zero_grad()
                 a_loss.backward()
                 a_opt.step()
         genome = net.derive()
         probs = {n: [round(float(v), 4) for v in q.detach()] for n, q in net.probs(tau).items() if n in net.alpha}
         return {
-            "cost_weight": lam, "genome": genome.to_dict(), "label": genome.label(), "probabilities": probs,
-            "expected_bops": float(net.expected_bops(tau)), "max_bops": ref, "final_temperature": tau,
+            kind: value, "genome": genome.to_dict(), "label": genome.label(), "probabilities": probs,
+            "expected_bops": float(net.expected_bops(tau).detach()), "max_bops": ref, "final_temperature": tau,
             "seconds": time.perf_counter() - t0,
         }  # fmt: skip
 
@@ -157,13 +166,14 @@ class DartsSearch(Search):
         self._evaluate_baselines()
         threads = torch.get_num_threads()
         outcomes = []
-        for k, lam in enumerate(self.spec.cost_weights):
+        for k, (kind, value) in enumerate(self.spec.sweep()):
             t0 = time.perf_counter()
             pinned = self.store.meta(f"darts_{k}")
             if pinned is None:
-                torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))  # a supernet is one big net: use the cores
+                if self.space.model.conv_type():  # a conv supernet is one big net: use the cores (MLPs are too small)
+                    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
                 try:
-                    info = self.search_one(k, lam)
+                    info = self.search_one(k, kind, value)
                 finally:
                     torch.set_num_threads(threads)
                 self.store.set_meta(f"darts_{k}", json.dumps(info))

@@ -92,3 +92,15 @@ def pareto_trials(space: Space, trials: list[Any]) -> list[Any]:
     f = [objective_vector(space, t.metrics) for t in feasible]
     front = [t for t, k in zip(feasible, pareto_mask(f)) if k]
     return sorted(front, key=lambda t: objective_vector(space, t.metrics))
+
+
+def front_hypervolume(points: list[tuple[float, float]], ref_error: float, ref_log_bops: float) -> float:
+    """Area dominated by (accuracy, BOPs) points in (1 - accuracy, log10 BOPs), both minimised, up to
+    the reference point: one number to compare fronts of different methods against the same reference."""
+    import math
+
+    import numpy as np
+    from pymoo.indicators.hv import HV
+
+    f = np.asarray([[1.0 - a, math.log10(max(b, 1.0))] for a, b in points], dtype=float)
+    return float(HV(ref_point=np.array([ref_error, ref_log_bops]))(f)) if len(f) else 0.0

@@ -91,6 +91,66 @@ def _global_section(run_dir: Path) -> str:
             f"{_table(front, cols, 'front global')}")  # fmt: skip
 
 
+def _fronts_plot(fronts: list[tuple[str, list[tuple[float, float]]]], title: str) -> str:
+    """Several accuracy-vs-BOPs fronts on one plot (log x), as a base64 PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=100)
+    for (name, pts), marker in zip(fronts, "osD^v<>p"):
+        if pts:
+            ax.plot(*zip(*sorted(pts)), marker + "-", ms=4, label=name)
+    if any(p for _, pts in fronts for p in pts):
+        ax.set_xscale("log")
+    ax.set_xlabel("BOPs")
+    ax.set_ylabel("validation accuracy")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out = _png(fig)
+    plt.close(fig)
+    return out
+
+
+def comparison(run_dirs: list[Path]) -> list[dict[str, Any]]:
+    """Per run: method, trials, wall time, front size and hypervolume against one shared reference
+    (worst accuracy and 1.1x the largest BOPs over all the fronts), from each run's pareto.json."""
+    from codesign.search.objectives import front_hypervolume
+
+    rows = []
+    for d in run_dirs:
+        p = d / "pareto.json"
+        if not p.is_file():
+            raise CodesignError(f"{d}: not a search run folder (no pareto.json)")
+        g = json.loads(p.read_text())
+        pts = [(r["accuracy"], r["bops"]) for r in g["pareto"]]
+        rows.append({"run": d.name, "method": g.get("method", "nsga2"), "trials": g.get("trials"), "front": len(pts),
+                     "wall_s": g.get("wall_seconds"), "points": pts})  # fmt: skip
+    all_pts = [q for r in rows for q in r["points"]]
+    if all_pts:
+        import math
+
+        ref_err = 1.0 - min(a for a, _ in all_pts) + 1e-3
+        ref_bops = math.log10(max(b for _, b in all_pts) * 1.1)
+        for r in rows:
+            r["hypervolume"] = front_hypervolume(r["points"], ref_err, ref_bops)
+    return rows
+
+
+def _compare_section(run_dir: Path, others: list[Path]) -> str:
+    if not others:
+        return ""
+    rows = comparison([run_dir, *others])
+    img = _fronts_plot([(f"{r['run']} ({r['method']})", r["points"]) for r in rows], "Pareto fronts compared")
+    cols = ["run", "method", "trials", "front", "wall_s", "hypervolume"]
+    note = ("<p>Hypervolume in (1 - accuracy, log10 BOPs), both minimised, against one reference point for all runs "
+            "(their worst accuracy, 1.1x their largest BOPs): larger is better. Wall time: every session of the run.</p>")  # fmt: skip
+    return f'<h2 id="compare">Methods compared</h2>{_img(img, "fronts compared")}{note}{_table(rows, cols, "compare")}'
+
+
 def _local_section(run_dir: Path) -> str:
     p = run_dir / "local_pareto.json"
     if not p.is_file():
@@ -175,14 +235,16 @@ table{border-collapse:collapse;margin:1em 0;font-size:13px}td,th{border:1px soli
 th{background:#eee}img{max-width:100%;display:block;margin:1em 0}"""
 
 
-def write_report(run_dir: str | Path) -> Path:
-    """Write RUN_DIR/report.html (atomically) and return its path."""
+def write_report(run_dir: str | Path, compare: list[str | Path] = ()) -> Path:
+    """Write RUN_DIR/report.html (atomically) and return its path; ``compare``: other runs whose
+    global fronts are drawn on one plot with this one's (e.g. NSGA-II vs DARTS on the same space)."""
     run_dir = Path(run_dir)
+    others = [Path(c) for c in compare]
     if not run_dir.is_dir():
         raise CodesignError(f"{run_dir}: no such run folder")
     if not any((run_dir / f).is_file() for f in ("pareto.json", "local_pareto.json")):
         raise CodesignError(f"{run_dir}: not a search run folder (no pareto.json or local_pareto.json)")
-    body = _global_section(run_dir) + _local_section(run_dir) + _chosen_section(run_dir)
+    body = _global_section(run_dir) + _compare_section(run_dir, others) + _local_section(run_dir) + _chosen_section(run_dir)
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>codesign report: {html.escape(run_dir.name)}</title>"
             f"<style>{CSS}</style></head><body><h1>codesign report: {html.escape(run_dir.name)}</h1>{body}</body></html>")  # fmt: skip
     out, tmp = run_dir / REPORT, run_dir / f".{REPORT}.tmp"

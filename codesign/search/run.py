@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,7 +113,8 @@ def write_outputs(space: Space, store: TrialStore, run_dir: Path, n_features: in
             rows.append(_row(rank, t, fname if t.params is not None else None))
         (tmp / "pareto.csv").write_text(csv_text(rows))
         payload = {
-            "space": space.name, "objectives": space.objectives, "trials": len(searched), "pareto": rows,
+            "space": space.name, "method": space.search.method, "objectives": space.objectives, "trials": len(searched),
+            "wall_seconds": float(store.meta("wall_seconds") or 0.0), "pareto": rows,
             "baselines": [_row(-1, b, None) for b in baselines],
         }  # fmt: skip
         (tmp / "pareto.json").write_text(json.dumps(payload, indent=2, default=float))
@@ -212,7 +214,11 @@ def run_search(
     try:
         if store.meta("space") is None:
             store.set_meta("space", space.model_dump_json())
-        search_class(space)(space, data, store, trials=trials, workers=workers, cluster=cluster).run(on_progress)
+        t0 = time.perf_counter()
+        try:
+            search_class(space)(space, data, store, trials=trials, workers=workers, cluster=cluster).run(on_progress)
+        finally:  # wall time over every (resumed) session of this run: what method comparisons report
+            store.set_meta("wall_seconds", str(float(store.meta("wall_seconds") or 0.0) + time.perf_counter() - t0))
         front = write_outputs(space, store, run_dir, data.n_features, data.n_classes)
         baselines = [t for t in store.trials() if t.is_baseline]
         return RunSummary(run_dir, store.count(), front, baselines)

@@ -260,11 +260,19 @@ class ConstraintSpec(_Strict):
     latency_max_cycles: float | None = Field(None, gt=0)
 
 
+#: the default DARTS sweep: BOPs budgets as fractions of the largest net's, log-spaced
+DEFAULT_BOPS_TARGETS = (1.0, 0.3, 0.1, 0.03, 0.01, 0.003)
+
+
 class DartsSpec(_Strict):
     """``search.darts``: the differentiable (DARTS/NASH-style) search, one supernet per cost weight."""
 
-    #: lambda of ``loss = task loss + lambda * log(E[BOPs] / BOPs of the largest net)``; one derived net each
-    cost_weights: list[float] = [0.0, 0.001, 0.003, 0.01, 0.03, 0.1]
+    #: one supernet per BOPs budget (fraction of the largest net's BOPs), cost term
+    #: ``target_weight * |log(E[BOPs] / budget)|`` (TuNAS-style: each lands near its budget; the default sweep)
+    bops_targets: list[float] | None = None
+    target_weight: float = Field(1.0, gt=0)
+    #: or one per lambda of ``loss = task loss + lambda * log(E[BOPs] / BOPs of the largest net)`` (DARTS + penalty)
+    cost_weights: list[float] | None = None
     warmup_epochs: int = Field(2, ge=0, le=1000)  # supernet weights only, shared by every cost weight
     epochs: int = Field(8, ge=1, le=1000)  # weights and architecture alternate, per cost weight
     weight_learning_rate: float = Field(3e-3, gt=0, lt=10)
@@ -274,9 +282,27 @@ class DartsSpec(_Strict):
     #: share of the training rows that update the architecture (the rest update the weights)
     arch_fraction: float = Field(0.3, gt=0.0, lt=1.0)
 
+    @model_validator(mode="after")
+    def _sweep(self) -> DartsSpec:
+        if self.bops_targets is not None and self.cost_weights is not None:
+            raise ValueError("give cost_weights or bops_targets, not both")
+        if self.bops_targets is not None:
+            if not self.bops_targets or any(not 0.0 < t <= 1.0 for t in self.bops_targets):
+                raise ValueError("bops_targets must be fractions in (0, 1] of the largest net's BOPs")
+            self.bops_targets = list(dict.fromkeys(float(t) for t in self.bops_targets))
+        return self
+
+    def sweep(self) -> list[tuple[str, float]]:
+        """One (kind, value) per supernet: ('bops_target', fraction) or ('cost_weight', lambda)."""
+        if self.cost_weights is not None:
+            return [("cost_weight", w) for w in self.cost_weights]
+        return [("bops_target", t) for t in self.bops_targets or DEFAULT_BOPS_TARGETS]
+
     @field_validator("cost_weights")
     @classmethod
-    def _weights(cls, v: list[float]) -> list[float]:
+    def _weights(cls, v: list[float] | None) -> list[float] | None:
+        if v is None:
+            return v
         if not v or any(x < 0 for x in v):
             raise ValueError("cost_weights must be a non-empty list of numbers >= 0")
         return list(dict.fromkeys(float(x) for x in v))

@@ -76,9 +76,7 @@ class Supernet(nn.Module):
             out = max(self.choices[f"width{i}"])
             conv = kind != "dense"
             if conv:
-                ks = self.choices[f"kernel{i}"]
-                if len({k % 2 for k in ks}) > 1:
-                    raise SearchSpaceError(f"method darts: block {i}'s kernel choices mix odd and even sizes")
+                ks = self.choices[f"kernel{i}"]  # odd (the space checks): every k x k window centres in the max one
                 self.layers.append(conv_cls(c_in, out, max(ks), padding=max(ks) // 2))
                 self.spatial.append(tuple(spatial))
                 pool = self.choices[f"pool{i}"][0] if min(spatial) >= 2 else "none"
