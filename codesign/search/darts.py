@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import time
 from collections.abc import Callable
@@ -49,12 +48,17 @@ def _split(data: Dataset, spec: DartsSpec, seed: int) -> tuple[Any, Any, Any, An
     import torch
 
     order = np.random.default_rng(seed).permutation(len(data.y_train))
-    n_a = max(1, int(round(spec.arch_fraction * len(order))))
+    n_a = max(1, round(spec.arch_fraction * len(order)))
     ya = torch.from_numpy(data.y_train)
     y = ya.float() if data.regression else ya.long()
     x = torch.from_numpy(data.x_train)
     w_idx, a_idx = torch.from_numpy(order[n_a:]), torch.from_numpy(order[:n_a])
     return x[w_idx], y[w_idx], x[a_idx], y[a_idx]
+
+
+def _requires_grad(params: list[Any], flag: bool) -> None:
+    for p in params:
+        p.requires_grad_(flag)
 
 
 def task_loss(out: Any, y: Any, regression: bool) -> Any:
@@ -98,7 +102,7 @@ class DartsSearch(Search):
             net.train()
             for epoch in range(self.spec.warmup_epochs):
                 for idx in self._batches(len(yw), epoch, salt=0):
-                    loss = task_loss(net(xw[idx], self.spec.temperature[0]), yw[idx], self.data.regression)
+                    loss = task_loss(net(xw[idx], self.spec.temperature[0], arch_grad=False), yw[idx], self.data.regression)
                     opt.zero_grad()
                     loss.backward()
                     opt.step()
@@ -124,7 +128,8 @@ class DartsSearch(Search):
         net = self._supernet()
         net.load_state_dict(warm)
         xw, yw, xa, ya = _split(self.data, self.spec, self.space.search.seed)
-        w_opt = torch.optim.Adam(net.weights(), lr=self.spec.weight_learning_rate)
+        weights = net.weights()
+        w_opt = torch.optim.Adam(weights, lr=self.spec.weight_learning_rate)
         a_opt = torch.optim.Adam(net.alpha.parameters(), lr=self.spec.arch_learning_rate, betas=(0.5, 0.999))
         ref = net.max_bops()
         tau = self.spec.temperature[0]
@@ -134,19 +139,21 @@ class DartsSearch(Search):
             w_batches = self._batches(len(yw), epoch, salt=1 + k)
             a_batches = self._batches(len(ya), epoch, salt=1000 + k)
             for j, idx in enumerate(w_batches):
-                loss = task_loss(net(xw[idx], tau), yw[idx], self.data.regression)
+                loss = task_loss(net(xw[idx], tau, arch_grad=False), yw[idx], self.data.regression)
                 w_opt.zero_grad()
                 loss.backward()
                 w_opt.step()
                 if not a_batches or len(net.alpha) == 0:
                     continue
                 a_idx = a_batches[j % len(a_batches)]
+                _requires_grad(weights, False)  # an architecture step: no weight gradients to compute
                 a_loss = task_loss(net(xa[a_idx], tau), ya[a_idx], self.data.regression)
                 if value > 0 or kind == "bops_target":
                     a_loss = a_loss + self.cost_term(net, tau, ref, kind, value)
                 a_opt.zero_grad()
                 a_loss.backward()
                 a_opt.step()
+                _requires_grad(weights, True)
         genome = net.derive()
         probs = {n: [round(float(v), 4) for v in q.detach()] for n, q in net.probs(tau).items() if n in net.alpha}
         return {
@@ -161,21 +168,13 @@ class DartsSearch(Search):
         return list({g.key(): g for g in (replace(genome, learning_rate=lr) for lr in self.space.training.learning_rate)}.values())
 
     def _run(self, on_progress: Callable[[Progress], None] | None) -> None:
-        import torch
-
         self._evaluate_baselines()
-        threads = torch.get_num_threads()
         outcomes = []
         for k, (kind, value) in enumerate(self.spec.sweep()):
             t0 = time.perf_counter()
             pinned = self.store.meta(f"darts_{k}")
-            if pinned is None:
-                if self.space.model.conv_type():  # a conv supernet is one big net: use the cores (MLPs are too small)
-                    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
-                try:
-                    info = self.search_one(k, kind, value)
-                finally:
-                    torch.set_num_threads(threads)
+            if pinned is None:  # one thread (Search.run): results independent of the machine's core count
+                info = self.search_one(k, kind, value)
                 self.store.set_meta(f"darts_{k}", json.dumps(info))
             else:
                 info = json.loads(pinned)

@@ -208,8 +208,11 @@ class Supernet(nn.Module):
         units = torch.arange(max(ws), dtype=torch.float32)
         return sum(q * (units < w).float() for q, w in zip(p[f"width{i}"], ws))
 
-    def forward(self, x: torch.Tensor, tau: float = 1.0) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, tau: float = 1.0, arch_grad: bool = True) -> torch.Tensor:
+        """Output of the mixture; ``arch_grad=False`` (weight steps) keeps the architecture out of autograd."""
         p = self.probs(tau)
+        if not arch_grad:
+            p = {n: q.detach() for n, q in p.items()}
         pb = p["bits"]
         h = x.reshape(len(x), *self.in_shape)
         h = self._quant(h, list(self.in_scales), pb, True)
