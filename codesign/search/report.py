@@ -92,7 +92,7 @@ def _global_section(run_dir: Path) -> str:
 
 
 def _fronts_plot(fronts: list[tuple[str, list[tuple[float, float]]]], title: str) -> str:
-    """Several accuracy-vs-BOPs fronts on one plot (log x), as a base64 PNG."""
+    """Several fronts of (BOPs, accuracy) points on one plot (log x), as a base64 PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -144,7 +144,7 @@ def _compare_section(run_dir: Path, others: list[Path]) -> str:
     if not others:
         return ""
     rows = comparison([run_dir, *others])
-    img = _fronts_plot([(f"{r['run']} ({r['method']})", r["points"]) for r in rows], "Pareto fronts compared")
+    img = _fronts_plot([(f"{r['run']} ({r['method']})", [(b, a) for a, b in r["points"]]) for r in rows], "Pareto fronts compared")
     cols = ["run", "method", "trials", "front", "wall_s", "hypervolume"]
     note = ("<p>Hypervolume in (1 - accuracy, log10 BOPs), both minimised, against one reference point for all runs "
             "(their worst accuracy, 1.1x their largest BOPs): larger is better. Wall time: every session of the run.</p>")  # fmt: skip
