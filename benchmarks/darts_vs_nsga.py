@@ -46,7 +46,7 @@ def main() -> None:
     ap.add_argument("--out", default="runs/darts_vs_nsga", help="folder for the two run folders and the report")
     args = ap.parse_args()
 
-    from codesign.cli import _with_method
+    from codesign.cli import _with_search
     from codesign.search.data import load_dataset
     from codesign.search.objectives import front_hypervolume
     from codesign.search.pipeline import load_pipeline
@@ -60,7 +60,7 @@ def main() -> None:
     data = load_dataset(cfg.space.data)
     runs = {}
     for method in ("darts", "nsga2"):
-        space = _with_method(cfg.space, method, Path(args.space))
+        space = _with_search(cfg.space, Path(args.space), method=method)
         t0 = time.time()
         summary = run_search(space, out / method, trials=args.trials, data=data)
         runs[method] = (time.time() - t0, t0, summary)

@@ -716,6 +716,9 @@ def search(
         False, "--compile", help="compile the chosen model (local front; global front with --stage global) and verify it"
     ),
     method: Optional[str] = typer.Option(None, "--method", help="global search method: nsga2 or darts (default: the YAML's)"),
+    proxy: Optional[str] = typer.Option(
+        None, "--proxy", help="zero-cost proxy pre-screening NSGA-II offspring: synflow, naswot, grad_norm or none"
+    ),
 ) -> None:
     """Architecture search: global NSGA-II (accuracy vs BOPs/resources), local QAT + pruning, compile."""
     from codesign.errors import CodesignError
@@ -725,8 +728,8 @@ def search(
     if stage not in STAGES:
         raise CodesignError(f"--stage must be one of {', '.join(STAGES)}, not {stage!r}")
     cfg = load_pipeline(space)
-    if method is not None:
-        cfg.space = _with_method(cfg.space, method, space)
+    if method is not None or proxy is not None:
+        cfg.space = _with_search(cfg.space, space, method=method, proxy=proxy)
     spec = cfg.space
     if compile_ and not spec.target:  # before any training, not after it
         raise CodesignError(f"{space}: --compile needs a 'target' in the search space")
@@ -759,15 +762,23 @@ def search(
             typer.echo(f"FINN build folder for trial {m['candidate']} -> {out.run_dir / out.chosen['finn']['folder']}")
 
 
-def _with_method(spec: Any, method: str, source: Path) -> Any:
-    """The space with ``search.method`` overridden from the command line (validated like the YAML)."""
+def _with_search(spec: Any, source: Path, method: Optional[str] = None, proxy: Optional[str] = None) -> Any:
+    """The space with ``search.method`` / ``search.proxy`` overridden from the command line (validated like the YAML)."""
     from codesign.search.space import parse_space
 
     payload = spec.model_dump()
-    payload["search"]["method"] = method
-    if method != "darts":
-        payload["search"]["darts"] = None
-    return parse_space(payload, f"{source} (--method {method})")
+    flags = []
+    if method is not None:
+        payload["search"]["method"] = method
+        if method != "darts":
+            payload["search"]["darts"] = None
+        flags.append(f"--method {method}")
+    if proxy is not None:
+        payload["search"]["proxy"] = None if proxy == "none" else proxy
+        if proxy == "none":
+            payload["search"]["proxy_keep"], payload["search"]["proxy_cost"] = None, True
+        flags.append(f"--proxy {proxy}")
+    return parse_space(payload, f"{source} ({' '.join(flags)})")
 
 
 def _search_global(spec: Any, data: Any, output: Optional[Path], trials: Optional[int], workers: int, resume: bool,

@@ -179,6 +179,9 @@ def test_cli_method_override_and_errors(tmp_path):
     assert (tmp_path / "r" / DARTS_JSON).is_file() and "Pareto front" in res.stdout
     bad = subprocess.run([*cmd[:-1], str(tmp_path / "r2"), "--method", "simplex"], capture_output=True, text=True, timeout=120, check=False)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "search.method" in bad.stderr
+    clash = subprocess.run([*cmd[:-1], str(tmp_path / "r2"), "--method", "darts", "--proxy", "naswot"],
+                           capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert clash.returncode == 2 and "does not apply to method: darts" in clash.stderr
     assert not (tmp_path / "r2").exists()
 
 
