@@ -27,8 +27,9 @@ def _png(fig: Any) -> str:
 
 
 def _plot(points: list[tuple[float, float]], front: list[tuple[float, float]], xlabel: str, title: str,
-          marks: list[tuple[float, float, str]] = (), hlines: list[tuple[float, str]] = ()) -> str:  # fmt: skip
-    """accuracy (y) vs cost (x, log) scatter + front line, as a base64 PNG."""
+          marks: list[tuple[float, float, str]] = (), hlines: list[tuple[float, str]] = (),
+          fronts: list[tuple[str, list[tuple[float, float]]]] = ()) -> str:  # fmt: skip
+    """accuracy (y) vs cost (x, log) scatter + front line (+ named ``fronts`` of other runs), as a base64 PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -40,11 +41,14 @@ def _plot(points: list[tuple[float, float]], front: list[tuple[float, float]], x
     fr = sorted(front)
     if fr:
         ax.plot(*zip(*fr), "o-", c="tab:red", ms=4, label="Pareto front")
+    for (name, pts), marker in zip(fronts, "osD^v<>p"):
+        if pts:
+            ax.plot(*zip(*sorted(pts)), marker + "-", ms=4, label=name)
     for x, y, name in marks:
         ax.scatter([x], [y], marker="*", s=160, label=name)
     for y, name in hlines:
         ax.axhline(y, ls="--", lw=1, c="tab:green", label=name)
-    xs = [p[0] for p in points + fr]
+    xs = [p[0] for p in points + fr + [q for _, pts in fronts for q in pts]]
     if xs and min(xs) > 0:
         ax.set_xscale("log")
     ax.set_xlabel(xlabel)
@@ -91,30 +95,6 @@ def _global_section(run_dir: Path) -> str:
             f"{_table(front, cols, 'front global')}")  # fmt: skip
 
 
-def _fronts_plot(fronts: list[tuple[str, list[tuple[float, float]]]], title: str) -> str:
-    """Several fronts of (BOPs, accuracy) points on one plot (log x), as a base64 PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=100)
-    for (name, pts), marker in zip(fronts, "osD^v<>p"):
-        if pts:
-            ax.plot(*zip(*sorted(pts)), marker + "-", ms=4, label=name)
-    if any(p for _, pts in fronts for p in pts):
-        ax.set_xscale("log")
-    ax.set_xlabel("BOPs")
-    ax.set_ylabel("validation accuracy")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    out = _png(fig)
-    plt.close(fig)
-    return out
-
-
 def comparison(run_dirs: list[Path]) -> list[dict[str, Any]]:
     """Per run: method, trials, wall time, front size and hypervolume against one shared reference
     (worst accuracy and 1.1x the largest BOPs over all the fronts), from each run's pareto.json."""
@@ -144,7 +124,8 @@ def _compare_section(run_dir: Path, others: list[Path]) -> str:
     if not others:
         return ""
     rows = comparison([run_dir, *others])
-    img = _fronts_plot([(f"{r['run']} ({r['method']})", [(b, a) for a, b in r["points"]]) for r in rows], "Pareto fronts compared")
+    fronts = [(f"{r['run']} ({r['method']})", [(b, a) for a, b in r["points"]]) for r in rows]
+    img = _plot([], [], "BOPs", "Pareto fronts compared", fronts=fronts)
     cols = ["run", "method", "trials", "front", "wall_s", "hypervolume"]
     note = ("<p>Hypervolume in (1 - accuracy, log10 BOPs), both minimised, against one reference point for all runs "
             "(their worst accuracy, 1.1x their largest BOPs): larger is better. Wall time: every session of the run.</p>")  # fmt: skip
