@@ -719,6 +719,9 @@ def search(
     proxy: Optional[str] = typer.Option(
         None, "--proxy", help="zero-cost proxy pre-screening NSGA-II offspring: synflow, naswot, grad_norm or none"
     ),
+    distill: Optional[bool] = typer.Option(
+        None, "--distill/--no-distill", help="local stage: distil from the float twin (default: the YAML's local.distill)"
+    ),
 ) -> None:
     """Architecture search: global NSGA-II (accuracy vs BOPs/resources), local QAT + pruning, compile."""
     from codesign.errors import CodesignError
@@ -730,6 +733,10 @@ def search(
     cfg = load_pipeline(space)
     if method is not None or proxy is not None:
         cfg.space = _with_search(cfg.space, space, method=method, proxy=proxy)
+    if distill is not None:  # --distill keeps the YAML's alpha/temperature, else the defaults
+        from dataclasses import replace
+
+        cfg.local = replace(cfg.local, distill=(cfg.local.distill or True) if distill else None)
     spec = cfg.space
     if compile_ and not spec.target:  # before any training, not after it
         raise CodesignError(f"{space}: --compile needs a 'target' in the search space")

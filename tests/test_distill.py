@@ -141,7 +141,7 @@ def test_teacher_logits_steer_training():
 
 # ----------------------------------------------------------------------------- the stage
 def test_local_run_reports_with_and_without(kd_run):
-    _space_, data, run_dir, summary, lines = kd_run
+    _, data, run_dir, summary, lines = kd_run
     payload = json.loads((run_dir / "local_pareto.json").read_text())
     assert payload["distill"] == KD
     (row,) = payload["distillation"]
@@ -151,12 +151,17 @@ def test_local_run_reports_with_and_without(kd_run):
     majority = max(np.mean(data.y_val == c) for c in np.unique(data.y_val))
     assert min(row["accuracy"], row["accuracy_no_distill"], row["teacher_accuracy"]) > majority
     r0 = [r for r in payload["results"] if r["round"] == 0]
-    assert len(r0) == 1 and r0[0]["accuracy"] == row["accuracy"] and r0[0]["accuracy_no_distill"] == row["accuracy_no_distill"]
+    assert (
+        len(r0) == 1
+        and r0[0]["accuracy"] == row["accuracy"]
+        and r0[0]["accuracy_no_distill"] == row["accuracy_no_distill"]
+    )
     assert all("accuracy_no_distill" not in r for r in payload["results"] if r["round"] > 0)
     assert summary.distillation == payload["distillation"]
     assert any(f"distillation trial {cand} 3 bit: acc {row['accuracy']:.4f} with the teacher" in ln for ln in lines)
     # the teacher is trained before the TPE trials it teaches
-    assert [i for i, ln in enumerate(lines) if "teacher:" in ln][0] < [i for i, ln in enumerate(lines) if "tpe " in ln][0]
+    first = {key: next(i for i, ln in enumerate(lines) if key in ln) for key in ("teacher:", "tpe ")}
+    assert first["teacher:"] < first["tpe "]
 
 
 def test_teacher_changes_the_student_weights(kd_run):
@@ -180,7 +185,7 @@ def test_teacher_changes_the_student_weights(kd_run):
 
 def test_no_distill_twin_is_the_plain_round_zero(tmp_path, kd_run):
     """The 'without' number is exactly what a run without local.distill gives for round 0 (same hp)."""
-    space, data, run_dir, summary, _ = kd_run
+    _, data, run_dir, summary, _ = kd_run
     cand = summary.distillation[0]["candidate"]
     genome = local_mod.genome_of(run_dir, cand)
     spec = LocalSpec.from_dict({**FAST, "prune_rounds": 0})
@@ -234,6 +239,17 @@ def test_cli_prints_with_and_without(tmp_path):
     r = CliRunner().invoke(app, ["search", str(yml), "-o", str(tmp_path / "run"), "--stage", "all"])
     assert r.exit_code == 0, r.output
     assert "with the teacher" in r.output and "without" in r.output
+    # --no-distill / --distill override the YAML (so the store's settings differ: refused on resume)
+    r = CliRunner().invoke(app, ["search", str(yml), "-o", str(tmp_path / "run"), "--stage", "local", "--resume",
+                                 "--no-distill"])  # fmt: skip
+    assert r.exit_code == 2 and "different local settings" in r.output
+    yml.write_text(yaml.safe_dump({**cfg, "local": {**FAST, "prune_rounds": 0}}))
+    r = CliRunner().invoke(app, ["search", str(yml), "-o", str(tmp_path / "run3"), "--stage", "all", "--distill"])
+    assert r.exit_code == 0 and "with the teacher" in r.output
+    assert json.loads((tmp_path / "run3" / "local_pareto.json").read_text())["distill"] == {
+        "alpha": 0.5,
+        "temperature": 2.0,
+    }
     bad = {**cfg, "local": {"distill": {"alpha": 0}}}
     yml.write_text(yaml.safe_dump(bad))
     r = CliRunner().invoke(app, ["search", str(yml), "-o", str(tmp_path / "run2"), "--stage", "local"])

@@ -594,8 +594,11 @@ def _local_row(rank: int, r: dict[str, Any], file: str | None) -> dict[str, Any]
 
 
 def write_local_outputs(
-    run_dir: Path, results: list[dict[str, Any]], float_acc: dict[int, float],
-    distillation: list[dict[str, Any]] | None = None, distill: DistillSpec | None = None,
+    run_dir: Path,
+    results: list[dict[str, Any]],
+    float_acc: dict[int, float],
+    distillation: list[dict[str, Any]] | None = None,
+    distill: DistillSpec | None = None,
 ) -> list[dict[str, Any]]:
     """local_pareto.csv/json + local_candidates/*.onnx, built in a temp folder and moved into place."""
     keep = pareto_mask([local_objectives(r["metrics"]) for r in results])
