@@ -153,7 +153,8 @@ def hls_config(lowered: Model, precision: ModelPrecision, options: Hls4mlOptions
         layers.setdefault(key, {}).setdefault("Precision", {})["result"] = t.hls()
     for name, lp in precision.layers.items():
         types = lp.config()
-        types.pop("result", None)  # left to hls4ml: a set result type blocks fusing the bias Add
+        if lp.op in ("MatMul", "Conv"):
+            types.pop("result", None)  # left to hls4ml: a set result type blocks fusing the bias Add
         layers.setdefault(name, {}).setdefault("Precision", {}).update(types)
     for layer in layers.values():
         if "ReuseFactor" in layer:
@@ -220,6 +221,44 @@ def activation_tables(lowered: Model) -> dict[str, dict[str, Any]]:
     return out
 
 
+@contextlib.contextmanager
+def pooling_1d_fixed() -> Iterator[None]:
+    """Inside, hls4ml's ONNX MaxPool/AveragePool handler gets 1-D pooling right.
+
+    hls4ml 1.3 reads a channels-last (N, L, C) input as (N, C, L) for 1-D pools (swapping
+    ``n_in`` and ``n_filt``) and never sets ``pad_left``/``pad_right``: every 1-D pool
+    fails to convert. The handler's 2-D path is right and is left alone.
+    """
+    import importlib
+
+    # the module itself: hls4ml.converters re-exports a function of the same name
+    onnx_to_hls = importlib.import_module("hls4ml.converters.onnx_to_hls")
+    originals = {op: onnx_to_hls.layer_handlers.get(op) for op in ("MaxPool", "AveragePool")}
+
+    def wrap(original):
+        def handler(node, input_names, input_shapes, graph):
+            layer = original(node, input_names, input_shapes, graph)
+            if len(input_shapes[0]) == 3:  # (N, L, C)
+                pads = list(layer.get("pads") or [0, 0])
+                layer["n_in"], layer["n_filt"] = input_shapes[0][1], input_shapes[0][2]
+                layer["pad_left"], layer["pad_right"] = pads[0], pads[-1]
+                span = (layer["pool_width"] - 1) * layer["dilations"][0] + 1
+                layer["n_out"] = (layer["n_in"] + pads[0] + pads[-1] - span) // layer["stride_width"] + 1
+            return layer
+
+        return handler
+
+    for op, original in originals.items():
+        if original is not None:
+            onnx_to_hls.layer_handlers[op] = wrap(original)
+    try:
+        yield
+    finally:
+        for op, original in originals.items():
+            if original is not None:
+                onnx_to_hls.layer_handlers[op] = original
+
+
 def _culprit(exc: BaseException) -> str:
     """The hls4ml layer or ONNX node being processed when hls4ml failed, from the traceback."""
     tb, found = exc.__traceback__, ""
@@ -240,10 +279,11 @@ def convert(model: Model, target: Target, options: Hls4mlOptions, output_dir: Pa
     options.check()
     lowered = lower_model(model)
     precision = derive(lowered)
+    precision.apply_constants(lowered)  # nudged float biases: the values the types were derived for
     clock = float(options.clock_ns or target.default_clock_ns)
     try:
         config = hls_config(lowered, precision, options)
-        with quiet():
+        with quiet(), pooling_1d_fixed():
             hls_model = hls4ml.converters.convert_from_onnx_model(
                 lowered.wrapper, output_dir=str(output_dir), project_name=options.project_name,
                 backend=options.hls_backend, part=target.part, clock_period=clock,

@@ -195,6 +195,45 @@ def _explicit_window(model: Model, node: onnx.NodeProto, attrs: dict, shape: tup
     return True
 
 
+class AveragePoolAsDepthwiseConv(Pass):
+    """AveragePool (no padding) -> a depthwise Conv with constant ``1/window`` weights.
+
+    qonnx 1.0's channels-last conversion has no AveragePool, and hls4ml's ONNX frontend
+    takes pools only channels-last; the depthwise Conv is converted by both. Same
+    arithmetic (exact for power-of-two windows, whose ``1/window`` is a fixed-point number).
+    """
+
+    def call(self, model: Model) -> PassResult:
+        modified = False
+        for node in list(model.nodes_of(["AveragePool"])):
+            attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+            shape = model.shape(node.input[0])
+            kernel = list(attrs.get("kernel_shape", []))
+            if node.domain not in ("", "ai.onnx") or shape is None or len(shape) not in (3, 4) or not kernel:
+                continue
+            if (
+                any(attrs.get("pads", []))
+                or attrs.get("ceil_mode", 0)
+                or any(d != 1 for d in attrs.get("dilations", []))
+            ):
+                continue
+            channels = int(shape[1])
+            weight = np.full((channels, 1, *kernel), 1.0 / float(np.prod(kernel)), dtype=np.float32)
+            wname = f"{node.name}_weight"
+            model.set_initializer(wname, weight)
+            conv = helper.make_node(
+                "Conv", [node.input[0], wname], list(node.output), name=node.name, group=channels,
+                kernel_shape=kernel, strides=list(attrs.get("strides", [1] * len(kernel))),
+                pads=[0] * (2 * len(kernel)), dilations=[1] * len(kernel),
+            )  # fmt: skip
+            idx = list(model.graph.node).index(node)
+            model.graph.node.remove(node)
+            model.graph.node.insert(idx, conv)
+            model.invalidate()
+            modified = True
+        return PassResult(model, modified)
+
+
 def _pow2_scalar(value: np.ndarray) -> bool:
     flat = np.unique(np.asarray(value, dtype=np.float64).ravel())
     return flat.size == 1 and flat[0] > 0 and np.frexp(flat[0])[0] == 0.5
@@ -292,6 +331,7 @@ def lower_for_hls4ml() -> Sequential:
         GemmToMatMul(),
         ExtractWeightScale(),
         ExplicitDefaults(),
+        AveragePoolAsDepthwiseConv(),
         QuantizeTableInputs(),
         ChannelsLast(),
         QonnxCleanup(),
@@ -335,6 +375,7 @@ def refuse_unsupported(model: Model, supported: Iterable[str], backend: str, why
 
 
 __all__ = [
+    "AveragePoolAsDepthwiseConv",
     "ChannelsLast",
     "ExplicitDefaults",
     "ExtractWeightScale",

@@ -5,12 +5,18 @@ cannot infer a type: the model input, float biases, accumulators fed by them. He
 types come from the IR instead: a power-of-two ``Quant`` is exactly ``fixed<b, b+log2 s>``,
 an accumulator gets the fractional bits of input x weight and the integer bits of the
 exact worst-case sum over its actual weights, so power-of-two models run bit-exact.
+
+A float bias (off the accumulator grid) is typed so results stay bit-exact without
+widening every accumulator by ~25 bits: where the MAC's output only reaches coarser
+``Quant`` nodes (through ReLU, max-pool, reshapes, adds of on-grid tensors), one guard bit
+and a nudged bias value suffice (:func:`nudge_bias`); elsewhere (model outputs) the bias
+gets its exact type.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
@@ -24,11 +30,16 @@ INPUT_GUARD_INT = 2
 #: Largest fractional width tried when typing a float constant exactly.
 MAX_EXACT_FRAC = 24
 MAX_WIDTH = 64
+#: Widest accumulator an exactly-typed float bias may produce (C-sim outputs go through
+#: ``double``: 53 significant bits).
+MAX_EXACT_ACC = 52
 #: Bits of a float weight/bias constant the IR gives no datatype for (hls4ml's default width).
 FLOAT_CONST_WIDTH = 16
 
 _ACTIVATIONS = frozenset({"Relu", "LeakyRelu", "Elu", "Selu", "Sigmoid", "Tanh", "Softplus", "HardSigmoid"})
 _PASSTHROUGH = frozenset({"Flatten", "Reshape", "Transpose", "Identity", "Dropout", "MaxPool", "Squeeze", "Unsqueeze"})
+#: Ops that keep every element inside its grid cell: monotone, and grid points map to grid points.
+_CELL_PRESERVING = _PASSTHROUGH | {"Relu"}
 
 
 @dataclass(frozen=True)
@@ -184,6 +195,13 @@ class ModelPrecision:
     input: dict[str, Fixed]
     layers: dict[str, LayerPrecision]
     tensors: dict[str, Fixed]
+    #: initializers whose values the types were derived for (nudged float biases): set before converting
+    constants: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def apply_constants(self, model: Model) -> None:
+        """Write :attr:`constants` into ``model`` (the lowered graph hls4ml converts)."""
+        for name, value in self.constants.items():
+            model.set_initializer(name, value)
 
     def to_dict(self) -> dict:
         return {
@@ -215,15 +233,18 @@ def _weight(model: Model, node: onnx.NodeProto) -> tuple[np.ndarray, Fixed] | No
     producer = model.producer(wname)
     w_t = quant_type(model, producer) if producer is not None else None
     if w_t is None and producer is None and value.dtype.kind == "f":
-        w_t = range_type(value)  # a float initializer: 16 bits placed where its values are
+        exact = exact_type(value)  # a float initializer: exactly if 16 bits can, else 16 bits where its values are
+        w_t = exact if exact is not None and exact.width <= FLOAT_CONST_WIDTH else range_type(value)
     if w_t is None:
         return None
     if node.op_type == "MatMul":
         return value.reshape(-1, value.shape[-1]).astype(np.float64), w_t
     group = int(_attr(node, "group", 1))
-    if group != 1:
-        return None
-    return value.reshape(value.shape[0], -1).T.astype(np.float64), w_t  # Conv: (O, I*k) -> (I*k, O)
+    window = math.prod(_attr(node, "kernel_shape", []) or [0])
+    if group != 1 and not (group == value.shape[0] and value.size == group * window):
+        return None  # grouped, not depthwise (one input channel per output: OIHW or channels-last OHWI)
+    # Conv: (O, I*k) -> (I*k, O); depthwise: (O, k) -> (k, O), each output's own window
+    return value.reshape(value.shape[0], -1).T.astype(np.float64), w_t
 
 
 def _bias_after(model: Model, node: onnx.NodeProto) -> tuple[onnx.NodeProto, np.ndarray, Fixed | None] | None:
@@ -251,6 +272,7 @@ def derive(model: Model) -> ModelPrecision:
             inputs[name] = t
         tensors[name] = t or DEFAULT_INPUT  # what the hardware port carries either way
     layers: dict[str, LayerPrecision] = {}
+    constants: dict[str, np.ndarray] = {}
     for node in model.graph.node:
         if not node.output:
             continue
@@ -262,43 +284,140 @@ def derive(model: Model) -> ModelPrecision:
                 tensors[out] = t
         elif node.op_type in _PASSTHROUGH and src is not None:
             tensors[out] = src
+        elif node.op_type == "Relu" and src is not None:
+            tensors[out] = relu_type(src)
+            cons = model.consumers(out)
+            if not (len(cons) == 1 and cons[0].op_type == "Quant" and out not in model.outputs):
+                # hls4ml types an unquantized activation with its default (fixed<16,6>: truncates)
+                layers[node.name] = LayerPrecision(node.name, node.op_type, {"result": tensors[out]})
         elif node.op_type in _ACTIVATIONS:
             tensors[out] = DEFAULT_INPUT  # hls4ml types an unquantized activation's output with its default
+        elif node.op_type == "Add" and len(node.input) == 2 and all(i in tensors for i in node.input):
+            tensors[out] = sum_type(tensors[node.input[0]], tensors[node.input[1]])  # = hls4ml's Merge inference
         elif node.op_type in ("MatMul", "Conv") and src is not None and len(node.input) > 1:
-            lp = _mac_layer(model, node, src)
+            lp = _mac_layer(model, node, src, tensors, constants)
             if lp is not None:
                 layers[node.name] = lp
                 tensors[out] = lp.types["result"]
                 bias = _bias_after(model, node)
                 if bias is not None and "bias" in lp.types:
                     tensors[bias[0].output[0]] = lp.types["result"]
-    return ModelPrecision(inputs, layers, tensors)
+    return ModelPrecision(inputs, layers, tensors, constants)
 
 
-def _mac_layer(model: Model, node: onnx.NodeProto, x: Fixed) -> LayerPrecision | None:
+def relu_type(x: Fixed) -> Fixed:
+    """ReLU's exact output type: the non-negative half of ``x``."""
+    if not x.signed or x.width < 2:
+        return Fixed(x.width, x.integer, x.signed)
+    return Fixed(x.width - 1, x.integer - 1, False)
+
+
+def sum_type(a: Fixed, b: Fixed) -> Fixed:
+    """Exact type of ``a + b`` (hls4ml's Merge-add inference)."""
+    signed = a.signed or b.signed
+    integer = max(a.integer + (b.signed and not a.signed), b.integer + (a.signed and not b.signed)) + 1
+    return Fixed(integer + max(a.frac, b.frac), integer, signed)
+
+
+def _bias_of(model: Model, node: onnx.NodeProto) -> tuple[str | None, str | None, np.ndarray | None, Fixed | None]:
+    """(bias tensor, tensor after the bias, value, type) of a MatMul/Conv; Nones without a bias."""
+    if node.op_type == "Conv" and len(node.input) > 2 and node.input[2]:
+        producer = model.producer(node.input[2])
+        b_t = quant_type(model, producer) if producer is not None else None
+        return node.input[2], node.output[0], model.constant(node.input[2]), b_t
+    found = _bias_after(model, node)
+    if found is None:
+        return None, None, None, None
+    add, value, b_t = found
+    name = add.input[1] if add.input[0] == node.output[0] else add.input[0]
+    return name, add.output[0], value, b_t
+
+
+def cell_preserved(model: Model, tensor: str, frac: int, tensors: dict[str, Fixed], depth: int = 0) -> bool:
+    """Whether ``tensor`` only reaches Quant nodes that round it at grid points of ``2**-frac``.
+
+    Then any value in the same open grid cell gives the same quantized outputs: a float
+    bias can be replaced by a value in its cell with one more fractional bit
+    (:func:`nudge_bias`). The path may pass ReLU, max-pool and reshapes (cells map to
+    cells) and adds of tensors already on the ``2**-frac`` grid.
+    """
+    if tensor in model.outputs or depth > 32:
+        return False
+    consumers = model.consumers(tensor)
+    if not consumers:
+        return False
+    for c in consumers:
+        if c.op_type == "Quant":
+            q = quant_type(model, c)
+            # ROUND decides at odd multiples of half a step, FLOOR at the steps themselves
+            if q is None or c.input[0] != tensor or q.frac > frac - (1 if q.rounding == "RND_CONV" else 0):
+                return False
+        elif c.op_type in _CELL_PRESERVING and c.input[0] == tensor:
+            if not cell_preserved(model, c.output[0], frac, tensors, depth + 1):
+                return False
+        elif c.op_type == "Add" and len(c.input) == 2 and c.input[0] != c.input[1]:
+            other = tensors.get(c.input[1] if c.input[0] == tensor else c.input[0])
+            if other is None or other.frac > frac or not cell_preserved(model, c.output[0], frac, tensors, depth + 1):
+                return False
+        else:
+            return False
+    return True
+
+
+def nudge_bias(value: np.ndarray, frac: int) -> np.ndarray | None:
+    """Each off-grid value moved to the midpoint of its ``2**-frac`` cell (on-grid values kept).
+
+    ``acc + b`` (``acc`` on the grid) then lies in the same cell as with the exact ``b``,
+    never on a rounding tie: exactly the quantized results of the float bias. None when a
+    midpoint is not a float32 (absurd grids).
+    """
+    v = np.asarray(value, dtype=np.float64)
+    scaled = v * 2.0**frac
+    on_grid = scaled == np.floor(scaled)
+    nudged = np.where(on_grid, v, (np.floor(scaled) + 0.5) * 2.0**-frac)
+    out = nudged.astype(np.float32)
+    return out if np.array_equal(out.astype(np.float64), nudged) else None
+
+
+def _float_bias_type(
+    model: Model, node: onnx.NodeProto, x: Fixed, w: np.ndarray, w_t: Fixed,
+    value: np.ndarray, after: str | None, tensors: dict[str, Fixed],
+) -> tuple[Fixed, np.ndarray | None]:  # fmt: skip
+    """Type for a float bias (and its nudged value, if any): on-grid, nudged, exact, else rounded."""
+    grid = x.frac + w_t.frac
+    exact = exact_type(value, max_frac=grid)
+    if exact is not None:
+        return exact, None
+    if after is not None and cell_preserved(model, after, grid, tensors):
+        nudged = nudge_bias(value, grid)
+        if nudged is not None:
+            return _covering(float(np.min(nudged)), float(np.max(nudged)), grid + 1), nudged
+    exact = exact_type(value, max_frac=MAX_EXACT_ACC)
+    if exact is not None and acc_type(x, w, w_t, value, exact).width <= MAX_EXACT_ACC:
+        return exact, None  # a model output: the float bias exactly, however many bits
+    t = _covering(float(np.min(value)), float(np.max(value)), grid)  # round onto the grid (reported by --verify)
+    return Fixed(t.width + 1, t.integer + 1, True, "RND", "SAT"), None  # + 1 bit: rounding up cannot overflow
+
+
+def _mac_layer(
+    model: Model, node: onnx.NodeProto, x: Fixed, tensors: dict[str, Fixed], constants: dict[str, np.ndarray]
+) -> LayerPrecision | None:
     wt = _weight(model, node)
     if wt is None:
         return None
     w, w_t = wt
     types: dict[str, Fixed] = {"weight": w_t}
-    bias_value, b_t = None, None
-    if node.op_type == "Conv" and len(node.input) > 2 and node.input[2]:
-        bias_value = model.constant(node.input[2])
-        producer = model.producer(node.input[2])
-        b_t = quant_type(model, producer) if producer is not None else None
-    else:
-        found = _bias_after(model, node)
-        if found is not None:
-            _, bias_value, b_t = found
+    bias_name, after, bias_value, b_t = _bias_of(model, node)
+    nudged = None
     if bias_value is not None and b_t is None:
-        grid = x.frac + w_t.frac
-        b_t = exact_type(bias_value, max_frac=grid)
-        if b_t is None:  # not on the accumulator grid: round onto it (reported by --verify)
-            t = _covering(float(np.min(bias_value)), float(np.max(bias_value)), grid)
-            b_t = Fixed(t.width + 1, t.integer + 1, True, "RND", "SAT")  # + 1 bit: rounding up cannot overflow
-    acc = acc_type(x, w, w_t, bias_value, b_t)
+        b_t, nudged = _float_bias_type(model, node, x, w, w_t, bias_value, after, tensors)
+        if nudged is not None and model.initializer(bias_name) is None:
+            b_t, nudged = _float_bias_type(model, node, x, w, w_t, bias_value, None, tensors)
+    acc = acc_type(x, w, w_t, bias_value if nudged is None else nudged, b_t)
     if acc.width > MAX_WIDTH:
         return None
+    if nudged is not None:
+        constants[bias_name] = nudged
     if b_t is not None:
         types["bias"] = b_t
     types["accum"] = acc
@@ -312,9 +431,13 @@ __all__ = [
     "LayerPrecision",
     "ModelPrecision",
     "acc_type",
+    "cell_preserved",
     "derive",
     "exact_type",
     "input_type",
+    "nudge_bias",
     "quant_type",
     "range_type",
+    "relu_type",
+    "sum_type",
 ]

@@ -352,10 +352,58 @@ def _fast_qonnx_shape_inference():
         QonnxInferShapes.apply = original
 
 
+@contextlib.contextmanager
+def _terminating_1d_transpose_moves():
+    """Inside, qonnx's MoveChanFirstDownstream stops on 1-D graphs with a two-input Add.
+
+    For 3-D tensors the to-channels-first and to-channels-last Transposes are both
+    ``(0, 2, 1)``: moving one past a residual Add inserts the "inverse" on the Add's other
+    input, which qonnx then takes for a to-channels-first Transpose and moves back, forever.
+    Here a 3-D Transpose only moves past a multi-input op whose other non-constant inputs
+    come from Transposes (their inverses cancel); qonnx's fork step settles the rest.
+    Same moves as qonnx's own pass for 4-D and larger tensors.
+    """
+    from qonnx.transformation import channels_last as cl
+
+    original = cl.MoveChanFirstDownstream.apply
+
+    def moves_cleanly(model, node: onnx.NodeProto, successor: onnx.NodeProto) -> bool:
+        for name in successor.input:
+            if name == node.output[0] or model.get_initializer(name) is not None:
+                continue
+            producer = model.find_producer(name)
+            if producer is None or producer.op_type != "Transpose":
+                return False
+        return True
+
+    def apply(self, model):
+        for node in model.graph.node:
+            if node.op_type != "Transpose":
+                continue
+            ndim = len(model.get_tensor_shape(node.input[0]))
+            if cl.get_transpose_perms(node, model) != list(cl.to_channels_first_args(ndim)):
+                continue
+            successors = model.find_direct_successors(node)
+            if model.find_direct_predecessors(node) is None or successors is None:
+                continue
+            if not cl.is_eltwise_optype(successors[0].op_type):
+                continue
+            if ndim == 3 and not moves_cleanly(model, node, successors[0]):
+                continue
+            return cl.move_transpose_past_eltwise(node, successors[0], model), True
+        return model, False
+
+    cl.MoveChanFirstDownstream.apply = apply
+    try:
+        yield
+    finally:
+        cl.MoveChanFirstDownstream.apply = original
+
+
 def _convert_channels_last(model: Model, make_input_channels_last: bool) -> Model:
     from qonnx.transformation.channels_last import ConvertToChannelsLastAndClean
 
-    with warnings.catch_warnings(), _fast_qonnx_shape_inference():
+    with warnings.catch_warnings(), _fast_qonnx_shape_inference(), _terminating_1d_transpose_moves():
         warnings.simplefilter("ignore")
         wrapper = model.wrapper.transform(ConvertToChannelsLastAndClean(make_input_channels_last))
     return Model(wrapper)
