@@ -234,3 +234,18 @@ def test_acceptance_darts_examples_finish_in_20_minutes_and_verify(example, data
     v = out.chosen["verify"]
     assert v["bit_exact"] is True and v["max_abs_diff"] == 0.0 and v["samples"] >= 50
     assert (tmp_path / "run" / "finn" / "model.onnx").is_file()
+
+
+def test_derive_top_ranks_single_gene_changes_by_joint_probability():
+    space = parse_space({**MLP, "model": {**MLP["model"], "activation": ["relu"], "norm": ["none"]}})
+    net = Supernet(space, 10, 3, np.zeros((4, 10), np.float32))
+    with torch.no_grad():
+        for a in net.alpha.values():
+            a.fill_(-5.0)
+        net.alpha["layers"].copy_(torch.tensor([0.0, -5.0, 3.0]))  # depth 3, runner-up depth 1 (log-ratio -3)
+        net.alpha["bits"].copy_(torch.tensor([-5.0, 1.0, 2.0]))  # 8 bit, runner-up 4 bit (log-ratio -1)
+        for i in range(3):
+            net.alpha[f"width{i}"].copy_(torch.tensor([-5.0, -5.0, 2.0]))  # 32 wide, alternatives far behind (-7)
+    labels = [g.label() for g in net.derive_top(3)]
+    assert labels == ["32-32-32 relu w8", "32-32-32 relu w4", "32 relu w8"]
+    assert net.derive().label() == labels[0]

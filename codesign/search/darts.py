@@ -1,13 +1,14 @@
 """Differentiable hardware-aware search (DARTS / NASH style) into the same trial store as NSGA-II.
 
-For each cost weight lambda, a :class:`~codesign.search.supernet.Supernet` is trained with
-first-order DARTS: weight steps on one part of the training rows, architecture steps on the
-other, minimising ``task loss + lambda * log(E[BOPs] / BOPs of the largest net)`` while the
-softmax temperature anneals (or, with ``bops_targets``, ``|log(E[BOPs] / budget)|`` per budget). The most likely architecture is derived into a genome and
-retrained from scratch by the global stage's own trainer, once per learning-rate choice, so
-its accuracy, BOPs and estimates are measured exactly as an NSGA-II candidate's are: the
-sweep over lambda gives a Pareto front directly comparable with NSGA-II's. The supernets run
-once (warm-up shared), their outcome is pinned in the store's meta, so ``--resume`` replays them.
+For each BOPs budget (or cost weight), a :class:`~codesign.search.supernet.Supernet` is
+trained with first-order DARTS: weight steps on one part of the training rows, architecture
+steps on the other, minimising ``task loss + |log(E[BOPs] / budget)|`` (or ``+ lambda *
+log(E[BOPs] / largest)``) while the softmax temperature anneals. The most likely
+architectures (``derive_top``) are derived into genomes and retrained from scratch by the
+global stage's own trainer, once per learning-rate choice, so their accuracy, BOPs and
+estimates are measured exactly as an NSGA-II candidate's are: the sweep gives a Pareto front
+directly comparable with NSGA-II's. The supernets run once (warm-up shared); their outcome is
+pinned in the store's meta, so ``--resume`` replays them.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ DARTS_JSON = "darts.json"
 def planned_trials(space: Space) -> int:
     """Upper bound of the trials a DARTS run stores: one per cost weight and learning rate."""
     assert space.search.darts is not None
-    return len(space.search.darts.sweep()) * len(space.training.learning_rate)
+    d = space.search.darts
+    return len(d.sweep()) * d.derive_top * len(space.training.learning_rate)
 
 
 def temperature(spec: DartsSpec, epoch: int) -> float:
@@ -154,10 +156,11 @@ class DartsSearch(Search):
                 a_loss.backward()
                 a_opt.step()
                 _requires_grad(weights, True)
-        genome = net.derive()
+        genomes = net.derive_top(self.spec.derive_top)
         probs = {n: [round(float(v), 4) for v in q.detach()] for n, q in net.probs(tau).items() if n in net.alpha}
         return {
-            kind: value, "genome": genome.to_dict(), "label": genome.label(), "probabilities": probs,
+            kind: value, "genome": genomes[0].to_dict(), "label": genomes[0].label(), "probabilities": probs,
+            "alternatives": [g.to_dict() for g in genomes[1:]],
             "expected_bops": float(net.expected_bops(tau).detach()), "max_bops": ref, "final_temperature": tau,
             "seconds": time.perf_counter() - t0,
         }  # fmt: skip
@@ -179,8 +182,9 @@ class DartsSearch(Search):
             else:
                 info = json.loads(pinned)
             outcomes.append(info)
-            genome = Genome.from_dict(info["genome"])
-            missing = [g for g in self.derived_candidates(genome) if self.store.get(g.key()) is None]
+            derived = [Genome.from_dict(d) for d in [info["genome"], *info.get("alternatives", [])]]
+            todo = {g.key(): g for d in derived for g in self.derived_candidates(d)}.values()
+            missing = [g for g in todo if self.store.get(g.key()) is None]
             self._evaluate(missing, k)
             if on_progress is not None:
                 on_progress(self.progress(k, len(missing), time.perf_counter() - t0))

@@ -281,6 +281,8 @@ class DartsSpec(_Strict):
     temperature: tuple[float, float] = (1.0, 0.1)
     #: share of the training rows that update the architecture (the rest update the weights)
     arch_fraction: float = Field(0.3, gt=0.0, lt=1.0)
+    #: architectures derived per supernet and retrained: the argmax, then the next most probable
+    derive_top: int = Field(1, ge=1, le=32)
 
     @model_validator(mode="after")
     def _sweep(self) -> DartsSpec:

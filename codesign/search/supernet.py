@@ -116,8 +116,27 @@ class Supernet(nn.Module):
 
     def derive(self) -> Genome:
         """The discrete architecture: every relaxed gene at its most likely choice, the rest at their first."""
-        x = [int(torch.argmax(self.alpha[n]).item()) if n in self.alpha else 0 for n, _ in self.genes]
-        return decode(self.space, x)
+        return self.derive_top(1)[0]
+
+    def derive_top(self, k: int) -> list[Genome]:
+        """The ``k`` most probable distinct architectures: the argmax, then the single-gene changes
+        of it ranked by joint probability (independent genes: a sum of log-probabilities)."""
+        names = [n for n, _ in self.genes]
+        best = [int(torch.argmax(self.alpha[n]).item()) if n in self.alpha else 0 for n in names]
+        logp = {n: torch.log_softmax(self.alpha[n].detach(), dim=0) for n in self.alpha}
+        ranked = [(0.0, best)]
+        for i, n in enumerate(names):
+            for j in range(len(logp.get(n, ()))):
+                if j != best[i]:
+                    ranked.append((float(logp[n][j] - logp[n][best[i]]), best[:i] + [j] + best[i + 1 :]))
+        ranked.sort(key=lambda r: -r[0])
+        out: dict[str, Genome] = {}
+        for _, x in ranked:
+            g = decode(self.space, x)
+            out.setdefault(g.key(), g)
+            if len(out) == k:
+                break
+        return list(out.values())
 
     def _expect(self, p: dict[str, torch.Tensor], gene: str, fn: Any = float) -> torch.Tensor:
         values = torch.tensor([fn(v) for v in self.choices[gene]], dtype=p[gene].dtype)
