@@ -5,6 +5,8 @@ Every result is exported with ``brevitas.export.export_qonnx(..., dynamo=False)`
 ``codesign.frontends.load``, so its BOPs, sparsity and resource estimates come from the same
 passes as ``inspect``/``compile``. Each finished TPE trial / pruning round is committed to
 ``local.sqlite`` at once, so ``--resume`` skips it (TPE is replayed from the stored trials).
+With ``local.distill`` the candidate's float twin is trained first and teaches every quantized
+net (``codesign.search.distill``); each bit width's round 0 is also trained without it.
 """
 
 from __future__ import annotations
