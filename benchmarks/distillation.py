@@ -9,6 +9,7 @@ epochs. Teachers: ``twin`` = the student's own float twin (what ``local.distill`
 and the difference as mean +- std over the seeds.
 
     .venv/bin/python benchmarks/distillation.py [--bits 3 4] [--seeds 3] [--epochs 20] [--alpha 0.5] [--temperature 2]
+        [--widths 8] [--teachers twin wide] [--rewind-epoch 0]
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ import numpy as np
 warnings.filterwarnings("ignore")
 
 
-def train(genome, data, bits, hp, seed, teacher=None):
-    """One student (or, with ``bits=None``, one float teacher) trained like a local-stage round 0."""
+def train(genome, data, bits, hp, seed, teacher=None, rewind: int = 0):
+    """One student (or, with ``bits=None``, one float teacher); ``rewind`` > 0 splits training like a
+    local-stage round 0 (``rewind`` epochs, then a fresh Adam for the rest)."""
     import torch
 
     from codesign.search import local
@@ -31,7 +33,10 @@ def train(genome, data, bits, hp, seed, teacher=None):
     torch.manual_seed(seed)
     net = local.build_net(genome, data.n_features, data.n_classes, bits, hp["dropout"])
     local.calibrate(net, data)
-    local._train(net, data, hp, hp["epochs"], seed, teacher=teacher)
+    first = min(rewind, hp["epochs"])
+    if first:
+        local._train(net, data, hp, first, seed, teacher=teacher)
+    local._train(net, data, hp, hp["epochs"], seed, start_epoch=first, teacher=teacher)
     return net, local.accuracy(net, data)
 
 
@@ -48,6 +53,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=512)
     ap.add_argument("--alpha", type=float, default=0.5)
     ap.add_argument("--temperature", type=float, default=2.0)
+    ap.add_argument("--rewind-epoch", type=int, default=0, help="students: the local stage's split schedule (0: off)")
     ap.add_argument("--max-rows", type=int, default=None, help="subsample MAGIC (default: all 19020 rows)")
     args = ap.parse_args()
 
@@ -82,9 +88,11 @@ def main() -> None:
             teachers[name] = Teacher(teacher_logits(net, x), kd, t_acc)
             acc.setdefault(("teacher", name), []).append(t_acc)
         for bits in args.bits:
-            acc.setdefault((bits, "none"), []).append(train(student, data, bits, hp, seed)[1])
+            acc.setdefault((bits, "none"), []).append(train(student, data, bits, hp, seed, None, args.rewind_epoch)[1])
             for name, teacher in teachers.items():
-                acc.setdefault((bits, name), []).append(train(student, data, bits, hp, seed, teacher)[1])
+                acc.setdefault((bits, name), []).append(
+                    train(student, data, bits, hp, seed, teacher, args.rewind_epoch)[1]
+                )
         print(f"  seed {seed} done ({time.time() - t0:.0f} s)", flush=True)
 
     def ms(v: list[float]) -> str:
