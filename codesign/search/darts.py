@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -193,12 +192,8 @@ class DartsSearch(Search):
 
 def write_darts_json(run_dir: Path, outcomes: list[dict[str, Any]]) -> None:
     """``darts.json``: per cost weight, the derived architecture, its probabilities and supernet time."""
-    from codesign.search.run import publish, staging_dir
+    from codesign.search.run import staged_outputs
 
-    tmp = staging_dir(run_dir, ".darts-")
-    try:
+    with staged_outputs(run_dir, ".darts-", [DARTS_JSON], DARTS_JSON) as tmp:
         payload = {"supernets": outcomes, "supernet_seconds": math.fsum(o["seconds"] for o in outcomes)}
         (tmp / DARTS_JSON).write_text(json.dumps(payload, indent=2))
-        publish(tmp, run_dir, [DARTS_JSON])
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)

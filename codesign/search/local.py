@@ -14,7 +14,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import sqlite3
 import tempfile
 import time
@@ -23,12 +22,12 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from codesign.errors import CodesignError, OutputError
+from codesign.errors import CodesignError
 from codesign.search.data import Dataset
 from codesign.search.distill import DistillError, DistillSpec, Teacher, teacher_hparams, teacher_logits
 from codesign.search.genome import UNSIGNED_ACTIVATIONS, Genome
 from codesign.search.objectives import pareto_mask
-from codesign.search.run import csv_text, publish, staging_dir
+from codesign.search.run import csv_text, staged_outputs
 from codesign.search.space import Space
 
 LOCAL_OUTPUTS = ("local_pareto.csv", "local_pareto.json", "local_candidates")
@@ -605,8 +604,7 @@ def write_local_outputs(
     """local_pareto.csv/json + local_candidates/*.onnx, built in a temp folder and moved into place."""
     keep = pareto_mask([local_objectives(r["metrics"]) for r in results])
     front = sorted((r for r, k in zip(results, keep) if k), key=lambda r: local_objectives(r["metrics"]))
-    tmp = staging_dir(run_dir, ".local.")
-    try:
+    with staged_outputs(run_dir, ".local.", LOCAL_OUTPUTS, "local outputs") as tmp:
         (tmp / "local_candidates").mkdir()
         rows = []
         for rank, r in enumerate(front):
@@ -623,9 +621,4 @@ def write_local_outputs(
             payload["distill"] = asdict(distill or DistillSpec())
             payload["distillation"] = distillation
         (tmp / "local_pareto.json").write_text(json.dumps(payload, indent=2, default=float))
-        publish(tmp, run_dir, LOCAL_OUTPUTS)
-    except OSError as exc:
-        raise OutputError(f"cannot write the local outputs of {run_dir}: {exc.strerror or exc}") from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return front

@@ -15,10 +15,11 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from codesign.errors import OutputError
 from codesign.ir.io import save_model
@@ -84,6 +85,20 @@ def staging_dir(run_dir: Path, prefix: str) -> Path:
         raise OutputError(f"cannot write into {run_dir}: {exc.strerror or exc}") from None
 
 
+@contextmanager
+def staged_outputs(run_dir: Path, prefix: str, names: Iterable[str], what: str = "outputs") -> Iterator[Path]:
+    """A temp folder to write ``names`` into; on success they replace the run folder's, all at once.
+    The temp folder is always removed; an OSError becomes a one-line OutputError."""
+    tmp = staging_dir(run_dir, prefix)
+    try:
+        yield tmp
+        publish(tmp, run_dir, names)
+    except OSError as exc:
+        raise OutputError(f"cannot write the {what} of {run_dir}: {exc.strerror or exc}") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def publish(tmp: Path, run_dir: Path, names: Iterable[str]) -> None:
     """Move each finished output from ``tmp`` into ``run_dir``, replacing the previous one."""
     for name in names:
@@ -101,8 +116,7 @@ def write_outputs(space: Space, store: TrialStore, run_dir: Path, n_features: in
     searched = [t for t in trials if not t.is_baseline]
     baselines = [t for t in trials if t.is_baseline]
     front = pareto_trials(space, searched)
-    tmp = staging_dir(run_dir, ".outputs.")
-    try:
+    with staged_outputs(run_dir, ".outputs.", OUTPUTS) as tmp:
         (tmp / "candidates").mkdir()
         (tmp / "plots").mkdir()
         rows = []
@@ -119,11 +133,6 @@ def write_outputs(space: Space, store: TrialStore, run_dir: Path, n_features: in
         }  # fmt: skip
         (tmp / "pareto.json").write_text(json.dumps(payload, indent=2, default=float))
         _plots(space, searched, front, baselines, tmp / "plots")
-        publish(tmp, run_dir, OUTPUTS)
-    except OSError as exc:
-        raise OutputError(f"cannot write the outputs of {run_dir}: {exc.strerror or exc}") from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return front
 
 

@@ -30,12 +30,12 @@ from codesign.search.nets import (
     BN_MOMENTUM,
     RANGE_MOMENTUM,
     activation,
-    snap,
     candidate_net,
     input_scale,
     pow2_for_qmax,
     pow2_scale_t,
     qbounds,
+    snap,
     ste_quant,
 )
 
