@@ -47,8 +47,18 @@ def _dense_params(genome, n_features: int, n_classes: int):
     return {k: np.full_like(v, 0.5) if k.startswith("w") and not k.startswith("ws") else v for k, v in p.items()}
 
 
+CONV1D = {
+    "name": "c1", "data": {"dataset": "npz", "path": "unused.npz", "label": "y"},
+    "model": {"input_shape": [2, 16], "layers": {"min": 1, "max": 3}, "bits": [3, 6], "blocks": [
+        {"type": "conv1d", "channels": [2, 6], "kernel": [3, 5], "pool": ["max"], "skip": [True, False]},
+        {"type": "conv1d", "channels": [6], "kernel": [1, 3], "pool": ["avg"], "skip": [True, False]},
+        {"type": "dense", "width": [4, 8]}]},
+    "search": {"method": "darts"},
+}  # fmt: skip
+
+
 @pytest.mark.parametrize("definition", ["qonnx", "nac"])
-@pytest.mark.parametrize("cfg, n_features", [(MLP, 10), (CONV, 144)], ids=["mlp", "conv"])
+@pytest.mark.parametrize("cfg, n_features", [(MLP, 10), (CONV, 144), (CONV1D, 32)], ids=["mlp", "conv", "conv1d"])
 def test_expected_bops_at_one_hot_is_the_cost_pass(cfg, n_features, definition):
     space = parse_space({**cfg, "search": {"method": "darts", "bops": definition}})
     net = Supernet(space, n_features, 3, np.random.default_rng(0).normal(size=(50, n_features)).astype(np.float32))
@@ -123,6 +133,13 @@ def _toy(tmp_path: Path, **darts) -> dict:
         "target": "vu13p",
         "search": {"method": "darts", "seed": 0, "darts": {"warmup_epochs": 1, "epochs": 3, **darts}},
     }
+
+
+def test_a_space_with_nothing_to_relax_derives_its_one_architecture(tmp_path):
+    cfg = _toy(tmp_path, bops_targets=[1.0, 0.1])
+    cfg["model"] = {"layers": {"min": 2, "max": 2}, "width": [8], "activation": ["relu"], "norm": ["none"], "bits": [8]}
+    summary = run_search(parse_space(cfg), tmp_path / "run")
+    assert summary.trials == 1 and [t.genome.label() for t in summary.pareto] == ["8-8 relu w8"]
 
 
 def test_darts_run_fills_the_trial_store_and_resumes_without_retraining(tmp_path):

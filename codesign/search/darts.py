@@ -131,11 +131,13 @@ class DartsSearch(Search):
         xw, yw, xa, ya = _split(self.data, self.spec, self.space.search.seed)
         weights = net.weights()
         w_opt = torch.optim.Adam(weights, lr=self.spec.weight_learning_rate)
-        a_opt = torch.optim.Adam(net.alpha.parameters(), lr=self.spec.arch_learning_rate, betas=(0.5, 0.999))
         ref = net.max_bops()
         tau = self.spec.temperature[0]
         net.train()
-        for epoch in range(self.spec.epochs):
+        a_opt = None
+        if len(net.alpha):  # a space with nothing to relax has one architecture: nothing to search
+            a_opt = torch.optim.Adam(net.alpha.parameters(), lr=self.spec.arch_learning_rate, betas=(0.5, 0.999))
+        for epoch in range(self.spec.epochs if a_opt is not None else 0):
             tau = temperature(self.spec, epoch)
             w_batches = self._batches(len(yw), epoch, salt=1 + k)
             a_batches = self._batches(len(ya), epoch, salt=1000 + k)
@@ -144,7 +146,7 @@ class DartsSearch(Search):
                 w_opt.zero_grad()
                 loss.backward()
                 w_opt.step()
-                if not a_batches or len(net.alpha) == 0:
+                if not a_batches:
                     continue
                 a_idx = a_batches[j % len(a_batches)]
                 _requires_grad(weights, False)  # an architecture step: no weight gradients to compute
