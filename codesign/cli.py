@@ -711,7 +711,7 @@ def search(
     cluster: Optional[str] = typer.Option(
         None, "--cluster", help="train on a Dask cluster: tcp://HOST:PORT (a running scheduler) or local:N (N local workers)"
     ),
-    stage: str = typer.Option("global", "--stage", help="global (NSGA-II), local (QAT + TPE + pruning on its front) or all"),
+    stage: str = typer.Option("global", "--stage", help="global (NSGA-II or DARTS), local (QAT + TPE + pruning on its front) or all"),
     compile_: bool = typer.Option(
         False, "--compile", help="compile the chosen model (local front; global front with --stage global) and verify it"
     ),
@@ -723,7 +723,7 @@ def search(
         None, "--distill/--no-distill", help="local stage: distil from the float twin (default: the YAML's local.distill)"
     ),
 ) -> None:
-    """Architecture search: global NSGA-II (accuracy vs BOPs/resources), local QAT + pruning, compile."""
+    """Architecture search: global NSGA-II or DARTS (accuracy vs BOPs/resources), local QAT + pruning, compile."""
     from codesign.errors import CodesignError
     from codesign.search.data import load_dataset
     from codesign.search.pipeline import STAGES, load_pipeline, run_pipeline
