@@ -738,6 +738,8 @@ def search(
 
         cfg.local = replace(cfg.local, distill=(cfg.local.distill or True) if distill else None)
     spec = cfg.space
+    if trials is not None and spec.search.method == "darts":
+        raise CodesignError("--trials applies to method nsga2; darts trains one net per budget x derive_top x learning rate")
     if compile_ and not spec.target:  # before any training, not after it
         raise CodesignError(f"{space}: --compile needs a 'target' in the search space")
     data = load_dataset(spec.data)  # data errors surface before the progress bar starts

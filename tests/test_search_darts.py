@@ -199,6 +199,9 @@ def test_cli_method_override_and_errors(tmp_path):
     clash = subprocess.run([*cmd[:-1], str(tmp_path / "r2"), "--method", "darts", "--proxy", "naswot"],
                            capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
     assert clash.returncode == 2 and "does not apply to method: darts" in clash.stderr
+    trials = subprocess.run([*cmd[:-1], str(tmp_path / "r2"), "--method", "darts", "--trials", "9"],
+                            capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert trials.returncode == 2 and "--trials applies to method nsga2" in trials.stderr
     assert not (tmp_path / "r2").exists()
 
 
