@@ -269,3 +269,16 @@ def test_derive_top_ranks_single_gene_changes_by_joint_probability():
     labels = [g.label() for g in net.derive_top(3)]
     assert labels == ["32-32-32 relu w8", "32-32-32 relu w4", "32 relu w8"]
     assert net.derive().label() == labels[0]
+
+
+def test_stage_all_on_a_darts_run_goes_through_local_and_compiles(tmp_path):
+    """The local stage and --compile take DARTS trials like NSGA-II ones."""
+    import yaml
+
+    cfg = _toy(tmp_path, bops_targets=[1.0, 0.05])
+    cfg["local"] = {"bits": [4], "tpe_trials": 1, "epochs": [1], "prune_rounds": 1, "rewind_epoch": 0}
+    cfg["compile"] = {"samples": 20}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    out = run_pipeline(load_pipeline(tmp_path / "c.yaml"), tmp_path / "run", stage="all", compile=True)
+    assert [r["round"] for r in out.local_summary.results] == [0, 1]
+    assert out.chosen["front"] == "local" and out.chosen["verify"]["bit_exact"] is True
