@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from codesign.backends.lowering import lower, lower_for_finn, refuse_unsupported
-from codesign.backends.precision import input_type
+from codesign.backends.precision import INPUT_GUARD_FRAC, Fixed, input_type
 from codesign.backends.reference import execute
 from codesign.backends.targets import Target
 from codesign.errors import CodesignError
@@ -185,6 +185,10 @@ def reference_pair(model: Model, inputs: np.ndarray | None, seed: int = 0) -> tu
     shape = model.shape(name)
     if inputs is None:
         t = input_type(model, name)
+        if t is not None and not model.dtype(name).is_integer():
+            # on the input quantizer's own grid: no rounding ties, which FINN's thresholds break upwards
+            # where QONNX's Quant rounds half to even
+            t = Fixed(t.width - INPUT_GUARD_FRAC, t.integer, t.signed)
         x = sample_inputs(model, {name: t} if t else {}, 1, seed)[name]
     else:
         x = np.asarray(inputs, dtype=np.float32)

@@ -185,13 +185,16 @@ def _explicit_window(model: Model, node: onnx.NodeProto, attrs: dict, shape: tup
                 small, big = total // 2, total - total // 2
                 begin[i], end[i] = (small, big) if auto == "SAME_UPPER" else (big, small)
         new["pads"] = begin + end
-    if not new and auto in ("NOTSET", None):
+    group = node.op_type == "Conv" and "group" not in attrs  # FINN's LowerConvsToMatMul reads it
+    if not new and not group and auto in ("NOTSET", None):
         return False
     for a in list(node.attribute):
         if a.name == "auto_pad":
             node.attribute.remove(a)
     for key, value in new.items():
         node.attribute.append(helper.make_attribute(key, [int(v) for v in value]))
+    if group:
+        node.attribute.append(helper.make_attribute("group", 1))
     return True
 
 
@@ -342,7 +345,7 @@ def lower_for_hls4ml() -> Sequential:
 
 def lower_for_finn() -> Sequential:
     """IR -> the QONNX graph FINN's ``step_qonnx_to_finn`` reads (FINN does its own layout)."""
-    return Sequential(QonnxCleanup(), QonnxPass(InferDataTypes(allow_scaledint_dtypes=True)))
+    return Sequential(QonnxCleanup(), ExplicitDefaults(), QonnxPass(InferDataTypes(allow_scaledint_dtypes=True)))
 
 
 def lower(model: Model, steps: Sequential, backend: str) -> Model:

@@ -243,11 +243,21 @@ def bias_grid(genome: Genome, p: Params, i: int) -> float | None:
     return float(p["in_scale"] if i == 0 else p[f"as{i - 1}"]) * float(p[f"ws{i}"])
 
 
+#: Biases sit a quarter step off the accumulator grid: ``acc + b`` then never lands on a rounding tie
+#: of a following quantizer whose step is >= 2 (or exactly 1) accumulator steps, so toolflows that
+#: round ties differently from QONNX's half-to-even (FINN's thresholds round them up) agree with the IR.
+BIAS_OFFSET = 0.25
+
+
 def snapped_bias(genome: Genome, p: Params, i: int) -> np.ndarray:
-    """Layer ``i``'s bias rounded (half to even, as the trainers' forward does) to :func:`bias_grid`."""
+    """Layer ``i``'s bias at the nearest point of :func:`bias_grid` shifted by ``BIAS_OFFSET`` steps
+    (float32 arithmetic, as the trainers' forward does)."""
     grid = bias_grid(genome, p, i)
     b = np.asarray(p[f"b{i}"], dtype=np.float32)
-    return b if grid is None else (np.round(b / np.float32(grid)) * np.float32(grid)).astype(np.float32)
+    if grid is None:
+        return b
+    g, off = np.float32(grid), np.float32(BIAS_OFFSET)
+    return ((np.round(b / g - off) + off) * g).astype(np.float32)
 
 
 def random_params(genome: Genome, n_features: int, n_classes: int, seed: int = 0) -> Params:
@@ -366,9 +376,14 @@ def build_ir(genome: Genome, n_features: int, n_classes: int, params: Params | N
         h = g.activation(genome.activations[i], h, f"act{i}")
         if conv and genome.skips[i]:
             h = g.node("Add", [h, block_in], f"res{i}")
-        if conv and genome.pools[i] != "none":
-            op = "MaxPool" if genome.pools[i] == "max" else "AveragePool"
-            h = g.node(op, [h], f"pool{i}", kernel_shape=[2] * nd, strides=[2] * nd)
+        pool = genome.pools[i] if conv else "none"
+        if pool == "max":  # quantize, then pool: the same values (max commutes with a monotone quantizer),
+            # in the order FINN's streamlining maps to hardware (MultiThreshold -> MaxPool)
+            h = g.quant(h, float(p[f"as{i}"]), genome.bits, signed[i], False, f"h{i}_pre")
+            h = g.node("MaxPool", [h], f"h{i}", kernel_shape=[2] * nd, strides=[2] * nd)
+            continue
+        if pool == "avg":
+            h = g.node("AveragePool", [h], f"pool{i}", kernel_shape=[2] * nd, strides=[2] * nd)
         h = g.quant(h, float(p[f"as{i}"]), genome.bits, signed[i], False, f"h{i}")
     in_shape = [1, *genome.input_shape] if genome.n_conv else [1, n_features]
     graph = helper.make_graph(

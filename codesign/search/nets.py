@@ -14,6 +14,7 @@ from torch import nn
 
 from codesign.search.genome import (
     ATTENTION_TENSORS,
+    BIAS_OFFSET,
     LEAKY_ALPHA,
     NORM_EPS,
     UNSIGNED_ACTIVATIONS,
@@ -75,8 +76,8 @@ def ste_quant(x: torch.Tensor, scale: torch.Tensor, lo: torch.Tensor, hi: torch.
 
 
 def snap(b: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
-    """Bias rounded to the accumulator grid (genome.snapped_bias), straight-through gradient."""
-    return b + (torch.round(b / grid) * grid - b).detach()
+    """Bias on the offset accumulator grid (genome.snapped_bias), straight-through gradient."""
+    return b + ((torch.round(b / grid - BIAS_OFFSET) + BIAS_OFFSET) * grid - b).detach()
 
 
 def activation(kind: str, x: torch.Tensor) -> torch.Tensor:
