@@ -76,6 +76,13 @@ class DartsSearch(Search):
         super().__init__(space, data, store, planned_trials(space), workers, cluster)
         self.spec: DartsSpec = space.search.darts  # type: ignore[assignment]
         self._warm: dict[str, Any] | None = None
+        self._rows: tuple[Any, Any, Any, Any] | None = None
+
+    def rows(self) -> tuple[Any, Any, Any, Any]:
+        """(x_w, y_w, x_a, y_a) of :func:`_split`, made once per search."""
+        if self._rows is None:
+            self._rows = _split(self.data, self.spec, self.space.search.seed)
+        return self._rows
 
     # -------------------------------------------------------------- one supernet
     def _supernet(self) -> Any:
@@ -98,7 +105,7 @@ class DartsSearch(Search):
         if self._warm is None:
             torch.manual_seed(self.space.search.seed)
             net = self._supernet()
-            xw, yw, _, _ = _split(self.data, self.spec, self.space.search.seed)
+            xw, yw, _, _ = self.rows()
             opt = torch.optim.Adam(net.weights(), lr=self.spec.weight_learning_rate)
             net.train()
             for epoch in range(self.spec.warmup_epochs):
@@ -128,7 +135,7 @@ class DartsSearch(Search):
         torch.manual_seed(self.space.search.seed + 1 + k)
         net = self._supernet()
         net.load_state_dict(warm)
-        xw, yw, xa, ya = _split(self.data, self.spec, self.space.search.seed)
+        xw, yw, xa, ya = self.rows()
         weights = net.weights()
         w_opt = torch.optim.Adam(weights, lr=self.spec.weight_learning_rate)
         ref = net.max_bops()
