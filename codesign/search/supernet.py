@@ -55,7 +55,10 @@ class Supernet(nn.Module):
         self.in_shape = tuple(m.input_shape) if m.conv_type() else (n_features,)
         self.nd = len(self.in_shape) - 1
         self.bits = [float(b) for b in self.choices["bits"]]
+        self._bit_t = [torch.tensor(b) for b in self.bits]  # made once: every forward quantizes with them
         self.register_buffer("in_scales", torch.tensor([input_scale(x_train, int(b)) for b in self.bits]))
+        self._window_cache: dict[int, list[torch.Tensor]] = {}
+        self._unit_cache: dict[int, list[torch.Tensor]] = {}
         self._build()
         self.register_buffer("act_range", torch.zeros(self.n_blocks))
 
@@ -200,32 +203,43 @@ class Supernet(nn.Module):
     def _quant(self, x: torch.Tensor, scales: list[torch.Tensor], pb: torch.Tensor, signed: bool, narrow: bool = False) -> torch.Tensor:
         """Mixture over bit widths of QONNX-style fake quantization."""
         out = 0
-        for k, b in enumerate(self.bits):
+        for k in range(len(self.bits)):
             if pb[k] > 0:
-                out = out + pb[k] * fake_quant(x, scales[k], torch.tensor(b), signed, narrow)
+                out = out + pb[k] * fake_quant(x, scales[k], self._bit_t[k], signed, narrow)
         return out
 
     def _weight(self, w: torch.Tensor, pb: torch.Tensor) -> torch.Tensor:
-        scales = [pow2_scale_t(w.detach().abs().max(), torch.tensor(b), True) for b in self.bits]
+        scales = [pow2_scale_t(w.detach().abs().max(), b, True) for b in self._bit_t]
         return self._quant(w, scales, pb, True, narrow=True)
+
+    def _windows(self, i: int) -> list[torch.Tensor]:
+        """Centred k x k windows of block ``i``'s max kernel, one per kernel choice (made once)."""
+        if i not in self._window_cache:
+            ks = self.choices[f"kernel{i}"]
+            kmax, out = max(ks), []
+            for k in ks:
+                lo = (kmax - k) // 2
+                window = torch.zeros((kmax,) * self.nd)
+                window[tuple(slice(lo, lo + k) for _ in range(self.nd))] = 1.0
+                out.append(window)
+            self._window_cache[i] = out
+        return self._window_cache[i]
 
     def _kernel_mask(self, i: int, p: dict[str, torch.Tensor]) -> torch.Tensor:
         """sum_k P(kernel = k) * (centred k x k window of the max kernel)."""
-        ks = self.choices[f"kernel{i}"]
-        kmax = max(ks)
-        mask = torch.zeros((kmax,) * self.nd)
-        for q, k in zip(p[f"kernel{i}"], ks):
-            lo = (kmax - k) // 2
-            window = torch.zeros((kmax,) * self.nd)
-            window[tuple(slice(lo, lo + k) for _ in range(self.nd))] = 1.0
+        windows = self._windows(i)
+        mask = torch.zeros_like(windows[0])
+        for q, window in zip(p[f"kernel{i}"], windows):
             mask = mask + q * window
         return mask
 
     def _width_mask(self, i: int, p: dict[str, torch.Tensor]) -> torch.Tensor:
         """Soft channel mask: unit c is kept with P(width > c)."""
-        ws = self.choices[f"width{i}"]
-        units = torch.arange(max(ws), dtype=torch.float32)
-        return sum(q * (units < w).float() for q, w in zip(p[f"width{i}"], ws))
+        if i not in self._unit_cache:
+            ws = self.choices[f"width{i}"]
+            units = torch.arange(max(ws), dtype=torch.float32)
+            self._unit_cache[i] = [(units < w).float() for w in ws]
+        return sum(q * m for q, m in zip(p[f"width{i}"], self._unit_cache[i]))
 
     def forward(self, x: torch.Tensor, tau: float = 1.0, arch_grad: bool = True) -> torch.Tensor:
         """Output of the mixture; ``arch_grad=False`` (weight steps) keeps the architecture out of autograd."""
@@ -262,7 +276,7 @@ class Supernet(nn.Module):
                     m = a.detach().abs().max()
                     r = self.act_range[i]
                     self.act_range[i] = torch.where(r > 0, (1 - RANGE_MOMENTUM) * r + RANGE_MOMENTUM * m, m)
-            scales = [pow2_scale_t(self.act_range[i], torch.tensor(b), signed) for b in self.bits]
+            scales = [pow2_scale_t(self.act_range[i], b, signed) for b in self._bit_t]
             h = self._quant(a, scales, pb, signed)
             if i + 1 in depth_p:
                 head = self.heads[str(i + 1)]
