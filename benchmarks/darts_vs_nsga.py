@@ -46,12 +46,12 @@ def main() -> None:
     ap.add_argument("--out", default="runs/darts_vs_nsga", help="folder for the two run folders and the report")
     args = ap.parse_args()
 
-    from codesign.cli import _with_search
     from codesign.search.data import load_dataset
     from codesign.search.objectives import front_hypervolume
     from codesign.search.pipeline import load_pipeline
     from codesign.search.report import write_report
     from codesign.search.run import run_search
+    from codesign.search.space import override_search
 
     out = Path(args.out)
     if out.exists():
@@ -60,7 +60,7 @@ def main() -> None:
     data = load_dataset(cfg.space.data)
     runs = {}
     for method in ("darts", "nsga2"):
-        space = _with_search(cfg.space, Path(args.space), method=method)
+        space = override_search(cfg.space, args.space, method=method)
         t0 = time.time()
         summary = run_search(space, out / method, trials=args.trials, data=data)
         runs[method] = (time.time() - t0, t0, summary)

@@ -732,7 +732,9 @@ def search(
         raise CodesignError(f"--stage must be one of {', '.join(STAGES)}, not {stage!r}")
     cfg = load_pipeline(space)
     if method is not None or proxy is not None:
-        cfg.space = _with_search(cfg.space, space, method=method, proxy=proxy)
+        from codesign.search.space import override_search
+
+        cfg.space = override_search(cfg.space, space, method=method, proxy=proxy)
     if distill is not None:  # --distill keeps the YAML's alpha/temperature, else the defaults
         from dataclasses import replace
 
@@ -769,25 +771,6 @@ def search(
                        f"{'bit-exact' if v.get('bit_exact') else 'NOT bit-exact'} on {v.get('samples')} samples")  # fmt: skip
         if out.chosen.get("finn"):
             typer.echo(f"FINN build folder for trial {m['candidate']} -> {out.run_dir / out.chosen['finn']['folder']}")
-
-
-def _with_search(spec: Any, source: Path, method: Optional[str] = None, proxy: Optional[str] = None) -> Any:
-    """The space with ``search.method`` / ``search.proxy`` overridden from the command line (validated like the YAML)."""
-    from codesign.search.space import parse_space
-
-    payload = spec.model_dump()
-    flags = []
-    if method is not None:
-        payload["search"]["method"] = method
-        if method != "darts":
-            payload["search"]["darts"] = None
-        flags.append(f"--method {method}")
-    if proxy is not None:
-        payload["search"]["proxy"] = None if proxy == "none" else proxy
-        if proxy == "none":
-            payload["search"]["proxy_keep"], payload["search"]["proxy_cost"] = None, True
-        flags.append(f"--proxy {proxy}")
-    return parse_space(payload, f"{source} ({' '.join(flags)})")
 
 
 def _search_global(spec: Any, data: Any, output: Optional[Path], trials: Optional[int], workers: int, resume: bool,

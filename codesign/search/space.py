@@ -510,3 +510,21 @@ def load_space(path: str | Path) -> Space:
     if space.data.path and not Path(space.data.path).is_absolute():
         space.data.path = str((path.parent / space.data.path).resolve())
     return space
+
+
+def override_search(space: Space, source: str | Path, method: str | None = None, proxy: str | None = None) -> Space:
+    """``space`` with ``search.method`` / ``search.proxy`` overridden (the CLI's --method/--proxy), validated
+    like the YAML; ``proxy="none"`` removes a proxy."""
+    payload = space.model_dump()
+    flags = []
+    if method is not None:
+        payload["search"]["method"] = method
+        if method != "darts":
+            payload["search"]["darts"] = None
+        flags.append(f"--method {method}")
+    if proxy is not None:
+        payload["search"]["proxy"] = None if proxy == "none" else proxy
+        if proxy == "none":
+            payload["search"]["proxy_keep"], payload["search"]["proxy_cost"] = None, True
+        flags.append(f"--proxy {proxy}")
+    return parse_space(payload, f"{source} ({' '.join(flags)})")
