@@ -111,7 +111,7 @@ def test_qonnx_transformations_run_on_our_model():
     lowered = model.transform(GemmToMatMul())
     assert [n.op_type for n in lowered.nodes] == ["Transpose", "MatMul", "Add"]  # transB=1 weight transposed
     assert [n.op_type for n in model.nodes] == ["Gemm"]  # the input model is untouched
-    renamed = model.apply(QonnxPass(GiveReadableTensorNames()))
+    renamed = QonnxPass(GiveReadableTensorNames())(model)
     assert renamed.modified
 
 
@@ -139,7 +139,7 @@ def test_save_roundtrip_loads_in_plain_onnxruntime(tmp_path):
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     ref = ort.InferenceSession(mlp_proto().SerializeToString(), providers=["CPUExecutionProvider"])
     np.testing.assert_allclose(sess.run(None, {"x": x})[0], ref.run(None, {"x": x})[0], rtol=1e-6)
-    assert Model.load(path).shape("y") == (1, 5)
+    assert codesign.load(path).shape("y") == (1, 5)
 
 
 def test_brevitas_module_frontend_matches_brevitas_forward():

@@ -19,13 +19,12 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.transformation.base import Transformation
 
 from codesign.ir.datatypes import FLOAT32, BaseDataType, DataType
 
 if TYPE_CHECKING:
     import networkx as nx
-
-    from codesign.passes.base import Pass, PassResult
 
 #: Ops whose output is a quantized copy of their first input (weights or activations).
 QUANT_OPS = frozenset({"Quant", "BipolarQuant", "Trunc", "FloatQuant", "IntQuant"})
@@ -252,14 +251,18 @@ class Model:
         return to_networkx(self)
 
     # ----------------------------------------------------------------- passes
-    def transform(self, step: "Pass | Any") -> "Model":
-        """Apply a codesign Pass or a qonnx Transformation; returns the new model."""
-        return self.apply(step).model
+    def transform(self, step: Any) -> "Model":
+        """Apply a codesign pass or a qonnx Transformation; returns the new model, this one untouched.
 
-    def apply(self, step: "Pass | Any") -> "PassResult":
-        from codesign.passes.base import as_pass
-
-        return as_pass(step)(self)
+        Duck-typed (a pass is any callable returning a result with ``.model``) so that the IR,
+        the ground floor, imports nothing from the passes built on it.
+        """
+        if isinstance(step, Transformation):
+            return Model(self.wrapper.transform(step, make_deepcopy=True, cleanup=False))
+        result = step(self)
+        if not hasattr(result, "model"):
+            raise TypeError(f"{step!r} is not a pass; wrap functions in codesign.passes.FunctionalPass")
+        return result.model
 
     def analysis(self, fn: Any) -> Any:
         """Run a qonnx-style analysis function ``fn(ModelWrapper) -> dict``."""
@@ -271,13 +274,6 @@ class Model:
         from codesign.ir.io import save_model
 
         return save_model(self, Path(path))
-
-    @classmethod
-    def load(cls, path: str | Path, **options: Any) -> "Model":
-        """Load any ONNX/QONNX file through the frontend (normalised, validated)."""
-        from codesign.frontends import load
-
-        return load(path, **options)
 
     def validate(self) -> None:
         """Raise :class:`codesign.errors.ValidationError` if an invariant is broken."""
