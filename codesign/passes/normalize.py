@@ -18,11 +18,14 @@ from codesign.ir.quant import QONNX_DOMAIN
 from codesign.passes.base import Pass, PassResult, QonnxPass, Sequential
 from codesign.passes.datatypes import InferDatatypes
 from codesign.passes.fold import FoldConstantSubgraphs as _BoundedFold
+from codesign.passes.qdq import QDQToQuant
+from codesign.passes.quantizers import CheckQuantizers, FillQuantizerDefaults
+from codesign.passes.sanity import CheckWindowNodes
 from codesign.passes.shapes import InferShapes
 from codesign.passes.tidy import RemoveStaticGraphInputs, RemoveUnusedTensors, SortGraph, UniqueParameterTensors
 
 #: Domains real exporters put QONNX ops in; all become ``qonnx.custom_op.general``.
-QUANT_DOMAINS = frozenset({"", "onnx.brevitas", "finn.custom_op.general", "finn", QONNX_DOMAIN})
+QUANT_DOMAINS = frozenset({"", "qonnx", "onnx.brevitas", "finn.custom_op.general", "finn", QONNX_DOMAIN})
 QONNX_GENERAL_OPS = frozenset({"Quant", "BipolarQuant", "Trunc", "FloatQuant", "IntQuant", "MultiThreshold"})
 
 #: Batch dimensions at or above this are treated as an exporter's artefact.
@@ -44,7 +47,7 @@ class CanonicalizeQuantDomains(Pass):
             model.proto.ir_version = 4
             modified = True
         if modified:
-            for stale in ("onnx.brevitas", "finn.custom_op.general"):
+            for stale in ("qonnx", "onnx.brevitas", "finn.custom_op.general"):
                 if not any(n.domain == stale for n in model.graph.node):
                     _drop_opset(model.proto, stale)
         model.invalidate()
@@ -291,16 +294,21 @@ def normalize(
     """The canonicalisation every loaded model goes through (see module docstring)."""
     return Sequential(
         CanonicalizeQuantDomains(),
+        FillQuantizerDefaults(),
         NameNodesAndTensors(),
         RemoveStaticGraphInputs(),
         SetInputShapes(input_shapes or {}),
         FixBatchDim(batch),
         RefuseDynamicShapes(),
         InferShapes(),
+        CheckWindowNodes(),
+        UniqueParameterTensors(),
+        QDQToQuant(),
         FixNonconformingBatchNorm(),
         InferShapes(),
         UniqueParameterTensors(),
         FoldConstantSubgraphs(),
+        CheckQuantizers(),
         QonnxPass(FoldTransposeIntoQuantInit()),
         RemoveUnusedTensors(),
         SortGraph(),

@@ -1,0 +1,175 @@
+"""QDQ / QCDQ graphs (QuantizeLinear, optional Clip, DequantizeLinear) become QONNX ``Quant``.
+
+onnxruntime/TensorRT-style exporters and MLPerf Tiny submissions write int8 QDQ. qonnx's
+``QCDQToQuant`` does the fusion; this pass first brings the graph into the form it
+handles and afterwards fixes what it leaves: a missing zero point becomes the spec's
+(zero, of the quantized type), negative or per-tensor ``axis`` is resolved, initializers
+get value_info (a lone DequantizeLinear on an int8 weight), and afterwards every Quant
+parameter (uint8/int32 zero points, int weights) is float32 as QONNX requires.
+Rounding agrees: QuantizeLinear and Quant(ROUND) both round half to even.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+from qonnx.transformation.qcdq_to_qonnx import QCDQToQuant
+
+from codesign.errors import UnsupportedModelError
+from codesign.ir.model import Model
+from codesign.ir.quant import QONNX_DOMAIN
+from codesign.passes.base import Pass, PassResult, QonnxPass
+from codesign.passes.shapes import infer_shapes
+
+QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
+_INT_TYPES = {onnx.TensorProto.INT8, onnx.TensorProto.UINT8, onnx.TensorProto.INT16, onnx.TensorProto.UINT16,
+              onnx.TensorProto.INT32, onnx.TensorProto.UINT32}  # fmt: skip
+
+
+def _attr(node: onnx.NodeProto, name: str) -> onnx.AttributeProto | None:
+    return next((a for a in node.attribute if a.name == name), None)
+
+
+def _elem_type(model: Model, name: str) -> int | None:
+    init = next((t for t in model.graph.initializer if t.name == name), None) if model.initializer(name) is not None else None
+    if init is not None:
+        return init.data_type
+    vi = model._value_infos().get(name)
+    return vi.type.tensor_type.elem_type if vi is not None else None
+
+
+def _prepare(model: Model) -> None:
+    """Make every Q/DQ node explicit: zero point present, axis non-negative or absent."""
+    g = model.graph
+    inits = {t.name: t for t in g.initializer}
+    for node in [n for n in g.node if n.op_type in QDQ_OPS]:
+        block = _attr(node, "block_size")
+        if block is not None and block.i > 0:
+            raise UnsupportedModelError(f"node {node.name!r} ({node.op_type}): blocked quantization (block_size) is not supported")
+        if len(node.input) < 2 or not node.input[1]:
+            raise UnsupportedModelError(f"node {node.name!r} ({node.op_type}): missing scale input")
+        if len(node.input) < 3 or not node.input[2]:
+            if node.op_type == "DequantizeLinear":
+                elem = inits[node.input[0]].data_type if node.input[0] in inits else _elem_type(model, node.input[0])
+            else:
+                out_dt = _attr(node, "output_dtype")
+                elem = out_dt.i if out_dt is not None and out_dt.i else onnx.TensorProto.UINT8
+            if elem not in _INT_TYPES:
+                raise UnsupportedModelError(f"node {node.name!r} ({node.op_type}): quantized type {elem} is not an integer type")
+            scale = model.initializer(node.input[1])
+            zp_name = f"{node.name or node.output[0]}_zero_point"
+            zp = np.zeros(scale.shape if scale is not None else (), dtype=helper.tensor_dtype_to_np_dtype(elem))
+            tensor = numpy_helper.from_array(zp, zp_name)
+            g.initializer.append(tensor)
+            inits[zp_name] = tensor
+            while len(node.input) < 3:
+                node.input.append("")
+            node.input[2] = zp_name
+        axis = _attr(node, "axis")
+        scale = model.initializer(node.input[1])
+        if axis is None and scale is not None and scale.ndim == 1 and scale.size > 1:
+            axis = helper.make_attribute("axis", 1)  # the spec's default axis for per-channel
+            node.attribute.append(axis)
+            axis = _attr(node, "axis")
+        if axis is not None and scale is not None and scale.size <= 1 and scale.ndim <= 1:
+            node.attribute.remove(axis)  # per-tensor: qonnx would reshape a scalar along the axis
+            if scale.ndim == 1:
+                inits[node.input[1]].CopyFrom(numpy_helper.from_array(scale.reshape(()), node.input[1]))
+        elif axis is not None and axis.i < 0:
+            shape = model.shape(node.input[0])
+            if shape is None:
+                raise UnsupportedModelError(f"node {node.name!r} ({node.op_type}): negative axis on a tensor of unknown rank")
+            axis.i += len(shape)
+    known = {vi.name for vi in g.value_info} | {vi.name for vi in g.input}
+    g.value_info.extend(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in g.initializer if t.name not in known)
+    model.invalidate()
+
+
+def _bits_signed(elem: int) -> tuple[int, int]:
+    dt = helper.tensor_dtype_to_np_dtype(elem)
+    return 8 * dt.itemsize, int(np.issubdtype(dt, np.signedinteger))
+
+
+def _lone_weight_dequantizers(model: Model) -> int:
+    """DequantizeLinear of an integer initializer -> Quant of its float value (per-tensor or per-channel).
+
+    qonnx's fusion broadcasts a per-channel scale against the weight's last axis; here scale
+    and zero point are reshaped along ``axis`` first. The float weight lies on the Quant grid,
+    so the Quant reproduces it exactly.
+    """
+    g = model.graph
+    inits = {t.name: t for t in g.initializer}
+    replaced = 0
+    for idx, node in enumerate(list(g.node)):
+        if node.op_type != "DequantizeLinear" or node.input[0] not in inits or inits[node.input[0]].data_type not in _INT_TYPES:
+            continue
+        q, scale, zp = (model.initializer(i) for i in node.input[:3])
+        if scale is None or zp is None:
+            continue
+        bshape = [1] * q.ndim
+        axis = _attr(node, "axis")
+        if scale.size > 1:
+            bshape[axis.i if axis is not None else 1] = scale.size
+            scale, zp = scale.reshape(bshape), zp.reshape(bshape)
+        else:
+            scale, zp = scale.reshape(()), zp.reshape(())
+        bits, signed = _bits_signed(inits[node.input[0]].data_type)
+        weight = ((q.astype(np.float64) - zp.astype(np.float64)) * scale.astype(np.float64)).astype(np.float32)
+        base = node.name or node.output[0]
+        names = [f"{base}_w", f"{base}_scale", f"{base}_zero_point", f"{base}_bits"]
+        values = [weight, scale.astype(np.float32), zp.astype(np.float32), np.array(bits, dtype=np.float32)]
+        g.initializer.extend(numpy_helper.from_array(v, n) for v, n in zip(values, names))
+        quant = helper.make_node("Quant", names, [node.output[0]], name=base, domain=QONNX_DOMAIN,
+                                 signed=signed, narrow=0, rounding_mode="ROUND")  # fmt: skip
+        g.node.remove(node)
+        g.node.insert(idx, quant)
+        replaced += 1
+    if replaced:
+        _ensure_qonnx_opset(model.proto)
+        model.invalidate()
+    return replaced
+
+
+def _ensure_qonnx_opset(proto: onnx.ModelProto) -> None:
+    if not any(o.domain == QONNX_DOMAIN for o in proto.opset_import):
+        proto.opset_import.append(helper.make_opsetid(QONNX_DOMAIN, 1))
+
+
+def _floats_for_quant(model: Model) -> None:
+    """Every Quant input that is an integer initializer becomes float32 (QONNX parameters are float)."""
+    g = model.graph
+    inits = {t.name: t for t in g.initializer}
+    names = {i for n in g.node if n.op_type == "Quant" for i in n.input if i in inits}
+    for name in names:
+        t = inits[name]
+        if t.data_type != onnx.TensorProto.FLOAT:
+            t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float32), name))
+    for vi in g.value_info:
+        if vi.name in names:
+            vi.type.tensor_type.elem_type = onnx.TensorProto.FLOAT
+    model.invalidate()
+
+
+class QDQToQuant(Pass):
+    """QuantizeLinear/Clip/DequantizeLinear chains and lone weight DequantizeLinear -> Quant."""
+
+    def call(self, model: Model) -> PassResult:
+        if not any(n.op_type in QDQ_OPS for n in model.graph.node):
+            return PassResult(model, False)
+        infer_shapes(model)
+        _prepare(model)
+        _lone_weight_dequantizers(model)
+        model = QonnxPass(QCDQToQuant())(model).model
+        _ensure_qonnx_opset(model.proto)
+        _floats_for_quant(model)
+        g = model.graph
+        g.ClearField("value_info")  # int8 tensors are float now: re-infer from scratch
+        infer_shapes(model)
+        leftover = sorted({n.name for n in g.node if n.op_type in QDQ_OPS})
+        if leftover:
+            raise UnsupportedModelError(
+                f"QuantizeLinear/DequantizeLinear not in a Q-DQ pair cannot become QONNX Quant (node {leftover[0]!r}"
+                f"{f' +{len(leftover) - 1} more' if len(leftover) > 1 else ''})"
+            )
+        return PassResult(model, True)
