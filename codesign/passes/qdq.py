@@ -11,6 +11,8 @@ Rounding agrees: QuantizeLinear and Quant(ROUND) both round half to even.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
@@ -136,6 +138,46 @@ def _ensure_qonnx_opset(proto: onnx.ModelProto) -> None:
         proto.opset_import.append(helper.make_opsetid(QONNX_DOMAIN, 1))
 
 
+def _quant_range(lo: int, hi: int, signed: int) -> tuple[int, int]:
+    """The integer range qonnx's fusion gives a Clip(lo, hi) between Q and DQ."""
+    bits = max(1, math.ceil(math.log2(hi - lo + 1)))
+    narrow = int(lo == -hi)
+    return (-(2 ** (bits - 1)) + narrow, 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1 - narrow)
+
+
+def _float_clips(model: Model) -> None:
+    """A Clip between Q and DQ whose bounds are not a Quant range moves after the DQ, in floats.
+
+    qonnx turns Clip(-100, 100) into an 8-bit narrow Quant ([-127, 127]): wrong. Clamping
+    commutes with the monotonic dequantisation, so Q -> DQ -> Clip((lo-zp)s, (hi-zp)s) is exact.
+    """
+    g = model.graph
+    for clip in [n for n in g.node if n.op_type == "Clip"]:
+        q, users = model.producer(clip.input[0]), model.consumers(clip.output[0])
+        if q is None or q.op_type != "QuantizeLinear" or len(users) != 1 or users[0].op_type != "DequantizeLinear":
+            continue
+        bounds = [model.initializer(i) if len(clip.input) > k and i else None for k, i in enumerate(clip.input[1:3], 1)]
+        dq, zp_t = users[0], model.initializer(q.input[2])
+        if any(b is None for b in bounds) or zp_t is None:
+            continue
+        lo, hi = (int(b.reshape(-1)[0]) for b in bounds)
+        if hi > lo and lo <= 0 < hi and _quant_range(lo, hi, int(np.issubdtype(zp_t.dtype, np.signedinteger))) == (lo, hi):
+            continue
+        scale, zp = model.initializer(dq.input[1]), model.initializer(dq.input[2])
+        if scale is None or zp is None or scale.size != 1:
+            raise UnsupportedModelError(f"node {clip.name!r} (Clip): bounds {lo}..{hi} between a per-channel Q/DQ pair are not supported")
+        s, z = float(scale.reshape(-1)[0]), float(zp.reshape(-1)[0])
+        names = [f"{clip.name}_min", f"{clip.name}_max"]
+        g.initializer.extend(numpy_helper.from_array(np.float32((v - z) * s), n) for v, n in zip((lo, hi), names))
+        out = dq.output[0]
+        dq.input[0] = clip.input[0]
+        dq.output[0] = f"{out}_unclipped"
+        float_clip = helper.make_node("Clip", [dq.output[0], *names], [out], name=clip.name)
+        g.node.remove(clip)
+        g.node.insert(list(g.node).index(dq) + 1, float_clip)
+        model.invalidate()
+
+
 def _floats_for_quant(model: Model) -> None:
     """Every Quant input that is an integer initializer becomes float32 (QONNX parameters are float)."""
     g = model.graph
@@ -160,6 +202,7 @@ class QDQToQuant(Pass):
         infer_shapes(model)
         _prepare(model)
         _lone_weight_dequantizers(model)
+        _float_clips(model)
         model = QonnxPass(QCDQToQuant())(model).model
         _ensure_qonnx_opset(model.proto)
         _floats_for_quant(model)
