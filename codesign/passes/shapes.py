@@ -113,14 +113,16 @@ def _infer_round(model: Model) -> int:
 
 
 def _fill_outputs(graph: onnx.GraphProto, inferred: onnx.GraphProto) -> None:
-    """Graph outputs declared with symbolic dims (``Quant96_dim_0``) take the inferred static shape."""
+    """Graph outputs declared without a shape or with symbolic dims (``Quant96_dim_0``) take the inferred one."""
     by_name = {vi.name: vi for vi in inferred.output}
     for vi in graph.output:
         new = by_name.get(vi.name)
         if new is None or not new.type.tensor_type.HasField("shape"):
             continue
         dims = new.type.tensor_type.shape.dim
-        if all(d.HasField("dim_value") for d in dims) and any(not d.HasField("dim_value") for d in vi.type.tensor_type.shape.dim):
+        declared = vi.type.tensor_type
+        open_dims = not declared.HasField("shape") or any(not d.HasField("dim_value") for d in declared.shape.dim)
+        if all(d.HasField("dim_value") for d in dims) and open_dims:
             vi.type.tensor_type.shape.CopyFrom(new.type.tensor_type.shape)
 
 
