@@ -80,7 +80,7 @@ def _load_external_data(proto: onnx.ModelProto, base: Path, label: str) -> None:
     """Resolve external data, refusing any location outside ``base``."""
     tensors = _external_tensors(proto)
     for tensor in tensors:
-        location = ExternalDataInfo(tensor).location
+        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
         loc = Path(location)
         target = (base / loc).resolve()
         if loc.is_absolute() or ".." in loc.parts or base not in target.parents:
@@ -90,6 +90,7 @@ def _load_external_data(proto: onnx.ModelProto, base: Path, label: str) -> None:
         if not target.is_file():
             raise ModelLoadError(f"{label}: external data file {location!r} for tensor {tensor.name!r} is missing")
         _check_extent(tensor, target, label)
+        ExternalDataInfo(tensor)  # onnx's own checks of the remaining keys
     if tensors:
         try:
             onnx.load_external_data_for_model(proto, str(base))
