@@ -126,9 +126,10 @@ def fold_constants(model: Model, exclude: frozenset[str] = frozenset(), limit: i
     g = model.graph
     consts: dict[str, np.ndarray] = {}
     init_names = {t.name for t in g.initializer}
-    folded: list[onnx.NodeProto] = []
+    nodes = list(g.node)
+    folded: set[int] = set()
     new_inits: list[onnx.TensorProto] = []
-    for node in g.node:
+    for idx, node in enumerate(nodes):
         if node.domain not in ("", "ai.onnx") or node.op_type in exclude or node.op_type in NONDETERMINISTIC:
             continue
         if not node.output or any(o in init_names for o in node.output):
@@ -158,11 +159,10 @@ def fold_constants(model: Model, exclude: frozenset[str] = frozenset(), limit: i
                 raise UnsupportedModelError(f"node {node.name!r} ({node.op_type}) folds to {value.nbytes} bytes, over the constant-folding limit")
             consts[out] = value
             new_inits.append(numpy_helper.from_array(value, out))
-        folded.append(node)
+        folded.add(idx)
     if not folded:
         return False
-    done = {id(n) for n in folded}
-    keep = [n for n in g.node if id(n) not in done]
+    keep = [n for k, n in enumerate(nodes) if k not in folded]
     g.ClearField("node")
     g.node.extend(keep)
     g.initializer.extend(new_inits)

@@ -2,7 +2,7 @@
 
 onnxruntime/TensorRT-style exporters and MLPerf Tiny submissions write int8 QDQ. qonnx's
 ``QCDQToQuant`` does the fusion; this pass first brings the graph into the form it
-handles and afterwards fixes what it leaves: a missing zero point becomes the spec's
+handles (its bit-width rules are reused; the fusion itself is a linear sweep here) and fixes what it misses: a missing zero point becomes the spec's
 (zero, of the quantized type), negative or per-tensor ``axis`` is resolved, initializers
 get value_info (a lone DequantizeLinear on an int8 weight), and afterwards every Quant
 parameter (uint8/int32 zero points, int weights) is float32 as QONNX requires.
@@ -16,12 +16,12 @@ import math
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
-from qonnx.transformation.qcdq_to_qonnx import QCDQToQuant
+from qonnx.transformation.qcdq_to_qonnx import extract_elem_type
 
 from codesign.errors import UnsupportedModelError
 from codesign.ir.model import Model
 from codesign.ir.quant import QONNX_DOMAIN
-from codesign.passes.base import Pass, PassResult, QonnxPass
+from codesign.passes.base import Pass, PassResult
 from codesign.passes.shapes import infer_shapes
 
 QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
@@ -102,8 +102,9 @@ def _lone_weight_dequantizers(model: Model) -> int:
     """
     g = model.graph
     inits = {t.name: t for t in g.initializer}
-    replaced = 0
-    for idx, node in enumerate(list(g.node)):
+    nodes = list(g.node)  # held: ids below stay unique while these references live
+    swaps: dict[int, onnx.NodeProto] = {}
+    for node in nodes:
         if node.op_type != "DequantizeLinear" or node.input[0] not in inits or inits[node.input[0]].data_type not in _INT_TYPES:
             continue
         q, scale, zp = (model.initializer(i) for i in node.input[:3])
@@ -124,13 +125,14 @@ def _lone_weight_dequantizers(model: Model) -> int:
         g.initializer.extend(numpy_helper.from_array(v, n) for v, n in zip(values, names))
         quant = helper.make_node("Quant", names, [node.output[0]], name=base, domain=QONNX_DOMAIN,
                                  signed=signed, narrow=0, rounding_mode="ROUND")  # fmt: skip
-        g.node.remove(node)
-        g.node.insert(idx, quant)
-        replaced += 1
-    if replaced:
+        swaps[id(node)] = quant
+    if swaps:
+        nodes = [swaps.get(id(n), n) for n in nodes]
+        g.ClearField("node")
+        g.node.extend(nodes)
         _ensure_qonnx_opset(model.proto)
         model.invalidate()
-    return replaced
+    return len(swaps)
 
 
 def _ensure_qonnx_opset(proto: onnx.ModelProto) -> None:
@@ -178,6 +180,57 @@ def _float_clips(model: Model) -> None:
         model.invalidate()
 
 
+def _fuse_pairs(model: Model) -> int:
+    """QuantizeLinear [-> Clip] -> DequantizeLinear -> one Quant, in one linear sweep.
+
+    qonnx's ``QCDQToQuant`` restarts its scan after every fusion (quadratic; and a pass
+    capped at 100 iterations stops half-way on a large net); its bit-width/narrow rules
+    (``extract_elem_type``) are reused as they are.
+    """
+    g = model.graph
+    nodes = list(g.node)  # held: ids below stay unique while these references live
+    fused: dict[int, onnx.NodeProto] = {}  # id(DQ node) -> its Quant
+    drop: set[int] = set()
+    for dq in [n for n in nodes if n.op_type == "DequantizeLinear"]:
+        chain = [model.producer(dq.input[0])]
+        if chain[0] is not None and chain[0].op_type == "Clip":
+            chain.append(model.producer(chain[0].input[0]))
+        q = chain[-1]
+        if q is None or q.op_type != "QuantizeLinear" or any(len(model.consumers(n.output[0])) != 1 for n in chain):
+            continue
+        params = [model.initializer(i) for i in (*q.input[1:3], *dq.input[1:3])]
+        if any(p is None for p in params) or params[0].shape != params[2].shape or not (
+            np.array_equal(params[0], params[2]) and np.array_equal(params[1], params[3])
+        ):
+            continue
+        clip_range = None
+        if len(chain) == 2:
+            clip_range = tuple(model.initializer(i) for i in chain[0].input[1:3])
+            if any(c is None for c in clip_range):
+                continue
+            clip_range = tuple(np.asarray(c).reshape(()) for c in clip_range)
+        bits, signed, narrow = extract_elem_type(helper.np_dtype_to_tensor_dtype(params[1].dtype), clip_range)
+        scale, zp = params[2].astype(np.float32), params[3].astype(np.float32)
+        axis = _attr(dq, "axis")
+        if scale.size > 1:
+            shape = [1] * len(model.shape(q.input[0]))
+            shape[axis.i if axis is not None else 1] = scale.size
+            scale, zp = scale.reshape(shape), zp.reshape(shape)
+        base = dq.name or dq.output[0]
+        names = [f"{base}_scale", f"{base}_zero_point", f"{base}_bits"]
+        g.initializer.extend(numpy_helper.from_array(v, n) for v, n in zip((scale, zp, np.float32(bits)), names))
+        fused[id(dq)] = helper.make_node("Quant", [q.input[0], *names], [dq.output[0]], name=base, domain=QONNX_DOMAIN,
+                                         signed=int(signed), narrow=int(narrow), rounding_mode="ROUND")  # fmt: skip
+        drop.update(id(n) for n in chain)
+    if not fused:
+        return 0
+    nodes = [fused.get(id(n), n) for n in nodes if id(n) not in drop]
+    g.ClearField("node")
+    g.node.extend(nodes)
+    model.invalidate()
+    return len(fused)
+
+
 def _floats_for_quant(model: Model) -> None:
     """Every Quant input that is an integer initializer becomes float32 (QONNX parameters are float)."""
     g = model.graph
@@ -203,7 +256,7 @@ class QDQToQuant(Pass):
         _prepare(model)
         _lone_weight_dequantizers(model)
         _float_clips(model)
-        model = QonnxPass(QCDQToQuant())(model).model
+        _fuse_pairs(model)
         _ensure_qonnx_opset(model.proto)
         _floats_for_quant(model)
         g = model.graph
