@@ -20,6 +20,7 @@ from qonnx.transformation.qcdq_to_qonnx import extract_elem_type
 
 from codesign.errors import UnsupportedModelError
 from codesign.ir.model import Model
+from codesign.ir.names import uniquify
 from codesign.ir.quant import QONNX_DOMAIN
 from codesign.passes.base import Pass, PassResult
 from codesign.passes.shapes import infer_shapes
@@ -45,6 +46,7 @@ def _prepare(model: Model) -> None:
     """Make every Q/DQ node explicit: zero point present, axis non-negative or absent."""
     g = model.graph
     inits = {t.name: t for t in g.initializer}
+    taken = _taken(model)
     for node in [n for n in g.node if n.op_type in QDQ_OPS]:
         block = _attr(node, "block_size")
         if block is not None and block.i > 0:
@@ -60,7 +62,7 @@ def _prepare(model: Model) -> None:
             if elem not in _INT_TYPES:
                 raise UnsupportedModelError(f"node {node.name!r} ({node.op_type}): quantized type {elem} is not an integer type")
             scale = model.initializer(node.input[1])
-            zp_name = f"{node.name or node.output[0]}_zero_point"
+            zp_name = uniquify(f"{node.name or node.output[0]}_zero_point", taken)
             zp = np.zeros(scale.shape if scale is not None else (), dtype=helper.tensor_dtype_to_np_dtype(elem))
             tensor = numpy_helper.from_array(zp, zp_name)
             g.initializer.append(tensor)
@@ -88,6 +90,15 @@ def _prepare(model: Model) -> None:
     model.invalidate()
 
 
+def _taken(model: Model) -> set[str]:
+    """Every tensor and node name in the graph (for :func:`uniquify`), built once per sweep."""
+    g = model.graph
+    taken = {t.name for t in g.initializer} | {v.name for v in (*g.input, *g.output, *g.value_info)}
+    for n in g.node:
+        taken.update((n.name, *n.input, *n.output))
+    return taken
+
+
 def _bits_signed(elem: int) -> tuple[int, int]:
     dt = helper.tensor_dtype_to_np_dtype(elem)
     return 8 * dt.itemsize, int(np.issubdtype(dt, np.signedinteger))
@@ -103,6 +114,7 @@ def _lone_weight_dequantizers(model: Model) -> int:
     g = model.graph
     inits = {t.name: t for t in g.initializer}
     nodes = list(g.node)  # held: ids below stay unique while these references live
+    taken = _taken(model)
     swaps: dict[int, onnx.NodeProto] = {}
     for node in nodes:
         if node.op_type != "DequantizeLinear" or node.input[0] not in inits or inits[node.input[0]].data_type not in _INT_TYPES:
@@ -120,7 +132,7 @@ def _lone_weight_dequantizers(model: Model) -> int:
         bits, signed = _bits_signed(inits[node.input[0]].data_type)
         weight = ((q.astype(np.float64) - zp.astype(np.float64)) * scale.astype(np.float64)).astype(np.float32)
         base = node.name or node.output[0]
-        names = [f"{base}_w", f"{base}_scale", f"{base}_zero_point", f"{base}_bits"]
+        names = [uniquify(f"{base}_{k}", taken) for k in ("w", "scale", "zero_point", "bits")]
         values = [weight, scale.astype(np.float32), zp.astype(np.float32), np.array(bits, dtype=np.float32)]
         g.initializer.extend(numpy_helper.from_array(v, n) for v, n in zip(values, names))
         quant = helper.make_node("Quant", names, [node.output[0]], name=base, domain=QONNX_DOMAIN,
@@ -154,6 +166,7 @@ def _float_clips(model: Model) -> None:
     commutes with the monotonic dequantisation, so Q -> DQ -> Clip((lo-zp)s, (hi-zp)s) is exact.
     """
     g = model.graph
+    taken: set[str] | None = None
     for clip in [n for n in g.node if n.op_type == "Clip"]:
         q, users = model.producer(clip.input[0]), model.consumers(clip.output[0])
         if q is None or q.op_type != "QuantizeLinear" or len(users) != 1 or users[0].op_type != "DequantizeLinear":
@@ -169,11 +182,12 @@ def _float_clips(model: Model) -> None:
         if scale is None or zp is None or scale.size != 1:
             raise UnsupportedModelError(f"node {clip.name!r} (Clip): bounds {lo}..{hi} between a per-channel Q/DQ pair are not supported")
         s, z = float(scale.reshape(-1)[0]), float(zp.reshape(-1)[0])
-        names = [f"{clip.name}_min", f"{clip.name}_max"]
+        taken = taken if taken is not None else _taken(model)
+        names = [uniquify(f"{clip.name}_min", taken), uniquify(f"{clip.name}_max", taken)]
         g.initializer.extend(numpy_helper.from_array(np.float32((v - z) * s), n) for v, n in zip((lo, hi), names))
         out = dq.output[0]
         dq.input[0] = clip.input[0]
-        dq.output[0] = f"{out}_unclipped"
+        dq.output[0] = uniquify(f"{out}_unclipped", taken)
         float_clip = helper.make_node("Clip", [dq.output[0], *names], [out], name=clip.name)
         g.node.remove(clip)
         g.node.insert(list(g.node).index(dq) + 1, float_clip)
@@ -189,6 +203,7 @@ def _fuse_pairs(model: Model) -> int:
     """
     g = model.graph
     nodes = list(g.node)  # held: ids below stay unique while these references live
+    taken = _taken(model)
     fused: dict[int, onnx.NodeProto] = {}  # id(DQ node) -> its Quant
     drop: set[int] = set()
     for dq in [n for n in nodes if n.op_type == "DequantizeLinear"]:
@@ -217,7 +232,7 @@ def _fuse_pairs(model: Model) -> int:
             shape[axis.i if axis is not None else 1] = scale.size
             scale, zp = scale.reshape(shape), zp.reshape(shape)
         base = dq.name or dq.output[0]
-        names = [f"{base}_scale", f"{base}_zero_point", f"{base}_bits"]
+        names = [uniquify(f"{base}_{k}", taken) for k in ("scale", "zero_point", "bits")]
         g.initializer.extend(numpy_helper.from_array(v, n) for v, n in zip((scale, zp, np.float32(bits)), names))
         fused[id(dq)] = helper.make_node("Quant", [q.input[0], *names], [dq.output[0]], name=base, domain=QONNX_DOMAIN,
                                          signed=int(signed), narrow=int(narrow), rounding_mode="ROUND")  # fmt: skip
