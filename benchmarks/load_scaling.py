@@ -37,7 +37,7 @@ def quant_chain(n_nodes: int, width: int = 8, seed: int = 0) -> onnx.ModelProto:
     for k in range(max(1, n_nodes // 5)):
         w = const(f"w{k}", rng.normal(size=(width, width)) * 0.3)
         b = const(f"bias{k}", rng.normal(size=(width,)) * 0.1)
-        q = dict(domain="qonnx.custom_op.general", signed=1, narrow=0, rounding_mode="ROUND")
+        q = {"domain": "qonnx.custom_op.general", "signed": 1, "narrow": 0, "rounding_mode": "ROUND"}
         nodes += [
             helper.make_node("Quant", [w, "s", "z", "b8"], [f"qw{k}"], name=f"qw{k}", **q),
             helper.make_node("MatMul", [x, f"qw{k}"], [f"mm{k}"], name=f"mm{k}"),
@@ -78,7 +78,10 @@ def main(sizes: list[int]) -> None:
         load_s, cost_s, count = time_load_and_cost(n)
         per_node = (load_s + cost_s) / count * 1e6
         base = base or per_node
-        print(f"{count:>7} {load_s:>8.2f} {cost_s:>8.2f} {load_s + cost_s:>8.2f} {per_node:>8.1f} {per_node / base:>6.2f}", flush=True)
+        print(
+            f"{count:>7} {load_s:>8.2f} {cost_s:>8.2f} {load_s + cost_s:>8.2f} {per_node:>8.1f} {per_node / base:>6.2f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

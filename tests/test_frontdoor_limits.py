@@ -18,7 +18,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import codesign
-from codesign.errors import CodesignError, ModelLoadError, UnsupportedModelError
+from codesign.errors import ModelLoadError, UnsupportedModelError
 from codesign.ir.model import Model
 from codesign.passes.cost import cost_report
 
@@ -26,12 +26,21 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "codesign.cli", *args], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "codesign.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        check=False,
+    )
 
 
 def graph_model(nodes, inits=(), in_shape=(1, 4), out_shape=None, opset=13, outputs=True) -> onnx.ModelProto:
     outs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)] if outputs else []
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(in_shape))], outs, list(inits))
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(in_shape))], outs, list(inits)
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
 
 
@@ -52,7 +61,9 @@ def conv_model(group: int, cin: int = 4) -> onnx.ModelProto:
 def test_huge_folded_constant_refused_fast_and_small():
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
-    with pytest.raises(UnsupportedModelError, match=r"node 'big' \(ConstantOfShape\) would fold to a constant of 268435456 elements"):
+    with pytest.raises(
+        UnsupportedModelError, match=r"node 'big' \(ConstantOfShape\) would fold to a constant of 268435456 elements"
+    ):
         codesign.load(huge_constant_of_shape())
     assert time.perf_counter() - t0 < 1.0
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KiB: nothing near 1 GiB allocated
@@ -61,7 +72,10 @@ def test_huge_folded_constant_refused_fast_and_small():
 def test_fold_limit_is_settable(monkeypatch):
     """A 4 kB constant folds by default and is refused under a 1 kB limit."""
     shape = numpy_helper.from_array(np.array([1, 512], dtype=np.int64), "shape")
-    nodes = [helper.make_node("ConstantOfShape", ["shape"], ["c"], name="c512"), helper.make_node("Add", ["x", "c"], ["y"])]
+    nodes = [
+        helper.make_node("ConstantOfShape", ["shape"], ["c"], name="c512"),
+        helper.make_node("Add", ["x", "c"], ["y"]),
+    ]
     proto = graph_model(nodes, [shape], in_shape=(1, 512))
     assert "ConstantOfShape" not in [n.op_type for n in codesign.load(proto).nodes]
     monkeypatch.setenv("CODESIGN_MAX_FOLD_BYTES", "1024")

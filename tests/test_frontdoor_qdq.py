@@ -37,7 +37,9 @@ def qdq_proto(clip: bool = False, zero_point_inputs: bool = True, per_channel: b
     nodes = [
         helper.make_node("QuantizeLinear", ["x", "xs", *z("xz")], ["xq"], name="qx"),
         helper.make_node("DequantizeLinear", ["xq", "xs", *z("xz")], ["xd"], name="dqx"),
-        helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["wd"], name="dqw", **({"axis": 1} if per_channel else {})),
+        helper.make_node(
+            "DequantizeLinear", ["wq", "ws", "wz"], ["wd"], name="dqw", **({"axis": 1} if per_channel else {})
+        ),
         helper.make_node("MatMul", ["xd", "wd"], ["mm"], name="mm"),
         helper.make_node("QuantizeLinear", ["mm", "ys", "yz"], ["yq"], name="qy"),
     ]
@@ -60,7 +62,9 @@ def test_qdq_becomes_quant_and_matches_onnxruntime(clip, zero_point_inputs, per_
     model = codesign.load(proto)
     ops = [n.op_type for n in model.nodes]
     assert "QuantizeLinear" not in ops and "DequantizeLinear" not in ops
-    assert ops.count("Quant") == 3 and ops.count("Clip") == int(clip)  # Clip(-100, 100) is no Quant range: kept, in floats
+    assert ops.count("Quant") == 3 and ops.count("Clip") == int(
+        clip
+    )  # Clip(-100, 100) is no Quant range: kept, in floats
     x = np.random.default_rng(0).uniform(-2, 15, size=(64, 6)).astype(np.float32)
     expected = np.concatenate([ort_run(proto, x[i : i + 1]) for i in range(len(x))])
     got = execute(model, x)[model.outputs[0]]

@@ -80,7 +80,9 @@ def proto_with_domain(proto: onnx.ModelProto, domain: str) -> onnx.ModelProto:
         if node.op_type in ("Quant", "BipolarQuant", "Trunc"):
             node.domain = domain
             have = {a.name for a in node.attribute}
-            node.attribute.extend(helper.make_attribute(k, v) for k, v in SPEC_DEFAULTS.get(node.op_type, {}).items() if k not in have)
+            node.attribute.extend(
+                helper.make_attribute(k, v) for k, v in SPEC_DEFAULTS.get(node.op_type, {}).items() if k not in have
+            )
     if not any(o.domain == domain for o in out.opset_import):
         out.opset_import.append(helper.make_opsetid(domain, 1))
     return out
@@ -90,7 +92,9 @@ def test_missing_narrow_means_spec_zero_not_qonnx_one():
     """qonnx's op code defaults narrow to 1; the spec says 0: -8 must survive a signed 4-bit Quant."""
     model = codesign.load(quant_proto(bits=4.0, scale=1.0))
     assert _attrs(model.node("qa"))["narrow"] == 0
-    out = execute_onnx(model.wrapper, {"x": np.array([[-8.0, -9.0, 7.0, 9.0]], dtype=np.float32)}, return_full_exec_context=True)
+    out = execute_onnx(
+        model.wrapper, {"x": np.array([[-8.0, -9.0, 7.0, 9.0]], dtype=np.float32)}, return_full_exec_context=True
+    )
     np.testing.assert_array_equal(out["xq"], [[-8.0, -8.0, 7.0, 7.0]])
     assert model.dtype("xq").name == "INT4"
 
@@ -116,7 +120,9 @@ def multithreshold_proto(out_dtype: str | None) -> onnx.ModelProto:
     node = helper.make_node("MultiThreshold", ["x", "thr"], ["y"], name="mt", domain="finn.custom_op.general", **attrs)
     graph = helper.make_graph([node], "mt", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], [thr])  # fmt: skip
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("finn.custom_op.general", 1)])
+    return helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("finn.custom_op.general", 1)]
+    )
 
 
 def test_multithreshold_without_out_dtype_gets_finns_default():
@@ -128,22 +134,22 @@ def test_multithreshold_without_out_dtype_gets_finns_default():
 
 
 BAD_QUANT = [
-    (dict(bits=0.0), "bit width 0 is not an integer in 1..32"),
-    (dict(bits=-1.0), "bit width -1 is not an integer"),
-    (dict(bits=2.5), "bit width 2.5 is not an integer"),
-    (dict(bits=1000.0), "bit width 1000 is not an integer"),
-    (dict(bits=1e30), "bit width 1e\\+30 is not an integer"),
-    (dict(bits=float("nan")), "bit width nan"),
-    (dict(scale=0.0), "scale must be finite and > 0, got 0"),
-    (dict(scale=-1.0), "scale must be finite and > 0, got -1"),
-    (dict(scale=float("nan")), "scale must be finite and > 0, got nan"),
-    (dict(scale=float("inf")), "scale must be finite and > 0, got inf"),
-    (dict(scale=[0.5, 0.5, 0.5, 0.5, 0.5]), "scale of shape \\(5,\\) does not broadcast"),
-    (dict(zero=float("nan")), "zero point must be finite and integral"),
-    (dict(zero=0.5), "zero point must be finite and integral"),
-    (dict(signed=5), "signed=5, must be 0 or 1"),
-    (dict(narrow=-1), "narrow=-1, must be 0 or 1"),
-    (dict(rounding_mode="SIDEWAYS"), "unknown rounding_mode 'SIDEWAYS'"),
+    ({"bits": 0.0}, "bit width 0 is not an integer in 1..32"),
+    ({"bits": -1.0}, "bit width -1 is not an integer"),
+    ({"bits": 2.5}, "bit width 2.5 is not an integer"),
+    ({"bits": 1000.0}, "bit width 1000 is not an integer"),
+    ({"bits": 1e30}, "bit width 1e\\+30 is not an integer"),
+    ({"bits": float("nan")}, "bit width nan"),
+    ({"scale": 0.0}, "scale must be finite and > 0, got 0"),
+    ({"scale": -1.0}, "scale must be finite and > 0, got -1"),
+    ({"scale": float("nan")}, "scale must be finite and > 0, got nan"),
+    ({"scale": float("inf")}, "scale must be finite and > 0, got inf"),
+    ({"scale": [0.5, 0.5, 0.5, 0.5, 0.5]}, "scale of shape \\(5,\\) does not broadcast"),
+    ({"zero": float("nan")}, "zero point must be finite and integral"),
+    ({"zero": 0.5}, "zero point must be finite and integral"),
+    ({"signed": 5}, "signed=5, must be 0 or 1"),
+    ({"narrow": -1}, "narrow=-1, must be 0 or 1"),
+    ({"rounding_mode": "SIDEWAYS"}, "unknown rounding_mode 'SIDEWAYS'"),
 ]
 
 

@@ -52,9 +52,13 @@ def check_door(proto: onnx.ModelProto, label: str = "model") -> None:
     if version is None:
         raise UnsupportedModelError(f"{label}: model imports no default-domain (ai.onnx) opset")
     if not MIN_OPSET <= version <= newest:
-        raise UnsupportedModelError(f"{label}: opset {version} is not supported (onnx here knows opsets {MIN_OPSET}..{newest})")
+        raise UnsupportedModelError(
+            f"{label}: opset {version} is not supported (onnx here knows opsets {MIN_OPSET}..{newest})"
+        )
     for node in proto.graph.node:
         if node.op_type in ("Conv", "ConvTranspose", "ConvInteger", "QLinearConv"):
             group = next((a.i for a in node.attribute if a.name == "group"), 1)
             if group < 1:
-                raise UnsupportedModelError(f"{label}: node {node.name or node.op_type!r} ({node.op_type}): group={group}, must be >= 1")
+                raise UnsupportedModelError(
+                    f"{label}: node {node.name or node.op_type!r} ({node.op_type}): group={group}, must be >= 1"
+                )

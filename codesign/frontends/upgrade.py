@@ -29,15 +29,18 @@ def upgrade_opset(proto: onnx.ModelProto, label: str = "model") -> onnx.ModelPro
     staged.CopyFrom(proto)
     listed = {vi.name for vi in staged.graph.input}  # old IR: the converter wants initializers as inputs
     staged.graph.input.extend(
-        onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in staged.graph.initializer if t.name not in listed
+        onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
+        for t in staged.graph.initializer
+        if t.name not in listed
     )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             upgraded = version_converter.convert_version(staged, UPGRADE_TO)
-    except Exception as exc:  # the converter's own refusal (unsupported op/adapter)
+    except Exception as exc:  # noqa: BLE001 - the converter's own refusal becomes one line
         first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
-        raise UnsupportedModelError(f"{label}: cannot upgrade opset {version} to {UPGRADE_TO} ({first[:200]})") from None
-    if upgraded.ir_version < 4:
-        upgraded.ir_version = 4
+        raise UnsupportedModelError(
+            f"{label}: cannot upgrade opset {version} to {UPGRADE_TO} ({first[:200]})"
+        ) from None
+    upgraded.ir_version = max(upgraded.ir_version, 4)
     return upgraded

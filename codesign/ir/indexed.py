@@ -114,7 +114,9 @@ class IndexedWrapper:
         for name in sorted(self._changed):
             dt = self._dtypes.get(name)
             ann = anns.get(name)
-            entry = None if ann is None else next((kv for kv in ann.quant_parameter_tensor_names if kv.key == _KEY), None)
+            entry = (
+                None if ann is None else next((kv for kv in ann.quant_parameter_tensor_names if kv.key == _KEY), None)
+            )
             if dt is None:
                 if entry is not None:
                     entry.Clear()

@@ -148,15 +148,19 @@ def fold_constants(model: Model, exclude: frozenset[str] = frozenset(), limit: i
                 )
             try:
                 values = _run_node(model, node, consts)
-            except Exception as exc:  # the evaluator's own refusal: malformed node
+            except Exception as exc:  # noqa: BLE001 - the evaluator's refusal (malformed node) becomes one line
                 first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
-                raise UnsupportedModelError(f"node {node.name!r} ({node.op_type}): cannot evaluate constant ({first[:200]})") from None
+                raise UnsupportedModelError(
+                    f"node {node.name!r} ({node.op_type}): cannot evaluate constant ({first[:200]})"
+                ) from None
         else:
             continue
         for out, value in zip([o for o in node.output if o], values):
             value = np.asarray(value)
             if value.nbytes > limit:
-                raise UnsupportedModelError(f"node {node.name!r} ({node.op_type}) folds to {value.nbytes} bytes, over the constant-folding limit")
+                raise UnsupportedModelError(
+                    f"node {node.name!r} ({node.op_type}) folds to {value.nbytes} bytes, over the constant-folding limit"
+                )
             consts[out] = value
             new_inits.append(numpy_helper.from_array(value, out))
         folded.add(idx)

@@ -35,7 +35,11 @@ def _attr(node: onnx.NodeProto, name: str) -> onnx.AttributeProto | None:
 
 
 def _elem_type(model: Model, name: str) -> int | None:
-    init = next((t for t in model.graph.initializer if t.name == name), None) if model.initializer(name) is not None else None
+    init = (
+        next((t for t in model.graph.initializer if t.name == name), None)
+        if model.initializer(name) is not None
+        else None
+    )
     if init is not None:
         return init.data_type
     vi = model._value_infos().get(name)
@@ -50,7 +54,9 @@ def _prepare(model: Model) -> None:
     for node in [n for n in g.node if n.op_type in QDQ_OPS]:
         block = _attr(node, "block_size")
         if block is not None and block.i > 0:
-            raise UnsupportedModelError(f"node {node.name!r} ({node.op_type}): blocked quantization (block_size) is not supported")
+            raise UnsupportedModelError(
+                f"node {node.name!r} ({node.op_type}): blocked quantization (block_size) is not supported"
+            )
         if len(node.input) < 2 or not node.input[1]:
             raise UnsupportedModelError(f"node {node.name!r} ({node.op_type}): missing scale input")
         if len(node.input) < 3 or not node.input[2]:
@@ -60,7 +66,9 @@ def _prepare(model: Model) -> None:
                 out_dt = _attr(node, "output_dtype")
                 elem = out_dt.i if out_dt is not None and out_dt.i else onnx.TensorProto.UINT8
             if elem not in _INT_TYPES:
-                raise UnsupportedModelError(f"node {node.name!r} ({node.op_type}): quantized type {elem} is not an integer type")
+                raise UnsupportedModelError(
+                    f"node {node.name!r} ({node.op_type}): quantized type {elem} is not an integer type"
+                )
             scale = model.initializer(node.input[1])
             zp_name = uniquify(f"{node.name or node.output[0]}_zero_point", taken)
             zp = np.zeros(scale.shape if scale is not None else (), dtype=helper.tensor_dtype_to_np_dtype(elem))
@@ -83,10 +91,14 @@ def _prepare(model: Model) -> None:
         elif axis is not None and axis.i < 0:
             shape = model.shape(node.input[0])
             if shape is None:
-                raise UnsupportedModelError(f"node {node.name!r} ({node.op_type}): negative axis on a tensor of unknown rank")
+                raise UnsupportedModelError(
+                    f"node {node.name!r} ({node.op_type}): negative axis on a tensor of unknown rank"
+                )
             axis.i += len(shape)
     known = {vi.name for vi in g.value_info} | {vi.name for vi in g.input}
-    g.value_info.extend(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in g.initializer if t.name not in known)
+    g.value_info.extend(
+        helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in g.initializer if t.name not in known
+    )
     model.invalidate()
 
 
@@ -117,7 +129,11 @@ def _lone_weight_dequantizers(model: Model) -> int:
     taken = _taken(model)
     swaps: dict[int, onnx.NodeProto] = {}
     for node in nodes:
-        if node.op_type != "DequantizeLinear" or node.input[0] not in inits or inits[node.input[0]].data_type not in _INT_TYPES:
+        if (
+            node.op_type != "DequantizeLinear"
+            or node.input[0] not in inits
+            or inits[node.input[0]].data_type not in _INT_TYPES
+        ):
             continue
         q, scale, zp = (model.initializer(i) for i in node.input[:3])
         if scale is None or zp is None:
@@ -176,11 +192,17 @@ def _float_clips(model: Model) -> None:
         if any(b is None for b in bounds) or zp_t is None:
             continue
         lo, hi = (int(b.reshape(-1)[0]) for b in bounds)
-        if hi > lo and lo <= 0 < hi and _quant_range(lo, hi, int(np.issubdtype(zp_t.dtype, np.signedinteger))) == (lo, hi):
+        if (
+            hi > lo
+            and lo <= 0 < hi
+            and _quant_range(lo, hi, int(np.issubdtype(zp_t.dtype, np.signedinteger))) == (lo, hi)
+        ):
             continue
         scale, zp = model.initializer(dq.input[1]), model.initializer(dq.input[2])
         if scale is None or zp is None or scale.size != 1:
-            raise UnsupportedModelError(f"node {clip.name!r} (Clip): bounds {lo}..{hi} between a per-channel Q/DQ pair are not supported")
+            raise UnsupportedModelError(
+                f"node {clip.name!r} (Clip): bounds {lo}..{hi} between a per-channel Q/DQ pair are not supported"
+            )
         s, z = float(scale.reshape(-1)[0]), float(zp.reshape(-1)[0])
         taken = taken if taken is not None else _taken(model)
         names = [uniquify(f"{clip.name}_min", taken), uniquify(f"{clip.name}_max", taken)]
@@ -214,8 +236,10 @@ def _fuse_pairs(model: Model) -> int:
         if q is None or q.op_type != "QuantizeLinear" or any(len(model.consumers(n.output[0])) != 1 for n in chain):
             continue
         params = [model.initializer(i) for i in (*q.input[1:3], *dq.input[1:3])]
-        if any(p is None for p in params) or params[0].shape != params[2].shape or not (
-            np.array_equal(params[0], params[2]) and np.array_equal(params[1], params[3])
+        if (
+            any(p is None for p in params)
+            or params[0].shape != params[2].shape
+            or not (np.array_equal(params[0], params[2]) and np.array_equal(params[1], params[3]))
         ):
             continue
         clip_range = None

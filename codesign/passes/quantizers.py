@@ -98,13 +98,19 @@ def _check_bits(node: onnx.NodeProto, value: np.ndarray | None, what: str, low: 
         raise QuantizerError(f"node {node.name!r} ({node.op_type}): {what} must be a constant")
     flat = np.asarray(value, dtype=np.float64).reshape(-1)
     if flat.size != 1:
-        raise QuantizerError(f"node {node.name!r} ({node.op_type}): {what} must be a scalar, got shape {tuple(value.shape)}")
+        raise QuantizerError(
+            f"node {node.name!r} ({node.op_type}): {what} must be a scalar, got shape {tuple(value.shape)}"
+        )
     bits = float(flat[0])
     if not math.isfinite(bits) or bits != int(bits) or not low <= bits <= MAX_BITS:
-        raise QuantizerError(f"node {node.name!r} ({node.op_type}): {what} {bits:g} is not an integer in {low}..{MAX_BITS}")
+        raise QuantizerError(
+            f"node {node.name!r} ({node.op_type}): {what} {bits:g} is not an integer in {low}..{MAX_BITS}"
+        )
 
 
-def _check_scale(node: onnx.NodeProto, value: np.ndarray | None, shape: tuple[int, ...] | None, what: str = "scale") -> None:
+def _check_scale(
+    node: onnx.NodeProto, value: np.ndarray | None, shape: tuple[int, ...] | None, what: str = "scale"
+) -> None:
     if value is None:
         return
     v = np.asarray(value, dtype=np.float64)
