@@ -65,7 +65,7 @@ class IndexedWrapper:
     def get_tensor_shape(self, tensor_name: str, fix_missing_init_shape: bool = False) -> list[int] | None:
         vi = self._vis.get(tensor_name)
         if vi is not None and vi.type.tensor_type.HasField("shape"):
-            return [d.dim_value if d.HasField("dim_value") else d.dim_param for d in vi.type.tensor_type.shape.dim]
+            return [d.dim_value for d in vi.type.tensor_type.shape.dim]  # 0 when symbolic, as qonnx
         t = self._inits.get(tensor_name)
         return list(t.dims) if t is not None else None
 
