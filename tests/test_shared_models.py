@@ -19,6 +19,11 @@ from codesign.passes.cost import cost_report
 CYBSEC = "cybsec_PE_SIMD.onnx"
 
 
+def is_lstm(path) -> bool:
+    """onnx's test_lstm_defaults: loads and inspects; the cost pass lists LSTM as uncounted (backends refuse it)."""
+    return path.parent.name == "test_lstm_defaults"
+
+
 @pytest.mark.parametrize("path", all_shared_models(), ids=lambda p: p.name)
 def test_every_shared_model_loads_and_costs(path):
     if path.name == CYBSEC:
@@ -31,7 +36,10 @@ def test_every_shared_model_loads_and_costs(path):
         shape = model.shape(name)
         assert shape is not None and shape[0] in (1, 64), (name, shape)
     report = cost_report(model)
-    assert report.macs > 0 and report.bops >= report.macs
+    if is_lstm(path):
+        assert report.unsupported == ["LSTM"] and report.macs == 0
+    else:
+        assert report.macs > 0 and report.bops >= report.macs
     assert len({n.name for n in model.nodes}) == len(model.nodes)
 
 
@@ -194,7 +202,7 @@ def test_inspect_cli_json_on_every_model(tmp_path):
             continue
         assert proc.returncode == 0, (path.name, proc.stderr)
         payload = json.loads(proc.stdout)
-        assert payload["totals"]["macs"] > 0
+        assert payload["totals"]["macs"] > 0 or is_lstm(path), path
 
 
 

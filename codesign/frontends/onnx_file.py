@@ -16,7 +16,9 @@ from google.protobuf.message import DecodeError
 from onnx.external_data_helper import ExternalDataInfo, uses_external_data
 
 from codesign.errors import CodesignError, ModelLoadError, UnsupportedModelError
+from codesign.frontends.door import check_door
 from codesign.frontends.support import check_supported
+from codesign.frontends.upgrade import upgrade_opset
 from codesign.ir.model import Model
 
 #: Default refusal size for a model file; override with CODESIGN_MAX_MODEL_BYTES.
@@ -78,7 +80,7 @@ def _load_external_data(proto: onnx.ModelProto, base: Path, label: str) -> None:
     """Resolve external data, refusing any location outside ``base``."""
     tensors = _external_tensors(proto)
     for tensor in tensors:
-        location = ExternalDataInfo(tensor).location
+        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
         loc = Path(location)
         target = (base / loc).resolve()
         if loc.is_absolute() or ".." in loc.parts or base not in target.parents:
@@ -87,11 +89,45 @@ def _load_external_data(proto: onnx.ModelProto, base: Path, label: str) -> None:
             )
         if not target.is_file():
             raise ModelLoadError(f"{label}: external data file {location!r} for tensor {tensor.name!r} is missing")
+        _check_extent(tensor, target, label)
+        ExternalDataInfo(tensor)  # onnx's own checks of the remaining keys
     if tensors:
         try:
             onnx.load_external_data_for_model(proto, str(base))
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"{label}: cannot read external data ({exc})") from None
+
+
+def _quiet_third_party_logs() -> None:
+    """onnxruntime's multi-line coloured warnings (qonnx runs it per node) never reach the terminal."""
+    try:
+        import onnxruntime
+
+        onnxruntime.set_default_logger_severity(3)
+    except ImportError:  # pragma: no cover - onnxruntime is a core dependency
+        pass
+
+
+def _check_extent(tensor: onnx.TensorProto, target: Path, label: str) -> None:
+    """offset/length of external data must be non-negative integers inside the data file."""
+    raw = {e.key: e.value for e in tensor.external_data}
+    size = target.stat().st_size
+    values = {}
+    for key in ("offset", "length"):
+        if key in raw:
+            try:
+                values[key] = int(raw[key])
+            except ValueError:
+                raise ModelLoadError(f"{label}: tensor {tensor.name!r} has external-data {key} {raw[key][:20]!r}, not an integer") from None
+            if values[key] < 0:
+                raise ModelLoadError(f"{label}: tensor {tensor.name!r} has negative external-data {key} {values[key]}")
+    offset = values.get("offset", 0)
+    length = values.get("length", size - offset)
+    if offset + length > size:
+        raise ModelLoadError(
+            f"{label}: tensor {tensor.name!r} reads external data bytes {offset}..{offset + length} past the end of "
+            f"{target.name} ({size} bytes)"
+        )
 
 
 def from_proto(proto: onnx.ModelProto, *, label: str = "model", **options: Any) -> Model:
@@ -100,7 +136,10 @@ def from_proto(proto: onnx.ModelProto, *, label: str = "model", **options: Any) 
 
     if not proto.graph.node:
         raise ModelLoadError(f"{label}: graph has no nodes")
+    check_door(proto, label)
+    proto = upgrade_opset(proto, label)
     check_supported(proto)
+    _quiet_third_party_logs()
     try:
         model = normalize(**options)(Model(proto)).model
     except CodesignError:

@@ -170,6 +170,11 @@ def layer_cost(model: Model, node: onnx.NodeProto, definition: str = "qonnx") ->
     )
     if node.op_type not in MAC_OPS or len(node.input) < 2:
         return row
+    unknown = next((t for t in (node.input[0], node.input[1], out) if model.shape(t) is None), None)
+    if unknown is not None:
+        from codesign.errors import UnsupportedModelError
+
+        raise UnsupportedModelError(f"node {node.name!r} ({node.op_type}): shape of tensor {unknown!r} is unknown; cannot count its MACs")
     macs, fan_in, w_name = _mac_geometry(model, node)
     i_dt, w_dt = model.dtype(node.input[0]), model.dtype(node.input[1])
     b_i, b_w = bitwidth(i_dt), bitwidth(w_dt)

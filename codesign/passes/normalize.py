@@ -10,24 +10,22 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from qonnx.transformation.fold_constants import FoldConstants
-from qonnx.transformation.general import (
-    GiveUniqueParameterTensors,
-    RemoveStaticGraphInputs,
-    RemoveUnusedTensors,
-    SortGraph,
-)
-from qonnx.transformation.infer_datatypes import InferDataTypes
 from qonnx.transformation.quant_constant_folding import FoldTransposeIntoQuantInit
 
 from codesign.ir.model import Model
 from codesign.ir.names import is_safe_name, safe_name, uniquify
 from codesign.ir.quant import QONNX_DOMAIN
 from codesign.passes.base import Pass, PassResult, QonnxPass, Sequential
+from codesign.passes.datatypes import InferDatatypes
+from codesign.passes.fold import FoldConstantSubgraphs as _BoundedFold
+from codesign.passes.qdq import QDQToQuant
+from codesign.passes.quantizers import CheckQuantizers, FillQuantizerDefaults
+from codesign.passes.sanity import CheckWindowNodes
 from codesign.passes.shapes import InferShapes
+from codesign.passes.tidy import RemoveStaticGraphInputs, RemoveUnusedTensors, SortGraph, UniqueParameterTensors
 
 #: Domains real exporters put QONNX ops in; all become ``qonnx.custom_op.general``.
-QUANT_DOMAINS = frozenset({"", "onnx.brevitas", "finn.custom_op.general", "finn", QONNX_DOMAIN})
+QUANT_DOMAINS = frozenset({"", "qonnx", "onnx.brevitas", "finn.custom_op.general", "finn", QONNX_DOMAIN})
 QONNX_GENERAL_OPS = frozenset({"Quant", "BipolarQuant", "Trunc", "FloatQuant", "IntQuant", "MultiThreshold"})
 
 #: Batch dimensions at or above this are treated as an exporter's artefact.
@@ -49,7 +47,7 @@ class CanonicalizeQuantDomains(Pass):
             model.proto.ir_version = 4
             modified = True
         if modified:
-            for stale in ("onnx.brevitas", "finn.custom_op.general"):
+            for stale in ("qonnx", "onnx.brevitas", "finn.custom_op.general"):
                 if not any(n.domain == stale for n in model.graph.node):
                     _drop_opset(model.proto, stale)
         model.invalidate()
@@ -282,18 +280,11 @@ class SetInputShapes(Pass):
         return PassResult(model, bool(self.shapes))
 
 
-class InferDatatypes(QonnxPass):
-    """qonnx ``InferDataTypes(allow_scaledint_dtypes=True)``, as inference_cost uses it."""
+class FoldConstantSubgraphs(_BoundedFold):
+    """Fold constant sub-graphs (Shape/Gather/Concat flattens...), keeping quantizers (size-limited)."""
 
-    def __init__(self) -> None:
-        super().__init__(InferDataTypes(allow_scaledint_dtypes=True))
-
-
-class FoldConstantSubgraphs(QonnxPass):
-    """Fold constant sub-graphs (Shape/Gather/Concat flattens...), keeping quantizers."""
-
-    def __init__(self) -> None:
-        super().__init__(FoldConstants(exclude_op_types=sorted(QONNX_GENERAL_OPS | {"QuantizeLinear", "DequantizeLinear"})))
+    def __init__(self, limit: int | None = None) -> None:
+        super().__init__(QONNX_GENERAL_OPS | {"QuantizeLinear", "DequantizeLinear"}, limit)
 
 
 def normalize(
@@ -303,19 +294,24 @@ def normalize(
     """The canonicalisation every loaded model goes through (see module docstring)."""
     return Sequential(
         CanonicalizeQuantDomains(),
+        FillQuantizerDefaults(),
         NameNodesAndTensors(),
-        QonnxPass(RemoveStaticGraphInputs()),
+        RemoveStaticGraphInputs(),
         SetInputShapes(input_shapes or {}),
         FixBatchDim(batch),
         RefuseDynamicShapes(),
         InferShapes(),
+        CheckWindowNodes(),
+        UniqueParameterTensors(),
+        QDQToQuant(),
         FixNonconformingBatchNorm(),
         InferShapes(),
-        QonnxPass(GiveUniqueParameterTensors()),
+        UniqueParameterTensors(),
         FoldConstantSubgraphs(),
+        CheckQuantizers(),
         QonnxPass(FoldTransposeIntoQuantInit()),
-        QonnxPass(RemoveUnusedTensors()),
-        QonnxPass(SortGraph()),
+        RemoveUnusedTensors(),
+        SortGraph(),
         InferShapes(),
         InferDatatypes(),
     )

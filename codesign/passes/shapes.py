@@ -9,6 +9,8 @@ get a tiny ``ConstantOfShape`` stand-in computed from conv arithmetic.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import onnx
 import onnx.shape_inference as si
@@ -67,42 +69,61 @@ def _stand_in(model: Model, node: onnx.NodeProto, extra_inits: list[onnx.TensorP
     return compat
 
 
+#: Initializers above this many elements reach onnx's inference as typed inputs: only
+#: their shape matters there, and copying them would cost time and memory.
+_SMALL_INIT = 4096
+
+
 def _infer_round(model: Model) -> int:
     """One inference round; returns how many custom ops had no stand-in yet.
 
     A custom op whose input shapes are still unknown (a channels-last Conv fed by
     another one, after value_info was cleared) is left in place; onnx skips it, and the
-    next round, with its inputs now known, builds its stand-in.
+    next round, with its inputs now known, builds its stand-in. Inference runs on a
+    scratch graph (stand-ins in place of custom ops), so the model is never edited node
+    by node (quadratic on protobuf lists).
     """
     graph = model.graph
-    originals: dict[int, onnx.NodeProto] = {}
     extra_inits: list[onnx.TensorProto] = []
+    nodes: list[onnx.NodeProto] = []
     pending = 0
-    for idx, node in enumerate(list(graph.node)):
+    for node in graph.node:
         if node.domain and is_custom_op(node.domain, node.op_type):
             try:
-                stand_in = _stand_in(model, node, extra_inits)
+                nodes.append(_stand_in(model, node, extra_inits))
+                continue
             except (TypeError, AttributeError, IndexError, KeyError):
                 pending += 1
-                continue
-            originals[idx] = node
-            graph.node.remove(graph.node[idx])
-            graph.node.insert(idx, stand_in)
-    graph.initializer.extend(extra_inits)
-    try:
-        inferred = si.infer_shapes(model.proto)
-    finally:
-        for _ in extra_inits:
-            graph.initializer.pop()
-        for idx, node in originals.items():
-            graph.node.remove(graph.node[idx])
-            graph.node.insert(idx, node)
+        nodes.append(node)
+    small = [t for t in graph.initializer if math.prod(t.dims) <= _SMALL_INIT]
+    large = [helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
+             for t in graph.initializer if math.prod(t.dims) > _SMALL_INIT]  # fmt: skip
+    scratch_graph = helper.make_graph(
+        nodes, graph.name or "g", list(graph.input) + large, list(graph.output), small + extra_inits, value_info=list(graph.value_info)
+    )
+    scratch = helper.make_model(scratch_graph, opset_imports=list(model.proto.opset_import), ir_version=model.proto.ir_version)
+    inferred = si.infer_shapes(scratch)
     known = {vi.name: vi for vi in graph.value_info}
     known.update({vi.name: vi for vi in inferred.graph.value_info})
+    _fill_outputs(graph, inferred.graph)
     model.proto.graph.ClearField("value_info")
     model.proto.graph.value_info.extend(vi for name, vi in known.items() if not name.startswith("__codesign_shape_"))
     model.invalidate()
     return pending
+
+
+def _fill_outputs(graph: onnx.GraphProto, inferred: onnx.GraphProto) -> None:
+    """Graph outputs declared without a shape or with symbolic dims (``Quant96_dim_0``) take the inferred one."""
+    by_name = {vi.name: vi for vi in inferred.output}
+    for vi in graph.output:
+        new = by_name.get(vi.name)
+        if new is None or not new.type.tensor_type.HasField("shape"):
+            continue
+        dims = new.type.tensor_type.shape.dim
+        declared = vi.type.tensor_type
+        open_dims = not declared.HasField("shape") or any(not d.HasField("dim_value") for d in declared.shape.dim)
+        if all(d.HasField("dim_value") for d in dims) and open_dims:
+            vi.type.tensor_type.shape.CopyFrom(new.type.tensor_type.shape)
 
 
 def infer_shapes(model: Model) -> None:
