@@ -12,7 +12,7 @@ import io
 import json
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,6 +87,7 @@ class TrialStore:
 
     def __init__(self, path: str | Path, digest: str, resume: bool = False):
         self.path = Path(path)
+        self.on_add: list[Callable[[list[Trial]], Any]] = []  # called with each committed batch (optuna_study.attach)
         existed = self.path.exists()
         try:
             self.db = sqlite3.connect(self.path, timeout=30)
@@ -119,7 +120,7 @@ class TrialStore:
 
     def add(self, trials: Iterable[Trial]) -> None:
         """Commit a batch of finished trials in one transaction (all or nothing)."""
-        now = time.time()
+        now, trials = time.time(), list(trials)
         rows = [
             (t.key, t.generation, t.name, json.dumps(t.genome.to_dict()), json.dumps(t.metrics), int(t.feasible),
              float(t.violation), float(t.seconds), now, _pack(t.params))
@@ -131,6 +132,8 @@ class TrialStore:
                 " finished, params) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
+        for hook in self.on_add:
+            hook(trials)
 
     def _row(self, row: tuple, with_params: bool) -> Trial:
         tid, gen, name, genome, metrics, feasible, violation, seconds, blob = row
