@@ -847,10 +847,27 @@ def report(
         None, "--compare", help="another run folder whose global front goes on the same plot (repeatable)"
     ),
 ) -> None:
-    """Write RUN_DIR/report.html: both Pareto fronts, the chosen model's per-layer table, estimated vs verified."""
+    """Write RUN_DIR/report.html: every trial (interactive), both fronts, per-layer tables, estimated vs verified."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     from codesign.search.report import write_report
 
-    typer.echo(f"wrote {write_report(run_dir, compare or [])}")
+    columns = (TextColumn("costing trials"), BarColumn(bar_width=20), MofNCompleteColumn(), TimeElapsedColumn())
+    bar = Progress(*columns, console=Console(stderr=True), transient=True)
+    task = bar.add_task("report", total=None)
+
+    def progress(done: int, total: int) -> None:  # the bar starts with the first trial costed, not before the checks
+        if done == 1:
+            bar.start()
+        bar.update(task, completed=done, total=total)
+
+    try:
+        out = write_report(run_dir, compare or [], progress=progress)
+    finally:
+        if bar.live.is_started:
+            bar.stop()
+    typer.echo(f"wrote {out}")
 
 
 @app.command("export-study")

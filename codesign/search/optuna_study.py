@@ -13,7 +13,6 @@ import json
 import math
 import re
 from collections.abc import Iterable
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -184,26 +183,13 @@ def attach(store: TrialStore, space: Space, run_dir: Path, url: str, study_name:
     return writer
 
 
-def _stored_digest(db: Path) -> str:
-    import sqlite3
-
-    try:
-        with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as con:
-            row = con.execute("SELECT value FROM meta WHERE key = 'space_digest'").fetchone()
-    except sqlite3.Error as exc:
-        raise CodesignError(f"{db}: not a trial store ({exc})") from None
-    if row is None:
-        raise CodesignError(f"{db}: no search space recorded in the store")
-    return str(row[0])
-
-
 def export_run(run_dir: str | Path, url: str, study_name: str | None = None) -> tuple[Any, int]:
     """``codesign export-study``: a finished run's ``trials.sqlite`` into a study; returns (study, trials added)."""
     run_dir = Path(run_dir)
     db = run_dir / "trials.sqlite"
     if not db.is_file():
         raise CodesignError(f"{run_dir}: not a search run folder (no trials.sqlite)")
-    store = TrialStore(db, digest=_stored_digest(db), resume=True)
+    store = TrialStore.open_existing(db)
     try:
         raw = store.meta("space")
         if raw is None:

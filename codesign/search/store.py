@@ -13,6 +13,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,18 @@ class TrialStore:
             raise StoreError(f"{self.path} was made with a different search space (digest {stored} != {digest})")
         if stored is None:
             self.set_meta("space_digest", digest)
+
+    @classmethod
+    def open_existing(cls, path: str | Path) -> TrialStore:
+        """A finished run's store, whatever space it was made with (readers: report, export-study)."""
+        try:
+            with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as con:
+                row = con.execute("SELECT value FROM meta WHERE key = 'space_digest'").fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(f"{path}: not a trial store ({exc})") from None
+        if row is None:
+            raise StoreError(f"{path}: not a trial store (no search space recorded)")
+        return cls(path, str(row[0]), resume=True)
 
     def _raw_count(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM trials").fetchone()[0])
