@@ -17,9 +17,9 @@
     if (v === null || v === undefined) return "";
     if (typeof v !== "number") return String(v);
     var a = Math.abs(v);
-    if (a >= 1e9) return (v / 1e9).toPrecision(3) + "G";
-    if (a >= 1e6) return (v / 1e6).toPrecision(3) + "M";
-    if (a >= 1e4) return (v / 1e3).toPrecision(3) + "k";
+    if (a >= 1e9) return +(v / 1e9).toPrecision(3) + "G";
+    if (a >= 1e6) return +(v / 1e6).toPrecision(3) + "M";
+    if (a >= 1e4) return +(v / 1e3).toPrecision(3) + "k";
     return String(+v.toPrecision(4));
   }
   function esc(s) {
@@ -69,7 +69,7 @@
   function logTicks(lo, hi) {  // exponents; 2x and 5x steps when the range spans less than two decades
     var out = [];
     for (var e = Math.floor(lo); e <= Math.ceil(hi); e++) {
-      (hi - lo < 1 ? [1, 2, 3, 4, 5, 6, 7, 8, 9] : hi - lo < 2 ? [1, 2, 5] : [1]).forEach(function (m) {
+      (hi - lo < 1 ? [1, 2, 3, 4, 5, 6, 7, 8, 9] : hi - lo < 3 ? [1, 2, 5] : [1]).forEach(function (m) {
         var v = e + Math.log10(m);
         if (v >= lo && v <= hi) out.push(v);
       });
@@ -146,11 +146,13 @@
     });
     var legend = [["front", "Pareto front for this axis (" + fr.length + ")"], ["dominated", "dominated"],
                   ["infeasible", "over a budget"], ["baseline", "baseline"]];
-    var lg = el("g", {"font-size": 11}, svg);
+    var lg = el("g", {"font-size": 11, "class": "legend"}, svg), top = H - M.b - 8 - 16 * legend.length;
+    el("rect", {x: W - M.r - 186, y: top, width: 180, height: 16 * legend.length + 4, fill: "#fff", "fill-opacity": 0.85,
+                stroke: "#ccc"}, lg);  // bottom right: cheap-and-inaccurate corner, usually empty
     legend.forEach(function (L, i) {
-      var yy = M.t + 14 + 16 * i;
-      el("circle", {cx: W - M.r - 170, cy: yy - 4, r: 4.5, "class": L[0]}, lg);
-      el("text", {x: W - M.r - 160, y: yy}, lg, L[1]);
+      var yy = top + 15 + 16 * i;
+      el("circle", {cx: W - M.r - 174, cy: yy - 4, r: 4.5, "class": L[0]}, lg);
+      el("text", {x: W - M.r - 164, y: yy}, lg, L[1]);
     });
     document.getElementById("global-count").textContent =
       pts.length + " trained trials plotted" + (screened.length ? " (+" + screened.length + " screened, untrained)" : "") +
