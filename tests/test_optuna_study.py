@@ -17,8 +17,8 @@ pytest.importorskip("pymoo")
 optuna = pytest.importorskip("optuna")
 
 from codesign.cli import app
-from codesign.passes.cost import cost_report
 from codesign.frontends import load
+from codesign.passes.cost import cost_report
 
 SPACE = {
     "name": "tiny_optuna", "data": {"dataset": "magic", "max_rows": 2000, "seed": 1},
@@ -92,7 +92,7 @@ def test_export_study_matches_live_and_is_idempotent(live_run, tmp_path):
 
     exported = optuna.load_study(study_name="magic", storage=JournalStorage(JournalFileBackend(str(journal))))
     live = optuna.load_study(study_name="run", storage=url)
-    key = lambda t: t.user_attrs["codesign_trial"]  # noqa: E731
+    key = lambda t: t.user_attrs["codesign_trial"]
     for a, b in zip(sorted(exported.trials, key=key), sorted(live.trials, key=key)):
         assert (a.values, a.params, a.user_attrs, a.system_attrs) == (b.values, b.params, b.user_attrs, b.system_attrs)
 
@@ -126,6 +126,15 @@ def test_bad_storage_and_foreign_study_refused(live_run, tmp_path):
     assert r.exit_code == 2 and "no trials.sqlite" in r.output
     r = runner.invoke(app, ["export-study", str(run_dir), str(tmp_path / "nodir" / "j.log")])
     assert r.exit_code == 2 and "journal file's folder does not exist" in r.output
+    r = runner.invoke(app, ["export-study", str(run_dir), "nosuchdialect://x"])
+    assert r.exit_code == 2 and "cannot open the Optuna storage" in r.output
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump(SPACE))
+    r = runner.invoke(
+        app, ["search", str(space), "-o", str(tmp_path / "never"), "--optuna-storage", "nosuchdialect://x"]
+    )
+    assert r.exit_code == 2 and "cannot open the Optuna storage" in r.output
+    assert not (tmp_path / "never").exists()  # refused before any data or training
     other = tmp_path / "run"  # same name, another folder: the study 'run' is not its own
     other.mkdir()
     (other / "trials.sqlite").write_bytes((run_dir / "trials.sqlite").read_bytes())

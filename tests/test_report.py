@@ -61,7 +61,7 @@ def test_pipeline_compiles_the_chosen_model_bit_exact(compiled_run):
 
 
 def _report_data(page: str) -> dict:
-    m = re.search(r'<script type="application/json" id="report-data">(.*?)</script>', page, re.S)
+    m = re.search(r'<script type="application/json" id="report-data">(.*?)</script>', page, re.DOTALL)
     assert m, "no report data"
     return json.loads(m.group(1))
 
@@ -159,14 +159,14 @@ def test_report_renders_in_headless_chromium(compiled_run, tmp_path):
     html_tag = re.search(r"<html[^>]*>", dom.stdout).group(0)
     assert 'data-rendered="1"' in html_tag and "data-js-error" not in html_tag, html_tag
     trained = [t for t in data["trials"] if not t["screened"]]
-    svg = re.search(r'<svg id="global-plot".*?</svg>', dom.stdout, re.S).group(0)
+    svg = re.search(r'<svg id="global-plot".*?</svg>', dom.stdout, re.DOTALL).group(0)
     assert len(re.findall(r'<circle [^>]*class="pt ', svg)) == len(trained) > 0
     assert 'class="front-line"' in svg and f"{data['metrics'][-1]['label']} (log)" in svg  # the x axis, switched
     clicked = int(re.search(r'data-clicked="(\d+)"', html_tag).group(1))
     t = next(t for t in data["trials"] if t["id"] == clicked)
-    layers = re.search(r'<div id="layers">(.*?)</div>', dom.stdout, re.S).group(1)
+    layers = re.search(r'<div id="layers">(.*?)</div>', dom.stdout, re.DOTALL).group(1)
     assert f"Trial {clicked}:" in layers and all(f"<td>{row['name']}</td>" in layers for row in t["layers"])
-    tip = re.search(r'<div id="tip"[^>]*>(.*?)</div>', dom.stdout, re.S)
+    tip = re.search(r'<div id="tip"[^>]*>(.*?)</div>', dom.stdout, re.DOTALL)
     assert "display: block" in tip.group(0) and html.escape(t["label"]) in tip.group(1)
-    local = re.search(r'<svg id="local-plot".*?</svg>', dom.stdout, re.S).group(0)
+    local = re.search(r'<svg id="local-plot".*?</svg>', dom.stdout, re.DOTALL).group(0)
     assert len(re.findall(r'class="lpt"', local)) == sum(len(c["points"]) for c in data["local"]["curves"])

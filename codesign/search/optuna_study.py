@@ -34,6 +34,14 @@ class StudyError(CodesignError):
     """The Optuna storage cannot be opened, or its study belongs to another run."""
 
 
+def _sqlalchemy_error() -> type[Exception]:
+    try:
+        from sqlalchemy.exc import SQLAlchemyError
+    except ImportError:  # optuna without SQLAlchemy: journal files only
+        return OSError
+    return SQLAlchemyError
+
+
 def open_storage(url: str) -> Any:
     """An Optuna storage: ``sqlite:///f.db`` (any SQLAlchemy URL) or a journal file path."""
     import optuna
@@ -49,7 +57,7 @@ def open_storage(url: str) -> Any:
         return JournalStorage(JournalFileBackend(str(path)))
     except StudyError:
         raise
-    except Exception as exc:  # SQLAlchemy / OS errors: one line naming the URL
+    except (ImportError, OSError, ValueError, _sqlalchemy_error()) as exc:  # bad URL, missing driver, unwritable file
         raise StudyError(f"{url}: cannot open the Optuna storage ({str(exc).splitlines()[0]})") from None
 
 
@@ -66,7 +74,7 @@ def open_study(url: str, space: Space, run_dir: Path, study_name: str | None = N
     storage = open_storage(url)
     try:
         study = optuna.create_study(storage=storage, study_name=name, directions=directions(space), load_if_exists=True)
-    except Exception as exc:
+    except (optuna.exceptions.OptunaError, ValueError, _sqlalchemy_error()) as exc:
         raise StudyError(f"{url}: cannot create study {name!r} ({str(exc).splitlines()[0]})") from None
     owner = study.user_attrs.get("codesign_run")
     if owner is not None and owner != str(run_dir.resolve()):
@@ -139,7 +147,10 @@ class StudyWriter:
         from optuna.trial import TrialState
 
         params, dists = gene_params(self.space, t.genome)
-        values = [-v if OBJECTIVES[o] == "max" else v for o, v in zip(self.space.objectives, objective_vector(self.space, t.metrics))]
+        values = [
+            -v if OBJECTIVES[o] == "max" else v
+            for o, v in zip(self.space.objectives, objective_vector(self.space, t.metrics))
+        ]
         screened = bool(t.metrics.get("screened"))
         ok = not screened and all(math.isfinite(v) for v in values)
         attrs = {
@@ -162,7 +173,9 @@ class StudyWriter:
                 stored = self.store.get(t.key)
                 if stored is None:
                     continue
-                t = Trial(t.genome, t.metrics, t.generation, t.name, t.feasible, t.violation, t.seconds, stored.id, t.params)
+                t = Trial(
+                    t.genome, t.metrics, t.generation, t.name, t.feasible, t.violation, t.seconds, stored.id, t.params
+                )
             if t.id not in self.done:
                 new.append(t)
         if new:

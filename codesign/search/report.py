@@ -15,8 +15,8 @@ import html
 import io
 import json
 import os
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from codesign.errors import CodesignError, OutputError
@@ -86,7 +86,18 @@ X_METRICS = (
     ("bops", "BOPs", True), ("LUT", "estimated LUT", True), ("FF", "estimated FF", True), ("params", "parameters", True),
     ("latency", "estimated latency (cycles)", False), ("resources_pct", "estimated resources (% of target)", False),
 )  # fmt: skip
-LAYER_COLS = ("name", "op", "out_shape", "weight_dtype", "act_dtype", "params", "nonzero_params", "sparsity", "macs", "bops")
+LAYER_COLS = (
+    "name",
+    "op",
+    "out_shape",
+    "weight_dtype",
+    "act_dtype",
+    "params",
+    "nonzero_params",
+    "sparsity",
+    "macs",
+    "bops",
+)
 
 Progress = Callable[[int, int], None]
 
@@ -114,7 +125,9 @@ def _trial_layers(run_dir: Path, t: Any, front_file: str | None) -> tuple[list[d
             return _layer_rows(load(run_dir / rel)), rel
     if t.params is None:
         return [], "no trained parameters (screened by the proxy)"
-    return _layer_rows(build_ir(t.genome, *io_sizes(t.genome, t.params), t.params)), "its stored parameters (IR built in memory)"
+    return _layer_rows(
+        build_ir(t.genome, *io_sizes(t.genome, t.params), t.params)
+    ), "its stored parameters (IR built in memory)"
 
 
 def trial_points(run_dir: Path, progress: Progress | None = None) -> list[dict[str, Any]]:
@@ -154,7 +167,9 @@ def _global_section(run_dir: Path, progress: Progress | None = None) -> tuple[st
     g = json.loads(p.read_text())
     front = g["pareto"]
     trials = trial_points(run_dir, progress) if (run_dir / "trials.sqlite").is_file() else []
-    metrics = [{"key": k, "label": label, "log": log} for k, label, log in X_METRICS if any(k in t["m"] for t in trials)]
+    metrics = [
+        {"key": k, "label": label, "log": log} for k, label, log in X_METRICS if any(k in t["m"] for t in trials)
+    ]
     plot = ""
     if trials:
         plot = ('<div class="controls">x axis: <select id="xmetric"></select> <label><input type="checkbox" '
@@ -162,7 +177,9 @@ def _global_section(run_dir: Path, progress: Progress | None = None) -> tuple[st
                 'checked> trials over a budget</label></div><svg id="global-plot" viewBox="0 0 760 420" width="760" '
                 'height="420" xmlns="http://www.w3.org/2000/svg"></svg><p id="global-count"></p>'
                 '<div id="layers"><p>Hover a point for its architecture and numbers; click it for its per-layer table.</p></div>')  # fmt: skip
-    cols = ["rank", "trial", "label", "accuracy", "bops", "params"] + (["LUT"] if any("LUT" in r for r in front) else [])
+    cols = ["rank", "trial", "label", "accuracy", "bops", "params"] + (
+        ["LUT"] if any("LUT" in r for r in front) else []
+    )
     html_ = (f'<h2 id="global">Global search</h2><p>{len(trials) or g.get("trials")} trials, {len(front)} on the run\'s '
              f"Pareto front; objectives: {html.escape(', '.join(g.get('objectives', [])))}.</p>{plot}"
              f"<h3>Pareto front</h3>{_table(front, cols, 'front global')}")  # fmt: skip
