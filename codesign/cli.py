@@ -848,26 +848,35 @@ def report(
     ),
 ) -> None:
     """Write RUN_DIR/report.html: every trial (interactive), both fronts, per-layer tables, estimated vs verified."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from codesign.search.report import write_report
 
-    columns = (TextColumn("costing trials"), BarColumn(bar_width=20), MofNCompleteColumn(), TimeElapsedColumn())
-    bar = Progress(*columns, console=Console(stderr=True), transient=True)
-    task = bar.add_task("report", total=None)
-
-    def progress(done: int, total: int) -> None:  # the bar starts with the first trial costed, not before the checks
-        if done == 1:
-            bar.start()
-        bar.update(task, completed=done, total=total)
-
-    try:
+    with _TrialProgress("costing trials") as progress:
         out = write_report(run_dir, compare or [], progress=progress)
-    finally:
-        if bar.live.is_started:
-            bar.stop()
     typer.echo(f"wrote {out}")
+
+
+class _TrialProgress:
+    """``progress(done, total)`` callback drawing a bar on stderr from its first call (not while inputs are checked)."""
+
+    def __init__(self, label: str) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(TextColumn(label), BarColumn(bar_width=20), MofNCompleteColumn(), TimeElapsedColumn(),
+                            console=Console(stderr=True), transient=True)  # fmt: skip
+        self.task = self.bar.add_task(label, total=None)
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.bar.live.is_started:
+            self.bar.start()
+        self.bar.update(self.task, completed=done, total=total)
+
+    def __enter__(self) -> _TrialProgress:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.bar.live.is_started:
+            self.bar.stop()
 
 
 @app.command("export-study")
@@ -880,7 +889,8 @@ def export_study(
     """Write a finished run's trials (trials.sqlite) into an Optuna study, for optuna-dashboard."""
     from codesign.search.optuna_study import export_run
 
-    study, added = export_run(run_dir, url, study_name)
+    with _TrialProgress("exporting trials") as progress:
+        study, added = export_run(run_dir, url, study_name, progress)
     typer.echo(f"{added} trials added to Optuna study {study.study_name!r} in {url} ({len(study.trials)} in all; "
                f"view: optuna-dashboard {url})")  # fmt: skip
 

@@ -140,3 +140,38 @@ def test_bad_storage_and_foreign_study_refused(live_run, tmp_path):
     (other / "trials.sqlite").write_bytes((run_dir / "trials.sqlite").read_bytes())
     r = runner.invoke(app, ["export-study", str(other), url])
     assert r.exit_code == 2 and "holds another run" in r.output
+
+
+def test_study_grows_live_and_screened_trials_are_pruned(tmp_path):
+    """Per generation, the study already holds every trial committed so far; proxy-screened
+    (untrained) trials are PRUNED, without values, with their proxy score and BOPs."""
+    from helpers import toy_npz
+
+    from codesign.search.run import run_search
+    from codesign.search.space import parse_space
+
+    space = parse_space({
+        "name": "toy", "data": {"dataset": "npz", "path": str(toy_npz(tmp_path, 600)), "label": "label"},
+        "model": {"layers": {"min": 1, "max": 2}, "width": [2, 4, 8, 16], "activation": ["relu", "tanh"], "norm": ["none"]},
+        "training": {"epochs": 1, "batch_size": 64, "learning_rate": [0.01]},
+        "search": {"trials": 14, "population": 4, "seed": 1, "proxy": "naswot", "proxy_keep": 0.5},
+    })  # fmt: skip
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    seen = []
+
+    def on_progress(p):
+        seen.append((p.done, len(optuna.load_study(study_name="run", storage=url).trials)))
+
+    run_search(space, tmp_path / "run", on_progress=on_progress, optuna_storage=url)
+    assert len(seen) >= 2 and all(done == in_study for done, in_study in seen), seen
+    study = optuna.load_study(study_name="run", storage=url)
+    stored = _store_rows(tmp_path / "run")
+    screened = {tid for tid, m in stored.items() if m.get("screened")}
+    pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
+    assert screened and {t.user_attrs["codesign_trial"] for t in pruned} == screened
+    for t in pruned:
+        m = stored[t.user_attrs["codesign_trial"]]
+        assert t.values is None and t.user_attrs["proxy"] == m["proxy"] and t.user_attrs["bops"] == m["bops"]
+        assert t.user_attrs["qonnx_file"] is None  # no trained weights, no file
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) + len(pruned) == len(stored) == 14

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -165,8 +165,9 @@ class StudyWriter:
             user_attrs=_jsonable(attrs), system_attrs=system,
         )  # fmt: skip
 
-    def add(self, trials: Iterable[Trial]) -> int:
-        """Add the trials not yet in the study (ids looked up in the store); returns how many."""
+    def add(self, trials: Iterable[Trial], progress: Callable[[int, int], None] | None = None) -> int:
+        """Add the trials not yet in the study (ids looked up in the store); returns how many.
+        ``progress(done, total)`` per trial converted (its QONNX file written)."""
         new = []
         for t in trials:
             if t.id is None:  # a trial as handed to TrialStore.add: take its id from the store
@@ -179,13 +180,18 @@ class StudyWriter:
             if t.id not in self.done:
                 new.append(t)
         if new:
-            self.study.add_trials([self.frozen(t) for t in new])
+            frozen = []
+            for t in new:
+                frozen.append(self.frozen(t))
+                if progress:
+                    progress(len(frozen), len(new))
+            self.study.add_trials(frozen)
             self.done |= {t.id for t in new}
         return len(new)
 
-    def sync(self) -> int:
+    def sync(self, progress: Callable[[int, int], None] | None = None) -> int:
         """Add every stored trial not yet in the study (a resumed run, or a finished one)."""
-        return self.add(self.store.trials(with_params=True))
+        return self.add(self.store.trials(with_params=True), progress)
 
 
 def attach(store: TrialStore, space: Space, run_dir: Path, url: str, study_name: str | None = None) -> StudyWriter:
@@ -196,7 +202,9 @@ def attach(store: TrialStore, space: Space, run_dir: Path, url: str, study_name:
     return writer
 
 
-def export_run(run_dir: str | Path, url: str, study_name: str | None = None) -> tuple[Any, int]:
+def export_run(
+    run_dir: str | Path, url: str, study_name: str | None = None, progress: Callable[[int, int], None] | None = None
+) -> tuple[Any, int]:
     """``codesign export-study``: a finished run's ``trials.sqlite`` into a study; returns (study, trials added)."""
     run_dir = Path(run_dir)
     db = run_dir / "trials.sqlite"
@@ -209,6 +217,6 @@ def export_run(run_dir: str | Path, url: str, study_name: str | None = None) -> 
             raise CodesignError(f"{db}: no search space recorded in the store")
         space = parse_space(json.loads(raw), source=str(db))
         writer = StudyWriter(open_study(url, space, run_dir, study_name), space, store, run_dir)
-        return writer.study, writer.sync()
+        return writer.study, writer.sync(progress)
     finally:
         store.close()
