@@ -7,6 +7,7 @@ import base64
 import html
 import json
 import re
+import resource
 import shutil
 import sqlite3
 import subprocess
@@ -130,9 +131,16 @@ def _chromium(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
     chromium = shutil.which("chromium") or "/usr/bin/chromium"
     if not Path(chromium).exists():
         pytest.skip("needs chromium (`make tools` installs it: apt-get install -y chromium)")
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:  # V8 reserves terabytes of address space: chromium aborts under `ulimit -v`
+        pytest.skip(f"chromium cannot start under a virtual-memory limit (ulimit -v {hard // 1024}); run without it")
     profile = tmp_path / f"profile{len(list(tmp_path.glob('profile*')))}"
-    return subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
-                          capture_output=True, text=True, timeout=120, check=True)  # fmt: skip
+
+    def lift_soft_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (hard, hard))
+
+    return subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args], capture_output=True,
+                          text=True, timeout=120, check=True, preexec_fn=lift_soft_limit if soft != hard else None)  # fmt: skip
 
 
 def test_report_renders_in_headless_chromium(compiled_run, tmp_path):
