@@ -32,6 +32,11 @@ tools:
 	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 	    (apt-get update -qq && apt-get install -y -qq iverilog yosys) >/dev/null 2>&1; } || \
 	  echo "note: iverilog/yosys not installed (apt-get install -y iverilog yosys); rtl simulation tests will skip"
+# chromium (Debian package) renders `codesign report` pages in the browser test; same best-effort rule.
+	-@command -v chromium >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	    (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null 2>&1; } || \
+	  echo "note: chromium not installed (apt-get install -y chromium); the report's browser test will skip"
 
 test: $(STAMP) tools
 	$(BIN)/python -m pytest -q

@@ -722,6 +722,10 @@ def search(
     distill: Optional[bool] = typer.Option(
         None, "--distill/--no-distill", help="local stage: distil from the float twin (default: the YAML's local.distill)"
     ),
+    optuna_storage: Optional[str] = typer.Option(
+        None, "--optuna-storage", help="also write every trial, as it finishes, into an Optuna study: sqlite:///FILE.db or a journal file"
+    ),
+    study_name: Optional[str] = typer.Option(None, "--study-name", help="the Optuna study's name (default: the run folder's)"),
 ) -> None:
     """Architecture search: global NSGA-II or DARTS (accuracy vs BOPs/resources), local QAT + pruning, compile."""
     from codesign.errors import CodesignError
@@ -744,9 +748,14 @@ def search(
         raise CodesignError("--trials applies to method nsga2; darts trains one net per budget x derive_top x learning rate")
     if compile_ and not spec.target:  # before any training, not after it
         raise CodesignError(f"{space}: --compile needs a 'target' in the search space")
+    if optuna_storage:  # a bad URL fails before the data is loaded
+        from codesign.search.optuna_study import open_storage
+
+        open_storage(optuna_storage)
+    study = {"optuna_storage": optuna_storage, "study_name": study_name}
     data = load_dataset(spec.data)  # data errors surface before the progress bar starts
     if stage == "global" and not compile_:
-        _search_global(spec, data, output, trials, workers, resume, cluster)
+        _search_global(spec, data, output, trials, workers, resume, cluster, **study)
         return
 
     def echo(line: str) -> None:
@@ -754,7 +763,7 @@ def search(
 
     out = run_pipeline(
         cfg, output, stage=stage, compile=compile_, resume=resume, log=echo, data=data,
-        run_global=lambda sp, rd, resume, data: _search_global(sp, data, rd, trials, workers, resume, cluster),
+        run_global=lambda sp, rd, resume, data: _search_global(sp, data, rd, trials, workers, resume, cluster, **study),
     )  # fmt: skip
     if out.local_summary is not None:
         ls = out.local_summary
@@ -774,7 +783,7 @@ def search(
 
 
 def _search_global(spec: Any, data: Any, output: Optional[Path], trials: Optional[int], workers: int, resume: bool,
-                   cluster: Optional[str]) -> Any:  # fmt: skip
+                   cluster: Optional[str], **study: Any) -> Any:  # fmt: skip
     """The global stage with its progress bar and summary lines (returns the RunSummary)."""
     from rich.console import Console
     from rich.progress import (
@@ -806,10 +815,14 @@ def _search_global(spec: Any, data: Any, output: Optional[Path], trials: Optiona
             bar.update(task, completed=min(p.done, total), status=f"gen {p.generation} front {p.pareto_size} best {best}")
 
         summary = run_search(
-            spec, output, trials=total, workers=workers, resume=resume, on_progress=on_progress, data=data, cluster=cluster
+            spec, output, trials=total, workers=workers, resume=resume, on_progress=on_progress, data=data, cluster=cluster,
+            **study,
         )
         bar.update(task, completed=min(summary.trials, total))
     typer.echo(f"{summary.trials} trials in {summary.run_dir}; Pareto front: {len(summary.pareto)} candidates")
+    if study.get("optuna_storage"):
+        typer.echo(f"Optuna study {study.get('study_name') or summary.run_dir.name!r} in {study['optuna_storage']} "
+                   f"(view: optuna-dashboard {study['optuna_storage']})")  # fmt: skip
     if summary.trials and not summary.pareto:
         typer.echo("  no feasible candidate: every trial breaks a budget in 'constraints'")
     for t in summary.pareto[:10]:
@@ -834,10 +847,52 @@ def report(
         None, "--compare", help="another run folder whose global front goes on the same plot (repeatable)"
     ),
 ) -> None:
-    """Write RUN_DIR/report.html: both Pareto fronts, the chosen model's per-layer table, estimated vs verified."""
+    """Write RUN_DIR/report.html: every trial (interactive), both fronts, per-layer tables, estimated vs verified."""
     from codesign.search.report import write_report
 
-    typer.echo(f"wrote {write_report(run_dir, compare or [])}")
+    with _TrialProgress("costing trials") as progress:
+        out = write_report(run_dir, compare or [], progress=progress)
+    typer.echo(f"wrote {out}")
+
+
+class _TrialProgress:
+    """``progress(done, total)`` callback drawing a bar on stderr from its first call (not while inputs are checked)."""
+
+    def __init__(self, label: str) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(TextColumn(label), BarColumn(bar_width=20), MofNCompleteColumn(), TimeElapsedColumn(),
+                            console=Console(stderr=True), transient=True)  # fmt: skip
+        self.task = self.bar.add_task(label, total=None)
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.bar.live.is_started:
+            self.bar.start()
+        self.bar.update(self.task, completed=done, total=total)
+
+    def __enter__(self) -> _TrialProgress:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.bar.live.is_started:
+            self.bar.stop()
+
+
+@app.command("export-study")
+@cli_command
+def export_study(
+    run_dir: Path = typer.Argument(..., help="a search run folder (codesign search -o RUN_DIR)"),
+    url: str = typer.Argument(..., help="Optuna storage: sqlite:///FILE.db (any SQLAlchemy URL) or a journal file path"),
+    study_name: Optional[str] = typer.Option(None, "--study-name", help="the study's name (default: the run folder's)"),
+) -> None:
+    """Write a finished run's trials (trials.sqlite) into an Optuna study, for optuna-dashboard."""
+    from codesign.search.optuna_study import export_run
+
+    with _TrialProgress("exporting trials") as progress:
+        study, added = export_run(run_dir, url, study_name, progress)
+    typer.echo(f"{added} trials added to Optuna study {study.study_name!r} in {url} ({len(study.trials)} in all; "
+               f"view: optuna-dashboard {url})")  # fmt: skip
 
 
 def main() -> None:

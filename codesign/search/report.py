@@ -1,8 +1,11 @@
-"""``codesign report RUN_DIR``: one self-contained HTML page (plots inlined as base64 PNG).
+"""``codesign report RUN_DIR``: one self-contained, interactive HTML page (no network at view time).
 
-Shows the global front (``pareto.json``), the local front (``local_pareto.json``), the chosen
-model's per-layer cost table (``cost_report`` of its QONNX, the same pass as ``inspect``) and
-its estimated vs C-simulation-verified numbers (``chosen.json``), whichever of these exist.
+Every global trial (``trials.sqlite``) as a point of an inline-SVG plot drawn by ``report.js``
+(accuracy vs BOPs or an estimate, switchable; the front highlighted, dominated trials shown;
+hover: architecture and numbers; click: its per-layer ``cost_report``, computed here from its
+QONNX), the local stage's accuracy-vs-sparsity curves per bit width (``local_pareto.json``), the
+chosen model's per-layer table and estimated vs C-simulation-verified numbers (``chosen.json``),
+whichever of these exist. Static plots (local fronts, ``--compare``) are inlined base64 PNGs.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import html
 import io
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -77,22 +81,109 @@ def _img(b64: str, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{b64}">'
 
 
-def _global_section(run_dir: Path) -> str:
+#: x axes of the interactive trial plot: (metric, label, log scale), offered when any trial has it
+X_METRICS = (
+    ("bops", "BOPs", True), ("LUT", "estimated LUT", True), ("FF", "estimated FF", True), ("params", "parameters", True),
+    ("latency", "estimated latency (cycles)", False), ("resources_pct", "estimated resources (% of target)", False),
+)  # fmt: skip
+LAYER_COLS = (
+    "name",
+    "op",
+    "out_shape",
+    "weight_dtype",
+    "act_dtype",
+    "params",
+    "nonzero_params",
+    "sparsity",
+    "macs",
+    "bops",
+)
+
+Progress = Callable[[int, int], None]
+
+
+def _layer_rows(model: Any) -> list[dict[str, Any]]:
+    """The cost pass's per-layer rows (the columns the report shows), JSON-ready."""
+    from codesign.passes.cost import cost_report
+
+    rows = []
+    for layer in cost_report(model).layers:
+        d = layer.to_dict()
+        rows.append({c: (str(d[c]) if c.endswith("shape") else d[c]) for c in LAYER_COLS})
+    return rows
+
+
+def _trial_layers(run_dir: Path, t: Any, front_file: str | None) -> tuple[list[dict[str, Any]], str]:
+    """(per-layer cost rows, where the QONNX came from): the trial's QONNX file (``trials/`` or
+    ``candidates/``), else the same IR built in memory from its stored parameters."""
+    from codesign.frontends import load
+    from codesign.search.genome import build_ir
+    from codesign.search.optuna_study import TRIAL_FILES, io_sizes
+
+    for rel in (f"{TRIAL_FILES}/trial{t.id:05d}.onnx", front_file):
+        if rel and (run_dir / rel).is_file():
+            return _layer_rows(load(run_dir / rel)), rel
+    if t.params is None:
+        return [], "no trained parameters (screened by the proxy)"
+    return _layer_rows(
+        build_ir(t.genome, *io_sizes(t.genome, t.params), t.params)
+    ), "its stored parameters (IR built in memory)"
+
+
+def trial_points(run_dir: Path, progress: Progress | None = None) -> list[dict[str, Any]]:
+    """Every stored trial of the global stage with its metrics, front rank and per-layer cost rows."""
+    from codesign.search.store import TrialStore
+
+    g = json.loads((run_dir / "pareto.json").read_text()) if (run_dir / "pareto.json").is_file() else {"pareto": []}
+    ranks = {r["trial"]: r for r in g["pareto"]}
+    store = TrialStore.open_existing(run_dir / "trials.sqlite")
+    try:
+        trials = store.trials(with_params=True)
+    finally:
+        store.close()
+    out = []
+    for n, t in enumerate(trials):
+        row = ranks.get(t.id)
+        layers, source = _trial_layers(run_dir, t, row.get("file") if row else None)
+        out.append({
+            "id": t.id, "label": t.genome.label(), "generation": t.generation, "baseline": t.name, "feasible": t.feasible,
+            "violation": t.violation, "screened": bool(t.metrics.get("screened")), "pareto": row is not None,
+            "pareto_rank": row["rank"] if row else None, "m": t.metrics, "layers": layers, "source": source,
+        })  # fmt: skip
+        if progress:
+            progress(n + 1, len(trials))
+    return out
+
+
+def _script_json(payload: Any) -> str:
+    """JSON safe inside a <script> element (no '</' can close it)."""
+    return json.dumps(payload, default=float).replace("</", "<\\/")
+
+
+def _global_section(run_dir: Path, progress: Progress | None = None) -> tuple[str, dict[str, Any]]:
     p = run_dir / "pareto.json"
     if not p.is_file():
-        return "<h2>Global search</h2><p>No global run (pareto.json) in this folder.</p>"
+        return "<h2>Global search</h2><p>No global run (pareto.json) in this folder.</p>", {}
     g = json.loads(p.read_text())
     front = g["pareto"]
-    marks = [(b["bops"], b["accuracy"], f"baseline {b['name']}") for b in g.get("baselines", []) if "bops" in b]
-    img = _plot(
-        [], [(r["bops"], r["accuracy"]) for r in front], "BOPs", f"global front: {g.get('trials')} trials", marks
-    )
+    trials = trial_points(run_dir, progress) if (run_dir / "trials.sqlite").is_file() else []
+    metrics = [
+        {"key": k, "label": label, "log": log} for k, label, log in X_METRICS if any(k in t["m"] for t in trials)
+    ]
+    plot = ""
+    if trials:
+        plot = ('<div class="controls">x axis: <select id="xmetric"></select> <label><input type="checkbox" '
+                'id="show-dominated" checked> dominated trials</label> <label><input type="checkbox" id="show-infeasible" '
+                'checked> trials over a budget</label></div><svg id="global-plot" viewBox="0 0 760 420" width="760" '
+                'height="420" xmlns="http://www.w3.org/2000/svg"></svg><p id="global-count"></p>'
+                '<div id="layers"><p>Hover a point for its architecture and numbers; click it for its per-layer table.</p></div>')  # fmt: skip
     cols = ["rank", "trial", "label", "accuracy", "bops", "params"] + (
         ["LUT"] if any("LUT" in r for r in front) else []
     )
-    return (f'<h2 id="global">Global search front</h2><p>{len(front)} Pareto candidates of {g.get("trials")} trials; '
-            f"objectives: {html.escape(', '.join(g.get('objectives', [])))}.</p>{_img(img, 'global front')}"
-            f"{_table(front, cols, 'front global')}")  # fmt: skip
+    html_ = (f'<h2 id="global">Global search</h2><p>{len(trials) or g.get("trials")} trials, {len(front)} on the run\'s '
+             f"Pareto front; objectives: {html.escape(', '.join(g.get('objectives', [])))}.</p>{plot}"
+             f"<h3>Pareto front</h3>{_table(front, cols, 'front global')}")  # fmt: skip
+    return html_, {"trials": trials, "metrics": metrics}
 
 
 def comparison(run_dirs: list[Path]) -> list[dict[str, Any]]:
@@ -132,16 +223,34 @@ def _compare_section(run_dir: Path, others: list[Path]) -> str:
     return f'<h2 id="compare">Methods compared</h2>{_img(img, "fronts compared")}{note}{_table(rows, cols, "compare")}'
 
 
-def _local_section(run_dir: Path) -> str:
+def local_curves(loc: dict[str, Any]) -> dict[str, Any]:
+    """The local stage's accuracy-vs-sparsity curves: one per (candidate, bit width), its pruning rounds in order."""
+    on_front = {(r["candidate"], r["bits"], r["round"]) for r in loc["pareto"]}
+    curves: dict[tuple[int, int], list[dict[str, Any]]] = {}
+    for r in loc["results"]:
+        point = {k: r[k] for k in ("sparsity", "accuracy", "round", "bops", "LUT") if k in r}
+        point["front"] = (r["candidate"], r["bits"], r["round"]) in on_front
+        curves.setdefault((r["candidate"], r["bits"]), []).append(point)
+    return {
+        "bits": sorted({b for _, b in curves}),
+        "curves": [{"candidate": c, "bits": b, "points": sorted(pts, key=lambda q: q["round"])} for (c, b), pts in sorted(curves.items())],
+        "float": [{"trial": k, "accuracy": v} for k, v in loc.get("float_accuracy", {}).items()],
+    }  # fmt: skip
+
+
+def _local_section(run_dir: Path) -> tuple[str, dict[str, Any]]:
     p = run_dir / "local_pareto.json"
     if not p.is_file():
-        return "<h2>Local search</h2><p>No local stage (local_pareto.json) in this folder.</p>"
+        return "<h2>Local search</h2><p>No local stage (local_pareto.json) in this folder.</p>", {}
     loc = json.loads(p.read_text())
     res, front = loc["results"], loc["pareto"]
     chosen_file = run_dir / "chosen.json"
     chosen = json.loads(chosen_file.read_text())["model"] if chosen_file.is_file() else None
     hlines = [(v, f"float version (trial {k})") for k, v in loc.get("float_accuracy", {}).items()]
-    out = '<h2 id="local">Local search front (QAT + pruning)</h2>'
+    out = ('<h2 id="local">Local search front (QAT + pruning)</h2><h3>Accuracy vs weight sparsity, per bit width</h3>'
+           '<p>One curve per (global candidate, bit width) over its pruning rounds; black rings: the local front; '
+           'dashed: the float versions.</p><svg id="local-plot" viewBox="0 0 760 420" width="760" height="420" '
+           'xmlns="http://www.w3.org/2000/svg"></svg>')  # fmt: skip
     for key, label in (("bops", "BOPs"), ("LUT", "estimated LUT")):
         if not all(key in r for r in res):
             continue
@@ -153,7 +262,7 @@ def _local_section(run_dir: Path) -> str:
     out += f"<p>Float accuracy of the candidates' architectures: {html.escape(floats)}.</p>"
     cols = ["rank", "candidate", "bits", "round", "accuracy", "float_accuracy", "sparsity", "bops"]
     cols += [c for c in ("LUT", "FF", "DSP", "latency") if any(c in r for r in front)]
-    return out + _table(front, cols, "front local") + _distill_table(loc)
+    return out + _table(front, cols, "front local") + _distill_table(loc), local_curves(loc)
 
 
 def _distill_table(loc: dict[str, Any]) -> str:
@@ -213,21 +322,36 @@ def _chosen_section(run_dir: Path) -> str:
 
 CSS = """body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}
 table{border-collapse:collapse;margin:1em 0;font-size:13px}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
-th{background:#eee}img{max-width:100%;display:block;margin:1em 0}"""
+th{background:#eee}img{max-width:100%;display:block;margin:1em 0}svg{display:block;margin:.5em 0;max-width:100%;height:auto}
+.pt{cursor:pointer}.front{fill:#d62728}.dominated{fill:#9a9a9a;fill-opacity:.75}.infeasible{fill:#fff;stroke:#777}
+.baseline{fill:#1f77b4}.pt:hover{stroke:#000;stroke-width:2}.controls{margin:.5em 0;font-size:14px}
+#tip{position:absolute;display:none;background:#fffff4;border:1px solid #999;padding:4px 8px;font-size:12px;
+pointer-events:none;box-shadow:1px 1px 4px #aaa;max-width:360px}"""
+#: set before any other script: a JS error leaves a mark on <html> (the browser test reads it)
+ERROR_HOOK = ("<script>window.onerror=function(m){document.documentElement.setAttribute('data-js-error',String(m));};"
+              "</script>")  # fmt: skip
 
 
-def write_report(run_dir: str | Path, compare: list[str | Path] = ()) -> Path:
+def write_report(run_dir: str | Path, compare: list[str | Path] = (), progress: Progress | None = None) -> Path:
     """Write RUN_DIR/report.html (atomically) and return its path; ``compare``: other runs whose
-    global fronts are drawn on one plot with this one's (e.g. NSGA-II vs DARTS on the same space)."""
+    global fronts are drawn on one plot with this one's (e.g. NSGA-II vs DARTS on the same space);
+    ``progress(done, total)`` is called per trial costed (the slow part on big runs)."""
     run_dir = Path(run_dir)
     others = [Path(c) for c in compare]
     if not run_dir.is_dir():
         raise CodesignError(f"{run_dir}: no such run folder")
     if not any((run_dir / f).is_file() for f in ("pareto.json", "local_pareto.json")):
         raise CodesignError(f"{run_dir}: not a search run folder (no pareto.json or local_pareto.json)")
-    body = _global_section(run_dir) + _compare_section(run_dir, others) + _local_section(run_dir) + _chosen_section(run_dir)
+    compared = _compare_section(run_dir, others)  # refuses a bad --compare before the slow part
+    glob, glob_data = _global_section(run_dir, progress)
+    local, local_data = _local_section(run_dir)
+    body = glob + compared + local + _chosen_section(run_dir)
+    data = {"run": run_dir.name, **glob_data, "local": local_data or None}
+    script = Path(__file__).with_name("report.js").read_text()
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>codesign report: {html.escape(run_dir.name)}</title>"
-            f"<style>{CSS}</style></head><body><h1>codesign report: {html.escape(run_dir.name)}</h1>{body}</body></html>")  # fmt: skip
+            f"<style>{CSS}</style>{ERROR_HOOK}</head><body><h1>codesign report: {html.escape(run_dir.name)}</h1>{body}"
+            f'<div id="tip"></div><script type="application/json" id="report-data">{_script_json(data)}</script>'
+            f"<script>{script}</script></body></html>")  # fmt: skip
     out, tmp = run_dir / REPORT, run_dir / f".{REPORT}.tmp"
     try:
         tmp.write_text(page)

@@ -208,8 +208,11 @@ def run_search(
     on_progress: Callable[[Progress], None] | None = None,
     data: Dataset | None = None,
     cluster: str | None = None,
+    optuna_storage: str | None = None,
+    study_name: str | None = None,
 ) -> RunSummary:
-    """Load data (unless given), search (resuming from the store if asked), then write the run folder's outputs."""
+    """Load data (unless given), search (resuming from the store if asked), then write the run folder's outputs;
+    with ``optuna_storage``, every trial also goes into an Optuna study as it finishes (``optuna_study``)."""
     space = space if isinstance(space, Space) else load_space(space)
     data = data if data is not None else load_dataset(space.data)
     run_dir = Path(run_dir) if run_dir is not None else Path("runs") / _slug(space.name)
@@ -223,6 +226,10 @@ def run_search(
     try:
         if store.meta("space") is None:
             store.set_meta("space", space.model_dump_json())
+        if optuna_storage:
+            from codesign.search.optuna_study import attach
+
+            attach(store, space, run_dir, optuna_storage, study_name)
         t0 = time.perf_counter()
         try:
             search_class(space)(space, data, store, trials=trials, workers=workers, cluster=cluster).run(on_progress)

@@ -12,7 +12,8 @@ import io
 import json
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,7 @@ class TrialStore:
 
     def __init__(self, path: str | Path, digest: str, resume: bool = False):
         self.path = Path(path)
+        self.on_add: list[Callable[[list[Trial]], Any]] = []  # called with each committed batch (optuna_study.attach)
         existed = self.path.exists()
         try:
             self.db = sqlite3.connect(self.path, timeout=30)
@@ -106,6 +108,18 @@ class TrialStore:
         if stored is None:
             self.set_meta("space_digest", digest)
 
+    @classmethod
+    def open_existing(cls, path: str | Path) -> TrialStore:
+        """A finished run's store, whatever space it was made with (readers: report, export-study)."""
+        try:
+            with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as con:
+                row = con.execute("SELECT value FROM meta WHERE key = 'space_digest'").fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(f"{path}: not a trial store ({exc})") from None
+        if row is None:
+            raise StoreError(f"{path}: not a trial store (no search space recorded)")
+        return cls(path, str(row[0]), resume=True)
+
     def _raw_count(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM trials").fetchone()[0])
 
@@ -119,7 +133,7 @@ class TrialStore:
 
     def add(self, trials: Iterable[Trial]) -> None:
         """Commit a batch of finished trials in one transaction (all or nothing)."""
-        now = time.time()
+        now, trials = time.time(), list(trials)
         rows = [
             (t.key, t.generation, t.name, json.dumps(t.genome.to_dict()), json.dumps(t.metrics), int(t.feasible),
              float(t.violation), float(t.seconds), now, _pack(t.params))
@@ -131,6 +145,8 @@ class TrialStore:
                 " finished, params) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
+        for hook in self.on_add:
+            hook(trials)
 
     def _row(self, row: tuple, with_params: bool) -> Trial:
         tid, gen, name, genome, metrics, feasible, violation, seconds, blob = row
