@@ -328,7 +328,9 @@ class QuantizeTableInputs(Pass):
 
 
 def lower_for_hls4ml() -> Sequential:
-    """IR -> the graph hls4ml's QONNX frontend converts (cleaned, MatMul, channels-last)."""
+    """IR -> the graph codesign's hls4ml layer builders read (cleaned, MatMul, channels-last)."""
+    from codesign.backends.layout import ChannelsLastLayout
+
     return Sequential(
         QonnxCleanup(),
         GemmToMatMul(),
@@ -336,10 +338,10 @@ def lower_for_hls4ml() -> Sequential:
         ExplicitDefaults(),
         AveragePoolAsDepthwiseConv(),
         QuantizeTableInputs(),
-        ChannelsLast(),
         QonnxCleanup(),
         ExplicitDefaults(),
         QonnxPass(InferDataTypes(allow_scaledint_dtypes=True)),
+        ChannelsLastLayout(),
     )
 
 

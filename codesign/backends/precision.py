@@ -300,6 +300,10 @@ def derive(model: Model) -> ModelPrecision:
                 tensors[out] = t
         elif node.op_type == "Concat" and node.input and all(i in tensors for i in node.input):
             tensors[out] = union_type([tensors[i] for i in node.input])
+        elif node.op_type in ("GlobalAveragePool", "AveragePool") and src is not None:
+            n = _pool_window(model, node)
+            if n is not None:
+                tensors[out] = avg_pool_types(src, n)[1]
         elif node.op_type in ("GlobalMaxPool", "Pad") and src is not None:
             tensors[out] = src  # copies and zeros: on the input's grid and range (zero padding needs no bits)
         elif node.op_type == "Resize" and src is not None and _attr(node, "mode", "nearest") == "nearest":
@@ -384,6 +388,33 @@ def _binary_type(model: Model, node: onnx.NodeProto, tensors: dict[str, Fixed]) 
         return None
     types = affine_types(tensors[found[0]], found[1], found[2])
     return None if types is None or types[2].width > MAX_WIDTH else types[2]
+
+
+#: Extra fractional bits of an average over a window that is not a power of two (1/n is inexact).
+AVG_GUARD_FRAC = 8
+
+
+def avg_pool_types(x: Fixed, n: int) -> tuple[Fixed, Fixed]:
+    """(accumulator, result) of an average of ``n`` values of type ``x``: exact when ``n`` is a power of two.
+
+    hls4ml sums in the accumulator type and divides there (truncating): the sum needs
+    ``log2 n`` more integer bits, the quotient ``log2 n`` more fractional bits.
+    """
+    k = max(0, math.ceil(math.log2(max(n, 1))))
+    frac = x.frac + k + (0 if n == 2**k else AVG_GUARD_FRAC)
+    accum = Fixed(x.integer + k + frac, x.integer + k, x.signed)
+    return accum, Fixed(x.integer + frac, x.integer, x.signed)
+
+
+def _pool_window(model: Model, node: onnx.NodeProto) -> int | None:
+    if node.op_type == "AveragePool":
+        kernel = _attr(node, "kernel_shape")
+        return math.prod(kernel) if kernel else None
+    shape = model.shape(node.input[0])
+    if shape is None or len(shape) < 3:
+        return None
+    spatial = shape[1:-1] if node.domain == "qonnx.custom_op.channels_last" else shape[2:]
+    return math.prod(spatial)
 
 
 def relu_type(x: Fixed) -> Fixed:
@@ -512,6 +543,7 @@ __all__ = [
     "LayerPrecision",
     "ModelPrecision",
     "acc_type",
+    "avg_pool_types",
     "affine",
     "affine_types",
     "cell_preserved",
