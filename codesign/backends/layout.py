@@ -128,6 +128,8 @@ class ChannelsLastLayout(Pass):
             perm, new_shape = to_first(rank), tuple(shape)
             if _trivial(stored, perm) and node.op_type in ("Flatten", "Reshape"):
                 return []  # same data order; these ops only read the element count
+            if node.op_type in ("Flatten", "Reshape") and _absorb_into_matmuls(model, node, stored):
+                return []  # the flattened order is folded into the next MatMul's weight rows
         out = fresh_name(model, f"{name}_{'cl' if want_last else 'cf'}")
         t = helper.make_node("Transpose", [name], [out], name=fresh_name(model, f"{node.name}_in{k}_layout"), perm=perm)
         model.graph.value_info.append(helper.make_tensor_value_info(out, onnx.TensorProto.FLOAT, list(new_shape)))
@@ -169,6 +171,51 @@ class ChannelsLastLayout(Pass):
             return
         full = value.reshape((1,) * (rank - value.ndim) + value.shape) if value.ndim < rank else value
         node.input[k] = add_initializer(model, f"{name}_cl", np.ascontiguousarray(full.transpose(to_last(rank))))
+
+
+#: Ops between a Flatten and its MatMul that act per element with scalar parameters.
+_PER_ELEMENT = frozenset({"Quant", "Relu", "LeakyRelu", "Clip", "Sigmoid", "Tanh", "Identity", "Dropout"})
+
+
+def _absorb_into_matmuls(model: Model, flatten: onnx.NodeProto, stored: tuple[int, ...]) -> bool:
+    """Flatten a channels-last tensor directly, permuting the rows of the MatMul weights it reaches.
+
+    Only when the flattened tensor (through per-element ops with scalar parameters) reaches
+    nothing but MatMuls with constant, unshared weights.
+    """
+    out_shape = model.shape(flatten.output[0])
+    if out_shape is None or len(out_shape) != 2 or flatten.output[0] in model.outputs:
+        return False
+    matmuls, frontier = [], [flatten.output[0]]
+    while frontier:
+        tensor = frontier.pop()
+        if tensor in model.outputs:
+            return False
+        for c in model.consumers(tensor):
+            if c.op_type == "MatMul" and c.input[0] == tensor and model.constant(c.input[1]) is not None:
+                matmuls.append(c)
+            elif c.op_type in _PER_ELEMENT and c.input[0] == tensor and all(
+                model.constant(i) is not None and model.constant(i).size == 1 for i in c.input[1:] if i
+            ):
+                frontier.append(c.output[0])
+            else:
+                return False
+    rank = len(stored)
+    cf_dims = [stored[p] for p in to_first(rank)][1:]  # (C, *S)
+    for mm in matmuls:
+        producer = model.producer(mm.input[1])
+        name = mm.input[1] if producer is None else producer.input[0]
+        w = model.initializer(name)
+        if w is None or w.ndim != 2 or w.shape[0] != int(np.prod(cf_dims)) or len(model.consumers(name)) != 1:
+            return False
+    for mm in matmuls:
+        producer = model.producer(mm.input[1])
+        name = mm.input[1] if producer is None else producer.input[0]
+        w = model.initializer(name)
+        rows = w.reshape(*cf_dims, w.shape[1])
+        moved = np.moveaxis(rows, 0, rank - 2).reshape(w.shape)  # (C, *S, n) -> (*S, C, n)
+        model.set_initializer(name, np.ascontiguousarray(moved))
+    return True
 
 
 def _is_weight(model: Model, name: str) -> bool:
