@@ -65,6 +65,9 @@ class ChannelsLastLayout(Pass):
         last: set[str] = set()  # tensors now stored channels-last
         for inp in model.graph.input:
             shape = model.shape(inp.name)
+            consumers = model.consumers(inp.name)
+            if consumers and all(c.op_type == "Transpose" for c in consumers):
+                continue  # an exporter's own layout Transpose (Keras NHWC input): folded with ours below
             if shape is not None and len(shape) >= 3 and model.initializer(inp.name) is None:
                 last.add(inp.name)
         new_nodes: list[onnx.NodeProto] = []
@@ -73,6 +76,7 @@ class ChannelsLastLayout(Pass):
         del model.graph.node[:]
         model.graph.node.extend(new_nodes)
         _rewrite_shapes(model, last, cf_shape)
+        _import_channels_last_opset(model)
         model.invalidate()
         return PassResult(model, True)
 
@@ -121,6 +125,15 @@ class ChannelsLastLayout(Pass):
         if model.initializer(name) is not None or _is_weight(model, name):
             return []
         rank = len(shape)
+        producer = model.producer(name)
+        if (
+            want_last and producer is not None and producer.op_type == "Transpose"
+            and len(model.consumers(name)) == 1 and name not in model.outputs
+        ):  # fmt: skip
+            first = list(_attr(producer, "perm", list(reversed(range(rank)))))
+            _set(producer, "perm", [first[p] for p in to_last(rank)])  # one Transpose straight to channels-last
+            last.add(name)
+            return []
         if want_last:
             perm, new_shape = to_last(rank), tuple(shape[p] for p in to_last(rank))
         else:
@@ -234,6 +247,16 @@ def _permute_weight(model: Model, name: str) -> None:
         for vi in list(model.graph.value_info):
             if vi.name == name:
                 model.graph.value_info.remove(vi)
+
+
+def _import_channels_last_opset(model: Model) -> None:
+    """qonnx executes a channels-last node with the ONNX op of its domain's opset: the model's own."""
+    onnx_version = next((o.version for o in model.proto.opset_import if o.domain in ("", "ai.onnx")), 13)
+    for o in model.proto.opset_import:
+        if o.domain == CHANNELS_LAST:
+            o.version = max(o.version, onnx_version)
+            return
+    model.proto.opset_import.append(helper.make_opsetid(CHANNELS_LAST, onnx_version))
 
 
 def _set(node: onnx.NodeProto, key: str, value) -> None:
