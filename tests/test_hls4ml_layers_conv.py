@@ -54,3 +54,18 @@ def test_grouped_conv_is_refused_naming_the_node():
     lowered = lower_model(load(g.model(y, (4, 4, 4))))
     with pytest.raises(UnsupportedModelError, match="Conv grouped: grouped convolution"):
         hls4ml_layers.build(lowered, derive(lowered))
+
+
+def test_zero_padding_then_valid_conv_bit_exact(tmp_path):
+    """An explicit Pad (pads as an input, channels-first order) before a valid Conv -> ZeroPadding2D."""
+    import numpy as np
+
+    g = Graph((2, 5, 4))
+    x = g.quant("x", 6, -3)
+    pads = g.const(np.array([0, 0, 1, 2, 0, 0, 2, 1]))  # (N, C, H, W) begins, then ends
+    h = g.node("Pad", [x, pads], name="pad", mode="constant")
+    g.inits[-1].CopyFrom(__import__("onnx").numpy_helper.from_array(np.array([0, 0, 1, 2, 0, 0, 2, 1], np.int64),
+                                                                    pads))  # fmt: skip
+    y = g.node("Conv", [h, g.weight((3, 2, 3, 3))], name="conv", kernel_shape=[3, 3])
+    assert_bit_exact(csim(g.model(y, (3, 6, 5)), tmp_path))
+    assert layer_classes(tmp_path)["pad"] == "ZeroPadding2D"

@@ -171,6 +171,9 @@ class ChannelsLastLayout(Pass):
             if pads is not None and pads.size == 2 * rank:
                 p = pads.reshape(2, rank)[:, to_last(rank)].reshape(-1)
                 node.input[1] = add_initializer(model, f"{node.input[1]}_cl", p.astype(pads.dtype))
+            attr_pads = _attr(node, "pads")
+            if attr_pads is not None and len(attr_pads) == 2 * rank:  # opset < 11: pads as an attribute
+                _set(node, "pads", [int(v) for v in np.reshape(attr_pads, (2, rank))[:, to_last(rank)].ravel()])
 
     def _permute_constant(self, model: Model, node: onnx.NodeProto, k: int, rank: int) -> None:
         """A broadcast constant operand of an elementwise op, permuted like the channels-last tensor."""

@@ -17,7 +17,7 @@ from codesign.backends.precision import ModelPrecision
 from codesign.errors import UnsupportedModelError
 from codesign.ir.model import Model
 
-for _family in ("conv", "pooling", "merge", "reshape", "resize", "batchnorm"):
+for _family in ("conv", "pooling", "merge", "reshape", "resize", "batchnorm", "padding"):
     try:  # families land one by one; a missing module only narrows supported_ops()
         __import__(f"{__name__}.{_family}")
     except ModuleNotFoundError as _exc:  # pragma: no cover
