@@ -66,8 +66,8 @@ class ChannelsLastLayout(Pass):
         for inp in model.graph.input:
             shape = model.shape(inp.name)
             consumers = model.consumers(inp.name)
-            if consumers and all(c.op_type == "Transpose" for c in consumers):
-                continue  # an exporter's own layout Transpose (Keras NHWC input): folded with ours below
+            if not consumers or not all(c.op_type in SPATIAL | ELEMENTWISE for c in consumers):
+                continue  # read as laid out (an exporter's own Transpose/Reshape of a Keras NHWC input)
             if shape is not None and len(shape) >= 3 and model.initializer(inp.name) is None:
                 last.add(inp.name)
         new_nodes: list[onnx.NodeProto] = []
