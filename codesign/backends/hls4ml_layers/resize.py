@@ -15,7 +15,7 @@ def resize(ctx: Context, node: onnx.NodeProto) -> list[Layer]:
     if nsp not in (1, 2) or x[-1] != y[-1]:
         raise LayerRefused(node, f"resize of {x} to {y} (hls4ml: 1-D/2-D spatial, channels last, channels kept)")
     if mode != "nearest":
-        raise LayerRefused(node, f"mode {mode!r} (hls4ml's Resize implements nearest-neighbour upsampling)")
+        raise LayerRefused(node, f"mode {mode!r} (hls4ml's Vivado/Vitis Resize templates implement nearest only)")
     if str(attr(node, "coordinate_transformation_mode", "half_pixel")) == "align_corners":
         raise LayerRefused(node, "coordinate_transformation_mode 'align_corners'")
     if any(b % a for a, b in zip(x[:-1], y[:-1])):
