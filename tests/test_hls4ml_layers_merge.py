@@ -10,7 +10,7 @@ pytest.importorskip("hls4ml")
 
 
 def test_residual_merges_broadcast_constants_and_concat_bit_exact(tmp_path):
-    """Two conv branches joined by Add/Sub/Mul, per-channel constant scale and shift, a channel Concat."""
+    """Two conv branches joined by Add/Sub/Mul, per-channel constant scale and shift, a 3-way channel Concat."""
     g = Graph((2, 5, 5))  # 6 output channels != 5: verify tells the layouts apart by shape
     x = g.quant("x", 6, -3)
     a = g.quant(g.node("Conv", [x, g.weight((3, 2, 3, 3))], name="conv_a", kernel_shape=[3, 3], pads=[1, 1, 1, 1]), 6, -2)
@@ -22,8 +22,8 @@ def test_residual_merges_broadcast_constants_and_concat_bit_exact(tmp_path):
     shift = g.const(np.array([0.25, -0.5, 1.0]).reshape(1, 3, 1, 1))
     m = g.node("Add", [g.node("Mul", [m, scale], name="chan_scale"), shift], name="chan_shift")
     m = g.quant(m, 8, -1)
-    y = g.node("Concat", [m, s], name="cat", axis=1)
-    report = csim(g.model(y, (6, 5, 5)), tmp_path)
+    y = g.node("Concat", [m, s, b], name="cat", axis=1)  # three inputs: a chain of two
+    report = csim(g.model(y, (9, 5, 5)), tmp_path)
     assert_bit_exact(report)
     classes = layer_classes(tmp_path)
     assert classes["res_add"] == "Merge" and classes["chan_scale"] == "ApplyAlpha" and classes["cat"] == "Concatenate"

@@ -18,6 +18,10 @@ _MERGE = {"Add": "add", "Sub": "subtract", "Mul": "multiply", "Max": "maximum", 
 
 @handles("Add", "Sub", "Mul", "Div", "Max", "Min", "Sum")
 def merge(ctx: Context, node: onnx.NodeProto) -> list[Layer]:
+    if len(node.input) > 2 and node.op_type in ("Sum", "Max", "Min"):
+        if any(ctx.const(t) is not None for t in node.input):
+            raise LayerRefused(node, f"{len(node.input)} operands with a constant")
+        return _chain(ctx, node, "Merge", op=_MERGE[node.op_type])
     if len(node.input) != 2:
         raise LayerRefused(node, f"{len(node.input)} operands (hls4ml merges two tensors)")
     consts = [ctx.const(t) is not None for t in node.input]
@@ -52,8 +56,8 @@ def _apply_alpha(ctx: Context, node: onnx.NodeProto) -> Layer:
 @handles("Concat")
 def concat(ctx: Context, node: onnx.NodeProto) -> list[Layer]:
     """Concatenate two tensors of rank <= 3 (batch excluded) along one axis."""
-    if len(node.input) != 2:
-        raise LayerRefused(node, f"{len(node.input)} operands (hls4ml concatenates two tensors)")
+    if len(node.input) < 2:
+        raise LayerRefused(node, "concatenating fewer than two tensors")
     if any(ctx.const(t) is not None for t in node.input):
         raise LayerRefused(node, "concatenating a constant")
     shape = ctx.shape(node.input[0])
@@ -64,11 +68,28 @@ def concat(ctx: Context, node: onnx.NodeProto) -> list[Layer]:
     axis = axis + rank + 1 if axis < 0 else axis
     if axis == 0:
         raise LayerRefused(node, "concatenation along the batch axis")
-    types = [ctx.precision.tensors.get(t) for t in node.input]
-    if all(t is not None for t in types):
-        ctx.set_precision(node.name, result=union_type(types).hls())
     # hls4ml's axis counts the batch (its layer subtracts one from a positive axis)
-    return [ctx.base(node, "Concatenate", inputs=list(node.input), op=f"concatenate{rank}d", axis=axis)]
+    return _chain(ctx, node, "Concatenate", op=f"concatenate{rank}d", axis=axis)
+
+
+def _chain(ctx: Context, node: onnx.NodeProto, cls: str, **attrs) -> list[Layer]:
+    """n operands as n-1 two-input layers (``<name>_part<k>``, the last one named after the node)."""
+    layers: list[Layer] = []
+    acc, acc_t = node.input[0], ctx.precision.tensors.get(node.input[0])
+    for k, other in enumerate(node.input[1:], start=1):
+        last = k == len(node.input) - 1
+        layer = ctx.base(node, cls, inputs=[acc, other], **attrs)
+        if not last:
+            layer["name"], layer["outputs"] = f"{node.name}_part{k}", [f"{node.output[0]}_part{k}"]
+        other_t = ctx.precision.tensors.get(other)
+        if cls == "Concatenate" and acc_t is not None and other_t is not None:
+            acc_t = union_type([acc_t, other_t])
+            ctx.set_precision(layer["name"], result=acc_t.hls())
+        else:
+            acc_t = None  # merges: hls4ml infers from the typed inputs
+        layers.append(layer)
+        acc = layer["outputs"][0]
+    return layers
 
 
 __all__ = ["concat", "merge"]
