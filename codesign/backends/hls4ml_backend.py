@@ -221,6 +221,8 @@ def hls_config(
 
 #: Sigmoid/Softmax LUT settings: output tables on [0, 1] with 16 fractional bits, 4096 entries.
 TABLE_SIZE = 4096
+#: Integer bits of Softmax's ``x_max - x`` (differences past 32 have exp < 1e-13: saturated)
+NORM_INT = 5
 PROB_TYPE = "fixed<18,2,RND,SAT>"
 
 
@@ -248,12 +250,14 @@ def activation_tables(lowered: Model) -> dict[str, dict[str, Any]]:
         n = int(shape[-1])
         sum_int = max(1, math.ceil(math.log2(n + 1))) + 1
         inv_bits = int(math.log2(TABLE_SIZE))
+        # x_max - x past 2**(NORM_INT) has exp ~ 0: saturated there, however wide the logits' type
+        norm_int = min(t.integer - 1, max(NORM_INT, int(math.log2(TABLE_SIZE)) - t.frac))
         out[node.name] = {
             "Implementation": "stable",
             "TableSize": TABLE_SIZE,
             # x_max - x indexes the exp table exactly; saturating (not wrapping) past the range, where exp ~ 0
-            "ExpTableSize": 2 ** min(t.width - 1, int(math.log2(TABLE_SIZE))),
-            "inp_norm_t": f"ufixed<{t.width - 1},{t.integer - 1},TRN,SAT>",
+            "ExpTableSize": 2 ** min(norm_int + t.frac, int(math.log2(TABLE_SIZE))),
+            "inp_norm_t": f"ufixed<{norm_int + t.frac},{norm_int},TRN,SAT>",
             "exp_table_t": PROB_TYPE, "inv_table_t": PROB_TYPE, "inv_inp_t": f"ufixed<{inv_bits},{sum_int}>",
             "Precision": {"result": PROB_TYPE, "accum": f"ufixed<{16 + sum_int},{sum_int}>"},
         }  # fmt: skip
