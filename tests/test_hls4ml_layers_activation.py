@@ -21,6 +21,7 @@ def test_piecewise_linear_activations_are_bit_exact(tmp_path):
     assert classes["leaky"] == "ParametrizedActivation" and "relu6" in classes
 
 
+@pytest.mark.slow
 def test_table_activations_within_tolerance(tmp_path):
     """Sigmoid, Tanh, Elu, Selu, Softmax: hls4ml's lookup tables, within a few table steps of the IR."""
     g = Graph((10,))

@@ -29,6 +29,7 @@ def test_conv2d_depthwise_bn_pools_bit_exact(tmp_path):
     assert classes["maxpool"] == "Pooling2D" and classes["gap"] == "GlobalPooling2D"
 
 
+@pytest.mark.slow
 def test_conv1d_strided_and_flatten_dense_bit_exact(tmp_path):
     g = Graph((2, 16))
     x = g.quant("x", 8, -4)
@@ -56,6 +57,7 @@ def test_grouped_conv_is_refused_naming_the_node():
         hls4ml_layers.build(lowered, derive(lowered))
 
 
+@pytest.mark.slow
 def test_zero_padding_then_valid_conv_bit_exact(tmp_path):
     """An explicit Pad (pads as an input, channels-first order) before a valid Conv -> ZeroPadding2D."""
     import numpy as np

@@ -25,6 +25,7 @@ def test_dense_chain_with_identity_and_dropout_is_bit_exact(tmp_path):
     assert not {"keep", "drop", "fc1_bias"} & set(classes)  # removed / fused
 
 
+@pytest.mark.slow
 def test_non_power_of_two_activation_scale_is_scaled_and_rescaled(tmp_path):
     """A Quant with scale 0.3 goes through hls4ml's scale/rescale: close, not bit-exact."""
     g = Graph((8,))
