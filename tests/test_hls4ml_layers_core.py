@@ -38,3 +38,20 @@ def test_non_power_of_two_activation_scale_is_scaled_and_rescaled(tmp_path):
     report = csim(g.model("y", (4,)), tmp_path)
     assert report["max_abs_diff"] <= 0.3 + 1e-6  # at most one quantization step
     assert np.isfinite(report["max_abs_diff"])
+
+
+def test_one_bit_signed_weight_quant_is_typed_to_hold_plus_and_minus_one():
+    """qonnx's 1-bit signed narrow Quant yields {-1, +1} (QKeras binary weights): fixed<1,1> would zero every +1."""
+    from codesign.backends.hls4ml_backend import lower_model
+    from codesign.backends.precision import derive, quant_type
+    from codesign.frontends import load
+
+    g = Graph((6,))
+    h = g.node("MatMul", [g.quant("x", 8, -4), g.weight((6, 3), bits=1, exp=0)], name="fc")
+    lowered = lower_model(load(g.model(h, (3,))))
+    wq = lowered.producer(lowered.node("fc").input[1])
+    values = lowered.constant(wq.output[0])
+    assert set(np.unique(values)) <= {-1.0, 1.0} and 1.0 in values
+    t = quant_type(lowered, wq)
+    assert t.lo <= -1.0 and t.hi >= 1.0
+    assert derive(lowered).layers["fc"].types["weight"] == t

@@ -112,6 +112,8 @@ def quant_type(model: Model, node: onnx.NodeProto) -> Fixed | None:
         return None
     b = math.ceil(float(np.asarray(bits).ravel()[0]))
     signed, narrow = bool(_attr(node, "signed", 1)), bool(_attr(node, "narrow", 0))
+    if signed and b == 1:  # qonnx's 1-bit signed Quant is bipolar: {-s, +s}, which fixed<1,..> cannot hold
+        return Fixed(2, 2 + k, True) if model.constant(node.output[0]) is not None else None
     rounding = {"ROUND": "RND_CONV", "FLOOR": "TRN"}.get(str(_attr(node, "rounding_mode", "ROUND")).upper())
     if rounding is None:
         return None
