@@ -118,7 +118,18 @@ def quiet() -> Iterator[None]:
 
 
 def supported_ops() -> set[str]:
-    """Ops hls4ml's ONNX frontend has a handler for (plus the ones it skips)."""
+    """Ops codesign's own layer builders express (:mod:`hls4ml_layers`), plus those lowering removes."""
+    from codesign.backends import hls4ml_layers
+
+    return set(hls4ml_layers.supported_ops()) | LOWERED_AWAY
+
+
+#: IR ops the hls4ml lowering rewrites into supported ones (Gemm -> MatMul + Add).
+LOWERED_AWAY = frozenset({"Gemm"})
+
+
+def onnx_frontend_ops() -> set[str]:
+    """Ops hls4ml's own ONNX frontend has a handler for (the fallback path, see :func:`convert`)."""
     from hls4ml.converters import get_supported_onnx_layers
 
     return set(get_supported_onnx_layers()) | {"Identity", "Dropout"}
@@ -127,23 +138,51 @@ def supported_ops() -> set[str]:
 def lower_model(model: Model) -> Model:
     """The IR lowered for hls4ml, refused with the op's name if hls4ml cannot express it."""
     lowered = lower(model, lower_for_hls4ml(), "hls4ml")
-    refuse_unsupported(lowered, supported_ops(), "hls4ml", UNSUPPORTED_WHY)
+    refuse_unsupported(lowered, supported_ops() | onnx_frontend_ops(), "hls4ml", UNSUPPORTED_WHY)
     return lowered
+
+
+def uses_onnx_frontend(lowered: Model) -> bool:
+    """Whether ``lowered`` has an op only hls4ml's ONNX frontend handles (then the whole model takes that path)."""
+    native = supported_ops()
+    return any(n.op_type not in native for n in lowered.graph.node)
 
 
 def _layer_key(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name).strip("_").lower()
 
 
-def hls_config(lowered: Model, precision: ModelPrecision, options: Hls4mlOptions) -> dict[str, Any]:
-    """hls4ml's 'name'-granularity config with IR-derived precisions and the user's options."""
+def hls_config(
+    lowered: Model, precision: ModelPrecision, options: Hls4mlOptions, layer_list: Any = None
+) -> dict[str, Any]:
+    """hls4ml's 'name'-granularity config with IR-derived precisions and the user's options.
+
+    ``layer_list`` is the :class:`hls4ml_layers.LayerList` being converted (built here when
+    not given); models on the ONNX-frontend fallback get hls4ml's own config instead.
+    """
     import hls4ml
 
-    with quiet():
-        config = hls4ml.utils.config_from_onnx_model(
-            lowered.wrapper, granularity="name", backend=options.hls_backend,
-            default_precision=DEFAULT_PRECISION, default_reuse_factor=options.reuse_factor,
-        )  # fmt: skip
+    from codesign.backends import hls4ml_layers
+
+    native = not uses_onnx_frontend(lowered)
+    if native:
+        if layer_list is None:
+            layer_list = hls4ml_layers.build(lowered, precision)
+        config = {
+            "Model": {"Precision": {"default": DEFAULT_PRECISION}, "ReuseFactor": options.reuse_factor,
+                      "Strategy": "Latency", "BramFactor": 1_000_000_000, "TraceOutput": False},
+            "LayerName": hls4ml_layers.layer_config(layer_list.layers, options.hls_backend, options.reuse_factor),
+        }  # fmt: skip
+        for name, extra in layer_list.config.items():
+            for key, value in extra.items():
+                slot = config["LayerName"].setdefault(name, {})
+                slot[key] = {**slot.get(key, {}), **value} if isinstance(value, dict) else value
+    else:
+        with quiet():
+            config = hls4ml.utils.config_from_onnx_model(
+                lowered.wrapper, granularity="name", backend=options.hls_backend,
+                default_precision=DEFAULT_PRECISION, default_reuse_factor=options.reuse_factor,
+            )  # fmt: skip
     # DA replaces only the constant-matrix multiplies; every other layer stays latency.
     config["Model"]["Strategy"] = "Latency" if options.strategy == "da" else STRATEGIES[options.strategy]
     mac_layers = {n.name for n in lowered.nodes_of(["MatMul", "Conv"])}
@@ -153,7 +192,7 @@ def hls_config(lowered: Model, precision: ModelPrecision, options: Hls4mlOptions
         layers.setdefault(key, {}).setdefault("Precision", {})["result"] = t.hls()
     for name, lp in precision.layers.items():
         types = lp.config()
-        if lp.op in ("MatMul", "Conv"):
+        if lp.op in ("MatMul", "Conv") and not native:
             types.pop("result", None)  # left to hls4ml: a set result type blocks fusing the bias Add
         layers.setdefault(name, {}).setdefault("Precision", {}).update(types)
     for layer in layers.values():
@@ -182,6 +221,8 @@ def hls_config(lowered: Model, precision: ModelPrecision, options: Hls4mlOptions
 
 #: Sigmoid/Softmax LUT settings: output tables on [0, 1] with 16 fractional bits, 4096 entries.
 TABLE_SIZE = 4096
+#: Integer bits of Softmax's ``x_max - x`` (differences past 32 have exp < 1e-13: saturated)
+NORM_INT = 5
 PROB_TYPE = "fixed<18,2,RND,SAT>"
 
 
@@ -209,12 +250,14 @@ def activation_tables(lowered: Model) -> dict[str, dict[str, Any]]:
         n = int(shape[-1])
         sum_int = max(1, math.ceil(math.log2(n + 1))) + 1
         inv_bits = int(math.log2(TABLE_SIZE))
+        # x_max - x past 2**(NORM_INT) has exp ~ 0: saturated there, however wide the logits' type
+        norm_int = min(t.integer - 1, max(NORM_INT, int(math.log2(TABLE_SIZE)) - t.frac))
         out[node.name] = {
             "Implementation": "stable",
             "TableSize": TABLE_SIZE,
             # x_max - x indexes the exp table exactly; saturating (not wrapping) past the range, where exp ~ 0
-            "ExpTableSize": 2 ** min(t.width - 1, int(math.log2(TABLE_SIZE))),
-            "inp_norm_t": f"ufixed<{t.width - 1},{t.integer - 1},TRN,SAT>",
+            "ExpTableSize": 2 ** min(norm_int + t.frac, int(math.log2(TABLE_SIZE))),
+            "inp_norm_t": f"ufixed<{norm_int + t.frac},{norm_int},TRN,SAT>",
             "exp_table_t": PROB_TYPE, "inv_table_t": PROB_TYPE, "inv_inp_t": f"ufixed<{inv_bits},{sum_int}>",
             "Precision": {"result": PROB_TYPE, "accum": f"ufixed<{16 + sum_int},{sum_int}>"},
         }  # fmt: skip
@@ -272,6 +315,29 @@ def _culprit(exc: BaseException) -> str:
     return found
 
 
+def _from_layer_list(
+    lowered: Model, precision: ModelPrecision, options: Hls4mlOptions, target: Target, clock: float, output_dir: Path
+) -> tuple[dict[str, Any], Any]:
+    """codesign's own layer list -> hls4ml ModelGraph (what ``convert_from_onnx_model`` does after parsing)."""
+    from hls4ml.converters import _check_hls_config, _check_model_config
+    from hls4ml.model import ModelGraph
+    from hls4ml.utils.config import create_config
+
+    from codesign.backends import hls4ml_layers
+
+    layer_list = hls4ml_layers.build(lowered, precision)
+    config = hls_config(lowered, precision, options, layer_list)
+    full = create_config(
+        output_dir=str(output_dir), project_name=options.project_name, backend=options.hls_backend,
+        part=target.part, clock_period=clock, io_type=IO_TYPES[options.io],
+    )  # fmt: skip
+    full["HLSConfig"] = {"Model": _check_model_config(config.get("Model"))}
+    _check_hls_config(full, config)
+    with quiet():
+        hls_model = ModelGraph.from_layer_list(full, layer_list.layers, layer_list.inputs, layer_list.outputs)
+    return config, hls_model
+
+
 def convert(model: Model, target: Target, options: Hls4mlOptions, output_dir: Path) -> Hls4mlBuild:
     """Lower, type and convert ``model`` into an hls4ml ModelGraph writing to ``output_dir``."""
     import hls4ml
@@ -282,13 +348,16 @@ def convert(model: Model, target: Target, options: Hls4mlOptions, output_dir: Pa
     precision.apply_constants(lowered)  # nudged float biases: the values the types were derived for
     clock = float(options.clock_ns or target.default_clock_ns)
     try:
-        config = hls_config(lowered, precision, options)
-        with quiet(), pooling_1d_fixed():
-            hls_model = hls4ml.converters.convert_from_onnx_model(
-                lowered.wrapper, output_dir=str(output_dir), project_name=options.project_name,
-                backend=options.hls_backend, part=target.part, clock_period=clock,
-                io_type=IO_TYPES[options.io], hls_config=config,
-            )  # fmt: skip
+        if uses_onnx_frontend(lowered):  # an op no family module handles yet: hls4ml's ONNX parser
+            config = hls_config(lowered, precision, options)
+            with quiet(), pooling_1d_fixed():
+                hls_model = hls4ml.converters.convert_from_onnx_model(
+                    lowered.wrapper, output_dir=str(output_dir), project_name=options.project_name,
+                    backend=options.hls_backend, part=target.part, clock_period=clock,
+                    io_type=IO_TYPES[options.io], hls_config=config,
+                )  # fmt: skip
+        else:
+            config, hls_model = _from_layer_list(lowered, precision, options, target, clock, output_dir)
     except CodesignError:
         raise
     except Exception as exc:  # hls4ml asserts/raises deep inside its optimisers

@@ -292,7 +292,8 @@ class ExtractWeightScale(Pass):
 
 
 class QuantizeTableInputs(Pass):
-    """A saturating ``fixed<16,6>`` Quant before each Softmax not already fed by a quantizer.
+    """A saturating ``fixed<16,6>`` Quant (more integer bits if the logits' IR type needs them) before each
+    Softmax not already fed by a quantizer.
 
     hls4ml's Softmax indexes its exp table with the top bits of its input type; an
     inferred accumulator type (``fixed<38,18>`` for a float Dense) maps every logit to one
@@ -303,14 +304,21 @@ class QuantizeTableInputs(Pass):
     BITS, EXPONENT = 16, -10
 
     def call(self, model: Model) -> PassResult:
+        from codesign.backends.precision import derive
+
         modified = False
+        known = None
         for node in list(model.nodes_of(["Softmax"])):
             src = node.input[0]
             producer = model.producer(src)
             if producer is not None and producer.op_type in ("Quant", "BipolarQuant"):
                 continue
+            known = derive(model).tensors if known is None else known
+            # integer bits for the logits' exact range when the IR pins it: saturating them makes ties
+            t = known.get(src)
+            bits = self.BITS + max(0, t.integer - (self.BITS + self.EXPONENT)) if t is not None else self.BITS
             base = f"{node.name}_input_quant"
-            for suffix, value in (("scale", 2.0**self.EXPONENT), ("zeropt", 0.0), ("bits", float(self.BITS))):
+            for suffix, value in (("scale", 2.0**self.EXPONENT), ("zeropt", 0.0), ("bits", float(bits))):
                 model.wrapper.set_initializer(f"{base}_{suffix}", np.asarray(value, dtype=np.float32))
             quant = helper.make_node(
                 "Quant", [src, f"{base}_scale", f"{base}_zeropt", f"{base}_bits"], [f"{base}_out"], name=base,
@@ -328,7 +336,9 @@ class QuantizeTableInputs(Pass):
 
 
 def lower_for_hls4ml() -> Sequential:
-    """IR -> the graph hls4ml's QONNX frontend converts (cleaned, MatMul, channels-last)."""
+    """IR -> the graph codesign's hls4ml layer builders read (cleaned, MatMul, channels-last)."""
+    from codesign.backends.layout import ChannelsLastLayout
+
     return Sequential(
         QonnxCleanup(),
         GemmToMatMul(),
@@ -336,10 +346,10 @@ def lower_for_hls4ml() -> Sequential:
         ExplicitDefaults(),
         AveragePoolAsDepthwiseConv(),
         QuantizeTableInputs(),
-        ChannelsLast(),
         QonnxCleanup(),
         ExplicitDefaults(),
         QonnxPass(InferDataTypes(allow_scaledint_dtypes=True)),
+        ChannelsLastLayout(),
     )
 
 

@@ -112,6 +112,8 @@ def quant_type(model: Model, node: onnx.NodeProto) -> Fixed | None:
         return None
     b = math.ceil(float(np.asarray(bits).ravel()[0]))
     signed, narrow = bool(_attr(node, "signed", 1)), bool(_attr(node, "narrow", 0))
+    if signed and b == 1:  # qonnx's 1-bit signed Quant is bipolar: {-s, +s}, which fixed<1,..> cannot hold
+        return Fixed(2, 2 + k, True) if model.constant(node.output[0]) is not None else None
     rounding = {"ROUND": "RND_CONV", "FLOOR": "TRN"}.get(str(_attr(node, "rounding_mode", "ROUND")).upper())
     if rounding is None:
         return None
@@ -294,6 +296,20 @@ def derive(model: Model) -> ModelPrecision:
             tensors[out] = DEFAULT_INPUT  # hls4ml types an unquantized activation's output with its default
         elif node.op_type == "Add" and len(node.input) == 2 and all(i in tensors for i in node.input):
             tensors[out] = sum_type(tensors[node.input[0]], tensors[node.input[1]])  # = hls4ml's Merge inference
+        elif node.op_type in ("Add", "Sub", "Mul", "Div") and len(node.input) == 2 and out not in tensors:
+            t = _binary_type(model, node, tensors)
+            if t is not None:
+                tensors[out] = t
+        elif node.op_type == "Concat" and node.input and all(i in tensors for i in node.input):
+            tensors[out] = union_type([tensors[i] for i in node.input])
+        elif node.op_type in ("GlobalAveragePool", "AveragePool") and src is not None:
+            n = _pool_window(model, node)
+            if n is not None:
+                tensors[out] = avg_pool_types(src, n)[1]
+        elif node.op_type in ("GlobalMaxPool", "Pad") and src is not None:
+            tensors[out] = src  # copies and zeros: on the input's grid and range (zero padding needs no bits)
+        elif node.op_type == "Resize" and src is not None and _attr(node, "mode", "nearest") == "nearest":
+            tensors[out] = src
         elif node.op_type in ("MatMul", "Conv") and src is not None and len(node.input) > 1:
             lp = _mac_layer(model, node, src, tensors, constants)
             if lp is not None:
@@ -303,6 +319,104 @@ def derive(model: Model) -> ModelPrecision:
                 if bias is not None and "bias" in lp.types:
                     tensors[bias[0].output[0]] = lp.types["result"]
     return ModelPrecision(inputs, layers, tensors, constants)
+
+
+def union_type(types: list[Fixed]) -> Fixed:
+    """The narrowest type holding values of every one of ``types`` (a concatenation's)."""
+    signed = any(t.signed for t in types)
+    frac = max(t.frac for t in types)
+    integer = max(t.integer + (signed and not t.signed) for t in types)
+    return Fixed(integer + frac, integer, signed)
+
+
+def affine(model: Model, node: onnx.NodeProto) -> tuple[str, np.ndarray, np.ndarray] | None:
+    """(computed input, scale, bias) of an elementwise Add/Sub/Mul/Div with one constant operand.
+
+    ``y = x * scale + bias`` with both broadcast to ``x``'s shape (batch dim dropped); None
+    if neither or both operands are constant, or the constant does not broadcast onto ``x``.
+    """
+    a, b = node.input[0], node.input[1]
+    ca, cb = model.constant(a), model.constant(b)
+    if (ca is None) == (cb is None):
+        return None
+    x, c, const_first = (b, ca, True) if ca is not None else (a, cb, False)
+    shape = model.shape(x)
+    if shape is None:
+        return None
+    c = np.asarray(c, dtype=np.float64)
+    try:
+        full = np.broadcast_to(c, np.broadcast_shapes(c.shape, tuple(shape)))
+    except ValueError:
+        return None
+    if full.shape != tuple(shape):
+        return None  # the constant would enlarge x
+    full = full.reshape(tuple(shape)[1:]) if len(shape) > 0 and shape[0] == 1 else full
+    one, zero = np.ones_like(full), np.zeros_like(full)
+    op = node.op_type
+    if op == "Add":
+        return x, one, full
+    if op == "Mul":
+        return x, full, zero
+    if op == "Sub":
+        return (x, -one, full) if const_first else (x, one, -full)
+    if op == "Div" and not const_first and np.all(full != 0):
+        return x, 1.0 / full, zero
+    return None
+
+
+def affine_types(x: Fixed, scale: np.ndarray, bias: np.ndarray) -> tuple[Fixed, Fixed, Fixed] | None:
+    """(scale type, bias type, exact result type) of ``x * scale + bias``; None if a constant is not fixed-point."""
+    s_t, b_t = exact_type(scale), exact_type(bias)
+    if s_t is None or b_t is None:
+        return None
+    w = np.asarray(scale, dtype=np.float64).reshape(1, -1)
+    out = acc_type(x, w, s_t, np.asarray(bias, dtype=np.float64).reshape(-1), b_t)
+    return s_t, b_t, out
+
+
+def _binary_type(model: Model, node: onnx.NodeProto, tensors: dict[str, Fixed]) -> Fixed | None:
+    """Exact output type of Sub/Mul of two typed tensors (hls4ml's Merge inference) or of an affine op."""
+    a, b = node.input[0], node.input[1]
+    if a in tensors and b in tensors:
+        ta, tb = tensors[a], tensors[b]
+        if node.op_type == "Sub":
+            t = sum_type(ta, tb)
+            return Fixed(t.width, t.integer, True)
+        if node.op_type == "Mul":
+            return Fixed(ta.width + tb.width, ta.integer + tb.integer, ta.signed or tb.signed)
+        return None
+    found = affine(model, node)
+    if found is None or found[0] not in tensors:
+        return None
+    types = affine_types(tensors[found[0]], found[1], found[2])
+    return None if types is None or types[2].width > MAX_WIDTH else types[2]
+
+
+#: Extra fractional bits of an average over a window that is not a power of two (1/n is inexact).
+AVG_GUARD_FRAC = 8
+
+
+def avg_pool_types(x: Fixed, n: int) -> tuple[Fixed, Fixed]:
+    """(accumulator, result) of an average of ``n`` values of type ``x``: exact when ``n`` is a power of two.
+
+    hls4ml sums in the accumulator type and divides there (truncating): the sum needs
+    ``log2 n`` more integer bits, the quotient ``log2 n`` more fractional bits.
+    """
+    k = max(0, math.ceil(math.log2(max(n, 1))))
+    frac = x.frac + k + (0 if n == 2**k else AVG_GUARD_FRAC)
+    accum = Fixed(x.integer + k + frac, x.integer + k, x.signed)
+    return accum, Fixed(x.integer + frac, x.integer, x.signed)
+
+
+def _pool_window(model: Model, node: onnx.NodeProto) -> int | None:
+    if node.op_type == "AveragePool":
+        kernel = _attr(node, "kernel_shape")
+        return math.prod(kernel) if kernel else None
+    shape = model.shape(node.input[0])
+    if shape is None or len(shape) < 3:
+        return None
+    spatial = shape[1:-1] if node.domain == "qonnx.custom_op.channels_last" else shape[2:]
+    return math.prod(spatial)
 
 
 def relu_type(x: Fixed) -> Fixed:
@@ -431,6 +545,9 @@ __all__ = [
     "LayerPrecision",
     "ModelPrecision",
     "acc_type",
+    "avg_pool_types",
+    "affine",
+    "affine_types",
     "cell_preserved",
     "derive",
     "exact_type",
@@ -440,4 +557,5 @@ __all__ = [
     "range_type",
     "relu_type",
     "sum_type",
+    "union_type",
 ]

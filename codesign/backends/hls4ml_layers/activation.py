@@ -1,0 +1,61 @@
+"""Elementwise activations: Relu, LeakyRelu, Elu, Selu, Sigmoid, Tanh, Softmax, Clip (ReLU6/ReLU1)."""
+
+from __future__ import annotations
+
+import onnx
+
+from codesign.backends.hls4ml_layers.base import Context, Layer, LayerRefused, attr, handles
+
+#: ONNX op -> hls4ml ``Activation`` function (nnet::<name>), table-based where hls4ml uses tables.
+_PLAIN = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Selu": "selu", "Softplus": "softplus",
+          "Softsign": "softsign"}  # fmt: skip
+#: hls4ml's fixed-bound ReLUs: Clip(0, hi) for these ``hi``
+_CLIPPED_RELU = {6.0: "relu6", 1.0: "relu1"}
+
+
+def _typed(ctx: Context, node: onnx.NodeProto, layer: Layer) -> list[Layer]:
+    types = ctx.types(node.name)
+    if types:
+        ctx.set_precision(node.name, **types)
+    return [layer]
+
+
+@handles(*_PLAIN)
+def plain(ctx: Context, node: onnx.NodeProto) -> list[Layer]:
+    return _typed(ctx, node, ctx.base(node, "Activation", activation=_PLAIN[node.op_type]))
+
+
+@handles("LeakyRelu", "Elu")
+def parametrized(ctx: Context, node: onnx.NodeProto) -> list[Layer]:
+    """LeakyReLU(alpha) / ELU(alpha), as hls4ml's Keras converter spells them."""
+    cls = {"LeakyRelu": "LeakyReLU", "Elu": "ELU"}[node.op_type]
+    alpha = float(attr(node, "alpha", 0.01 if node.op_type == "LeakyRelu" else 1.0))
+    return _typed(ctx, node, ctx.base(node, cls, activation=cls, activ_param=alpha))
+
+
+@handles("Softmax")
+def softmax(ctx: Context, node: onnx.NodeProto) -> list[Layer]:
+    """Softmax over the last axis (hls4ml's only axis; the channels-last graph puts channels there)."""
+    rank = len(ctx.shape(node.input[0])) + 1
+    axis = int(attr(node, "axis", -1))
+    if axis not in (-1, rank - 1) and not all(d == 1 for d in ctx.shape(node.input[0])[axis:-1]):
+        raise LayerRefused(node, f"softmax over axis {axis} of a rank-{rank} tensor (hls4ml: last axis only)")
+    return _typed(ctx, node, ctx.base(node, "Softmax", activation="softmax", axis=-1))
+
+
+@handles("Clip")
+def clip(ctx: Context, node: onnx.NodeProto) -> list[Layer]:
+    """Clip(0, 6) -> relu6, Clip(0, 1) -> relu1 (hls4ml's clipped ReLUs)."""
+    lo, hi = attr(node, "min"), attr(node, "max")
+    if len(node.input) > 1 and node.input[1]:
+        v = ctx.const(node.input[1])
+        lo = None if v is None else float(v.ravel()[0])
+    if len(node.input) > 2 and node.input[2]:
+        v = ctx.const(node.input[2])
+        hi = None if v is None else float(v.ravel()[0])
+    if lo is None or hi is None or float(lo) != 0.0 or float(hi) not in _CLIPPED_RELU:
+        raise LayerRefused(node, f"only Clip(0, 6) and Clip(0, 1) map to hls4ml (got min={lo}, max={hi})")
+    return _typed(ctx, node, ctx.base(node, "Activation", activation=_CLIPPED_RELU[float(hi)]))
+
+
+__all__ = ["clip", "parametrized", "plain", "softmax"]

@@ -1,0 +1,60 @@
+"""MaxPool/AveragePool (1-D/2-D, channels-last) and GlobalMaxPool/GlobalAveragePool."""
+
+from __future__ import annotations
+
+import math
+
+import onnx
+
+from codesign.backends.hls4ml_layers.base import Context, Layer, LayerRefused, attr, handles
+from codesign.backends.hls4ml_layers.conv import spatial_rank, window
+from codesign.backends.precision import avg_pool_types
+
+
+def _average_types(ctx: Context, node: onnx.NodeProto, n: int) -> None:
+    x_t = ctx.precision.tensors.get(node.input[0])
+    if x_t is not None and node.op_type in ("AveragePool", "GlobalAveragePool"):
+        accum, result = avg_pool_types(x_t, n)
+        ctx.set_precision(node.name, accum=accum.hls(), result=result.hls())
+
+
+@handles("MaxPool", "AveragePool")
+def pool(ctx: Context, node: onnx.NodeProto) -> list[Layer]:
+    nsp = spatial_rank(ctx, node)
+    kernel = list(attr(node, "kernel_shape", []))
+    if any(int(d) != 1 for d in attr(node, "dilations", [1] * nsp)):
+        raise LayerRefused(node, "dilated pooling")
+    if attr(node, "ceil_mode", 0):
+        raise LayerRefused(node, "ceil_mode=1 pooling")
+    geo = window(ctx, node, nsp, kernel)
+    kind = "Max" if node.op_type == "MaxPool" else "Average"
+    n_filt = int(ctx.shape(node.input[0])[-1])
+    if nsp == 1:
+        geo = {"n_in": geo["in_width"], "n_out": geo["out_width"], "pool_width": geo["filt_width"],
+               "stride_width": geo["stride_width"], "pad_left": geo["pad_left"], "pad_right": geo["pad_right"]}  # fmt: skip
+    else:
+        geo["pool_height"], geo["pool_width"] = geo["filt_height"], geo["filt_width"]
+    _average_types(ctx, node, math.prod(kernel))
+    return [ctx.base(node, f"{kind}Pooling{nsp}D", n_filt=n_filt, data_format="channels_last",
+                     count_pad=bool(attr(node, "count_include_pad", 0)), **geo)]  # fmt: skip
+
+
+@handles("GlobalMaxPool", "GlobalAveragePool")
+def global_pool(ctx: Context, node: onnx.NodeProto) -> list[Layer]:
+    nsp = spatial_rank(ctx, node)
+    x = ctx.shape(node.input[0])
+    kind = "Max" if node.op_type == "GlobalMaxPool" else "Average"
+    geo = {"n_in": x[0]} if nsp == 1 else {"in_height": x[0], "in_width": x[1]}
+    _average_types(ctx, node, math.prod(x[:-1]))
+    layer = ctx.base(node, f"Global{kind}Pooling{nsp}D", n_filt=int(x[-1]), data_format="channels_last", **geo)
+    out = ctx.shape(node.output[0])
+    if len(out) == 1:
+        return [layer]
+    # hls4ml's global pools output (C,); the IR keeps (1, 1, C): a reshape back, for spatial consumers
+    layer["outputs"] = [f"{node.output[0]}_flat"]
+    keep = {"name": f"{node.name}_keepdims", "class_name": "Reshape", "inputs": layer["outputs"],
+            "outputs": [node.output[0]], "target_shape": out}  # fmt: skip
+    return [layer, keep]
+
+
+__all__ = ["global_pool", "pool"]

@@ -1,0 +1,49 @@
+"""Relu/LeakyRelu/Clip/Sigmoid/Tanh/Softmax/Elu/Selu as codesign-built hls4ml layers, C-simulated."""
+
+from __future__ import annotations
+
+import pytest
+from hls4ml_graphs import Graph, assert_bit_exact, csim, layer_classes
+
+pytest.importorskip("hls4ml")
+
+
+def test_piecewise_linear_activations_are_bit_exact(tmp_path):
+    """Relu, LeakyRelu (alpha 1/8: exact in fixed point) and Clip(0, 6) (ReLU6), each re-quantized."""
+    g = Graph((16,))
+    h = g.quant("x", 8, -3)
+    h = g.quant(g.node("Relu", [h], name="relu"), 8, -3)
+    h = g.quant(g.node("LeakyRelu", [g.node("Sub", [h, g.const(2.0)], name="shift")], name="leaky", alpha=0.125), 8, -3)
+    y = g.quant(g.node("Clip", [h, g.const(0.0), g.const(6.0)], name="relu6"), 8, -3)
+    report = csim(g.model(y, (16,)), tmp_path)
+    assert_bit_exact(report)
+    classes = layer_classes(tmp_path)
+    assert classes["leaky"] == "ParametrizedActivation" and "relu6" in classes
+
+
+@pytest.mark.slow
+def test_table_activations_within_tolerance(tmp_path):
+    """Sigmoid, Tanh, Elu, Selu, Softmax: hls4ml's lookup tables, within a few table steps of the IR."""
+    g = Graph((10,))
+    h = g.quant("x", 8, -4)
+    h = g.quant(g.node("Sigmoid", [h], name="sig"), 10, -8)
+    h = g.quant(g.node("Tanh", [g.node("Sub", [h, g.const(0.5)], name="centre")], name="tanh"), 10, -8)
+    h = g.quant(g.node("Elu", [h], name="elu", alpha=1.0), 10, -8)
+    h = g.quant(g.node("Selu", [h], name="selu"), 10, -7)
+    y = g.node("Softmax", [h], name="softmax", axis=-1)
+    report = csim(g.model(y, (10,)), tmp_path)
+    assert report["max_abs_diff"] < 0.03, report
+
+
+def test_unsupported_clip_is_refused_naming_the_node():
+    from codesign.backends import hls4ml_layers
+    from codesign.backends.hls4ml_backend import lower_model
+    from codesign.backends.precision import derive
+    from codesign.errors import UnsupportedModelError
+    from codesign.frontends import load
+
+    g = Graph((4,))
+    y = g.node("Clip", [g.quant("x"), g.const(-2.0), g.const(3.0)], name="odd_clip")
+    lowered = lower_model(load(g.model(y, (4,))))
+    with pytest.raises(UnsupportedModelError, match="Clip odd_clip: only Clip"):
+        hls4ml_layers.build(lowered, derive(lowered))

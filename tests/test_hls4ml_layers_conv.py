@@ -1,0 +1,73 @@
+"""Conv1d/Conv2d (strided, padded), depthwise Conv2d, BatchNorm and pooling, C-simulated bit-exact."""
+
+from __future__ import annotations
+
+import pytest
+from hls4ml_graphs import Graph, assert_bit_exact, csim, layer_classes
+
+pytest.importorskip("hls4ml")
+
+
+def test_conv2d_depthwise_bn_pools_bit_exact(tmp_path):
+    """Conv2d 3x3 pad 1 -> BN (power-of-two affine) -> ReLU -> depthwise 3x3 stride 2 -> max/avg pools -> GAP."""
+    g = Graph((3, 8, 8))
+    x = g.quant("x", 8, -4)
+    h = g.node("Conv", [x, g.weight((4, 3, 3, 3)), g.bias(4)], name="conv", kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    bn = [g.const([1.0, 0.5, 2.0, 0.25]), g.const([0.0, 0.5, -1.0, 0.25]), g.const([0.0] * 4), g.const([1.0] * 4)]
+    h = g.node("BatchNormalization", [h, *bn], name="bn", epsilon=0.0)
+    h = g.quant(g.node("Relu", [h], name="relu"), 6, -3, signed=False)
+    h = g.node("Conv", [h, g.weight((4, 1, 3, 3)), g.bias(4)], name="dw", kernel_shape=[3, 3], group=4,
+               strides=[2, 2], pads=[1, 1, 1, 1])  # fmt: skip
+    h = g.quant(h, 8, -3)
+    h = g.node("MaxPool", [h], name="maxpool", kernel_shape=[2, 2], strides=[1, 1])
+    h = g.node("AveragePool", [h], name="avgpool", kernel_shape=[2, 2], strides=[1, 1])  # 3x3 -> 2x2: GAP over 4
+    y = g.node("GlobalAveragePool", [h], name="gap")
+    report = csim(g.model(y, (4, 1, 1)), tmp_path)
+    assert_bit_exact(report)
+    classes = layer_classes(tmp_path)
+    assert classes["conv"] == "Conv2D" and classes["dw"] == "DepthwiseConv2D"
+    assert classes["maxpool"] == "Pooling2D" and classes["gap"] == "GlobalPooling2D"
+
+
+@pytest.mark.slow
+def test_conv1d_strided_and_flatten_dense_bit_exact(tmp_path):
+    g = Graph((2, 16))
+    x = g.quant("x", 8, -4)
+    h = g.node("Conv", [x, g.weight((6, 2, 5)), g.bias(6)], name="conv1d", kernel_shape=[5], strides=[2], pads=[2, 2])
+    h = g.quant(g.node("Relu", [h], name="relu"), 6, -3, signed=False)
+    h = g.node("MaxPool", [h], name="pool1d", kernel_shape=[2], strides=[2])
+    h = g.node("Flatten", [h], name="flatten")
+    y = g.node("MatMul", [h, g.weight((24, 3))], name="fc")
+    report = csim(g.model(y, (3,)), tmp_path)
+    assert_bit_exact(report)
+    assert layer_classes(tmp_path)["conv1d"] == "Conv1D"
+
+
+def test_grouped_conv_is_refused_naming_the_node():
+    from codesign.backends import hls4ml_layers
+    from codesign.backends.hls4ml_backend import lower_model
+    from codesign.backends.precision import derive
+    from codesign.errors import UnsupportedModelError
+    from codesign.frontends import load
+
+    g = Graph((4, 6, 6))
+    y = g.node("Conv", [g.quant("x"), g.weight((4, 2, 3, 3))], name="grouped", kernel_shape=[3, 3], group=2)
+    lowered = lower_model(load(g.model(y, (4, 4, 4))))
+    with pytest.raises(UnsupportedModelError, match="Conv grouped: grouped convolution"):
+        hls4ml_layers.build(lowered, derive(lowered))
+
+
+@pytest.mark.slow
+def test_zero_padding_then_valid_conv_bit_exact(tmp_path):
+    """An explicit Pad (pads as an input, channels-first order) before a valid Conv -> ZeroPadding2D."""
+    import numpy as np
+
+    g = Graph((2, 5, 4))
+    x = g.quant("x", 6, -3)
+    pads = g.const(np.array([0, 0, 1, 2, 0, 0, 2, 1]))  # (N, C, H, W) begins, then ends
+    h = g.node("Pad", [x, pads], name="pad", mode="constant")
+    g.inits[-1].CopyFrom(__import__("onnx").numpy_helper.from_array(np.array([0, 0, 1, 2, 0, 0, 2, 1], np.int64),
+                                                                    pads))  # fmt: skip
+    y = g.node("Conv", [h, g.weight((3, 2, 3, 3))], name="conv", kernel_shape=[3, 3])
+    assert_bit_exact(csim(g.model(y, (3, 6, 5)), tmp_path))
+    assert layer_classes(tmp_path)["pad"] == "ZeroPadding2D"

@@ -1,0 +1,57 @@
+"""Dense (MatMul/Gemm + bias), Quant, Identity/Dropout: built by codesign, C-simulated bit-exact."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hls4ml_graphs import Graph, assert_bit_exact, csim, layer_classes
+
+pytest.importorskip("hls4ml")
+
+
+def test_dense_chain_with_identity_and_dropout_is_bit_exact(tmp_path):
+    g = Graph((12,))
+    x = g.quant("x", 8, -4)
+    h = g.node("MatMul", [x, g.weight((12, 16))], name="fc1")
+    h = g.node("Add", [h, g.bias(16)], name="fc1_bias")
+    h = g.quant(g.node("Relu", [h], name="act1"), 6, -3, signed=False)
+    h = g.node("Dropout", [g.node("Identity", [h], name="keep")], name="drop")
+    w = g.rng.integers(-7, 8, size=(5, 16)) * 2.0**-3  # Gemm with transB, lowered to MatMul + Add
+    y = g.node("Gemm", [h, g.quant(g.const(w), 4, -3, narrow=True), g.bias(5)], name="fc2", transB=1)
+    report = csim(g.model(y, (5,)), tmp_path)
+    assert_bit_exact(report)
+    classes = layer_classes(tmp_path)
+    assert classes["fc1"] == "Dense" and classes["fc2"] == "Dense"  # IR node names kept
+    assert not {"keep", "drop", "fc1_bias"} & set(classes)  # removed / fused
+
+
+@pytest.mark.slow
+def test_non_power_of_two_activation_scale_is_scaled_and_rescaled(tmp_path):
+    """A Quant with scale 0.3 goes through hls4ml's scale/rescale: close, not bit-exact."""
+    g = Graph((8,))
+    x = g.quant("x", 8, -4)
+    h = g.node("MatMul", [x, g.weight((8, 4))], name="fc")
+    s, z, b = g.const(0.3), g.const(0.0), g.const(6.0)
+    g.nodes.append(__import__("onnx").helper.make_node(
+        "Quant", [h, s, z, b], ["y"], name="q_np2", domain="qonnx.custom_op.general", signed=1, narrow=0,
+        rounding_mode="ROUND"))  # fmt: skip
+    report = csim(g.model("y", (4,)), tmp_path)
+    assert report["max_abs_diff"] <= 0.3 + 1e-6  # at most one quantization step
+    assert np.isfinite(report["max_abs_diff"])
+
+
+def test_one_bit_signed_weight_quant_is_typed_to_hold_plus_and_minus_one():
+    """qonnx's 1-bit signed narrow Quant yields {-1, +1} (QKeras binary weights): fixed<1,1> would zero every +1."""
+    from codesign.backends.hls4ml_backend import lower_model
+    from codesign.backends.precision import derive, quant_type
+    from codesign.frontends import load
+
+    g = Graph((6,))
+    h = g.node("MatMul", [g.quant("x", 8, -4), g.weight((6, 3), bits=1, exp=0)], name="fc")
+    lowered = lower_model(load(g.model(h, (3,))))
+    wq = lowered.producer(lowered.node("fc").input[1])
+    values = lowered.constant(wq.output[0])
+    assert set(np.unique(values)) <= {-1.0, 1.0} and 1.0 in values
+    t = quant_type(lowered, wq)
+    assert t.lo <= -1.0 and t.hi >= 1.0
+    assert derive(lowered).layers["fc"].types["weight"] == t

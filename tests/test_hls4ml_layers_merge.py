@@ -1,0 +1,45 @@
+"""Add/Sub/Mul (two branches, and a broadcast constant) and Concat, C-simulated bit-exact."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hls4ml_graphs import Graph, assert_bit_exact, csim, layer_classes
+
+pytest.importorskip("hls4ml")
+
+
+def test_residual_merges_broadcast_constants_and_concat_bit_exact(tmp_path):
+    """Two conv branches joined by Add/Sub/Mul, per-channel constant scale and shift, a 3-way channel Concat."""
+    g = Graph((2, 5, 5))  # 6 output channels != 5: verify tells the layouts apart by shape
+    x = g.quant("x", 6, -3)
+    a = g.quant(g.node("Conv", [x, g.weight((3, 2, 3, 3))], name="conv_a", kernel_shape=[3, 3], pads=[1, 1, 1, 1]), 6, -2)
+    b = g.quant(g.node("Conv", [x, g.weight((3, 2, 1, 1))], name="conv_b", kernel_shape=[1, 1]), 6, -2)
+    s = g.quant(g.node("Add", [a, b], name="res_add"), 7, -2)
+    d = g.quant(g.node("Sub", [a, b], name="res_sub"), 7, -2)
+    m = g.quant(g.node("Mul", [s, d], name="res_mul"), 8, 0)
+    scale = g.const(np.array([0.5, 2.0, -1.0]).reshape(3, 1, 1))  # (C, 1, 1): broadcast over H, W
+    shift = g.const(np.array([0.25, -0.5, 1.0]).reshape(1, 3, 1, 1))
+    m = g.node("Add", [g.node("Mul", [m, scale], name="chan_scale"), shift], name="chan_shift")
+    m = g.quant(m, 8, -1)
+    y = g.node("Concat", [m, s, b], name="cat", axis=1)  # three inputs: a chain of two
+    report = csim(g.model(y, (9, 5, 5)), tmp_path)
+    assert_bit_exact(report)
+    classes = layer_classes(tmp_path)
+    assert classes["res_add"] == "Merge" and classes["chan_scale"] == "ApplyAlpha" and classes["cat"] == "Concatenate"
+
+
+def test_broadcasting_two_computed_tensors_is_refused_naming_the_node():
+    from codesign.backends import hls4ml_layers
+    from codesign.backends.hls4ml_backend import lower_model
+    from codesign.backends.precision import derive
+    from codesign.errors import UnsupportedModelError
+    from codesign.frontends import load
+
+    g = Graph((3, 4, 4))
+    x = g.quant("x")
+    pooled = g.node("GlobalAveragePool", [x], name="gap")
+    y = g.node("Mul", [x, pooled], name="excite")  # squeeze-and-excitation style
+    lowered = lower_model(load(g.model(y, (3, 4, 4))))
+    with pytest.raises(UnsupportedModelError, match="Mul excite: broadcasting two computed tensors"):
+        hls4ml_layers.build(lowered, derive(lowered))
