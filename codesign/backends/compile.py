@@ -220,16 +220,16 @@ def compile_hls4ml(
     with step("lowering the model for hls4ml"):
         lowered = hb.lower_model(ir)  # refuses, naming every op and node hls4ml cannot express
     timings["lower_s"] = time.perf_counter() - t0
+    cost = csim.csim_cost(lowered, _reuse_map(opts))  # a float model's lowering has the same layers
+    io, why = csim.plan_io(cost, opts.io, memory_gb if verify else float("inf"))
+    if why:
+        say(why)
+        opts = replace(opts, io=io)
     if float_reference is None:
         t0 = time.perf_counter()
         ir, float_reference = select_float_precision(ir, tgt, calib, tolerance, say)
         if float_reference is not None:
             timings["precision_s"] = time.perf_counter() - t0
-    cost = csim.csim_cost(lowered, _reuse_map(opts))
-    io, why = csim.plan_io(cost, opts.io, memory_gb) if verify else csim.plan_io(cost, opts.io, float("inf"))
-    if why:
-        say(why)
-        opts = replace(opts, io=io)
     with atomic_output_dir(final, force) as tmp:
         t0 = time.perf_counter()
         with step("converting with hls4ml"):

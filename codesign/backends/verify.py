@@ -170,6 +170,15 @@ def _layer_key(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name).strip("_").lower()
 
 
+def _name_keys(name: str) -> list[str]:
+    """IR node names an hls4ml layer may come from: its own, or without the prefix/suffix hls4ml adds
+    (``Dense_<node>`` for a fused MatMul+Add, ``<node>_act`` for a quantizer made an activation)."""
+    keys = [_layer_key(name)]
+    if "_" in name:
+        keys += [_layer_key(name.split("_", 1)[1]), _layer_key(name.rsplit("_", 1)[0])]
+    return keys
+
+
 def _candidates(lowered: Model, node: Any, stops: set[str]) -> list[str]:
     """Tensors an hls4ml layer named after ``node`` may hold: its output and the single-consumer
     chain after it (a bias Add or requantizer hls4ml fused into the layer), up to the next layer."""
@@ -215,10 +224,10 @@ def first_divergence(ir: Model, build: Any, x: np.ndarray, memory_gb: float | No
         with quiet():
             hm.write()  # the shipped sources without the trace hooks (the loaded library keeps working)
     nodes = {_layer_key(n.name): n for n in lowered.graph.node}
-    stops = {_layer_key(layer.name) for layer in layers}
+    stops = {k for layer in layers for k in _name_keys(layer.name)}
     matched = 0
     for layer in layers:
-        node = nodes.get(_layer_key(layer.name))
+        node = next((nodes[k] for k in _name_keys(layer.name) if k in nodes), None)
         data = traces.get(layer.name)
         if node is None or data is None:
             continue
