@@ -46,7 +46,7 @@ class Outcome:
 
     def cell(self) -> str:
         text = self.kind + (f": {self.detail}" if self.detail else "")
-        return f"{text[:90]} ({self.seconds:.0f} s)"
+        return f"{text[:110]} ({self.seconds:.0f} s)"
 
 
 @dataclass
@@ -94,7 +94,7 @@ def classify(rc: int | None, out: str, err: str, seconds: float, verify: bool) -
     if rc == 0:
         return Outcome("verified" if verify else "ok", "", seconds)
     if rc == 3:
-        return Outcome("verify FAILED", line.removeprefix("verification FAILED: "), seconds)
+        return Outcome("verify FAILED", line.split("measured ", 1)[-1], seconds)
     if rc == 2:
         return Outcome("refused", line, seconds)
     if rc == 1:

@@ -75,7 +75,7 @@ def compile(  # noqa: A001 - codesign.compile is the API's name
         extra = _split(opts, ("calib", "tolerance", "csim_memory_gb"))
         hopts = Hls4mlOptions(**_split(opts, OPTIONS["hls4ml"]))
         return compile_hls4ml(ir, tgt, output, options=hopts, verify=verify, samples=samples or 100, log=say,
-                              **common, **extra)  # fmt: skip
+                              choose_types=True, **common, **extra)  # fmt: skip
     if backend == "rtl":
         from codesign.backends.rtl_backend import RtlOptions, compile_rtl
 

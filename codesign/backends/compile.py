@@ -181,14 +181,16 @@ def compile_hls4ml(
     calib: Any = None,
     tolerance: float | None = None,
     csim_memory_gb: float | None = None,
+    choose_types: bool = False,
     log: Log = _quiet_log,
 ) -> CompileResult:
     """Convert, write (and optionally C-simulate and verify) an hls4ml project at ``output``.
 
     Order: options and destination checked, the model lowered and every op hls4ml cannot
-    express refused (seconds), a float model typed (``calib``/``tolerance``; or pass its
-    ``float_reference``), the C-simulation's cost planned (io_stream for conv models too
-    large for io_parallel; refused over the g++ memory cap), then hls4ml runs.
+    express refused (seconds), the C-simulation's cost planned (io_stream for conv models too
+    large for io_parallel; refused over the g++ memory cap), a float model typed with
+    ``choose_types`` (on ``calib`` to meet ``tolerance``; or pass its ``float_reference``;
+    else hls4ml's default types), then hls4ml runs.
     ``float_reference``: the float model ``ir`` was typed from and its calibration inputs;
     with ``verify`` the C-simulation is also compared with it on those inputs.
     """
@@ -225,7 +227,7 @@ def compile_hls4ml(
     if why:
         say(why)
         opts = replace(opts, io=io)
-    if float_reference is None:
+    if float_reference is None and choose_types:
         t0 = time.perf_counter()
         ir, float_reference = select_float_precision(ir, tgt, calib, tolerance, say)
         if float_reference is not None:
