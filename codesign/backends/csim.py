@@ -33,8 +33,10 @@ T = TypeVar("T")
 DEFAULT_MEMORY_GB = 4.0
 #: io_parallel multipliers (all layers, after reuse) above which a conv model is built io_stream instead.
 PARALLEL_MULT_LIMIT = 1 << 20
-#: weights g++ can hold per GiB of its cap (each a templated ap_fixed constant; measured ~0.3 kB each at -O3).
-WEIGHTS_PER_GB = 1_500_000
+#: g++ address space for a C-sim build: a base plus bytes per weight (measured at -O3, io_parallel latency:
+#: 262k weights 0.36 GB peak RSS, 1.05M weights 0.42 GB; ~75 B/weight, doubled for address space vs RSS).
+BASE_GB = 0.6
+BYTES_PER_WEIGHT = 150
 #: bytes of C-sim stack per element of a layer's product array (ap_fixed accumulators, with margin).
 STACK_BYTES_PER_MULT = 16
 MIN_STACK = 64 << 20
@@ -118,7 +120,7 @@ def plan_io(cost: CsimCost, io: str, memory_gb: float) -> tuple[str, str | None]
     A conv model whose io_parallel unrolling exceeds :data:`PARALLEL_MULT_LIMIT` switches to
     io_stream; a model whose weights alone need more than the cap is refused with its numbers.
     """
-    need_gb = cost.weights / WEIGHTS_PER_GB
+    need_gb = BASE_GB + cost.weights * BYTES_PER_WEIGHT / (1 << 30)
     if need_gb > memory_gb:
         raise CsimLimitError(
             f"C-simulation of {cost.weights:,} weights needs ~{need_gb:.1f} GiB for g++, over the {memory_gb:g} GiB "
