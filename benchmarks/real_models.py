@@ -25,6 +25,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -256,12 +257,24 @@ def main() -> None:
     print(f"{len(paths)} models, timeout {args.timeout:g} s, memory {args.memory_gb:g} GiB, jobs {args.jobs}",
           file=sys.stderr)  # fmt: skip
     t0 = time.perf_counter()
+    done: dict[str, Row] = {}
+    lock = threading.Lock()
+
+    def one(path: Path) -> None:
+        row = bench_one(path, args)
+        with lock:  # the table so far, after every model: an interrupted run still leaves its rows
+            done[row.model] = row
+            if args.markdown:
+                args.markdown.write_text(render(done, len(paths), time.perf_counter() - t0))
+
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        rows = list(pool.map(lambda p: bench_one(p, args), paths))
-    text = table(rows) + f"\n\n{len(rows)} models in {time.perf_counter() - t0:.0f} s (target {TARGET}).\n"
-    print(text)
-    if args.markdown:
-        args.markdown.write_text(text)
+        list(pool.map(one, paths))
+    print(render(done, len(paths), time.perf_counter() - t0))
+
+
+def render(done: dict[str, Row], total: int, seconds: float) -> str:
+    rows = [done[k] for k in sorted(done)]
+    return table(rows) + f"\n\n{len(rows)} of {total} models in {seconds:.0f} s (target {TARGET}).\n"
 
 
 if __name__ == "__main__":

@@ -7,9 +7,11 @@ folder and move it into place, and record what was compiled in ``codesign.json``
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -234,7 +236,7 @@ def compile_hls4ml(
             timings["precision_s"] = time.perf_counter() - t0
     with atomic_output_dir(final, force) as tmp:
         t0 = time.perf_counter()
-        with step("converting with hls4ml"):
+        with step("converting with hls4ml"), _lowered_once(hb, ir, lowered):
             build = hb.convert(ir, tgt, opts, tmp)
         timings["convert_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
@@ -279,6 +281,17 @@ def compile_hls4ml(
         )  # fmt: skip
         _write_manifest(tmp, manifest)
     return CompileResult(final, "hls4ml", tgt, manifest, timings, messages)
+
+
+@contextlib.contextmanager
+def _lowered_once(hb: Any, ir: Model, lowered: Model) -> Iterator[None]:
+    """Inside, the backend's ``lower_model(ir)`` returns the lowering already made for the refusal check."""
+    original = hb.lower_model
+    hb.lower_model = lambda model: lowered if model is ir else original(model)
+    try:
+        yield
+    finally:
+        hb.lower_model = original
 
 
 def compile_finn(
