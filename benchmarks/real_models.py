@@ -72,7 +72,7 @@ def run_step(cmd: list[str], timeout: float, memory_gb: float) -> tuple[int | No
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONWARNINGS": "ignore", "TERM": "dumb"}
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=_limits(memory_gb))  # fmt: skip
+                            preexec_fn=_limits(memory_gb))  # noqa: PLW1509 - only setrlimit/setsid run there
     try:
         out, err = proc.communicate(timeout=timeout)
         return proc.returncode, out, err, time.perf_counter() - t0
@@ -198,7 +198,8 @@ def plain_step(path: Path, args: argparse.Namespace) -> Outcome:
     if res["stage"] != "done":
         return Outcome(f"fails at {res['stage']}", res["error"], s)
     top1 = f", top-1 {res['top1']:.1%}" if res["top1"] is not None else ""
-    return Outcome("C-sim runs", f"{'bit-exact' if res['bit_exact'] else 'max diff %.3g' % res['max_abs_diff']}{top1}", s)
+    agreement = "bit-exact" if res["bit_exact"] else f"max diff {res['max_abs_diff']:.3g}"
+    return Outcome("C-sim runs", f"{agreement}{top1}", s)
 
 
 # ------------------------------------------------------------------ the table

@@ -14,12 +14,10 @@ import pytest
 from conftest import ROOT, tfc_path
 from helpers import mlp_proto
 from onnx import TensorProto, helper, numpy_helper
-from typer.testing import CliRunner
 
 import codesign
 from codesign.backends import csim
 from codesign.backends.compile import CompileResult
-from codesign.cli import app
 from codesign.errors import CodesignError, UnsupportedModelError
 from codesign.frontends import load
 
@@ -81,7 +79,7 @@ def test_cli_refusal_is_one_line_exit_2(tmp_path):
     path = _float_mlp_with("Sin", tmp_path)
     t0 = time.perf_counter()
     r = subprocess.run([sys.executable, "-m", "codesign.cli", "compile", str(path), "-t", "vu13p", "-o",
-                        str(tmp_path / "out"), "--verify"], cwd=ROOT, capture_output=True, text=True)  # fmt: skip
+                        str(tmp_path / "out"), "--verify"], cwd=ROOT, check=False, capture_output=True, text=True)  # fmt: skip
     assert time.perf_counter() - t0 < 20.0  # a fresh interpreter importing hls4ml, on a shared machine
     assert r.returncode == 2, r.stderr
     assert r.stderr.strip() == "codesign: error: hls4ml cannot express op Sin at relu0, relu1"

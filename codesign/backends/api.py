@@ -9,8 +9,9 @@ loads the model and dispatches, so a bad option is refused before anything is lo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from codesign.backends.compile import BACKENDS, CompileResult
 from codesign.errors import CodesignError
@@ -28,7 +29,7 @@ def _split(options: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
     return {k: options.pop(k) for k in keys if k in options and options[k] is not None}
 
 
-def compile(  # noqa: A001 - codesign.compile is the API's name
+def compile(
     model: Any,
     target: Any,
     backend: str = "hls4ml",

@@ -11,15 +11,15 @@ import contextlib
 import hashlib
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from codesign.backends.output import atomic_output_dir, check_destination
 from codesign.backends.progress import step
-from codesign.backends.verdict import Verdict
 from codesign.backends.targets import Target, get_target
+from codesign.backends.verdict import Verdict
 from codesign.errors import CodesignError
 from codesign.ir.model import Model
 

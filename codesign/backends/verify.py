@@ -201,7 +201,7 @@ def first_divergence(ir: Model, build: Any, x: np.ndarray, memory_gb: float | No
     """
     from qonnx.core.onnx_exec import execute_onnx
 
-    from codesign.backends.csim import csim_cost, memory_limited_build, memory_limit_gb, stack_bytes, with_stack
+    from codesign.backends.csim import csim_cost, memory_limit_gb, memory_limited_build, stack_bytes, with_stack
     from codesign.backends.hls4ml_backend import quiet
 
     hm, lowered = build.hls_model, build.lowered
