@@ -8,3 +8,10 @@ def load(source, **options):
     from codesign.frontends import load as _load
 
     return _load(source, **options)
+
+
+def compile(model, target, backend="hls4ml", **options):  # noqa: A001 - the public API's name
+    """Compile a model for an FPGA target (see :func:`codesign.backends.api.compile`)."""
+    from codesign.backends.api import compile as _compile
+
+    return _compile(model, target, backend, **options)

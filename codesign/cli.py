@@ -484,7 +484,7 @@ def compile(  # noqa: A001 - the command's name
     reuse_factor: Optional[list[str]] = typer.Option(None, "--reuse-factor", help="N (global) or LAYER=N; repeatable"),
     clock: Optional[float] = typer.Option(None, "--clock", help="clock period in ns (default: the target's)"),
     force: bool = typer.Option(False, "--force", help="replace an existing output folder"),
-    verify: bool = typer.Option(False, "--verify", help="hls4ml: build the C-simulation and compare with the reference"),
+    verify: bool = typer.Option(False, "--verify", help="hls4ml: C-simulate, rtl: simulate (iverilog), vs the reference; exit 3 if it fails"),
     samples: int = typer.Option(100, "--samples", help="samples for --verify"),
     latency_cutoff: float = typer.Option(5.0, "--latency-cutoff", help="rtl: da4ml delay (~ns) per pipeline stage"),
     hdl: str = typer.Option("verilog", "--hdl", help="rtl: verilog or vhdl"),
@@ -497,115 +497,77 @@ def compile(  # noqa: A001 - the command's name
         None, "--tolerance", help="float models: max abs output error (default: top-1 agreement >= 99.5%)"
     ),
 ) -> None:
-    """Compile a model for an FPGA target: an hls4ml project or a FINN build folder.
+    """Compile a model for an FPGA target: an hls4ml project, a FINN build folder or rtl (da4ml).
 
     A float model compiled with hls4ml first gets per-layer fixed-point types chosen on
     calibration data (``--calib``, else a synthetic N(0, 1) set, said so) to meet ``--tolerance``.
+    ``--verify`` exits 3 when the model misses what it must meet (bit-exact when power-of-two
+    quantized, else its tolerance).
     """
-    from codesign.backends.compile import BACKENDS, compile_finn, compile_hls4ml
+    import numpy as np
+
+    from codesign.backends.api import compile as compile_model
     from codesign.backends.targets import get_target
-    from codesign.errors import CodesignError
+    from codesign.errors import EXIT_VERIFY_FAILED, CodesignError
 
-    if backend not in BACKENDS:
-        raise CodesignError(f"--backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
-    tgt = get_target(target)
+    tgt = get_target(target)  # a bad target: one line, before loading
     rf, layer_rf = _parse_reuse(reuse_factor)
-    ir = load_for_cli(model, input_shape)
-    if backend == "rtl":
-        _compile_rtl(ir, tgt, output, model, force, verify, samples, latency_cutoff, hdl, synth, clock)
-        return
+    options: dict[str, Any] = {"clock_ns": clock}
     if backend == "hls4ml":
-        from codesign.backends.hls4ml_backend import Hls4mlOptions
-
-        opts = Hls4mlOptions(io=io, strategy=strategy, reuse_factor=rf or 1, layer_reuse=layer_rf, clock_ns=clock)
-        ir, float_ref = _select_float_precision(ir, tgt, calib, tolerance)
-        result = compile_hls4ml(
-            ir, tgt, output, options=opts, force=force, verify=verify, samples=samples, source=model,
-            float_reference=float_ref,
-        )  # fmt: skip
-    else:
-        import numpy as np
-
-        from codesign.backends.finn_backend import FinnOptions
-
-        if verify:
-            raise CodesignError("--verify builds hls4ml's C-simulation; FINN checks input.npy/expected_output.npy itself")
+        options.update(io=io, strategy=strategy, reuse_factor=rf or 1, layer_reuse=layer_rf, tolerance=tolerance,
+                       calib=_load_calibration(calib) if calib is not None else None)  # fmt: skip
+    elif backend == "rtl":
+        options.update(latency_cutoff=latency_cutoff, hdl=hdl, synth=synth)
+    elif backend == "finn":
         sample = None
         if inputs is not None:
             try:
                 sample = np.load(inputs)
             except (OSError, ValueError) as exc:
                 raise CodesignError(f"--inputs {inputs}: cannot read .npy ({exc})") from None
-        opts = FinnOptions(clock_ns=clock, target_fps=target_fps, reuse_factor=rf)
-        result = compile_finn(ir, tgt, output, options=opts, force=force, inputs=sample, source=model)
-    totals = result.manifest["cost"]["totals"]
-    typer.echo(
-        f"{result.backend} {'project' if backend == 'hls4ml' else 'build folder'} for {tgt.name} ({tgt.part}) "
-        f"written to {result.output}: {_fmt_num(totals['macs'])} MACs, {_fmt_num(totals['bops'])} BOPs"
-    )
+        options.update(target_fps=target_fps, reuse_factor=rf, inputs=sample)
+    result = compile_model(
+        model, tgt, backend, output=output, force=force, verify=verify, samples=samples,
+        input_shapes=parse_input_shapes(input_shape), log=typer.echo, **options,
+    )  # fmt: skip
+    for line in _result_lines(result):
+        typer.echo(line)
+    if result.passed is False:
+        fail(result.verdict_line or "verification failed", code=EXIT_VERIFY_FAILED)
+
+
+def _result_lines(result: Any) -> list[str]:
+    """What ``codesign compile`` prints about a finished project."""
+    from codesign.backends.verify import VerifyReport
+
+    tgt, m = result.target, result.manifest
+    if result.backend == "rtl":
+        info = m["rtl"]
+        lines = [f"rtl ({info['hdl']}) project for {tgt.name} ({tgt.part}) written to {result.output}: {info['stages']} "
+                 f"pipeline stages, da4ml cost {info['da4ml_cost']:.0f} adder bits, {info['reg_bits']} register bits"]  # fmt: skip
+        v = m.get("verify")
+        if v:
+            lines.append(f"verified {v['samples']} samples vs the reference: {v['interpreter']['mismatches']} mismatches "
+                         f"in da4ml's interpreter, {v['simulation']['mismatches']} in iverilog; latency "
+                         f"{v['latency_cycles']} clock cycles")  # fmt: skip
+        s = m.get("synth")
+        if s:
+            lines.append(f"{s['counted_by']}: LUT {s['LUT']}, FF {s['FF']}, CARRY {s['CARRY']}")
+        return lines
+    totals = m["cost"]["totals"]
+    lines = [f"{result.backend} {'project' if result.backend == 'hls4ml' else 'build folder'} for {tgt.name} "
+             f"({tgt.part}) written to {result.output}: {_fmt_num(totals['macs'])} MACs, {_fmt_num(totals['bops'])} BOPs"]  # fmt: skip
     if result.verify:
-        from codesign.backends.verify import VerifyReport
-
         keys = VerifyReport.__dataclass_fields__
-        typer.echo(VerifyReport(**{k: v for k, v in result.verify.items() if k in keys}).summary())
-    _echo_float_verify(result.manifest.get("verify_float"))
-
-
-def _compile_rtl(
-    ir: Any, tgt: Any, output: Path, model: Path, force: bool, verify: bool, samples: int, cutoff: float, hdl: str,
-    synth: bool, clock: Optional[float],
-) -> None:
-    """``compile --backend rtl``: da4ml RTL, optionally simulated (iverilog) and synthesised (yosys)."""
-    from codesign.backends.rtl_backend import RtlOptions, compile_rtl
-
-    opts = RtlOptions(latency_cutoff=cutoff, hdl=hdl, clock_ns=clock)
-    result = compile_rtl(ir, tgt, output, options=opts, force=force, verify=verify, samples=samples, synth=synth,
-                         source=model)  # fmt: skip
-    info = result.manifest["rtl"]
-    typer.echo(
-        f"rtl ({hdl}) project for {tgt.name} ({tgt.part}) written to {result.output}: {info['stages']} pipeline "
-        f"stages, da4ml cost {info['da4ml_cost']:.0f} adder bits, {info['reg_bits']} register bits"
-    )
-    v = result.manifest.get("verify")
-    if v:
-        typer.echo(
-            f"verified {v['samples']} samples vs the reference: {v['interpreter']['mismatches']} mismatches in da4ml's "
-            f"interpreter, {v['simulation']['mismatches']} in iverilog; latency {v['latency_cycles']} clock cycles"
-        )
-    s = result.manifest.get("synth")
-    if s:
-        typer.echo(f"{s['counted_by']}: LUT {s['LUT']}, FF {s['FF']}, CARRY {s['CARRY']}")
-
-
-def _select_float_precision(ir: Any, tgt: Any, calib: Optional[Path], tolerance: Optional[float]) -> tuple[Any, Any]:
-    """Float model -> (typed IR, FloatReference); quantized models pass through unchanged."""
-    from codesign.backends.compile import FloatReference
-    from codesign.errors import CodesignError
-    from codesign.passes.precision import SelectPrecision, is_float_model
-
-    data = _load_calibration(calib) if calib is not None else None
-    if not is_float_model(ir):
-        if calib is not None or tolerance is not None:
-            raise CodesignError("--calib/--tolerance choose types for float models; this model is already quantized")
-        return ir, None
-    if data is not None and not hasattr(data, "shape"):
-        raise CodesignError("--calib: give one array (N, ...) for the model's single input")
-    result = SelectPrecision(data, tolerance, target=tgt.part)(ir)
-    info = result.info
-    typer.echo(f"float model: per-layer fixed-point types chosen for {info.criterion.describe()} on {info.data_source}")
-    for layer, types in info.types.items():
-        typer.echo(f"  {layer}: " + ", ".join(f"{k} {v}" for k, v in types.items()))
-    return result.model, FloatReference(ir, info.inputs, info.to_dict())
-
-
-def _echo_float_verify(report: Optional[dict]) -> None:
-    if not report:
-        return
-    top1 = report.get("top1_agreement")
-    typer.echo(
-        f"vs the float model (onnxruntime) on {report['samples']} calibration inputs: "
-        f"max abs error {report['max_abs_error']:.3g}" + (f", top-1 agreement {top1:.2%}" if top1 is not None else "")
-    )
+        lines.append(VerifyReport(**{k: v for k, v in result.verify.items() if k in keys}).summary())
+    f = m.get("verify_float")
+    if f:
+        top1 = f.get("top1_agreement")
+        lines.append(f"vs the float model (onnxruntime) on {f['samples']} calibration inputs: max abs error "
+                     f"{f['max_abs_error']:.3g}" + (f", top-1 agreement {top1:.2%}" if top1 is not None else ""))  # fmt: skip
+    if result.passed:
+        lines.append(result.verdict_line)
+    return lines
 
 
 @app.command()

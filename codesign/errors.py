@@ -5,6 +5,11 @@ The CLI prints ``str(err)`` on stderr and exits 2; no traceback reaches a user f
 
 from __future__ import annotations
 
+#: Exit codes of the ``codesign`` command: user error (one line), internal error, failed ``--verify``.
+EXIT_USER_ERROR = 2
+EXIT_INTERNAL_ERROR = 1
+EXIT_VERIFY_FAILED = 3
+
 
 class CodesignError(Exception):
     """Base class of every error codesign reports to a user as one line."""

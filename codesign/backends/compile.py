@@ -7,15 +7,19 @@ folder and move it into place, and record what was compiled in ``codesign.json``
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from codesign.backends.output import atomic_output_dir, check_destination
+from codesign.backends.progress import step
 from codesign.backends.targets import Target, get_target
+from codesign.backends.verdict import Verdict
 from codesign.errors import CodesignError
 from codesign.ir.model import Model
 
@@ -32,10 +36,23 @@ class CompileResult:
     target: Target
     manifest: dict[str, Any]
     timings: dict[str, float] = field(default_factory=dict)
+    #: the lines a command line shows (float types chosen, io switch ...), also passed to ``log`` as they happen
+    messages: list[str] = field(default_factory=list)
 
     @property
     def verify(self) -> dict[str, Any] | None:
         return self.manifest.get("verify")
+
+    @property
+    def passed(self) -> bool | None:
+        """Whether ``--verify`` met what the model requires (None when not verified)."""
+        v = self.manifest.get("verdict")
+        return None if not v else bool(v["passed"])
+
+    @property
+    def verdict_line(self) -> str | None:
+        v = self.manifest.get("verdict")
+        return None if not v else Verdict(**v).line()
 
 
 def _sha256(path: Path | None) -> str | None:
@@ -92,6 +109,13 @@ def _jsonable(obj: Any) -> Any:
     return str(obj)
 
 
+Log = Callable[[str], None]
+
+
+def _quiet_log(line: str) -> None:
+    """The default ``log``: library callers get the lines in ``CompileResult.messages`` only."""
+
+
 @dataclass
 class FloatReference:
     """A float model, the calibration inputs its types were chosen on, and what the selection chose."""
@@ -100,6 +124,8 @@ class FloatReference:
     inputs: Any
     selection: dict[str, Any]
     verify: dict[str, Any] | None = None
+    #: the selection's tolerance (a ``codesign.passes.precision.Criterion``): what verification must meet
+    criterion: Any = None
 
     def check(self, ir: Model, build: Any) -> None:
         """C-simulation vs the float model (onnxruntime) on the calibration inputs."""
@@ -114,6 +140,35 @@ class FloatReference:
         return {"precision_selection": self.selection, "verify_float": self.verify}
 
 
+def select_float_precision(
+    ir: Model, target: Target, calib: Any = None, tolerance: float | None = None, log: Log = _quiet_log
+) -> tuple[Model, FloatReference | None]:
+    """Float model -> (typed IR, FloatReference); quantized models pass through unchanged.
+
+    Per-layer fixed-point types are chosen on ``calib`` (one array, N x input shape), else on a
+    synthetic N(0, 1) set (said so), to meet ``tolerance`` (else top-1 >= 99.5% / 1% of the peak).
+    """
+    from codesign.passes.precision import SelectPrecision, is_float_model
+
+    if not is_float_model(ir):
+        if calib is not None or tolerance is not None:
+            raise CodesignError("--calib/--tolerance choose types for float models; this model is already quantized")
+        return ir, None
+    if calib is not None and not hasattr(calib, "shape"):
+        raise CodesignError("--calib: give one array (N, ...) for the model's single input")
+    with step("float model: choosing per-layer fixed-point types"):
+        result = SelectPrecision(calib, tolerance, target=target.part)(ir)
+    info = result.info
+    log(f"float model: per-layer fixed-point types chosen for {info.criterion.describe()} on {info.data_source}")
+    for layer, types in info.types.items():
+        log(f"  {layer}: " + ", ".join(f"{k} {v}" for k, v in types.items()))
+    return result.model, FloatReference(ir, info.inputs, info.to_dict(), criterion=info.criterion)
+
+
+def _reuse_map(opts: Any) -> int | dict[str, int]:
+    return {"*": opts.reuse_factor, **opts.layer_reuse} if opts.layer_reuse else opts.reuse_factor
+
+
 def compile_hls4ml(
     ir: Model,
     target: str | Target,
@@ -125,60 +180,118 @@ def compile_hls4ml(
     samples: int = 100,
     source: Path | None = None,
     float_reference: FloatReference | None = None,
+    calib: Any = None,
+    tolerance: float | None = None,
+    csim_memory_gb: float | None = None,
+    choose_types: bool = False,
+    log: Log = _quiet_log,
 ) -> CompileResult:
     """Convert, write (and optionally C-simulate and verify) an hls4ml project at ``output``.
 
+    Order: options and destination checked, the model lowered and every op hls4ml cannot
+    express refused (seconds), the C-simulation's cost planned (io_stream for conv models too
+    large for io_parallel; refused over the g++ memory cap), a float model typed with
+    ``choose_types`` (on ``calib`` to meet ``tolerance``; or pass its ``float_reference``;
+    else hls4ml's default types), then hls4ml runs.
     ``float_reference``: the float model ``ir`` was typed from and its calibration inputs;
     with ``verify`` the C-simulation is also compared with it on those inputs.
     """
+    from dataclasses import replace
+
+    from codesign.backends import csim
     from codesign.backends import hls4ml_backend as hb
-    from codesign.backends.verify import verify_hls4ml
+    from codesign.backends.verdict import judge_hls4ml
+    from codesign.backends.verify import first_divergence, verify_hls4ml, verify_inputs
 
     tgt = target if isinstance(target, Target) else get_target(target)
     if "hls4ml" not in tgt.backends:
         raise CodesignError(f"target {tgt.name} does not support the hls4ml backend")
     opts = options or hb.Hls4mlOptions()
+    opts.check()
     if verify and samples < 1:
         raise CodesignError("--samples must be >= 1")
+    memory_gb = csim.memory_limit_gb(csim_memory_gb)
     final = Path(output).absolute()
     check_destination(final, force)
     timings: dict[str, float] = {}
+    messages: list[str] = []
+
+    def say(line: str) -> None:
+        messages.append(line)
+        log(line)
+
+    t0 = time.perf_counter()
+    with step("lowering the model for hls4ml"):
+        lowered = hb.lower_model(ir)  # refuses, naming every op and node hls4ml cannot express
+    timings["lower_s"] = time.perf_counter() - t0
+    cost = csim.csim_cost(lowered, _reuse_map(opts))  # a float model's lowering has the same layers
+    io, why = csim.plan_io(cost, opts.io, memory_gb if verify else float("inf"))
+    if why:
+        say(why)
+        opts = replace(opts, io=io)
+    if float_reference is None and choose_types:
+        t0 = time.perf_counter()
+        ir, float_reference = select_float_precision(ir, tgt, calib, tolerance, say)
+        if float_reference is not None:
+            timings["precision_s"] = time.perf_counter() - t0
     with atomic_output_dir(final, force) as tmp:
         t0 = time.perf_counter()
-        build = hb.convert(ir, tgt, opts, tmp)
+        with step("converting with hls4ml"), _lowered_once(hb, ir, lowered):
+            build = hb.convert(ir, tgt, opts, tmp)
         timings["convert_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        hb.write(build)
+        with step("writing the hls4ml project"):
+            hb.write(build)
         timings["write_s"] = time.perf_counter() - t0
-        report = None
+        report = verdict = None
         if verify:
             t0 = time.perf_counter()
-            hb.compile_csim(build)
+            with step(f"building the C-simulation (g++, at most {memory_gb:g} GiB)"), csim.memory_limited_build(memory_gb):
+                hb.compile_csim(build)
             timings["csim_build_s"] = time.perf_counter() - t0
             t0 = time.perf_counter()
-            report = verify_hls4ml(ir, build, samples)
-            if float_reference is not None:
-                float_reference.check(ir, build)
+            with step(f"C-simulating {samples} samples against the reference"):
+                report = verify_hls4ml(ir, build, samples)
+                if float_reference is not None:
+                    float_reference.check(ir, build)
+            verdict = judge_hls4ml(ir, report.to_dict(), float_reference.verify if float_reference else None,
+                                   float_reference.criterion if float_reference else None)  # fmt: skip
+            if not verdict.passed and report.mismatched:
+                with step("locating the first diverging layer (hls4ml trace: one more g++ build)"):
+                    x, _types = verify_inputs(ir, build, samples)
+                    report.divergence = first_divergence(ir, build, x[report.mismatched], memory_gb)
             timings["verify_s"] = time.perf_counter() - t0
         hb.fix_output_dir(tmp, final)
+        dropped = csim.relocate_libraries(tmp, final)
         build.lowered.save(tmp / "lowered.onnx")
         manifest = _manifest(
             ir, source, tgt, "hls4ml",
             {**opts.to_dict(), "clock_ns": build.clock_ns, "project_name": opts.project_name},
             {
-                "estimates": _estimates(
-                    ir, tgt, build.clock_ns, opts.strategy, {"*": opts.reuse_factor, **opts.layer_reuse}
-                    if opts.layer_reuse else opts.reuse_factor, "io_" + opts.io,
-                ),
+                "estimates": _estimates(ir, tgt, build.clock_ns, opts.strategy, _reuse_map(opts), "io_" + opts.io),
                 "precision": build.precision.to_dict(),
                 "hls4ml": {"version": _version("hls4ml"), "layers": build.layer_types()},
+                "csim": {"cost": {k: v for k, v in cost.to_dict().items() if k != "layers"}, "io_switch": why,
+                         "memory_limit_gb": memory_gb, "dropped_libraries": dropped},
                 "verify": report.to_dict() if report else None,
+                "verdict": verdict.to_dict() if verdict else None,
                 **(float_reference.to_manifest() if float_reference is not None else {}),
                 "timings": timings,
             },
         )  # fmt: skip
         _write_manifest(tmp, manifest)
-    return CompileResult(final, "hls4ml", tgt, manifest, timings)
+    return CompileResult(final, "hls4ml", tgt, manifest, timings, messages)
+
+
+@contextlib.contextmanager
+def _lowered_once(hb: Any, ir: Model, lowered: Model) -> Iterator[None]:
+    """Inside, the backend's ``lower_model(ir)`` returns the lowering already made for the refusal check."""
+    original = hb.lower_model
+    hb.lower_model = lambda model: lowered if model is ir else original(model)
+    try:
+        yield
+    finally:
+        hb.lower_model = original
 
 
 def compile_finn(
@@ -219,4 +332,5 @@ def _version(dist: str) -> str | None:
         return None
 
 
-__all__ = ["BACKENDS", "MANIFEST", "CompileResult", "compile_finn", "compile_hls4ml"]
+__all__ = ["BACKENDS", "MANIFEST", "CompileResult", "FloatReference", "compile_finn", "compile_hls4ml",
+           "select_float_precision"]  # fmt: skip

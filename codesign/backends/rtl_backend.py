@@ -322,6 +322,7 @@ def compile_rtl(
 ) -> Any:
     """Trace, write (and optionally simulate and synthesise) an RTL project at ``output``, atomically."""
     from codesign.backends.compile import CompileResult, _manifest, _version, _write_manifest
+    from codesign.backends.verdict import judge_rtl
 
     tgt = target if isinstance(target, Target) else get_target(target)
     opts = options or RtlOptions()
@@ -356,7 +357,8 @@ def compile_rtl(
         manifest = _manifest(
             ir, source, tgt, "rtl", opts.to_dict(),
             {"rtl": {**info, "da4ml": _version("da4ml"), "rounding": "QONNX ROUND = half to even, exact"},
-             "verify": report, "synth": synth_report, "timings": timings},
+             "verify": report, "verdict": judge_rtl(report).to_dict() if report else None, "synth": synth_report,
+             "timings": timings},
         )  # fmt: skip
         _write_manifest(tmp, manifest)
     return CompileResult(final, "rtl", tgt, manifest, timings)

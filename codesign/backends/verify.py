@@ -16,6 +16,8 @@ from codesign.backends.precision import DEFAULT_INPUT, Fixed
 from codesign.backends.reference import ReferenceExecutor
 from codesign.ir.model import Model
 
+#: Samples traced layer by layer when outputs differ (each one C-sim call with every layer's output saved).
+MAX_TRACED = 8
 #: Range and grid for inputs the IR does not type (float models): hls4ml's default input type.
 FLOAT_INPUT_TYPE = DEFAULT_INPUT
 
@@ -31,6 +33,12 @@ class VerifyReport:
     bit_exact_share: float
     argmax_agreement: float | None
     input_types: dict[str, str]
+    #: the largest |reference output| (what a relative tolerance is taken of)
+    reference_peak: float | None = None
+    #: indices of the first samples whose outputs differ (where a divergence is looked for)
+    mismatched: list[int] | None = None
+    #: the first hls4ml layer whose traced output differs from the IR's tensor there
+    divergence: dict[str, Any] | None = None
 
     @property
     def bit_exact(self) -> bool:
@@ -43,7 +51,12 @@ class VerifyReport:
 
     def summary(self) -> str:
         exact = "bit-exact" if self.bit_exact else f"{self.bit_exact_share:.2%} of outputs bit-exact"
-        return f"verified {self.samples} samples: {exact}, max abs diff {self.max_abs_diff:.3g}"
+        top1 = f", top-1 agreement {self.argmax_agreement:.2%}" if self.argmax_agreement is not None else ""
+        line = f"verified {self.samples} samples: {exact}, max abs diff {self.max_abs_diff:.3g}{top1}"
+        d = self.divergence
+        if d and d.get("layer"):
+            line += f"; first divergence at layer {d['layer']} ({d['class']}): max abs diff {d['max_abs_diff']:.3g}"
+        return line
 
 
 def sample_inputs(model: Model, types: dict[str, Fixed], n: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -90,8 +103,10 @@ def compare(reference: np.ndarray, got: np.ndarray, input_types: dict[str, str])
     out = np.asarray(got, dtype=np.float64).reshape(ref.shape)
     diff = np.abs(ref - out)
     argmax = None
-    if ref.ndim == 2 and ref.shape[1] > 1:
-        argmax = float(np.mean(ref.argmax(axis=1) == out.argmax(axis=1)))
+    flat_ref, flat_out = ref.reshape(len(ref), -1), out.reshape(len(ref), -1)
+    if ref.ndim >= 2 and flat_ref.shape[1] > 1 and max(ref.shape[1:]) == flat_ref.shape[1]:  # class scores
+        argmax = float(np.mean(flat_ref.argmax(axis=1) == flat_out.argmax(axis=1)))
+    bad = np.flatnonzero((flat_ref != flat_out).any(axis=1))[:MAX_TRACED].tolist()
     return VerifyReport(
         samples=int(ref.shape[0]),
         outputs=int(ref.size),
@@ -100,11 +115,19 @@ def compare(reference: np.ndarray, got: np.ndarray, input_types: dict[str, str])
         bit_exact_share=float(np.mean(ref == out)) if ref.size else 1.0,
         argmax_agreement=argmax,
         input_types=input_types,
+        reference_peak=float(np.abs(ref).max(initial=0.0)),
+        mismatched=bad,
     )
 
 
-def verify_hls4ml(ir: Model, build: Any, samples: int = 100, seed: int = 0) -> VerifyReport:
-    """hls4ml C-simulation (already compiled) vs the IR's reference execution."""
+def hls4ml_inputs(ir: Model, lowered: Model, x: np.ndarray) -> np.ndarray:
+    """IR-layout inputs ``x`` in the lowered (channels-last) layout hls4ml takes."""
+    in_perm = channels_perm(ir.shape(ir.inputs[0]), lowered.shape(lowered.inputs[0]))
+    return np.ascontiguousarray(x.transpose(in_perm) if in_perm else x)
+
+
+def verify_inputs(ir: Model, build: Any, samples: int, seed: int = 0) -> tuple[np.ndarray, dict[str, str]]:
+    """The verification's inputs (on the grid of hls4ml's input type) and that type by input name."""
     lowered = build.lowered
     if len(ir.inputs) != 1 or len(ir.outputs) != 1:
         from codesign.errors import CodesignError
@@ -112,22 +135,28 @@ def verify_hls4ml(ir: Model, build: Any, samples: int = 100, seed: int = 0) -> V
         raise CodesignError("--verify supports models with one input and one output")
     given = build.precision.input.get(lowered.inputs[0])
     types = {ir.inputs[0]: given} if given is not None else {}
-    feeds = sample_inputs(ir, types, samples, seed)
-    x = feeds[ir.inputs[0]]
-    ref = reference_outputs(ir, x)
-    got = hls4ml_outputs(ir, build, x)
-    return compare(ref, got, {ir.inputs[0]: (given or FLOAT_INPUT_TYPE).hls()})
+    x = sample_inputs(ir, types, samples, seed)[ir.inputs[0]]
+    return x, {ir.inputs[0]: (given or FLOAT_INPUT_TYPE).hls()}
+
+
+def verify_hls4ml(ir: Model, build: Any, samples: int = 100, seed: int = 0) -> VerifyReport:
+    """hls4ml C-simulation (already compiled) vs the IR's reference execution."""
+    x, types = verify_inputs(ir, build, samples, seed)
+    return compare(reference_outputs(ir, x), hls4ml_outputs(ir, build, x), types)
 
 
 def hls4ml_outputs(ir: Model, build: Any, x: np.ndarray) -> np.ndarray:
-    """The C-simulation's output for IR-layout inputs ``x``, in the IR's output layout."""
+    """The C-simulation's output for IR-layout inputs ``x``, in the IR's output layout.
+
+    ``predict`` runs in a thread whose stack holds the largest layer (hls4ml keeps its arrays there).
+    """
+    from codesign.backends.csim import csim_cost, stack_bytes, with_stack
     from codesign.backends.hls4ml_backend import quiet
 
     lowered = build.lowered
-    in_perm = channels_perm(ir.shape(ir.inputs[0]), lowered.shape(lowered.inputs[0]))
-    hx = np.ascontiguousarray(x.transpose(in_perm) if in_perm else x)
+    hx = hls4ml_inputs(ir, lowered, x)
     with quiet():
-        got = np.asarray(build.hls_model.predict(hx))
+        got = np.asarray(with_stack(lambda: build.hls_model.predict(hx), stack_bytes(csim_cost(lowered))))
     got = got.reshape((len(x), *lowered.shape(lowered.outputs[0])[1:]))
     if lowered.dtype(lowered.outputs[0]).name == "BIPOLAR" and np.isin(got, (0.0, 1.0)).all():
         got = 2.0 * got - 1.0  # hls4ml carries bipolar values as one bit, 0 meaning -1
@@ -137,6 +166,87 @@ def hls4ml_outputs(ir: Model, build: Any, x: np.ndarray) -> np.ndarray:
     return got
 
 
+def _layer_key(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name).strip("_").lower()
+
+
+def _name_keys(name: str) -> list[str]:
+    """IR node names an hls4ml layer may come from: its own, or without the prefix/suffix hls4ml adds
+    (``Dense_<node>`` for a fused MatMul+Add, ``<node>_act`` for a quantizer made an activation)."""
+    keys = [_layer_key(name)]
+    if "_" in name:
+        keys += [_layer_key(name.split("_", 1)[1]), _layer_key(name.rsplit("_", 1)[0])]
+    return keys
+
+
+def _candidates(lowered: Model, node: Any, stops: set[str]) -> list[str]:
+    """Tensors an hls4ml layer named after ``node`` may hold: its output and the single-consumer
+    chain after it (a bias Add or requantizer hls4ml fused into the layer), up to the next layer."""
+    out, seen = [], 0
+    while node is not None and seen < 8:
+        out.append(node.output[0])
+        consumers = lowered.consumers(node.output[0])
+        if len(consumers) != 1 or _layer_key(consumers[0].name) in stops:
+            break
+        node, seen = consumers[0], seen + 1
+    return out
+
+
+def first_divergence(ir: Model, build: Any, x: np.ndarray, memory_gb: float | None = None) -> dict[str, Any] | None:
+    """The first hls4ml layer (in dataflow order) whose traced C-sim output differs from the IR's.
+
+    hls4ml's ``trace`` (a C-sim rebuilt with every layer's output saved) is compared with the
+    lowered IR run by qonnx with every intermediate tensor kept; a layer is matched to the IR
+    node of its name and the tensors fused into it. None when nothing could be matched.
+    """
+    from qonnx.core.onnx_exec import execute_onnx
+
+    from codesign.backends.csim import csim_cost, memory_limit_gb, memory_limited_build, stack_bytes, with_stack
+    from codesign.backends.hls4ml_backend import quiet
+
+    hm, lowered = build.hls_model, build.lowered
+    hx = hls4ml_inputs(ir, lowered, x)
+    layers = list(hm.get_layers())
+    for layer in layers:
+        layer.set_attr("trace", True)
+    try:
+        with quiet(), memory_limited_build(memory_limit_gb(memory_gb)):
+            _, traces = with_stack(lambda: hm.trace(hx), stack_bytes(csim_cost(lowered)))
+        contexts = [execute_onnx(lowered.wrapper, {lowered.inputs[0]: hx[i : i + 1]}, return_full_exec_context=True)
+                    for i in range(len(hx))]  # fmt: skip
+    except Exception as exc:  # noqa: BLE001 - locating is a diagnosis: never fail the verification over it
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        return {"layer": None, "note": f"could not trace the layers: {type(exc).__name__}: {first}"}
+    finally:
+        for layer in layers:
+            layer.set_attr("trace", False)
+        hm.config.trace_output = False
+        with quiet():
+            hm.write()  # the shipped sources without the trace hooks (the loaded library keeps working)
+    nodes = {_layer_key(n.name): n for n in lowered.graph.node}
+    stops = {k for layer in layers for k in _name_keys(layer.name)}
+    matched = 0
+    for layer in layers:
+        node = next((nodes[k] for k in _name_keys(layer.name) if k in nodes), None)
+        data = traces.get(layer.name)
+        if node is None or data is None:
+            continue
+        got = np.asarray(data, dtype=np.float64).reshape(len(hx), -1)
+        diffs = []
+        for tensor in _candidates(lowered, node, stops):
+            ref = np.stack([np.asarray(c[tensor], dtype=np.float64).ravel() for c in contexts])
+            if ref.shape == got.shape:
+                diffs.append(float(np.abs(ref - got).max(initial=0.0)))
+        if not diffs:
+            continue
+        matched += 1
+        if min(diffs) > 0:
+            return {"layer": layer.name, "class": layer.class_name, "max_abs_diff": min(diffs), "samples": len(hx),
+                    "layers_matched_before": matched - 1}  # fmt: skip
+    return {"layer": None, "note": f"{matched} layers matched the IR exactly; the difference arises after them"}
+
+
 __all__ = [
-    "VerifyReport", "channels_perm", "compare", "hls4ml_outputs", "reference_outputs", "sample_inputs", "verify_hls4ml",
+    "MAX_TRACED", "VerifyReport", "channels_perm", "compare", "first_divergence", "hls4ml_inputs", "hls4ml_outputs",
+    "reference_outputs", "sample_inputs", "verify_hls4ml", "verify_inputs",
 ]  # fmt: skip

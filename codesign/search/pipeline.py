@@ -117,8 +117,7 @@ def compile_chosen(cfg: PipelineConfig, run_dir: Path, log: Callable[[str], None
                    front: str = "local") -> dict[str, Any]:  # fmt: skip
     """Compile the chosen model of the ``local`` (or ``global``) front for the config's target with
     every configured backend (hls4ml: C-simulated and verified); write chosen.json."""
-    from codesign.backends.compile import compile_finn, compile_hls4ml
-    from codesign.backends.hls4ml_backend import Hls4mlOptions
+    from codesign.backends.api import compile as compile_model
     from codesign.frontends import load
 
     if not cfg.space.target:
@@ -134,17 +133,19 @@ def compile_chosen(cfg: PipelineConfig, run_dir: Path, log: Callable[[str], None
     ir = load(onnx_path)
     res = None
     if "hls4ml" in cfg.compile.backends:
-        opts = Hls4mlOptions(strategy=cfg.compile.strategy, reuse_factor=cfg.compile.reuse_factor)
-        res = compile_hls4ml(
-            ir, cfg.space.target, run_dir / HLS_DIR, options=opts, force=True, verify=True,
-            samples=cfg.compile.samples, source=onnx_path,
+        res = compile_model(
+            ir, cfg.space.target, "hls4ml", output=run_dir / HLS_DIR, force=True, verify=True,
+            samples=cfg.compile.samples, source=onnx_path, strategy=cfg.compile.strategy,
+            reuse_factor=cfg.compile.reuse_factor, log=log,
         )  # fmt: skip
     finn = None
     if "finn" in cfg.compile.backends:
-        finn = compile_finn(ir, cfg.space.target, run_dir / FINN_DIR, force=True, source=onnx_path).manifest.get("finn")
+        finn = compile_model(ir, cfg.space.target, "finn", output=run_dir / FINN_DIR, force=True,
+                             source=onnx_path).manifest.get("finn")  # fmt: skip
     chosen = {
         "model": row, "file": row["file"], "front": front, "target": cfg.space.target, "tolerance": cfg.compile.tolerance,
         "project": HLS_DIR if res is not None else None, "verify": res.verify if res is not None else None,
+        "verdict": res.manifest.get("verdict") if res is not None else None,
         "estimates": res.manifest.get("estimates") if res is not None else None,
         "timings": res.timings if res is not None else {}, "finn": {"folder": FINN_DIR, **finn} if finn else None,
     }  # fmt: skip
