@@ -141,9 +141,9 @@ def compile_hls4ml(
     if verify and samples < 1:
         raise CodesignError("--samples must be >= 1")
     final = Path(output).absolute()
-    check_destination(final, force)
+    check_destination(final, force, keep=source)
     timings: dict[str, float] = {}
-    with atomic_output_dir(final, force) as tmp:
+    with atomic_output_dir(final, force, keep=source) as tmp:
         t0 = time.perf_counter()
         build = hb.convert(ir, tgt, opts, tmp)
         timings["convert_s"] = time.perf_counter() - t0
@@ -199,9 +199,9 @@ def compile_finn(
         raise CodesignError(f"target {tgt.name} does not support the FINN backend")
     opts = options or fb.FinnOptions()
     final = Path(output).absolute()
-    check_destination(final, force)
+    check_destination(final, force, keep=source)
     timings: dict[str, float] = {}
-    with atomic_output_dir(final, force) as tmp:
+    with atomic_output_dir(final, force, keep=source) as tmp:
         t0 = time.perf_counter()
         info = fb.write_folder(ir, tgt, opts, tmp, inputs=inputs)
         timings["write_s"] = time.perf_counter() - t0
