@@ -24,8 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from fuzz.mutators import FAMILIES, MODEL, Mutant, base_mutant, generate  # noqa: E402
-from fuzz.runner import CLASSES, GOOD, Outcome, preload, register_bases, run_all  # noqa: E402
+from fuzz.mutators import FAMILIES, MODEL, Mutant, base_mutant, generate
+from fuzz.runner import CLASSES, GOOD, Outcome, preload, register_bases, run_all
 
 SHARED = Path(os.environ.get("CODESIGN_SHARED", ROOT.parent / "shared"))
 
@@ -77,10 +77,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--families", default=",".join(FAMILIES), help="comma-separated mutant families")
     ap.add_argument("--timeout", type=float, default=60.0, help="seconds per mutant")
     ap.add_argument("--mem-mb", type=int, default=4096, help="RLIMIT_AS of each child, MiB")
+    ap.add_argument("--backends", default="hls4ml,rtl", help="compile stages to run: hls4ml, rtl")
     ap.add_argument("--jobs", type=int, default=2, help="mutants run at once")
     ap.add_argument("--budget-s", type=float, default=None, help="stop each stage when this much time is spent")
     ap.add_argument("--json", type=Path, default=None, help="write every outcome here")
+    ap.add_argument("--from-json", type=Path, default=None, help="print the tables of a saved --json run and exit")
     args = ap.parse_args(argv)
+    if args.from_json:
+        for name, rows in json.loads(args.from_json.read_text()).items():
+            print(table([Outcome(Mutant(r["family"], r["label"], r["base"], {}), name, r["class"], r["code"], r["seconds"],
+                                 r["max_rss_mb"], r["stderr"]) for r in rows], f"{name} (from {args.from_json})"))  # fmt: skip
+        return 0
 
     models = sorted((SHARED / "models").rglob("*.onnx"))
     if not models:
@@ -103,9 +110,14 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, list[dict]] = {}
     bad_total = 0
     for name, command, total, salt in stages:
-        if total <= 0:
+        if total <= 0 or (name in ("hls4ml", "rtl") and name not in args.backends.split(",")):
             continue
-        mutants: list[Mutant] = generate(models, spread(total, len(models), fams), args.seed * 10 + salt, SHARED / "models")
+        per = spread(total, len(models), fams)
+        while True:  # some families make fewer mutants of some models (no weights to externalise): top up
+            mutants: list[Mutant] = generate(models, per, args.seed * 10 + salt, SHARED / "models")
+            if len(mutants) >= total:
+                break
+            per = {f: n + max(1, n // 10) for f, n in per.items()}
         # interleave models and families so a budget-cut run still covers all of them
         mutants.sort(key=lambda m: zlib.crc32(f"{m.family}|{m.base}|{m.label}|{len(m.files[MODEL])}".encode()))
         mutants = mutants[: max(total, 1)]
@@ -117,16 +129,20 @@ def main(argv: list[str] | None = None) -> int:
                 break
             outcomes += run_all(mutants[start : start + 50], command, args.timeout, args.mem_mb, jobs=args.jobs)
             bad = sum(o.cls not in GOOD for o in outcomes)
-            print(f"  {name}: {len(outcomes)}/{len(mutants)} mutants, {bad} bad, {time.monotonic() - t0:.0f} s", flush=True)
+            print(
+                f"  {name}: {len(outcomes)}/{len(mutants)} mutants, {bad} bad, {time.monotonic() - t0:.0f} s",
+                flush=True,
+            )
+            report[name] = [
+                {"family": o.mutant.family, "base": o.mutant.base, "label": o.mutant.label, "class": o.cls,
+                 "code": o.code, "seconds": round(o.seconds, 2), "max_rss_mb": round(o.max_rss_mb),
+                 "stderr": o.stderr[-2000:]}
+                for o in outcomes
+            ]  # fmt: skip
+            if args.json:  # after every chunk: a run cut short keeps what it measured
+                args.json.write_text(json.dumps(report, indent=1))
         print(table(outcomes, f"{name} ({time.monotonic() - t0:.0f} s, seed {args.seed})"), flush=True)
         bad_total += sum(o.cls not in GOOD for o in outcomes)
-        report[name] = [
-            {"family": o.mutant.family, "base": o.mutant.base, "label": o.mutant.label, "class": o.cls, "code": o.code,
-             "seconds": round(o.seconds, 2), "max_rss_mb": round(o.max_rss_mb), "stderr": o.stderr[-2000:]}
-            for o in outcomes
-        ]  # fmt: skip
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=1))
     return 1 if bad_total else 0
 
 

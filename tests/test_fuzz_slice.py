@@ -15,10 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import MODELS, all_shared_models, require_shared
-from onnx import TensorProto, helper, numpy_helper
-
 from fuzz.mutators import FAMILIES, MODEL, Mutant, base_mutant, generate
 from fuzz.runner import GOOD, OK, REFUSED, preload, register_bases, run_all, run_one
+from onnx import TensorProto, helper, numpy_helper
 
 SEED = 2024
 PER_FAMILY = 8  # mutants per family in the slice
@@ -27,11 +26,11 @@ SMALL = 64_000  # bytes: the slice draws from the shared models up to this size 
 
 #: Bad classes each family still shows on main (to be emptied by issue 15 item 2, then KNOWN flips to {}).
 KNOWN: dict[str, set[str]] = {
-    "bytes": {"internal", "multiline"},
+    "bytes": set(),
     "attr": {"accepted-invalid", "internal", "multiline", "memory", "timeout"},
-    "extdata": {"internal", "accepted-invalid"},
-    "names": {"internal", "wrong-result"},
-    "graph": {"internal", "accepted-invalid", "multiline", "timeout"},
+    "extdata": {"internal"},
+    "names": set(),
+    "graph": {"accepted-invalid", "internal", "multiline", "timeout"},
 }
 
 
@@ -127,7 +126,9 @@ def _quant_mlp(bits: int, scale_exp: int, signed: int, narrow: int) -> bytes:
     nodes.append(helper.make_node("MatMul", ["qx_o", "qw_o"], ["y"], name="mm"))
     graph = helper.make_graph(nodes, "q", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], inits)  # fmt: skip
-    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("qonnx.custom_op.general", 1)])
+    m = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("qonnx.custom_op.general", 1)]
+    )
     m.ir_version = 8
     return m.SerializeToString()
 

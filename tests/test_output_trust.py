@@ -102,7 +102,9 @@ with out.atomic_output_dir(Path(sys.argv[1]), force=True) as tmp:
 
 def test_kill_between_the_two_renames_is_recovered_on_next_start(tmp_path):
     dest = _build(tmp_path / "prj", "good old build")
-    proc = subprocess.run([sys.executable, "-c", KILL_BETWEEN_RENAMES, str(dest)], env=ENV, capture_output=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", KILL_BETWEEN_RENAMES, str(dest)], check=False, env=ENV, capture_output=True
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     assert not dest.exists()  # the kill left the good build hidden ...
     hidden = _hidden(tmp_path)
@@ -130,7 +132,7 @@ def test_cli_compile_force_dot_keeps_the_model(tmp_path):
     src = tmp_path / "mlp.onnx"
     src.write_bytes(mlp_proto().SerializeToString())
     proc = subprocess.run([sys.executable, "-m", "codesign.cli", "compile", "mlp.onnx", "-t", "vu13p", "-o", ".",
-                           "--force"], cwd=tmp_path, env=ENV, capture_output=True, text=True)  # fmt: skip
+                           "--force"], check=False, cwd=tmp_path, env=ENV, capture_output=True, text=True)  # fmt: skip
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.count("\n") == 1 and "holds the input model" in proc.stderr, proc.stderr
     assert src.is_file()
@@ -168,7 +170,7 @@ def test_second_search_on_a_locked_run_folder_exits_with_one_line(tmp_path):
             run_search(parse_space(spec), run, trials=4, resume=True)
         (tmp_path / "space.yaml").write_text(__import__("yaml").safe_dump(spec))
         proc = subprocess.run([sys.executable, "-m", "codesign.cli", "search", str(tmp_path / "space.yaml"), "-o",
-                               str(run), "--resume", "--trials", "4"], env=ENV, capture_output=True, text=True)  # fmt: skip
+                               str(run), "--resume", "--trials", "4"], check=False, env=ENV, capture_output=True, text=True)  # fmt: skip
         assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "in use by another" in proc.stderr, proc.stderr
     finally:
         holder.kill()

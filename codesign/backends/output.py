@@ -35,7 +35,7 @@ def _start_time(pid: int) -> float | None:
     """When process ``pid`` started (seconds since the epoch), from /proc; None where unknown."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-        ticks = int(stat[stat.rindex(")") + 2:].split()[19])  # field 22: start time in clock ticks after boot
+        ticks = int(stat[stat.rindex(")") + 2 :].split()[19])  # field 22: start time in clock ticks after boot
         btime = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
                      if line.startswith("btime "))  # fmt: skip
         return btime + ticks / os.sysconf("SC_CLK_TCK")
@@ -80,7 +80,7 @@ def clean_stale(dest: Path) -> list[Path]:
     except OSError:
         return done
     for path in siblings:
-        kind = path.name[len(dest.name) + 2:].split("-", 1)[0]
+        kind = path.name[len(dest.name) + 2 :].split("-", 1)[0]
         if kind not in (TMP, OLD) or not path.is_dir() or path.is_symlink() or _owner_alive(path):
             continue
         hidden = path / dest.name
@@ -108,6 +108,13 @@ def _holds(folder: Path, path: Path) -> bool:
     return path == folder or folder in path.parents
 
 
+def _cwd() -> Path | None:
+    try:
+        return Path.cwd()
+    except OSError:  # the current folder was deleted under us
+        return None
+
+
 def check_destination(dest: Path, force: bool, keep: Path | None = None) -> None:
     """Refuse an existing destination without ``force``, one that is not a folder, or one holding ``keep``.
 
@@ -120,7 +127,7 @@ def check_destination(dest: Path, force: bool, keep: Path | None = None) -> None
             raise OutputError(f"output {dest} exists and is not a folder; choose another -o")
         if not force:
             raise OutputError(f"output folder {dest} already exists; pass --force to replace it")
-        for protected, what in ((keep, "the input model"), (Path.cwd(), "the current folder")):
+        for protected, what in ((keep, "the input model"), (_cwd(), "the current folder")):
             if protected is not None and _holds(dest, Path(protected)):
                 raise OutputError(f"--force would delete {dest}, which holds {what} ({protected}); choose another -o")
 

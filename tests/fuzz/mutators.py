@@ -127,6 +127,7 @@ def attr_family(base: str, m: onnx.ModelProto, rng: random.Random) -> Iterator[M
         quant_input(1, QUANT_SCALES, "scale")
         quant_input(2, [math.nan, math.inf], "zero_point")
         for attr, values in (("signed", [5, -1]), ("narrow", [7]), ("rounding_mode", ["JUNK", "", "ROUND;rm -rf"])):
+
             def make(c: onnx.ModelProto, attr=attr, values=values) -> str | None:
                 node, v = rng.choice([n for n in c.graph.node if n.op_type == "Quant"]), rng.choice(values)
                 _set_attr(node, attr, v)
@@ -134,6 +135,7 @@ def attr_family(base: str, m: onnx.ModelProto, rng: random.Random) -> Iterator[M
 
             makers.append(make)
     if convs:
+
         def conv_group(c: onnx.ModelProto) -> str:
             node, v = rng.choice([n for n in c.graph.node if n.op_type == "Conv"]), rng.choice([0, -1, 2**31 - 1])
             _set_attr(node, "group", v)
@@ -208,8 +210,13 @@ def extdata_family(base: str, m: onnx.ModelProto, rng: random.Random) -> Iterato
         ("offset past end", {"location": "w.bin", "offset": str(n), "length": str(n)}, "refuse", {"m/w.bin": data}, {}),
         ("length -1", {"location": "w.bin", "offset": "0", "length": "-1"}, "refuse", {"m/w.bin": data}, {}),
         ("length huge", {"location": "w.bin", "offset": "0", "length": str(2**62)}, "refuse", {"m/w.bin": data}, {}),
-        ("length short", {"location": "w.bin", "offset": "0", "length": str(max(n // 2, 1))}, "refuse",
-         {"m/w.bin": data}, {}),
+        (
+            "length short",
+            {"location": "w.bin", "offset": "0", "length": str(max(n // 2, 1))},
+            "refuse",
+            {"m/w.bin": data},
+            {},
+        ),
         ("length junk", {"location": "w.bin", "offset": "0", "length": "12abc"}, "refuse", {"m/w.bin": data}, {}),
         ("file short", {"location": "w.bin"}, "refuse", {"m/w.bin": data[: n // 2]}, {}),
         ("escape ../", {"location": "../secret.bin", "offset": "0", "length": str(n)}, "refuse", secret, {}),
@@ -232,8 +239,25 @@ def extdata_family(base: str, m: onnx.ModelProto, rng: random.Random) -> Iterato
 
 # ------------------------------------------------------------------ names
 NAMES = [
-    "δ_ü/名前", "a b", "x;rm -rf ~", "$(touch pwned)", "`id`", "'\"", "</script><script>alert(1)</script>",
-    "%s%n%x", "..", "../../etc/passwd", "a\nb", "\t", "CON", "1abc", "-rf", "{{7*7}}", "\\\\", "a" * 5000, "",
+    "δ_ü/名前",
+    "a b",
+    "x;rm -rf ~",
+    "$(touch pwned)",
+    "`id`",
+    "'\"",
+    "</script><script>alert(1)</script>",
+    "%s%n%x",
+    "..",
+    "../../etc/passwd",
+    "a\nb",
+    "\t",
+    "CON",
+    "1abc",
+    "-rf",
+    "{{7*7}}",
+    "\\\\",
+    "a" * 5000,
+    "",
 ]
 
 
@@ -305,7 +329,9 @@ def graph_family(base: str, m: onnx.ModelProto, rng: random.Random) -> Iterator[
             else:
                 n.input.append("fz_nowhere")
         elif kind == "drop-node" and len(g.node) > 1:
-            producers = [i for i, n in enumerate(g.node) if any(o in {x for k in g.node for x in k.input} for o in n.output)]
+            producers = [
+                i for i, n in enumerate(g.node) if any(o in {x for k in g.node for x in k.input} for o in n.output)
+            ]
             if not producers:
                 continue
             del g.node[rng.choice(producers)]

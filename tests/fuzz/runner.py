@@ -87,8 +87,8 @@ def classify(code: int | None, signum: int | None, stderr: str, expect: str, tim
 
 def preload(commands: set[str]) -> None:
     """Import in the parent what every child needs, so forks start warm."""
-    import codesign.cli  # noqa: F401
-    import codesign.frontends  # noqa: F401
+    import codesign.cli
+    import codesign.frontends
     import codesign.passes.cost  # noqa: F401
 
     if "compile" in commands:
@@ -96,7 +96,7 @@ def preload(commands: set[str]) -> None:
                     "hls4ml", "da4ml"):  # fmt: skip
             try:
                 __import__(mod)
-            except Exception:  # noqa: BLE001 - a missing backend shows up as the mutants' outcome
+            except Exception:  # noqa: BLE001, S110 - a missing backend shows up as the mutants' outcome
                 pass
 
 
@@ -105,6 +105,12 @@ def _child(argv: list[str], cwd: Path, out: Path, err: Path, mem_mb: int) -> Non
     code = 70
     try:
         os.setsid()
+        try:  # die with the parent (a killed benchmark leaves no children behind)
+            import ctypes
+
+            ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
         resource.setrlimit(resource.RLIMIT_AS, (mem_mb << 20, mem_mb << 20))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         for fd, path in ((1, out), (2, err)):
