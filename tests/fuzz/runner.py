@@ -29,9 +29,13 @@ MEMORY = "memory"  # hit the RLIMIT_AS cap (MemoryError, bad_alloc) or its RSS w
 SIGNAL = "signal"
 TIMEOUT = "timeout"
 OTHER_EXIT = "other-exit"
+HALF_WRITTEN = "half-written"  # a failed compile left its -o folder, or the next run could not clean up after it
 WRONG = "wrong-result"  # exit 0 with totals other than the unmutated model's (a rename changed the cost)
 GOOD = (OK, REFUSED)
-CLASSES = (OK, REFUSED, ACCEPTED_INVALID, WRONG, INTERNAL, MULTILINE, TRACEBACK, MEMORY, SIGNAL, TIMEOUT, OTHER_EXIT)
+CLASSES = (
+    OK, REFUSED, ACCEPTED_INVALID, WRONG, INTERNAL, MULTILINE, TRACEBACK, MEMORY, SIGNAL, TIMEOUT, OTHER_EXIT,
+    HALF_WRITTEN,
+)  # fmt: skip
 
 MEMORY_MARKS = ("MemoryError", "Unable to allocate", "bad_alloc", "Cannot allocate memory", "out of memory")
 
@@ -192,7 +196,20 @@ def _poll(r: _Running, block: bool = False) -> Outcome | None:
     rss_mb = usage.ru_maxrss / 1024
     cls = classify(None if signum else code, signum, stderr, r.mutant.expect, timed_out, rss_mb, r.mem_mb)
     stdout = out.read_text(errors="replace")[:1_000_000] if out.exists() else ""
+    if any("{out}" in a for a in r.command) and not _output_whole(r.workdir / "out", code == 0):
+        cls = HALF_WRITTEN
     return Outcome(r.mutant, r.command[0], cls, code, seconds, rss_mb, stderr, stdout)
+
+
+def _output_whole(dest: Path, succeeded: bool) -> bool:
+    """A compile's -o folder is there (with its manifest) iff it succeeded; what a killed one left, the next
+    run's clean-up removes."""
+    from codesign.backends.output import clean_stale
+
+    if succeeded != (dest / "codesign.json").is_file() or (not succeeded and dest.exists()):
+        return False
+    clean_stale(dest)  # what the next run into this folder does first
+    return not [p for p in dest.parent.iterdir() if p.name.startswith(f".{dest.name}.")]
 
 
 def run_one(mutant: Mutant, command: list[str], workdir: Path, timeout: float = 60.0, mem_mb: int = 4096) -> Outcome:
