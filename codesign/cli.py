@@ -757,8 +757,9 @@ def _search_global(spec: Any, data: Any, output: Optional[Path], trials: Optiona
         TimeRemainingColumn,
     )
 
-    from codesign.search.run import run_search
+    from codesign.search.run import check_unlocked, run_search
 
+    check_unlocked(output, spec)
     total = trials or spec.search.trials
     if spec.search.method == "darts":
         from codesign.search.darts import planned_trials

@@ -212,7 +212,7 @@ def compile_hls4ml(
         raise CodesignError("--samples must be >= 1")
     memory_gb = csim.memory_limit_gb(csim_memory_gb)
     final = Path(output).absolute()
-    check_destination(final, force)
+    check_destination(final, force, keep=source)
     timings: dict[str, float] = {}
     messages: list[str] = []
 
@@ -234,7 +234,7 @@ def compile_hls4ml(
         ir, float_reference = select_float_precision(ir, tgt, calib, tolerance, say)
         if float_reference is not None:
             timings["precision_s"] = time.perf_counter() - t0
-    with atomic_output_dir(final, force) as tmp:
+    with atomic_output_dir(final, force, keep=source) as tmp:
         t0 = time.perf_counter()
         with step("converting with hls4ml"), _lowered_once(hb, ir, lowered):
             build = hb.convert(ir, tgt, opts, tmp)
@@ -312,9 +312,9 @@ def compile_finn(
         raise CodesignError(f"target {tgt.name} does not support the FINN backend")
     opts = options or fb.FinnOptions()
     final = Path(output).absolute()
-    check_destination(final, force)
+    check_destination(final, force, keep=source)
     timings: dict[str, float] = {}
-    with atomic_output_dir(final, force) as tmp:
+    with atomic_output_dir(final, force, keep=source) as tmp:
         t0 = time.perf_counter()
         info = fb.write_folder(ir, tgt, opts, tmp, inputs=inputs)
         timings["write_s"] = time.perf_counter() - t0

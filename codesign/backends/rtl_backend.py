@@ -297,10 +297,14 @@ def yosys_counts(cells: dict[str, int]) -> dict[str, Any]:
 def synthesize(folder: Path, top: str) -> dict[str, Any]:
     """``yosys synth_xilinx -family xcup -flatten`` of the written Verilog; yosys' own cell counts."""
     yosys = require_tool("yosys")
-    files = " ".join(str(p) for p in verilog_sources(folder, top))
+    # yosys runs in ``folder`` on paths relative to it: the output path (spaces, ``;``...) never enters the script
+    names = [str(p.relative_to(folder)) for p in verilog_sources(folder, top)]
+    files = " ".join(names)
+    if not all(re.fullmatch(r"[\w./-]+", n) for n in names + [top]):
+        raise CodesignError(f"yosys: refusing unsafe Verilog file names or top {top!r} in the script")
     script = f"read_verilog -sv {files}; synth_xilinx -family xcup -flatten -top {top}; tee -o /dev/stdout stat"
     t0 = time.perf_counter()
-    res = subprocess.run([yosys, "-q", "-p", script], check=False, capture_output=True, text=True)
+    res = subprocess.run([yosys, "-q", "-p", script], check=False, capture_output=True, text=True, cwd=folder)
     if res.returncode:
         raise CodesignError(f"yosys failed: {(res.stderr or res.stdout).strip().splitlines()[-1]}")
     (folder / "yosys_stat.txt").write_text(res.stdout)
@@ -336,9 +340,9 @@ def compile_rtl(
     if synth:
         require_tool("yosys")
     final = Path(output).absolute()
-    check_destination(final, force)
+    check_destination(final, force, keep=source)
     timings: dict[str, float] = {}
-    with atomic_output_dir(final, force) as tmp:
+    with atomic_output_dir(final, force, keep=source) as tmp:
         t0 = time.perf_counter()
         comb, pipe = trace(ir, opts)
         timings["trace_s"] = time.perf_counter() - t0

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -174,7 +175,7 @@ def run_pipeline(
     :func:`codesign.search.run.run_search`; the CLI passes one with its progress bar).
     """
     from codesign.search.data import load_dataset
-    from codesign.search.run import _slug, run_search
+    from codesign.search.run import _slug, run_lock, run_search
 
     if stage not in STAGES:
         raise CodesignError(f"--stage must be one of {', '.join(STAGES)}, not {stage!r}")
@@ -183,10 +184,11 @@ def run_pipeline(
     out = PipelineSummary(run_dir)
     if stage in ("global", "all"):
         out.global_summary = (run_global or run_search)(cfg.space, run_dir, resume=resume, data=data)
-    if stage in ("local", "all"):
-        if not (run_dir / "trials.sqlite").is_file():
-            raise CodesignError(f"{run_dir}: no global run here (run --stage global first)")
-        out.local_summary = run_local(cfg.space, cfg.local, run_dir, data, resume=resume, log=log)
-    if compile:
-        out.chosen = compile_chosen(cfg, run_dir, log, front="global" if stage == "global" else "local")
+    if stage in ("local", "all") and not (run_dir / "trials.sqlite").is_file():
+        raise CodesignError(f"{run_dir}: no global run here (run --stage global first)")
+    with run_lock(run_dir) if run_dir.is_dir() else nullcontext():
+        if stage in ("local", "all"):
+            out.local_summary = run_local(cfg.space, cfg.local, run_dir, data, resume=resume, log=log)
+        if compile:
+            out.chosen = compile_chosen(cfg, run_dir, log, front="global" if stage == "global" else "local")
     return out

@@ -170,6 +170,52 @@ def _plots(space: Space, trials: list[Trial], front: list[Trial], baselines: lis
         plt.close(fig)
 
 
+LOCK = ".lock"
+_held: dict[Path, int] = {}  # run folders this process has locked (re-entrant: a pipeline's stages nest)
+
+
+@contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold ``RUN_DIR/.lock`` (fcntl.flock) so a second search on the same folder exits with one line."""
+    import fcntl
+
+    key = Path(run_dir).resolve()
+    if key in _held:
+        _held[key] += 1
+        try:
+            yield
+        finally:
+            _held[key] -= 1
+        return
+    try:
+        fd = os.open(key / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise OutputError(f"cannot lock {run_dir}: {exc.strerror or exc}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise OutputError(f"{run_dir} is in use by another codesign search (pid {owner}); wait for it to finish") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        _held[key] = 1
+        try:
+            yield
+        finally:
+            del _held[key]
+    finally:
+        os.close(fd)  # releases the lock (a killed process releases it too)
+
+
+def check_unlocked(run_dir: Path | None, space: Space) -> None:
+    """Refuse a run folder another search holds, before a caller draws its progress bar."""
+    run_dir = Path(run_dir) if run_dir is not None else Path("runs") / _slug(space.name)
+    if run_dir.is_dir():
+        with run_lock(run_dir):
+            pass
+
+
 def search_class(space: Space) -> type[Search]:
     """The global stage's algorithm: NSGA-II, or the differentiable supernet search."""
     if space.search.method == "darts":
@@ -185,7 +231,7 @@ def prepare_run_dir(run_dir: Path, resume: bool) -> bool:
         raise OutputError(f"{run_dir} exists and is not a folder")
     if run_dir.is_dir():
         has_store = (run_dir / "trials.sqlite").exists()
-        if any(run_dir.iterdir()) and not has_store:
+        if any(p.name != LOCK for p in run_dir.iterdir()) and not has_store:
             raise OutputError(f"{run_dir} exists and is not a search run folder; choose another -o")
         if resume and not has_store:
             raise OutputError(f"{run_dir}: nothing to resume (no trials.sqlite)")
@@ -217,6 +263,13 @@ def run_search(
     data = data if data is not None else load_dataset(space.data)
     run_dir = Path(run_dir) if run_dir is not None else Path("runs") / _slug(space.name)
     created = prepare_run_dir(run_dir, resume)
+    with run_lock(run_dir):
+        return _run_locked(space, data, run_dir, created, trials, workers, resume, on_progress, cluster)
+
+
+def _run_locked(space: Space, data: Dataset, run_dir: Path, created: bool, trials: int | None, workers: int,
+                resume: bool, on_progress: Callable[[Progress], None] | None, cluster: str | None) -> RunSummary:  # fmt: skip
+    """run_search's body, with the run folder locked."""
     try:
         store = TrialStore(run_dir / "trials.sqlite", space.digest(), resume=resume)
     except Exception:
