@@ -89,6 +89,10 @@ class LayerEstimate:
     latency_cycles: int = 0
     ii: int = 1
     note: str = ""
+    #: 90% band per resource and ``latency_cycles``: [lo, hi] (empty when the estimator gives none).
+    interval: dict[str, list[float]] = field(default_factory=dict)
+    #: Why this row leaves the estimator's calibrated range (empty: inside it).
+    extrapolated: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -112,6 +116,20 @@ class EstimateReport:
         out["latency_ns"] = out["latency_cycles"] * self.config.clock_ns
         return out
 
+    @property
+    def interval(self) -> dict[str, list[float]]:
+        """90% band of the totals: per-row bands summed (errors of one calibration move together); {} if rows lack one."""
+        keys = (*RESOURCES, "latency_cycles")
+        if not self.layers or any(not r.interval for r in self.layers):
+            return {}
+        return {k: [float(sum(r.interval[k][0] for r in self.layers)), float(sum(r.interval[k][1] for r in self.layers))]
+                for k in keys}  # fmt: skip
+
+    @property
+    def extrapolated(self) -> list[str]:
+        """Distinct reasons, over all rows, why the estimate leaves the calibrated range."""
+        return sorted({note for r in self.layers for note in r.extrapolated})
+
     def layer(self, name: str) -> LayerEstimate:
         for row in self.layers:
             if row.name == name:
@@ -131,6 +149,8 @@ class EstimateReport:
             "config": self.config.to_dict(),
             "layers": [r.to_dict() for r in self.layers],
             "totals": self.totals,
+            "interval": self.interval,
+            "extrapolated": self.extrapolated,
             "unsupported": list(self.unsupported),
         }
 
