@@ -694,6 +694,11 @@ def _print_estimate_table(title: str, report: Any, verdict: Any) -> None:
     if report.unsupported:
         line += f"; ops without a cost model: {', '.join(report.unsupported)}"
     console.print(line)
+    if report.interval:
+        band = ", ".join(f"{k} {_fmt_num(lo)}-{_fmt_num(hi)}" for k, (lo, hi) in report.interval.items() if hi > 0)
+        console.print(f"90% interval: {band}")
+    if report.extrapolated:
+        console.print(f"extrapolates beyond the calibration data: {'; '.join(report.extrapolated)}")
 
 
 
