@@ -61,7 +61,7 @@ def mape(est: list[float], true: list[float]) -> float:
 def estimates(
     rows: list[dict[str, str]], use_da: bool, use_rule4ml: bool = False
 ) -> tuple[dict[str, list[float]], list[dict[str, float]]]:
-    """Per-estimator LUT predictions, and the da4ml per-op-class costs of each full design."""
+    """Per-estimator LUT predictions, and the alkaid per-op-class costs of each full design."""
     from codesign.passes.cost import cost_report
     from codesign.passes.estimate import estimate
     from codesign.passes.estimate.da_model import op_class_costs, trace_model
@@ -83,7 +83,7 @@ def estimates(
             out["da latency"].append(da["latency_cycles"])
         if use_rule4ml:
             out["rule4ml"].append(estimate(model, "rule4ml", target="vu13p").totals["LUT"])
-        # per-class da4ml costs: cached in the CSV by the generator, else re-traced
+        # per-class alkaid costs: cached in the CSV by the generator, else re-traced
         classes.append(row_classes(row) if row.get("cost_add") else op_class_costs(trace_model(model)))
     return out, classes
 
@@ -198,7 +198,7 @@ def hls4ml_calibration_table(use_rule4ml: bool = True) -> dict[str, dict[str, di
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--hls4ml-only", action="store_true", help="only part 1 (hls4ml calibration, seconds)")
-    ap.add_argument("--no-da", action="store_true", help="skip the da4ml estimator (slow for big MLPs)")
+    ap.add_argument("--no-da", action="store_true", help="skip the da (alkaid) estimator (slow for big MLPs)")
     ap.add_argument("--rule4ml", action="store_true", help="also run rule4ml (optional extra, ~3 s per model)")
     ap.add_argument("--json", type=Path, help="also write the numbers as JSON")
     args = ap.parse_args()
@@ -215,14 +215,14 @@ def main() -> None:
 
     est, classes = estimates(rows, use_da=not args.no_da, use_rule4ml=args.rule4ml)
     da_latency = est.pop("da latency", None)
-    est["da4ml raw cost"] = [float(r["da4ml_full_lut"]) for r in rows]
+    est["alkaid raw cost"] = [float(r["alkaid_full_lut"]) for r in rows]
     est["da calibrated (in-sample)"] = [calibrated_luts(c) for c in classes]
-    est["da calibrated (LOO)"] = leave_one_out(classes, yosys) if len(rows) > 3 else est["da4ml raw cost"]
+    est["da calibrated (LOO)"] = leave_one_out(classes, yosys) if len(rows) > 3 else est["alkaid raw cost"]
     refit = fit_lut_weights(classes, yosys)
 
-    print(f"{len(rows)} MLPs synthesised with yosys synth_xilinx -family xcup (da4ml RTL)\n")
+    print(f"{len(rows)} MLPs synthesised with yosys synth_xilinx -family xcup (alkaid RTL)\n")
     head = f"{'model':7s} {'widths':24s} {'w':>2s} {'a':>2s} {'sp':>5s} {'yosys LUT':>10s}"
-    short = {"hls4ml": "hls4ml", "da": "da", "da4ml raw cost": "da4ml raw", "da calibrated (in-sample)": "da cal.",
+    short = {"hls4ml": "hls4ml", "da": "da", "alkaid raw cost": "alkaid raw", "da calibrated (in-sample)": "da cal.",
              "da calibrated (LOO)": "da cal. LOO", "rule4ml": "rule4ml"}  # fmt: skip
     cols = [k for k in est if k != "BOPs"]
     print(head + "".join(f" {short.get(k, k)[:12]:>12s}" for k in cols) + f" {'BOPs':>10s}")
@@ -238,7 +238,7 @@ def main() -> None:
         print(f"{k:26s} {err:8.1f} {rho:9.3f}" if k != "BOPs" else f"{k:26s} {'-':>8s} {rho:9.3f}")
 
     print(f"\nda LUT weights in use: {LUT_WEIGHTS}\nrefitted on these {len(rows)} designs: {refit}")
-    for key in ("da calibrated (in-sample)", "da calibrated (LOO)", "da4ml raw cost"):
+    for key in ("da calibrated (in-sample)", "da calibrated (LOO)", "alkaid raw cost"):
         err = [abs(e / y - 1) for e, y in zip(est[key], yosys)]
         print(f"{key}: {sum(x < 0.10 for x in err)}/{len(rows)} designs within 10% of yosys, max error {max(err):.1%}")
 

@@ -478,7 +478,7 @@ def compile(  # noqa: A001 - the command's name
     model: Path = typer.Argument(..., help="ONNX or QONNX model file"),
     target: str = typer.Option(..., "--target", "-t", help="FPGA target (codesign targets) or a full part name"),
     output: Path = typer.Option(..., "--output", "-o", help="output folder (refused if it exists, unless --force)"),
-    backend: str = typer.Option("hls4ml", "--backend", help="hls4ml, finn or rtl (da4ml Verilog, vendor-free)"),
+    backend: str = typer.Option("hls4ml", "--backend", help="hls4ml, finn or rtl (alkaid Verilog, vendor-free)"),
     io: str = typer.Option("parallel", "--io", help="hls4ml I/O: parallel or stream"),
     strategy: str = typer.Option("latency", "--strategy", help="hls4ml strategy: latency, resource or da"),
     reuse_factor: Optional[list[str]] = typer.Option(None, "--reuse-factor", help="N (global) or LAYER=N; repeatable"),
@@ -486,7 +486,7 @@ def compile(  # noqa: A001 - the command's name
     force: bool = typer.Option(False, "--force", help="replace an existing output folder"),
     verify: bool = typer.Option(False, "--verify", help="hls4ml: build the C-simulation and compare with the reference"),
     samples: int = typer.Option(100, "--samples", help="samples for --verify"),
-    latency_cutoff: float = typer.Option(5.0, "--latency-cutoff", help="rtl: da4ml delay (~ns) per pipeline stage"),
+    latency_cutoff: float = typer.Option(5.0, "--latency-cutoff", help="rtl: alkaid delay (~ns) per pipeline stage"),
     hdl: str = typer.Option("verilog", "--hdl", help="rtl: verilog or vhdl"),
     synth: bool = typer.Option(False, "--synth", help="rtl: yosys synth_xilinx, report yosys LUT/FF/CARRY"),
     target_fps: Optional[int] = typer.Option(None, "--target-fps", help="FINN: frames/s target (default: from estimates)"),
@@ -555,7 +555,7 @@ def _compile_rtl(
     ir: Any, tgt: Any, output: Path, model: Path, force: bool, verify: bool, samples: int, cutoff: float, hdl: str,
     synth: bool, clock: Optional[float],
 ) -> None:
-    """``compile --backend rtl``: da4ml RTL, optionally simulated (iverilog) and synthesised (yosys)."""
+    """``compile --backend rtl``: alkaid RTL, optionally simulated (iverilog) and synthesised (yosys)."""
     from codesign.backends.rtl_backend import RtlOptions, compile_rtl
 
     opts = RtlOptions(latency_cutoff=cutoff, hdl=hdl, clock_ns=clock)
@@ -564,12 +564,12 @@ def _compile_rtl(
     info = result.manifest["rtl"]
     typer.echo(
         f"rtl ({hdl}) project for {tgt.name} ({tgt.part}) written to {result.output}: {info['stages']} pipeline "
-        f"stages, da4ml cost {info['da4ml_cost']:.0f} adder bits, {info['reg_bits']} register bits"
+        f"stages, alkaid cost {info['alkaid_cost']:.0f} adder bits, {info['reg_bits']} register bits"
     )
     v = result.manifest.get("verify")
     if v:
         typer.echo(
-            f"verified {v['samples']} samples vs the reference: {v['interpreter']['mismatches']} mismatches in da4ml's "
+            f"verified {v['samples']} samples vs the reference: {v['interpreter']['mismatches']} mismatches in alkaid's "
             f"interpreter, {v['simulation']['mismatches']} in iverilog; latency {v['latency_cycles']} clock cycles"
         )
     s = result.manifest.get("synth")
@@ -639,7 +639,7 @@ def targets(json_out: bool = typer.Option(False, "--json", help="machine-readabl
 def estimate(
     model: Path = typer.Argument(..., help="ONNX or QONNX model file"),
     target: Optional[str] = typer.Option(None, "--target", help="FPGA target (codesign targets), e.g. vu13p"),
-    estimator: str = typer.Option("hls4ml", "--estimator", help="hls4ml (analytic), da (da4ml, multiplier-free) or rule4ml (learned)"),
+    estimator: str = typer.Option("hls4ml", "--estimator", help="hls4ml (analytic), da (alkaid, multiplier-free) or rule4ml (learned)"),
     strategy: str = typer.Option("latency", "--strategy", help="hls4ml strategy: latency or resource"),
     reuse_factor: int = typer.Option(1, "--reuse-factor", help="hls4ml reuse factor (all layers)"),
     clock: Optional[float] = typer.Option(None, "--clock", help="clock period in ns (default: the target's, else 5)"),

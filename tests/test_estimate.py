@@ -1,4 +1,4 @@
-"""Resource/latency estimators (issue 5): hls4ml rules, da4ml costs, fits, CLI, shared models."""
+"""Resource/latency estimators (issue 5): hls4ml rules (calibrated), alkaid costs, fits, CLI, shared models."""
 
 from __future__ import annotations
 
@@ -254,9 +254,9 @@ def test_resize_is_a_registered_copy():
     assert not rep.unsupported and row.LUT == 0 and row.FF == 3 * 8 * 8 * 16 and row.note == "copy"
 
 
-# ----------------------------------------------------------------- da4ml
-def test_da_estimator_matches_da4ml_and_sees_sparsity():
-    pytest.importorskip("da4ml")
+# ----------------------------------------------------------------- da (alkaid)
+def test_da_estimator_matches_alkaid_and_sees_sparsity():
+    pytest.importorskip("alkaid")
     from codesign.passes.estimate.da_model import calibrated_luts, op_class_costs, trace_model
 
     w = random_ints((16, 8), 6, seed=8)
@@ -273,14 +273,14 @@ def test_da_estimator_matches_da4ml_and_sees_sparsity():
 
 
 def test_da_traces_binary_model_and_refuses_float_inputs():
-    pytest.importorskip("da4ml")
+    pytest.importorskip("alkaid")
     bnn = load(shared_path("models", "fastmachinelearning+example-models", "onnx", "bnn_model_fc_1layer.onnx"))
     rep = estimate(bnn, "da")  # BipolarQuant input bits and +-1 weights: a few adders
     assert 0 < rep.totals["LUT"] < 100 and rep.totals["DSP"] == 0
 
 
 def test_da_refuses_non_power_of_two_scales():
-    pytest.importorskip("da4ml")
+    pytest.importorskip("alkaid")
     m = load(shared_path(*JET))  # float input straight into MatMul: no fixed-point input format
     with pytest.raises(CodesignError, match="'da' estimator"):
         estimate(m, "da")
@@ -290,7 +290,7 @@ SYNTH_CSV = ROOT / "benchmarks" / "data" / "estimator_synth.csv"
 
 
 def test_cached_synthesis_da_estimate_within_10_percent_of_yosys():
-    """The calibrated da LUT model vs yosys's LUT count on the cached designs (raw da4ml: MAPE ~10%, max 25%)."""
+    """The calibrated da LUT model vs yosys's LUT count on the cached designs (raw alkaid cost: see README)."""
     from codesign.passes.estimate.da_model import LUT_WEIGHTS, calibrated_luts
 
     if not SYNTH_CSV.exists():
@@ -300,7 +300,7 @@ def test_cached_synthesis_da_estimate_within_10_percent_of_yosys():
     errors = []
     for r in rows:
         costs = {k: float(r[f"cost_{k}"]) for k in LUT_WEIGHTS}
-        assert sum(costs.values()) == pytest.approx(float(r["da4ml_full_lut"]))  # the classes cover da4ml's cost
+        assert sum(costs.values()) == pytest.approx(float(r["alkaid_full_lut"]))  # the classes cover alkaid's cost
         errors.append(abs(calibrated_luts(costs) / int(r["yosys_lut"]) - 1))
     errors = np.array(errors)
     assert errors.mean() < 0.05 and np.mean(errors < 0.10) >= 0.9 and errors.max() < 0.12, errors
@@ -356,13 +356,13 @@ def test_rule4ml_predicts_jet_tagger():
 
 
 @pytest.mark.slow
-def test_cached_synthesis_rows_reproduce_with_this_da4ml():
-    """The CSV's da4ml costs still come out of the current tracer (catches da4ml/tracer drift)."""
-    pytest.importorskip("da4ml")
+def test_cached_synthesis_rows_reproduce_with_this_alkaid():
+    """The CSV's alkaid costs still come out of the current tracer (catches alkaid/tracer drift)."""
+    pytest.importorskip("alkaid")
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from estimator_synth_gen import load_spec, read_rows, spec_of_row
 
     from codesign.passes.estimate.da_model import trace_model
 
     for row in read_rows()[:6]:
-        assert trace_model(load_spec(spec_of_row(row))).cost == pytest.approx(float(row["da4ml_full_lut"])), row["name"]
+        assert trace_model(load_spec(spec_of_row(row))).cost == pytest.approx(float(row["alkaid_full_lut"])), row["name"]

@@ -9,7 +9,7 @@ candidates with these numbers, so all estimators share the schema and the config
 Estimators, by name (:func:`get_estimator`):
 
 ``hls4ml``   analytic model of hls4ml's Vivado/Vitis templates (:mod:`.hls4ml_model`).
-``da``       da4ml's constant-matrix-multiply optimiser on the exact weights (:mod:`.da_model`).
+``da``       alkaid's (da4ml's successor) constant-matrix-multiply optimiser on the exact weights (:mod:`.da_model`).
 ``rule4ml``  rule4ml's learned surrogate, optional extra (:mod:`.rule4ml_adapter`).
 """
 
@@ -30,7 +30,7 @@ RESOURCES = ("LUT", "FF", "DSP", "BRAM_18K", "URAM")
 STRATEGIES = ("latency", "resource")
 IO_TYPES = ("io_parallel", "io_stream")
 
-#: name -> "module:class" (imported lazily: da4ml / rule4ml are optional).
+#: name -> "module:class" (imported lazily: alkaid / rule4ml are optional).
 ESTIMATORS = {
     "hls4ml": "codesign.passes.estimate.hls4ml_model:Hls4mlEstimator",
     "da": "codesign.passes.estimate.da_model:DaEstimator",
