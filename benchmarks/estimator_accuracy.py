@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 import time
@@ -183,7 +184,7 @@ def hls4ml_calibration_table(use_rule4ml: bool = True) -> dict[str, dict[str, di
 
     def cell(d: dict[str, float], key: str, fmt: str) -> str:
         v = d.get(key)
-        return "n/a" if v is None or v != v else format(v, fmt)
+        return "n/a" if v is None or math.isnan(v) else format(v, fmt)
 
     print(f"{'quantity':15s} | {'MAPE %':>7s} {'Spearman':>8s} {'cover90':>7s} | {'rule4ml MAPE %':>14s} {'Spearman':>8s}")
     for k in MEASURED:

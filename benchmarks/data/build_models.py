@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import sys
 import zlib
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ from onnx import TensorProto, helper, numpy_helper
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from estimator_synth_gen import _quant  # noqa: E402  (one Quant-node helper for every benchmark)
+from estimator_synth_gen import _quant
 
 CSV = Path(__file__).resolve().parent / "hls4ml_synth.csv"
 
@@ -41,7 +42,7 @@ def build_dense_stack(widths: list[int], w_bits: int, seed: int = 0) -> onnx.Mod
     inits: list[onnx.TensorProto] = []
     cur = "x"
     n_layers = len(widths) - 1
-    for li, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:])):
+    for li, (n_in, n_out) in enumerate(pairwise(widths)):
         inits.append(numpy_helper.from_array(rng.uniform(-1, 1, (n_in, n_out)).astype(np.float32), f"w{li}"))
         nodes.append(_quant(f"qw{li}", f"w{li}", 2.0 ** -(w_bits - 1), w_bits, 1, inits))
         nodes.append(helper.make_node("MatMul", [cur, f"qw{li}_out"], [f"mm{li}"], name=f"dense{li}"))

@@ -17,9 +17,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from build_models import CSV, load_row, read_rows  # noqa: E402
+from build_models import CSV, load_row, read_rows
 
-from codesign.passes.estimate.calibration import CALIBRATION_JSON, Calibration, load_calibration, study  # noqa: E402
+from codesign.passes.estimate.calibration import CALIBRATION_JSON, Calibration, load_calibration, study
 
 
 def calibrate() -> Calibration:
@@ -42,7 +42,9 @@ def main() -> None:
     new = calibrate().to_dict()
     if args.check:
         old = load_calibration().to_dict()
-        same = {k: old[k] for k in ("constants", "latency_per_layer")} == {k: new[k] for k in ("constants", "latency_per_layer")}
+        same = {k: old[k] for k in ("constants", "latency_per_layer")} == {
+            k: new[k] for k in ("constants", "latency_per_layer")
+        }
         print("shipped calibration is up to date" if same else "shipped calibration differs from a refit")
         sys.exit(0 if same else 1)
     CALIBRATION_JSON.write_text(json.dumps(new, indent=1) + "\n")

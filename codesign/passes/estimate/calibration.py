@@ -117,7 +117,9 @@ def load_calibration(path: Path = CALIBRATION_JSON) -> Calibration:
     """The shipped calibration (read once per process)."""
     d = json.loads(Path(path).read_text())
     bands = {g: {k: (float(v[0]), float(v[1])) for k, v in b.items()} for g, b in d["bands"].items()}
-    return Calibration(d["version"], d["constants"], float(d["latency_per_layer"]), bands, d["ranges"], d.get("loo", {}))
+    return Calibration(
+        d["version"], d["constants"], float(d["latency_per_layer"]), bands, d["ranges"], d.get("loo", {})
+    )
 
 
 # ---------------------------------------------------------------------------------------------- fitting
@@ -218,8 +220,8 @@ def study(rows: list[dict[str, str]], load_row: Callable[[dict[str, str]], Any])
         ops |= set(parts["ops"])
         strategies.add(cfg.strategy)
         io_types.add(cfg.io_type)
-        for k in fixed:
-            fixed[k].append(parts["analytic"][k])
+        for k, values in fixed.items():
+            values.append(parts["analytic"][k])
         for k in MEASURED:
             truth[k].append(float(row[k]))
     loo: dict[str, list[float]] = {}
@@ -239,7 +241,9 @@ def study(rows: list[dict[str, str]], load_row: Callable[[dict[str, str]], Any])
     bands: dict[str, dict[str, tuple[float, float]]] = {}
     for g in sorted(set(regimes)):
         idx = [i for i, r in enumerate(regimes) if r == g]
-        bands[g] = {k: ratio_band([truth[k][i] for i in idx], [loo[k][i] for i in idx]) for k in (*FITTED, "latency_cycles")}
+        bands[g] = {
+            k: ratio_band([truth[k][i] for i in idx], [loo[k][i] for i in idx]) for k in (*FITTED, "latency_cycles")
+        }
     coverage = {k: loo_coverage(truth[k], loo[k], regimes) for k in (*FITTED, "latency_cycles")}
     ranges = {"strategy": sorted(strategies), "io_type": sorted(io_types), "ops": sorted(ops | {"Gemm"} if "MatMul" in ops else ops),
               "rf": [min(rfs), max(rfs)], "w_bits": [min(w_bits), max(w_bits)]}  # fmt: skip

@@ -499,7 +499,11 @@ class Hls4mlEstimator(Estimator):
     # ----------------------------------------------------------------- other layers
     def _recurrent(self, model: Model, node: onnx.NodeProto) -> LayerEstimate:
         """LSTM/GRU/RNN as hls4ml builds them: per time step, gate Dense layers over [x, h], gate tables, products."""
-        x_shape, w, r = model.shape(node.input[0]) or (1, 1, 1), model.constant(node.input[1]), model.constant(node.input[2])
+        x_shape, w, r = (
+            model.shape(node.input[0]) or (1, 1, 1),
+            model.constant(node.input[1]),
+            model.constant(node.input[2]),
+        )
         gates = RECURRENT_GATES[node.op_type]
         dirs = w.shape[0] if w is not None else 1
         hidden = int(_attr(node, "hidden_size", (r.shape[-1] if r is not None else 1)))
@@ -513,7 +517,9 @@ class Hls4mlEstimator(Estimator):
         per = dsp_per_product(b, w_bits)
         mults_dsp = uses_dsp(b, w_bits)
         depth = math.ceil(math.log2(max(n_in + hidden, 2)))
-        step = rf + DSP_STAGES + math.ceil(depth * adder_ns(b + w_bits) / self.period) + 2 + DSP_STAGES  # gates, tables, c/h
+        step = (
+            rf + DSP_STAGES + math.ceil(depth * adder_ns(b + w_bits) / self.period) + 2 + DSP_STAGES
+        )  # gates, tables, c/h
         tables = self._table(node, dirs * hidden * (gates + (1 if gates == 4 else 0)), b, tables=1)
         return LayerEstimate(
             node.name, node.op_type,
