@@ -206,6 +206,16 @@ def test_calibration_loo_meets_the_bars_and_ships_its_own_fit():
     assert m["latency_cycles"]["mape_pct"] <= 10 and m["latency_cycles"]["spearman"] >= 0.95
     assert m["latency_cycles"]["coverage"] >= 0.80  # exact on most rows: the band is nearly a point
     assert m["DSP"]["mape_pct"] == 0  # one DSP per shared multiplier of >= 9-bit weights, as synthesised
+    # the intervals the estimator reports (per-row bands summed) hold the synthesised totals as often
+    from build_models import load_row
+
+    inside = {"LUT": 0, "FF": 0}
+    for row in st.rows:
+        rep = estimate(load_row(row), "hls4ml", strategy="resource", reuse_factor=int(row["reuse_factor"]))
+        assert not rep.extrapolated
+        for k in inside:
+            inside[k] += rep.interval[k][0] <= float(row[k]) <= rep.interval[k][1]
+    assert all(0.8 <= v / len(st.rows) <= 0.97 for v in inside.values()), inside
     shipped = load_calibration()  # the json next to the model is this very fit (refit: benchmarks/data/fit_hls4ml.py)
     for res, consts in st.constants.items():
         assert shipped.constants[res] == pytest.approx(consts, rel=1e-3, abs=1e-3), res

@@ -283,11 +283,14 @@ class Hls4mlEstimator(Estimator):
             rows.append(row)
         if self.config.io_type == "io_stream":
             self._add_fifos(model, rows)
+        # glue rows (ReLU, ...) of a calibrated design were part of the calibration totals: they share its band
+        regimes = [hit[2] for hit in self._calibrated.values()]
+        glue = max(set(regimes), key=regimes.count) if regimes else None
         for row in rows:
-            self._annotate(row)
+            self._annotate(row, glue)
         return EstimateReport(self.key, self.config, rows, sorted(unsupported))
 
-    def _annotate(self, row: LayerEstimate) -> None:
+    def _annotate(self, row: LayerEstimate, glue_regime: str | None = None) -> None:
         """Interval (90%, from the calibration's LOO residuals) and extrapolation notes of one row."""
         cal = load_calibration()
         cfg = self.config
@@ -304,7 +307,10 @@ class Hls4mlEstimator(Estimator):
                     row.extrapolated = ["reuse factor 1 (unshared multipliers) not calibrated"]
             elif row.op not in cal.ranges["ops"] and (row.LUT or row.FF or row.DSP or row.BRAM_18K):
                 row.extrapolated = [f"layer type {row.op} not calibrated"]
-            bands = dict.fromkeys((*RESOURCES, "latency_cycles"), UNCALIBRATED_BAND)
+            if glue_regime is not None and row.op not in MAC_OPS and not row.extrapolated:
+                bands = {k: cal.band(glue_regime, k) for k in (*RESOURCES, "latency_cycles")}
+            else:
+                bands = dict.fromkeys((*RESOURCES, "latency_cycles"), UNCALIBRATED_BAND)
         row.interval = {k: [lo * getattr(row, k), hi * getattr(row, k)] for k, (lo, hi) in bands.items()}
 
     def calibration_parts(self, model: Model) -> dict[str, Any]:
