@@ -1,6 +1,12 @@
-"""How well do the estimators predict real synthesis? (issue 5)
+"""How well do the estimators predict real synthesis? (issues 5 and 16)
 
-Reads the cached yosys results (``benchmarks/data/estimator_synth.csv``, made by
+Part 1 (issue 16): the ``hls4ml`` estimator against real hls4ml C-synthesis reports
+(``benchmarks/data/hls4ml_synth.csv``; models rebuilt by ``benchmarks/data/build_models.py``):
+per resource and for latency, MAPE, Spearman and 90%-interval coverage of the
+leave-one-out predictions of the calibrated model, and of rule4ml on the same rows
+(``n/a`` when rule4ml is not installed). ``--hls4ml-only`` stops there (seconds).
+
+Part 2 (issue 5): reads the cached yosys results (``benchmarks/data/estimator_synth.csv``, made by
 ``estimator_synth_gen.py``), rebuilds each MLP from its seeded spec, runs every
 estimator on the IR and prints, per estimator, MAPE and Spearman rank correlation of
 its LUT estimate against the synthesised LUT count, and the rank correlation of BOPs
@@ -14,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 import time
@@ -55,7 +62,7 @@ def mape(est: list[float], true: list[float]) -> float:
 def estimates(
     rows: list[dict[str, str]], use_da: bool, use_rule4ml: bool = False
 ) -> tuple[dict[str, list[float]], list[dict[str, float]]]:
-    """Per-estimator LUT predictions, and the da4ml per-op-class costs of each full design."""
+    """Per-estimator LUT predictions, and the alkaid per-op-class costs of each full design."""
     from codesign.passes.cost import cost_report
     from codesign.passes.estimate import estimate
     from codesign.passes.estimate.da_model import op_class_costs, trace_model
@@ -77,7 +84,7 @@ def estimates(
             out["da latency"].append(da["latency_cycles"])
         if use_rule4ml:
             out["rule4ml"].append(estimate(model, "rule4ml", target="vu13p").totals["LUT"])
-        # per-class da4ml costs: cached in the CSV by the generator, else re-traced
+        # per-class alkaid costs: cached in the CSV by the generator, else re-traced
         classes.append(row_classes(row) if row.get("cost_add") else op_class_costs(trace_model(model)))
     return out, classes
 
@@ -143,12 +150,64 @@ def time_shared_models(repeats: int = 20) -> list[tuple[str, float, float]]:
     return out
 
 
+def hls4ml_calibration_table(use_rule4ml: bool = True) -> dict[str, dict[str, dict[str, float]]]:
+    """Part 1: calibrated hls4ml estimator (LOO) vs rule4ml on the rows of ``hls4ml_synth.csv``, side by side."""
+    sys.path.insert(0, str(ROOT / "benchmarks" / "data"))
+    from build_models import CSV as SYNTH_CSV
+    from build_models import load_row
+    from build_models import read_rows as read_synth
+
+    from codesign.passes.estimate.calibration import MEASURED, mape, spearman, study
+
+    st = study(read_synth(SYNTH_CSV), load_row)
+    ours = st.metrics()
+    r4: dict[str, list[float]] | None = None
+    if use_rule4ml:
+        try:
+            from codesign.passes.estimate import estimate
+
+            r4 = {k: [] for k in MEASURED}
+            for row in st.rows:
+                t = estimate(load_row(row), "rule4ml", target="u250", strategy=row["strategy"],
+                             reuse_factor=int(row["reuse_factor"])).totals  # fmt: skip
+                for k in MEASURED:
+                    r4[k].append(float(t[k]))
+        except Exception as exc:  # noqa: BLE001  (optional extra: any import/runtime failure means n/a)
+            print(f"rule4ml: n/a ({type(exc).__name__}: {str(exc).splitlines()[0][:100]})")
+            r4 = None
+    theirs = {k: {"mape_pct": mape(v, st.truth[k]), "spearman": spearman(v, st.truth[k])} for k, v in r4.items()} if r4 else {}
+    n_models = len({(r["widths"], r["w_bits"]) for r in st.rows})
+    print(f"hls4ml estimator vs {len(st.rows)} real hls4ml C-synthesis reports ({n_models} Dense stacks, "
+          f"{'/'.join(sorted({r['w_bits'] + 'b' for r in st.rows}, key=lambda b: int(b[:-1])))} weights, RF "
+          f"{min(int(r['reuse_factor']) for r in st.rows)}-{max(int(r['reuse_factor']) for r in st.rows)}; "
+          f"leave-one-out; 90% bands per regime)\n")  # fmt: skip
+
+    def cell(d: dict[str, float], key: str, fmt: str) -> str:
+        v = d.get(key)
+        return "n/a" if v is None or math.isnan(v) else format(v, fmt)
+
+    print(f"{'quantity':15s} | {'MAPE %':>7s} {'Spearman':>8s} {'cover90':>7s} | {'rule4ml MAPE %':>14s} {'Spearman':>8s}")
+    for k in MEASURED:
+        o, t = ours[k], theirs.get(k, {})
+        print(f"{k:15s} | {cell(o, 'mape_pct', '7.1f'):>7s} {cell(o, 'spearman', '8.3f'):>8s} "
+              f"{cell(o, 'coverage', '7.1%'):>7s} | {cell(t, 'mape_pct', '14.1f'):>14s} {cell(t, 'spearman', '8.3f'):>8s}")  # fmt: skip
+    print("(DSP and BRAM_18K: hls4ml's own rules, not fitted; DSP MAPE over the DSP rows only)")
+    print(f"constants: {json.dumps(st.constants)}; latency = effective RF + {st.latency_per_layer:g} per layer\n")
+    return {"hls4ml_loo": ours, "rule4ml": theirs}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--no-da", action="store_true", help="skip the da4ml estimator (slow for big MLPs)")
+    ap.add_argument("--hls4ml-only", action="store_true", help="only part 1 (hls4ml calibration, seconds)")
+    ap.add_argument("--no-da", action="store_true", help="skip the da (alkaid) estimator (slow for big MLPs)")
     ap.add_argument("--rule4ml", action="store_true", help="also run rule4ml (optional extra, ~3 s per model)")
     ap.add_argument("--json", type=Path, help="also write the numbers as JSON")
     args = ap.parse_args()
+    calib = hls4ml_calibration_table(use_rule4ml=True)
+    if args.hls4ml_only:
+        if args.json:
+            args.json.write_text(json.dumps(calib, indent=2))
+        return
     rows = read_rows(CSV)
     if not rows:
         sys.exit(f"no cached synthesis results in {CSV}; run benchmarks/estimator_synth_gen.py first")
@@ -157,14 +216,14 @@ def main() -> None:
 
     est, classes = estimates(rows, use_da=not args.no_da, use_rule4ml=args.rule4ml)
     da_latency = est.pop("da latency", None)
-    est["da4ml raw cost"] = [float(r["da4ml_full_lut"]) for r in rows]
+    est["alkaid raw cost"] = [float(r["alkaid_full_lut"]) for r in rows]
     est["da calibrated (in-sample)"] = [calibrated_luts(c) for c in classes]
-    est["da calibrated (LOO)"] = leave_one_out(classes, yosys) if len(rows) > 3 else est["da4ml raw cost"]
+    est["da calibrated (LOO)"] = leave_one_out(classes, yosys) if len(rows) > 3 else est["alkaid raw cost"]
     refit = fit_lut_weights(classes, yosys)
 
-    print(f"{len(rows)} MLPs synthesised with yosys synth_xilinx -family xcup (da4ml RTL)\n")
+    print(f"{len(rows)} MLPs synthesised with yosys synth_xilinx -family xcup (alkaid RTL)\n")
     head = f"{'model':7s} {'widths':24s} {'w':>2s} {'a':>2s} {'sp':>5s} {'yosys LUT':>10s}"
-    short = {"hls4ml": "hls4ml", "da": "da", "da4ml raw cost": "da4ml raw", "da calibrated (in-sample)": "da cal.",
+    short = {"hls4ml": "hls4ml", "da": "da", "alkaid raw cost": "alkaid raw", "da calibrated (in-sample)": "da cal.",
              "da calibrated (LOO)": "da cal. LOO", "rule4ml": "rule4ml"}  # fmt: skip
     cols = [k for k in est if k != "BOPs"]
     print(head + "".join(f" {short.get(k, k)[:12]:>12s}" for k in cols) + f" {'BOPs':>10s}")
@@ -180,7 +239,7 @@ def main() -> None:
         print(f"{k:26s} {err:8.1f} {rho:9.3f}" if k != "BOPs" else f"{k:26s} {'-':>8s} {rho:9.3f}")
 
     print(f"\nda LUT weights in use: {LUT_WEIGHTS}\nrefitted on these {len(rows)} designs: {refit}")
-    for key in ("da calibrated (in-sample)", "da calibrated (LOO)", "da4ml raw cost"):
+    for key in ("da calibrated (in-sample)", "da calibrated (LOO)", "alkaid raw cost"):
         err = [abs(e / y - 1) for e, y in zip(est[key], yosys)]
         print(f"{key}: {sum(x < 0.10 for x in err)}/{len(rows)} designs within 10% of yosys, max error {max(err):.1%}")
 
@@ -196,7 +255,7 @@ def main() -> None:
           f"{statistics.median(t[1] for t in timings):.2f} ms, worst {worst[1]:.2f} ms ({worst[0]}); "
           f"repeat calls median {statistics.median(t[2] for t in timings):.2f} ms; target < 10 ms")  # fmt: skip
     if args.json:
-        payload = {"summary": summary, "timings_ms": {n: {"first": a, "repeat": b} for n, a, b in timings}}
+        payload = {"hls4ml_calibration": calib, "summary": summary, "timings_ms": {n: {"first": a, "repeat": b} for n, a, b in timings}}
         args.json.write_text(json.dumps(payload, indent=2))
 
 

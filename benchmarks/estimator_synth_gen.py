@@ -1,7 +1,7 @@
 """Generate the estimator ground truth: a spread of quantized MLPs, synthesised with yosys.
 
 Each MLP (widths 8-128, 2-6 layers, 2-8 bit weights, 0-80% sparsity, 3-8 bit
-activations) is built as a QONNX graph, traced to RTL by da4ml (its multiplier-free
+activations) is built as a QONNX graph, traced to RTL by alkaid (da4ml's successor; multiplier-free
 distributed-arithmetic design), and synthesised with
 ``yosys synth_xilinx -family xcup -flatten; stat``. The LUT/FF/CARRY counts go to
 ``benchmarks/data/estimator_synth.csv`` so that ``estimator_accuracy.py`` re-runs in
@@ -9,7 +9,7 @@ seconds. Takes minutes per model; not part of CI.
 
     .venv/bin/python benchmarks/estimator_synth_gen.py [--only NAME] [--jobs 1]
 
-Needs ``apt-get install yosys`` and ``pip install da4ml``. The specs are
+Needs ``apt-get install yosys iverilog`` and ``pip install alkaid``. The specs are
 deterministic (seeded), so the accuracy benchmark rebuilds the same models.
 """
 
@@ -34,12 +34,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 CSV = ROOT / "benchmarks" / "data" / "estimator_synth.csv"
 LATENCY_CUTOFF = 5.0
-#: da4ml-estimated LUT cap per model, so that synthesis stays within minutes.
+#: alkaid-estimated LUT cap per model, so that synthesis stays within minutes.
 MAX_LUT = 40_000
 N_MODELS = 18
 FIELDS = [
     "name", "widths", "w_bits", "a_bits", "sparsity", "seed", "yosys_lut", "yosys_ff", "yosys_carry",
-    "yosys_lut_by_size", "da4ml_full_lut", "da4ml_full_ff", "stages", "synth_s",
+    "yosys_lut_by_size", "alkaid_full_lut", "alkaid_full_ff", "stages", "synth_s",
     "cost_add", "cost_relu", "cost_cadd", "cost_mux", "cost_other", "sim_latency",
 ]  # fmt: skip
 CLASS_FIELDS = {f"cost_{k}": k for k in ("add", "relu", "cadd", "mux", "other")}
@@ -120,7 +120,7 @@ def _candidate(rng: np.random.Generator, idx: int) -> MlpSpec:
 
 
 def lut_proxy(spec: MlpSpec) -> float:
-    """Cheap size proxy (non-zero weights x (a_bits + w_bits)), ~ da4ml LUTs within 2x."""
+    """Cheap size proxy (non-zero weights x (a_bits + w_bits)), ~ alkaid LUTs within 2x."""
     nnz = sum(a * b for a, b in zip(spec.widths, spec.widths[1:])) * (1 - spec.sparsity)
     return nnz * (spec.a_bits + spec.w_bits)
 
@@ -138,27 +138,28 @@ def specs(n: int = N_MODELS, max_lut: float = MAX_LUT) -> list[MlpSpec]:
     return out
 
 
-def synthesise(spec: MlpSpec, workdir: Path) -> dict[str, object]:
-    """da4ml RTL for ``spec`` -> yosys synth_xilinx -> LUT/FF/CARRY counts."""
-    from da4ml.codegen import VerilogModel
-    from da4ml.trace import to_pipeline
+def write_rtl(spec: MlpSpec, workdir: Path) -> tuple[object, object, Path]:
+    """alkaid's RTL for ``spec`` in ``workdir/<name>``: (CombLogic, RTLModel, src folder)."""
+    from alkaid.codegen import RTLModel
 
     from codesign.passes.estimate.da_model import trace_model
 
     comb = trace_model(load_spec(spec), LATENCY_CUTOFF)
-    classes = class_columns(comb)
-    pipe = to_pipeline(comb, LATENCY_CUTOFF, verbose=False)
-    rtl = VerilogModel(pipe, spec.name, workdir / spec.name, latency_cutoff=LATENCY_CUTOFF)
+    rtl = RTLModel(comb, workdir / spec.name, prj_name=spec.name, latency_cutoff=LATENCY_CUTOFF, print_latency=False)
     rtl.write()
-    src = workdir / spec.name / "src"
-    files = [str(p) for p in sorted((src / "static").glob("*.v")) if p.name != "lookup_table.v"]
-    files += [str(p) for p in sorted(src.glob(f"{spec.name}_stage*.v"))] + [str(src / f"{spec.name}.v")]
+    return comb, rtl, workdir / spec.name / "src"
+
+
+def synthesise(spec: MlpSpec, workdir: Path) -> dict[str, object]:
+    """alkaid RTL for ``spec`` -> yosys synth_xilinx -> LUT/FF/CARRY counts."""
+    from codesign.backends.rtl_backend import parse_stat, verilog_sources  # shared with the rtl backend
+
+    comb, rtl, src = write_rtl(spec, workdir)
+    files = [str(p) for p in verilog_sources(src.parent, spec.name)[:-1]]  # the wrapper pads ports: not synthesised
     script = f"read_verilog -sv {' '.join(files)}; synth_xilinx -family xcup -flatten -top {spec.name}; stat"
     t0 = time.time()
     res = subprocess.run(["yosys", "-q", "-p", script.replace("; stat", "; tee -o /dev/stdout stat")],
                          capture_output=True, text=True, check=True)  # fmt: skip
-    from codesign.backends.rtl_backend import parse_stat  # one yosys ``stat`` parser, shared with the rtl backend
-
     cells = parse_stat(res.stdout)
     in_bits, out_bits = io_bits(src, spec.name)
     sim = simulate_latency(src, spec.name, in_bits, out_bits, spec.seed)
@@ -168,11 +169,11 @@ def synthesise(spec: MlpSpec, workdir: Path) -> dict[str, object]:
         "yosys_ff": sum(v for k, v in cells.items() if k.startswith("FD")),
         "yosys_carry": sum(v for k, v in cells.items() if k.startswith("CARRY")),
         "yosys_lut_by_size": " ".join(f"{k}:{v}" for k, v in sorted(luts.items())),
-        "da4ml_full_lut": float(comb.cost),
-        "da4ml_full_ff": float(pipe.reg_bits),
-        "stages": len(pipe.solutions),
+        "alkaid_full_lut": float(comb.cost),
+        "alkaid_full_ff": float(rtl.reg_bits),
+        "stages": int(rtl.latency),
         "synth_s": round(time.time() - t0, 1),
-        **classes,
+        **class_columns(comb),
         "sim_latency": sim,
     }
 
@@ -196,9 +197,9 @@ endmodule
 
 
 def io_bits(src: Path, top: str) -> tuple[int, int]:
-    """Input and output port widths of da4ml's top module."""
+    """Input and output port widths of alkaid's top module."""
     text = (src / f"{top}.v").read_text()
-    found = re.search(r"input \[(\d+):0\] model_inp.*?output reg \[(\d+):0\] model_out", text, re.DOTALL)
+    found = re.search(r"input (?:wire )?\[(\d+):0\] model_inp.*?output reg \[(\d+):0\] model_out", text, re.DOTALL)
     return int(found.group(1)) + 1, int(found.group(2)) + 1
 
 
@@ -208,15 +209,16 @@ def simulate_latency(src: Path, top: str, n_in_bits: int, n_out_bits: int, seed:
     value = f"{n_in_bits}'h" + "".join(rng.choice(list("0123456789abcdef"), size=(n_in_bits + 3) // 4))
     tb = src / "tb.v"
     tb.write_text(_TESTBENCH.format(nin=n_in_bits - 1, nout=n_out_bits - 1, top=top, value=value))
-    files = [str(p) for p in sorted((src / "static").glob("*.v")) if p.name != "lookup_table.v"]
-    files += [str(p) for p in sorted(src.glob(f"{top}_stage*.v"))] + [str(src / f"{top}.v"), str(tb)]
+    from codesign.backends.rtl_backend import verilog_sources
+
+    files = [str(p) for p in verilog_sources(src.parent, top)[:-1]] + [str(tb)]
     subprocess.run(["iverilog", "-g2012", "-o", str(src / "tb.vvp"), *files], check=True, capture_output=True)
     out = subprocess.run(["vvp", "-n", str(src / "tb.vvp")], check=True, capture_output=True, text=True).stdout
     return int(re.search(r"LATENCY (-?\d+)", out).group(1))
 
 
 def class_columns(comb) -> dict[str, float]:
-    """da4ml cost per op class, as CSV columns (the da estimator's calibration inputs)."""
+    """alkaid cost per op class, as CSV columns (the da estimator's calibration inputs)."""
     from codesign.passes.estimate.da_model import op_class_costs
 
     costs = op_class_costs(comb)
@@ -224,28 +226,20 @@ def class_columns(comb) -> dict[str, float]:
 
 
 def row_classes(row: dict[str, str]) -> dict[str, float]:
-    """The per-class da4ml costs stored in a CSV row."""
+    """The per-class alkaid costs stored in a CSV row."""
     return {k: float(row[col]) for col, k in CLASS_FIELDS.items()}
 
 
 def annotate(path: Path) -> None:
     """Fill missing per-class cost and simulated-latency columns of existing rows (re-traces, no synthesis)."""
-    from da4ml.codegen import VerilogModel
-    from da4ml.trace import to_pipeline
-
-    from codesign.passes.estimate.da_model import trace_model
-
     rows = read_rows(path)
     with tempfile.TemporaryDirectory(prefix="estsim-") as tmp:
         for row in rows:
             if row.get("cost_add") and row.get("sim_latency"):
                 continue
             spec = spec_of_row(row)
-            comb = trace_model(load_spec(spec), LATENCY_CUTOFF)
+            comb, _, src = write_rtl(spec, Path(tmp))
             row.update(class_columns(comb))
-            pipe = to_pipeline(comb, LATENCY_CUTOFF, verbose=False)
-            VerilogModel(pipe, spec.name, Path(tmp) / spec.name, latency_cutoff=LATENCY_CUTOFF).write()
-            src = Path(tmp) / spec.name / "src"
             row["sim_latency"] = simulate_latency(src, spec.name, *io_bits(src, spec.name), spec.seed)
             print(f"{spec.name}: simulated latency {row['sim_latency']} cycles", flush=True)
     write_rows(path, rows)
@@ -281,7 +275,7 @@ def main() -> None:
     ap.add_argument("--only", help="synthesise one spec by name")
     ap.add_argument("--n", type=int, default=N_MODELS)
     ap.add_argument("--csv", type=Path, default=CSV)
-    ap.add_argument("--annotate", action="store_true", help="only add per-class da4ml costs to existing rows")
+    ap.add_argument("--annotate", action="store_true", help="only add per-class alkaid costs to existing rows")
     args = ap.parse_args()
     if args.annotate:
         annotate(args.csv)
@@ -303,7 +297,7 @@ def main() -> None:
                     new_file = False
                 writer.writerow(row)
             print(
-                f"{spec.name}: {row['yosys_lut']} LUT (da4ml {row['da4ml_full_lut']:.0f}) in {row['synth_s']} s",
+                f"{spec.name}: {row['yosys_lut']} LUT (alkaid {row['alkaid_full_lut']:.0f}) in {row['synth_s']} s",
                 flush=True,
             )
 

@@ -478,7 +478,7 @@ def compile(  # noqa: A001 - the command's name
     model: Path = typer.Argument(..., help="ONNX or QONNX model file"),
     target: str = typer.Option(..., "--target", "-t", help="FPGA target (codesign targets) or a full part name"),
     output: Path = typer.Option(..., "--output", "-o", help="output folder (refused if it exists, unless --force)"),
-    backend: str = typer.Option("hls4ml", "--backend", help="hls4ml, finn or rtl (da4ml Verilog, vendor-free)"),
+    backend: str = typer.Option("hls4ml", "--backend", help="hls4ml, finn or rtl (alkaid Verilog, vendor-free)"),
     io: str = typer.Option("parallel", "--io", help="hls4ml I/O: parallel or stream"),
     strategy: str = typer.Option("latency", "--strategy", help="hls4ml strategy: latency, resource or da"),
     reuse_factor: Optional[list[str]] = typer.Option(None, "--reuse-factor", help="N (global) or LAYER=N; repeatable"),
@@ -486,7 +486,7 @@ def compile(  # noqa: A001 - the command's name
     force: bool = typer.Option(False, "--force", help="replace an existing output folder"),
     verify: bool = typer.Option(False, "--verify", help="hls4ml: C-simulate, rtl: simulate (iverilog), vs the reference; exit 3 if it fails"),
     samples: int = typer.Option(100, "--samples", help="samples for --verify"),
-    latency_cutoff: float = typer.Option(5.0, "--latency-cutoff", help="rtl: da4ml delay (~ns) per pipeline stage"),
+    latency_cutoff: float = typer.Option(5.0, "--latency-cutoff", help="rtl: alkaid delay (~ns) per pipeline stage"),
     hdl: str = typer.Option("verilog", "--hdl", help="rtl: verilog or vhdl"),
     synth: bool = typer.Option(False, "--synth", help="rtl: yosys synth_xilinx, report yosys LUT/FF/CARRY"),
     target_fps: Optional[int] = typer.Option(None, "--target-fps", help="FINN: frames/s target (default: from estimates)"),
@@ -497,7 +497,7 @@ def compile(  # noqa: A001 - the command's name
         None, "--tolerance", help="float models: max abs output error (default: top-1 agreement >= 99.5%)"
     ),
 ) -> None:
-    """Compile a model for an FPGA target: an hls4ml project, a FINN build folder or rtl (da4ml).
+    """Compile a model for an FPGA target: an hls4ml project, a FINN build folder or rtl (alkaid).
 
     A float model compiled with hls4ml first gets per-layer fixed-point types chosen on
     calibration data (``--calib``, else a synthetic N(0, 1) set, said so) to meet ``--tolerance``.
@@ -544,11 +544,11 @@ def _result_lines(result: Any) -> list[str]:
     if result.backend == "rtl":
         info = m["rtl"]
         lines = [f"rtl ({info['hdl']}) project for {tgt.name} ({tgt.part}) written to {result.output}: {info['stages']} "
-                 f"pipeline stages, da4ml cost {info['da4ml_cost']:.0f} adder bits, {info['reg_bits']} register bits"]  # fmt: skip
+                 f"pipeline stages, alkaid cost {info['alkaid_cost']:.0f} adder bits, {info['reg_bits']} register bits"]  # fmt: skip
         v = m.get("verify")
         if v:
             lines.append(f"verified {v['samples']} samples vs the reference: {v['interpreter']['mismatches']} mismatches "
-                         f"in da4ml's interpreter, {v['simulation']['mismatches']} in iverilog; latency "
+                         f"in alkaid's interpreter, {v['simulation']['mismatches']} in iverilog; latency "
                          f"{v['latency_cycles']} clock cycles")  # fmt: skip
         s = m.get("synth")
         if s:
@@ -601,7 +601,7 @@ def targets(json_out: bool = typer.Option(False, "--json", help="machine-readabl
 def estimate(
     model: Path = typer.Argument(..., help="ONNX or QONNX model file"),
     target: Optional[str] = typer.Option(None, "--target", help="FPGA target (codesign targets), e.g. vu13p"),
-    estimator: str = typer.Option("hls4ml", "--estimator", help="hls4ml (analytic), da (da4ml, multiplier-free) or rule4ml (learned)"),
+    estimator: str = typer.Option("hls4ml", "--estimator", help="hls4ml (analytic), da (alkaid, multiplier-free) or rule4ml (learned)"),
     strategy: str = typer.Option("latency", "--strategy", help="hls4ml strategy: latency or resource"),
     reuse_factor: int = typer.Option(1, "--reuse-factor", help="hls4ml reuse factor (all layers)"),
     clock: Optional[float] = typer.Option(None, "--clock", help="clock period in ns (default: the target's, else 5)"),
@@ -656,6 +656,11 @@ def _print_estimate_table(title: str, report: Any, verdict: Any) -> None:
     if report.unsupported:
         line += f"; ops without a cost model: {', '.join(report.unsupported)}"
     console.print(line)
+    if report.interval:
+        band = ", ".join(f"{k} {_fmt_num(lo)}-{_fmt_num(hi)}" for k, (lo, hi) in report.interval.items() if hi > 0)
+        console.print(f"90% interval: {band}")
+    if report.extrapolated:
+        console.print(f"extrapolates beyond the calibration data: {'; '.join(report.extrapolated)}")
 
 
 

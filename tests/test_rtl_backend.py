@@ -1,4 +1,4 @@
-"""The open RTL backend: QONNX -> da4ml Verilog, bit-exact in iverilog, counted by yosys."""
+"""The open RTL backend: QONNX -> alkaid Verilog, bit-exact in iverilog, counted by yosys."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from codesign.frontends import load
 from codesign.passes.estimate.da_model import trace_model
 from codesign.passes.prune import prune
 
-pytest.importorskip("da4ml")
+pytest.importorskip("alkaid")
 
 needs_iverilog = pytest.mark.skipif(
     shutil.which("iverilog") is None, reason="needs iverilog (Debian package 'iverilog'; `make tools`)"
@@ -88,7 +88,7 @@ def test_pruned_brevitas_mlp_is_bit_exact_in_iverilog(mlp_path, tmp_path):
     assert v["simulation"]["mismatches"] == 0 and v["simulation"]["bit_exact"]
     assert v["simulation"]["outputs"] == 500 * 5
     info = result.manifest["rtl"]
-    # da4ml registers the input, then one register per pipeline stage: the measured latency is exactly that.
+    # alkaid registers the input, then one register per pipeline stage: the measured latency is exactly that.
     assert v["latency_cycles"] == info["stages"] + 1
     assert info["input_port"] == {"count": 16, "width": 8, "frac": 4, "signed": True}  # the 8-bit input quantizer
     out = result.output
@@ -101,7 +101,7 @@ def test_pruned_brevitas_mlp_is_bit_exact_in_iverilog(mlp_path, tmp_path):
 
 
 def test_half_up_rounding_would_not_match_the_reference(mlp_path):
-    """Without the half-to-even correction da4ml's half-up rounding differs on ties: the fix is needed."""
+    """Without the half-to-even correction alkaid's half-up rounding differs on ties: the fix is needed."""
     ir = load(mlp_path)
     exact = trace_model(ir, 5.0, exact_rounding=True)
     x = rb.sample_port_inputs(ir, exact, 300)
@@ -200,7 +200,7 @@ def test_unsupported_layers_are_refused_by_name(tmp_path):
         compile_rtl(_conv_model(group=2), "vu13p", tmp_path / "conv")
     assert not (tmp_path / "conv").exists()
     ir = _requant_model(extra=[helper.make_node("Sigmoid", ["q_out_out"], ["s"], name="act_7")])
-    with pytest.raises(UnsupportedModelError, match=r"^rtl backend: act_7: da4ml does not support Sigmoid$"):
+    with pytest.raises(UnsupportedModelError, match=r"^rtl backend: act_7: alkaid does not support Sigmoid$"):
         compile_rtl(ir, "vu13p", tmp_path / "act")
     assert not (tmp_path / "act").exists()
 
@@ -268,7 +268,7 @@ def test_cli_compile_rtl_verify(tmp_path):
         ["compile", str(src), "--target", "vu13p", "--backend", "rtl", "-o", str(out), "--verify", "--samples", "64"],
     )
     assert res.exit_code == 0, res.output
-    assert "0 mismatches in da4ml's interpreter, 0 in iverilog; latency" in res.output
+    assert "0 mismatches in alkaid's interpreter, 0 in iverilog; latency" in res.output
     assert (out / "src" / "model.v").is_file()
 
 
@@ -293,6 +293,6 @@ def test_pruned_mlp_synthesises_with_yosys(mlp_path, tmp_path):
     s = result.manifest["synth"]
     assert s["counted_by"].startswith("yosys synth_xilinx")
     assert s["LUT"] > 1000 and s["CARRY"] > 0
-    # every pipeline register bit da4ml reports becomes a flip-flop (yosys may drop constant ones)
+    # every pipeline register bit alkaid reports becomes a flip-flop (yosys may drop constant ones)
     assert 0.5 * result.manifest["rtl"]["reg_bits"] <= s["FF"] <= result.manifest["rtl"]["reg_bits"] + 200
     assert (result.output / "yosys_stat.txt").is_file()

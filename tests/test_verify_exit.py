@@ -125,4 +125,4 @@ def test_rtl_iverilog_mismatch_exits_3(tmp_path, monkeypatch):
     r = CliRunner().invoke(app, ["compile", str(EXAMPLE), "-t", "vu13p", "-o", str(tmp_path / "r"), "--backend", "rtl",
                                  "--verify", "--samples", "20"])  # fmt: skip
     assert r.exit_code == 3, r.output
-    assert "0 mismatches in da4ml's interpreter, 1 in iverilog" in r.output
+    assert "0 mismatches in alkaid's interpreter, 1 in iverilog" in r.output

@@ -46,7 +46,7 @@ def compile(
     """Compile ``model`` (a path, ModelProto, ModelWrapper or IR Model) for ``target`` with ``backend``.
 
     ``output``: the project folder (refused if present unless ``force``). ``verify``: hls4ml builds
-    and runs the C-simulation, rtl runs da4ml's interpreter and iverilog; ``result.passed`` says
+    and runs the C-simulation, rtl runs alkaid's interpreter and iverilog; ``result.passed`` says
     whether the model met what it must (bit-exact when power-of-two quantized, else its
     tolerance) and ``result.verdict_line`` why. ``log`` receives progress lines as they happen.
     Options: hls4ml ``io``, ``strategy``, ``reuse_factor``, ``layer_reuse``, ``clock_ns``,

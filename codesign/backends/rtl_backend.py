@@ -1,23 +1,23 @@
-"""The open RTL backend: IR -> da4ml -> Verilog (or VHDL), checked in iverilog, counted by yosys.
+"""The open RTL backend: IR -> alkaid -> Verilog (or VHDL), checked in iverilog, counted by yosys.
 
-hls4ml and FINN end in vendor HLS tools nobody can run in CI; da4ml turns fixed-point
+hls4ml and FINN end in vendor HLS tools nobody can run in CI; alkaid turns fixed-point
 dense layers into multiplier-free shift-add RTL with nothing but numpy. The IR (dense,
 Conv1d/2d as unrolled im2col, Add, Relu, BatchNorm ...) is traced through the ``da``
 estimator's tracer (:func:`codesign.passes.estimate.da_model.trace_model`, one tracer
-for both), pipelined at ``latency_cutoff`` da4ml delay units per stage, and
-written with da4ml's own Vivado/Quartus TCL and XDC/SDC constraints, plus a testbench.
+for both), pipelined at ``latency_cutoff`` alkaid delay units per stage, and
+written with alkaid's own Vivado/Quartus TCL and XDC/SDC constraints, plus a testbench.
 
-Rounding: QONNX ``Quant(rounding_mode=ROUND)`` rounds half to even (``np.round``), da4ml
+Rounding: QONNX ``Quant(rounding_mode=ROUND)`` rounds half to even (``np.round``), alkaid
 rounds half up (``floor(x + 1/2)``). The RTL is traced with ``exact_rounding=True``
 (:func:`codesign.passes.estimate.da_model.round_exact`): every ROUND/HALF_EVEN quantizer
 that drops fraction bits adds ``2^-(f+1) - 2^-fx`` plus its own target LSB (shifted to
 the input LSB) and then truncates, which is exactly half to even, for two adders per
 element; QONNX ``HALF_UP`` (half away from zero) uses ``x >= 0`` instead of the LSB;
-``FLOOR`` is da4ml's truncation; CEIL/UP/DOWN/HALF_DOWN are refused by name. So the RTL
-equals the IR's reference execution bit for bit, not just da4ml's own model of it.
+``FLOOR`` is alkaid's truncation; CEIL/UP/DOWN/HALF_DOWN are refused by name. So the RTL
+equals the IR's reference execution bit for bit, not just alkaid's own model of it.
 
 Verification (``verify=True``) draws inputs on the input port's fixed-point grid and
-compares the reference with (1) da4ml's bit-exact interpreter and (2) an iverilog
+compares the reference with (1) alkaid's bit-exact interpreter and (2) an iverilog
 simulation of the written Verilog, which also measures the latency in clock cycles (the
 first cycle the output is no longer X after the first vector enters). ``synth=True``
 runs ``yosys synth_xilinx -family xcup -flatten`` and reports yosys' own LUT/FF/CARRY
@@ -62,7 +62,7 @@ class RtlOptions:
         if self.hdl not in HDLS:
             raise CodesignError(f"--hdl must be one of {', '.join(HDLS)}, not {self.hdl!r}")
         if not self.latency_cutoff > 0:
-            raise CodesignError("--latency-cutoff must be > 0 (da4ml delay units per pipeline stage)")
+            raise CodesignError("--latency-cutoff must be > 0 (alkaid delay units per pipeline stage)")
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.project_name):
             raise CodesignError(f"project name {self.project_name!r} is not a Verilog identifier")
 
@@ -85,15 +85,16 @@ def trace(ir: Model, opts: RtlOptions) -> tuple[Any, Any]:
     from codesign.passes.estimate.da_model import trace_model
 
     try:
-        from da4ml.trace import to_pipeline
+        from alkaid.codegen import RTLModel
     except ImportError:
-        raise UnsupportedModelError("the rtl backend needs da4ml: pip install da4ml") from None
+        raise UnsupportedModelError("the rtl backend needs alkaid: pip install alkaid") from None
     try:
         comb = trace_model(ir, opts.latency_cutoff, exact_rounding=True)
     except UnsupportedModelError as exc:  # the shared tracer words it for the estimator
-        msg = str(exc).replace("the 'da' estimator", "da4ml")
+        msg = str(exc).replace("the 'da' estimator", "alkaid")
         raise UnsupportedModelError(f"rtl backend: {msg}") from None
-    return comb, to_pipeline(comb, opts.latency_cutoff, verbose=False)
+    # alkaid fuses ternary adders, then pipelines at latency_cutoff: this FSM is what gets written and counted
+    return comb, RTLModel(comb, ".", latency_cutoff=opts.latency_cutoff, print_latency=False).fsm
 
 
 @dataclass(frozen=True)
@@ -138,10 +139,15 @@ class PortFormat:
         return vals
 
 
-def port_formats(pipe: Any) -> tuple[PortFormat, PortFormat]:
-    from da4ml.codegen.rtl.rtl_model import get_io_kifs
+def io_kifs(pipe: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(k, i, f) rows per element of the input and output ports of an alkaid ``FSM`` (or ``CombLogic``)."""
+    if hasattr(pipe, "inp_kifs"):
+        return np.asarray(pipe.inp_kifs, dtype=np.int64), np.asarray(pipe.out_kifs, dtype=np.int64)
+    return tuple(np.array(sig.precisions, dtype=np.int64).T for sig in (pipe.inp_signals[0], pipe.out_signals[0]))
 
-    kin, kout = get_io_kifs(pipe)
+
+def port_formats(pipe: Any) -> tuple[PortFormat, PortFormat]:
+    kin, kout = io_kifs(pipe)
     return PortFormat.of(kin), PortFormat.of(kout)
 
 
@@ -175,13 +181,13 @@ endmodule
 
 
 def write_project(pipe: Any, tgt: Target, opts: RtlOptions, folder: Path) -> dict[str, Any]:
-    """da4ml's RTL project (sources, TCL, constraints) plus our testbench into ``folder``."""
-    from da4ml.codegen import VerilogModel, VHDLModel
+    """alkaid's RTL project (sources, TCL, constraints) plus our testbench into ``folder``."""
+    from alkaid.codegen import RTLModel
 
-    cls = VerilogModel if opts.hdl == "verilog" else VHDLModel
     clock = opts.clock_ns or tgt.default_clock_ns
-    cls(pipe, opts.project_name, folder, latency_cutoff=opts.latency_cutoff, part_name=tgt.part,
-        clock_period=clock).write()  # fmt: skip
+    rtl = RTLModel(pipe, folder, prj_name=opts.project_name, flavor=opts.hdl, part_name=tgt.part, clock_period=clock,
+                   print_latency=False, ternary_fuse=False)  # fmt: skip
+    rtl.write()
     fin, fout = port_formats(pipe)
     if opts.hdl == "verilog":
         (folder / "sim" / f"tb_{opts.project_name}.v").write_text(
@@ -190,9 +196,9 @@ def write_project(pipe: Any, tgt: Target, opts: RtlOptions, folder: Path) -> dic
     return {
         "hdl": opts.hdl,
         "clock_ns": clock,
-        "stages": len(pipe.solutions),
-        "da4ml_cost": float(pipe.cost),
-        "reg_bits": int(pipe.reg_bits),
+        "stages": int(rtl.latency),  # pipeline stages alkaid schedules (the testbench adds the input register)
+        "alkaid_cost": float(sum(float(c.cost) for c in pipe.logic.values())),
+        "reg_bits": int(rtl.reg_bits),
         "input_port": asdict(fin),
         "output_port": asdict(fout),
     }
@@ -202,16 +208,14 @@ def verilog_sources(folder: Path, top: str) -> list[Path]:
     """The design's Verilog files, wrapper included (lookup_table.v needs memfiles and is unused by dense logic)."""
     src = folder / "src"
     files = [p for p in sorted((src / "static").glob("*.v")) if p.name != "lookup_table.v"]
-    return files + sorted(src.glob(f"{top}_stage*.v")) + [src / f"{top}.v", src / f"{top}_wrapper.v"]
+    return files + sorted(src.glob("logic*.v")) + [src / f"{top}.v", src / f"{top}_wrapper.v"]
 
 
 # ------------------------------------------------------------------ verification
 def sample_port_inputs(ir: Model, pipe: Any, n: int, seed: int = 0) -> np.ndarray:
     """``n`` IR-shaped inputs spread over each input element's own fixed-point grid (all representable)."""
-    from da4ml.codegen.rtl.rtl_model import get_io_kifs
-
     rng = np.random.default_rng(seed)
-    k, i, f = (np.asarray(a, dtype=np.int64) for a in get_io_kifs(pipe)[0])
+    k, i, f = io_kifs(pipe)[0]
     span = 2.0 ** (i + f)  # 2^(integer + fraction bits): the element's number of steps per sign
     ints = np.floor(rng.uniform(-k * span, span, size=(n, len(k))))
     shape = (n, *ir.shape(ir.inputs[0])[1:])
@@ -246,7 +250,7 @@ def simulate(folder: Path, top: str, fin: PortFormat, fout: PortFormat, x: np.nd
 
 
 def verify_rtl(ir: Model, comb: Any, pipe: Any, folder: Path, top: str, samples: int, seed: int = 0) -> dict[str, Any]:
-    """Reference vs da4ml's interpreter and vs the iverilog simulation; mismatches must be 0."""
+    """Reference vs alkaid's interpreter and vs the iverilog simulation; mismatches must be 0."""
     from codesign.backends.verify import compare, reference_outputs
 
     if len(ir.inputs) != 1 or len(ir.outputs) != 1:
@@ -360,7 +364,7 @@ def compile_rtl(
             timings["synth_s"] = time.perf_counter() - t0
         manifest = _manifest(
             ir, source, tgt, "rtl", opts.to_dict(),
-            {"rtl": {**info, "da4ml": _version("da4ml"), "rounding": "QONNX ROUND = half to even, exact"},
+            {"rtl": {**info, "alkaid": _version("alkaid"), "rounding": "QONNX ROUND = half to even, exact"},
              "verify": report, "verdict": judge_rtl(report).to_dict() if report else None, "synth": synth_report,
              "timings": timings},
         )  # fmt: skip

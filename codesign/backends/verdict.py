@@ -91,8 +91,8 @@ def judge_hls4ml(ir: Model, report: dict[str, Any], float_verify: dict[str, Any]
 
 
 def judge_rtl(report: dict[str, Any]) -> Verdict:
-    """da4ml RTL is bit-exact by construction: any mismatch (interpreter or iverilog) fails."""
-    measured = (f"{report['interpreter']['mismatches']} mismatches in da4ml's interpreter, "
+    """alkaid RTL is bit-exact by construction: any mismatch (interpreter or iverilog) fails."""
+    measured = (f"{report['interpreter']['mismatches']} mismatches in alkaid's interpreter, "
                 f"{report['simulation']['mismatches']} in iverilog")  # fmt: skip
     return Verdict(report["mismatches"] == 0, "bit-exact", measured)
 

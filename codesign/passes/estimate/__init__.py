@@ -9,7 +9,7 @@ candidates with these numbers, so all estimators share the schema and the config
 Estimators, by name (:func:`get_estimator`):
 
 ``hls4ml``   analytic model of hls4ml's Vivado/Vitis templates (:mod:`.hls4ml_model`).
-``da``       da4ml's constant-matrix-multiply optimiser on the exact weights (:mod:`.da_model`).
+``da``       alkaid's (da4ml's successor) constant-matrix-multiply optimiser on the exact weights (:mod:`.da_model`).
 ``rule4ml``  rule4ml's learned surrogate, optional extra (:mod:`.rule4ml_adapter`).
 """
 
@@ -30,7 +30,7 @@ RESOURCES = ("LUT", "FF", "DSP", "BRAM_18K", "URAM")
 STRATEGIES = ("latency", "resource")
 IO_TYPES = ("io_parallel", "io_stream")
 
-#: name -> "module:class" (imported lazily: da4ml / rule4ml are optional).
+#: name -> "module:class" (imported lazily: alkaid / rule4ml are optional).
 ESTIMATORS = {
     "hls4ml": "codesign.passes.estimate.hls4ml_model:Hls4mlEstimator",
     "da": "codesign.passes.estimate.da_model:DaEstimator",
@@ -89,6 +89,10 @@ class LayerEstimate:
     latency_cycles: int = 0
     ii: int = 1
     note: str = ""
+    #: 90% band per resource and ``latency_cycles``: [lo, hi] (empty when the estimator gives none).
+    interval: dict[str, list[float]] = field(default_factory=dict)
+    #: Why this row leaves the estimator's calibrated range (empty: inside it).
+    extrapolated: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -112,6 +116,20 @@ class EstimateReport:
         out["latency_ns"] = out["latency_cycles"] * self.config.clock_ns
         return out
 
+    @property
+    def interval(self) -> dict[str, list[float]]:
+        """90% band of the totals: per-row bands summed (errors of one calibration move together); {} if rows lack one."""
+        keys = (*RESOURCES, "latency_cycles")
+        if not self.layers or any(not r.interval for r in self.layers):
+            return {}
+        return {k: [float(sum(r.interval[k][0] for r in self.layers)), float(sum(r.interval[k][1] for r in self.layers))]
+                for k in keys}  # fmt: skip
+
+    @property
+    def extrapolated(self) -> list[str]:
+        """Distinct reasons, over all rows, why the estimate leaves the calibrated range."""
+        return sorted({note for r in self.layers for note in r.extrapolated})
+
     def layer(self, name: str) -> LayerEstimate:
         for row in self.layers:
             if row.name == name:
@@ -131,6 +149,8 @@ class EstimateReport:
             "config": self.config.to_dict(),
             "layers": [r.to_dict() for r in self.layers],
             "totals": self.totals,
+            "interval": self.interval,
+            "extrapolated": self.extrapolated,
             "unsupported": list(self.unsupported),
         }
 

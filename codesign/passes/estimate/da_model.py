@@ -1,12 +1,13 @@
-"""The ``da`` estimator: da4ml's constant-matrix-multiply optimiser on the exact weights.
+"""The ``da`` estimator: alkaid's constant-matrix-multiply optimiser on the exact weights.
 
-For hls4ml's multiplier-free ``distributed_arithmetic`` strategy (and da4ml's own RTL)
-every product with a constant weight becomes shift-adds that da4ml shares across a
+alkaid is its authors' successor of alkaid (same distributed-arithmetic method, new IR).
+For hls4ml's multiplier-free ``distributed_arithmetic`` strategy (and alkaid's own RTL)
+every product with a constant weight becomes shift-adds that alkaid shares across a
 whole layer, so the cost depends on the weight *values*, not just their count or width.
-This module traces the IR through da4ml (``FixedVariableArray``) layer by layer and
-reads da4ml's own cost model: LUTs = adder bits, FFs = pipeline register bits, latency
-= pipeline stages at ``latency_cutoff`` adder delays per stage. da4ml is an optional
-dependency (``pip install da4ml``; it needs only numpy).
+This module traces the IR through alkaid (``FVArray``) layer by layer and reads
+alkaid's own cost model: LUTs = adder bits, FFs = pipeline register bits, latency =
+pipeline stages at ``latency_cutoff`` adder delays per stage. alkaid is an optional
+dependency (``pip install alkaid``; it needs only numpy).
 
 Supported: power-of-two-scaled ``Quant``/``BipolarQuant`` on activations, ``MatMul``/
 ``Gemm`` with a constant operand, ``Conv`` (1d/2d, group 1, unrolled im2col: one
@@ -32,30 +33,40 @@ from codesign.passes.estimate import EstimateConfig, EstimateReport, Estimator, 
 
 #: Ops that only move or relabel data: free in hardware, traced as reshapes.
 SHAPE_OPS = frozenset({"Reshape", "Flatten", "Identity", "Squeeze", "Unsqueeze", "Dropout"})
+#: Every op the tracer handles (anything else is refused by name before tracing starts).
+TRACED_OPS = QUANT_OPS | SHAPE_OPS | {"Transpose", "MatMul", "Gemm", "Conv", "Relu", "Add", "Sub", "Mul", "Div",
+                                      "BatchNormalization"}  # fmt: skip
 
-#: da4ml opcodes grouped by what they become in LUTs.
-OP_CLASSES = {0: "add", 1: "add", 2: "relu", -2: "relu", 4: "cadd", 6: "mux", -6: "mux"}
-#: LUTs per da4ml cost unit by op class. da4ml's cost counts every adder bit as one LUT;
-#: yosys/ABC packs narrow adders, ReLUs and constant adds into fewer LUTs. Fitted by
+#: alkaid (ALIR) opcodes grouped by what they become in LUTs: +/-, relu, constant add, MSB mux; the rest "other".
+OP_CLASSES = {0: "add", 1: "add", 2: "relu", 4: "cadd", 6: "mux"}
+#: LUTs per alkaid cost unit by op class. alkaid's cost counts every adder bit as one LUT;
+#: yosys/ABC packs ReLUs into the adders and spends more on constant adds and muxes. Fitted by
 #: non-negative least squares on relative error against ``yosys synth_xilinx -family xcup``
 #: on benchmarks/data/estimator_synth.csv (benchmarks/estimator_accuracy.py refits them and
-#: prints the in-sample and leave-one-out errors); ``calibrated=False`` gives da4ml's raw cost.
-#: Fit on 18 MLPs: ReLUs and muxes vanish into the adders' LUTs, constant adds cost ~1.4x.
-LUT_WEIGHTS: dict[str, float] = {"add": 0.96, "relu": 0.0, "cadd": 1.442, "mux": 0.0, "other": 1.0}
+#: prints the in-sample and leave-one-out errors); ``calibrated=False`` gives alkaid's raw cost.
+#: Fit (alkaid 0.8.2, yosys 0.23) on the 6 smallest of the 18 MLPs: ReLUs vanish into the adders' LUTs,
+#: constant adds and MSB muxes (few, narrow) cost ~4.5x their alkaid cost; LOO MAPE 5.6 %.
+LUT_WEIGHTS: dict[str, float] = {"add": 1.012, "relu": 0.0, "cadd": 4.741, "mux": 4.44, "other": 1.0}
 
 
-def _da4ml() -> Any:
+def _alkaid() -> Any:
     try:
-        from da4ml import trace
+        from alkaid import trace
     except ImportError:
-        raise UnsupportedModelError("the 'da' estimator needs da4ml: pip install da4ml") from None
+        raise UnsupportedModelError("the 'da' estimator needs alkaid: pip install alkaid") from None
     return trace
+
+
+def variables(arr: Any) -> np.ndarray:
+    """An alkaid ``FVArray``'s elements as a plain object array (one ``FVariable`` each)."""
+    return np.asarray(arr).view(np.ndarray)
 
 
 def is_unquantized(arr: Any) -> bool:
     """True for (reshaped) float graph inputs whose format the first quantizer sets."""
-    vars_ = getattr(arr, "_vars", None)
-    return vars_ is not None and vars_.size > 0 and type(np.ravel(vars_)[0]).__name__ == "FixedVariableInput"
+    if not (isinstance(arr, np.ndarray) and arr.dtype == object and arr.size > 0):
+        return False
+    return type(np.ravel(variables(arr))[0]).__name__ == "FVariableInput"
 
 
 def _pow2_exponent(scale: np.ndarray, what: str) -> np.ndarray:
@@ -71,7 +82,7 @@ EXACT_ROUNDING = ("ROUND", "HALF_EVEN", "HALF_UP", "FLOOR")
 
 
 def round_exact(x: Any, k: np.ndarray, i: np.ndarray, f: np.ndarray, overflow: str, mode: str) -> Any:
-    """QONNX's ROUND (half to even) or HALF_UP (half away from zero) in da4ml, which only truncates.
+    """QONNX's ROUND (half to even) or HALF_UP (half away from zero) in alkaid, which only truncates.
 
     Per element with more fraction bits ``fx`` than the target ``f``: add
     ``2^-(f+1) - 2^-fx``, plus ``2^-fx`` when a tie should go up, then truncate. Below
@@ -79,9 +90,9 @@ def round_exact(x: Any, k: np.ndarray, i: np.ndarray, f: np.ndarray, overflow: s
     with that extra LSB: the target LSB of ``x`` (odd -> up: half to even) or ``x >= 0``
     (half away from zero). Two adders per element. Elements on the target grid are only saturated.
     """
-    trace = _da4ml()
+    trace = _alkaid()
     out = []
-    for v, kk, ii, ff in zip(np.ravel(x._vars), np.ravel(k), np.ravel(i), np.ravel(f)):
+    for v, kk, ii, ff in zip(np.ravel(variables(x)), np.ravel(k), np.ravel(i), np.ravel(f)):
         vk, vi, vf = (int(t) for t in v.kif)
         if vf <= ff:
             out.append(v.quantize(kk, ii, ff, overflow, "TRN"))
@@ -92,38 +103,41 @@ def round_exact(x: Any, k: np.ndarray, i: np.ndarray, f: np.ndarray, overflow: s
             up = (v.quantize(vk, vi, ff, "WRAP", "TRN") - v.quantize(vk, vi, ff - 1, "WRAP", "TRN")) * 2.0 ** (ff - vf)
         adj = v + (2.0 ** (-ff - 1) - 2.0**-vf) + up
         out.append(adj.quantize(kk, ii, ff, overflow, "TRN"))
-    return trace.FixedVariableArray(np.array(out).reshape(x.shape), x.solver_options, hwconf=x.hwconf)
+    return trace.FVArray(np.array(out).reshape(x.shape), x.solver_options, hwconf=x.hwconf)
 
 
 class _Tracer:
-    """Walks the IR in topological order, keeping a da4ml array per dynamic tensor."""
+    """Walks the IR in topological order, keeping a alkaid array per dynamic tensor."""
 
     def __init__(self, model: Model, latency_cutoff: float, exact_rounding: bool = False):
         self.model = model
         #: True: reproduce QONNX rounding bit for bit (half-to-even ROUND; see round_exact) for RTL
-        #: that must equal the reference; False: da4ml's half-up rounding, as hls4ml's DA strategy builds it.
+        #: that must equal the reference; False: alkaid's half-up rounding, as hls4ml's DA strategy builds it.
         self.exact_rounding = exact_rounding
-        self.trace = _da4ml()
+        self.trace = _alkaid()
         self.hw = self.trace.HWConfig(1, -1, -1)
         self.latency_cutoff = latency_cutoff
         self.env: dict[str, Any] = {}
+        for node in model.graph.node:  # refuse before tracing anything (tracing big layers takes seconds)
+            if node.op_type not in TRACED_OPS and not _is_weight_quantizer(model, node):
+                raise UnsupportedModelError(f"{node.name}: the 'da' estimator does not support {node.op_type}")
 
     # ------------------------------------------------------------- inputs
     def input_array(self, name: str) -> Any:
-        """A graph input as a da4ml array: fixed-point from its dtype, else precision set by the first Quant."""
+        """A graph input as a alkaid array: fixed-point from its dtype, else precision set by the first Quant."""
         shape = self.model.shape(name)
         dt = self.model.dtype(name)
         if shape is None:
             raise UnsupportedModelError(f"input {name!r} has no static shape")
         if is_float(dt):
-            return self.trace.FixedVariableArrayInput(shape, hwconf=self.hw)
+            return self.trace.FVArrayInput(shape, hwconf=self.hw)
         step = float(dt.scale_factor()) if dt.is_fixed_point() else 1.0
         low, high = float(dt.min()), float(dt.max())
         full = np.ones(shape)
-        return self.trace.FixedVariableArray.from_lhs(full * low, full * high, full * step, hwconf=self.hw)
+        return self.trace.FVArray.from_lhs(full * low, full * high, full * step, hwconf=self.hw)
 
     def value(self, name: str) -> Any:
-        """A dynamic tensor's da4ml array, or a constant's numpy value."""
+        """A dynamic tensor's alkaid array, or a constant's numpy value."""
         if name in self.env:
             return self.env[name]
         const = self.model.constant(name)
@@ -150,7 +164,7 @@ class _Tracer:
         rnd = "TRN" if mode in ("FLOOR", "TRUNC") else "RND"
         narrow = int(_attr(node, "narrow", 0))
         if narrow and not signed:
-            raise UnsupportedModelError(f"{node.name}: da4ml cannot express an unsigned narrow-range Quant")
+            raise UnsupportedModelError(f"{node.name}: alkaid cannot express an unsigned narrow-range Quant")
         overflow = "SAT_SYM" if narrow else "SAT"  # narrow signed range [-(2^(b-1)-1), 2^(b-1)-1] is symmetric
         shape = x.shape
         k = np.broadcast_to(signed, shape)
@@ -201,8 +215,8 @@ class _Tracer:
         strides = list(_attr(node, "strides", [1] * nd))
         dil = list(_attr(node, "dilations", [1] * nd))
         pads = list(_attr(node, "pads", [0] * 2 * nd))
-        src = x._vars[0]  # (C, *spatial)
-        zero = self.trace.FixedVariable.from_const(0.0, hwconf=self.hw)
+        src = variables(x)[0]  # (C, *spatial)
+        zero = self.trace.FVariable.from_const(0.0, hwconf=self.hw)
         padded = np.full((src.shape[0], *(s + pads[d] + pads[d + nd] for d, s in enumerate(src.shape[1:]))), zero)
         padded[(slice(None), *(slice(pads[d], pads[d] + s) for d, s in enumerate(src.shape[1:])))] = src
         out_sp = [(padded.shape[d + 1] - dil[d] * (ks[d] - 1) - 1) // strides[d] + 1 for d in range(nd)]
@@ -210,22 +224,22 @@ class _Tracer:
         for pos in np.ndindex(*out_sp):
             idx = tuple(slice(p * st, p * st + dl * (k - 1) + 1, dl) for p, st, dl, k in zip(pos, strides, dil, ks))
             rows.append(padded[(slice(None), *idx)].ravel())
-        patches = self.trace.FixedVariableArray(np.array(rows), x.solver_options, hwconf=self.hw)
+        patches = self.trace.FVArray(np.array(rows), x.solver_options, hwconf=self.hw)
         y = patches @ w.reshape(w.shape[0], -1).T  # (pixels, C_out)
         if bias is not None and np.any(bias != 0):
             y = y + bias
         return y.T.reshape(1, w.shape[0], *out_sp)
 
     def run_node(self, node: onnx.NodeProto) -> Any:
-        """Trace one node; da4ml's own refusals become one-line UnsupportedModelErrors."""
+        """Trace one node; alkaid's own refusals become one-line UnsupportedModelErrors."""
         if node.op_type not in QUANT_OPS | SHAPE_OPS | {"Transpose"} and any(
             is_unquantized(self.env.get(i)) for i in node.input
         ):
             raise UnsupportedModelError(f"{node.name}: the 'da' estimator needs a quantized (fixed-point) input")
         try:
             return self._run(node)
-        except (ValueError, AssertionError, TypeError) as exc:
-            raise UnsupportedModelError(f"{node.name}: da4ml cannot trace {node.op_type}: {exc}") from None
+        except (ValueError, AssertionError, TypeError, RuntimeError) as exc:
+            raise UnsupportedModelError(f"{node.name}: alkaid cannot trace {node.op_type}: {exc}") from None
 
     def _run(self, node: onnx.NodeProto) -> Any:
         op = node.op_type
@@ -262,18 +276,18 @@ class _Tracer:
 
 
 def _fresh_like(trace: Any, arr: Any, hw: Any) -> Any:
-    """A new da4ml input array with exactly ``arr``'s value ranges (cuts the trace at a layer boundary)."""
+    """A new alkaid input array with exactly ``arr``'s value ranges (cuts the trace at a layer boundary)."""
     if is_unquantized(arr) or not hasattr(arr, "lhs"):
         return arr
-    flat = np.ravel(arr._vars)  # exact ranges (da4ml's ``lhs`` property rounds them to float32)
+    flat = np.ravel(variables(arr))  # exact ranges (the ``lhs`` property rounds them to float32)
     low, high, step = (
         np.array([float(getattr(v, k)) for v in flat]).reshape(arr.shape) for k in ("low", "high", "step")
     )
-    return trace.FixedVariableArray.from_lhs(low, high, step, hwconf=hw)
+    return trace.FVArray.from_lhs(low, high, step, hwconf=hw)
 
 
 def op_class_costs(comb: Any) -> dict[str, float]:
-    """da4ml cost of a CombLogic split by op class (see :data:`OP_CLASSES`)."""
+    """alkaid cost of a CombLogic split by op class (see :data:`OP_CLASSES`)."""
     out = dict.fromkeys(LUT_WEIGHTS, 0.0)
     for op in comb.ops:
         out[OP_CLASSES.get(op.opcode, "other")] += float(op.cost)
@@ -281,23 +295,32 @@ def op_class_costs(comb: Any) -> dict[str, float]:
 
 
 def calibrated_luts(costs: dict[str, float], weights: dict[str, float] | None = None) -> float:
-    """LUTs predicted from per-class da4ml costs."""
+    """LUTs predicted from per-class alkaid costs."""
     w = LUT_WEIGHTS if weights is None else weights
     return float(sum(w.get(k, 1.0) * v for k, v in costs.items()))
 
 
 def _layer_cost(trace: Any, inp: Any, out: Any, latency_cutoff: float, calibrated: bool) -> tuple[float, float, float]:
-    """(LUT, FF, critical path in adder delays) of the logic between ``inp`` and ``out`` (da4ml's cost model)."""
-    comb = trace.comb_trace(inp, out)
+    """(LUT, FF, critical path in adder delays) of the logic between ``inp`` and ``out`` (alkaid's cost model)."""
+    comb = trace.trace(inp, out)
     if float(comb.cost) == 0:
         return 0.0, 0.0, 0.0
     lut = calibrated_luts(op_class_costs(comb)) if calibrated else float(comb.cost)
-    pipe = trace.to_pipeline(comb, latency_cutoff, verbose=False)
-    return lut, float(pipe.reg_bits), float(comb.latency[1])
+    return lut, float(reg_bits(pipeline(comb, latency_cutoff))), float(comb.latency[1])
+
+
+def pipeline(comb: Any, latency_cutoff: float) -> Any:
+    """alkaid's pipelined design (an ``FSM``) of ``comb``, one register stage per ``latency_cutoff`` adder delays."""
+    return _alkaid().to_pipeline(comb, latency_cutoff=latency_cutoff, verbose=False)
+
+
+def reg_bits(fsm: Any) -> int:
+    """Register bits of a pipelined design (what alkaid's ``RTLModel.reg_bits`` counts)."""
+    return int(sum(sig.width for sig in fsm.signals.values() if sig.reg))
 
 
 class DaEstimator(Estimator):
-    """Analysis pass: per-layer LUT/FF/latency from da4ml's CMVM solutions (no DSP, no BRAM)."""
+    """Analysis pass: per-layer LUT/FF/latency from alkaid's CMVM solutions (no DSP, no BRAM)."""
 
     key = "da"
 
@@ -320,9 +343,8 @@ class DaEstimator(Estimator):
         """
         comb = trace_model(model, self.latency_cutoff)
         lut = calibrated_luts(op_class_costs(comb)) if self.calibrated else float(comb.cost)
-        pipe = _da4ml().to_pipeline(comb, self.latency_cutoff, verbose=False)
         _scale(rows, "LUT", lut)
-        _scale(rows, "FF", float(pipe.reg_bits))
+        _scale(rows, "FF", float(reg_bits(pipeline(comb, self.latency_cutoff))))
 
     def estimate(self, model: Model) -> EstimateReport:
         tracer = _Tracer(model, self.latency_cutoff)
@@ -330,7 +352,7 @@ class DaEstimator(Estimator):
         for name in model.inputs:
             tracer.env[name] = tracer.input_array(name)
         rows: list[LayerEstimate] = []
-        # Accumulated critical path (adder delays) per tensor: da4ml cuts a pipeline stage every
+        # Accumulated critical path (adder delays) per tensor: alkaid cuts a pipeline stage every
         # ``latency_cutoff`` delays, so a layer's cycles are the stage boundaries it crosses.
         delay: dict[str, float] = dict.fromkeys(model.inputs, 0.0)
         cut = self.latency_cutoff
@@ -352,14 +374,14 @@ class DaEstimator(Estimator):
                 delay[node.output[0]] = d_in
                 rows.append(LayerEstimate(node.name, node.op_type))
                 continue
-            inputs = np.concatenate([np.ravel(a._vars) for a in fresh.values()])
-            lut, ff, path = _layer_cost(trace, list(inputs), np.ravel(out._vars), cut, self.calibrated)
+            inputs = np.concatenate([np.ravel(variables(a)) for a in fresh.values()])
+            lut, ff, path = _layer_cost(trace, list(inputs), np.ravel(variables(out)), cut, self.calibrated)
             delay[node.output[0]] = d_out = d_in + path
             cycles = math.ceil(d_out / cut) - math.ceil(d_in / cut)
             rows.append(LayerEstimate(node.name, node.op_type, LUT=lut, FF=ff, latency_cycles=cycles, ii=1))
         self._rescale_to_whole_model(model, rows)
         first = next((r for r in rows if r.LUT > 0), None)
-        if first is not None:  # da4ml registers the design's input: one more cycle
+        if first is not None:  # alkaid registers the design's input: one more cycle
             first.latency_cycles += 1
             first.note = "incl. input register"
         return EstimateReport(self.key, self.config, rows)
@@ -373,19 +395,19 @@ def _scale(rows: list[LayerEstimate], key: str, total: float) -> None:
 
 
 def trace_model(model: Model, latency_cutoff: float = 5.0, exact_rounding: bool = False) -> Any:
-    """The whole model as one da4ml ``CombLogic`` (for RTL generation by a backend or benchmark).
+    """The whole model as one alkaid ``CombLogic`` (for RTL generation by a backend or benchmark).
 
-    ``exact_rounding``: QONNX's rounding bit for bit instead of da4ml's half-up (see :func:`round_exact`).
+    ``exact_rounding``: QONNX's rounding bit for bit instead of alkaid's half-up (see :func:`round_exact`).
     """
     tracer = _Tracer(model, latency_cutoff, exact_rounding)
     inputs = []
     for name in model.inputs:
         arr = tracer.input_array(name)
         tracer.env[name] = arr
-        inputs.extend(np.ravel(arr._vars))
+        inputs.extend(np.ravel(variables(arr)))
     for node in model.graph.node:
         if _is_weight_quantizer(model, node) or not any(i in tracer.env for i in node.input):
             continue
         tracer.env[node.output[0]] = tracer.run_node(node)
-    outputs = np.concatenate([np.ravel(tracer.env[o]._vars) for o in model.outputs])
-    return tracer.trace.comb_trace(inputs, list(outputs))
+    outputs = np.concatenate([np.ravel(variables(tracer.env[o])) for o in model.outputs])
+    return tracer.trace.trace(inputs, list(outputs))

@@ -29,9 +29,14 @@ Microseconds per layer, no training data. Each rule below is hls4ml's, with its 
 * **io_stream** adds FIFOs between layers (SRL LUTs when shallow, BRAM when deep) and
   runs convolutions pixel by pixel; io_parallel convolutions also reuse one kernel per
   output pixel (ParallelizationFactor 1), so II = pixels * RF.
+* **Calibrated regime** (:mod:`.calibration`): Resource-strategy Dense layers with shared
+  multipliers snap the reuse factor to hls4ml's closest valid one, and cost LUT/FF with
+  per-primitive constants fitted on real hls4ml C-synthesis reports
+  (``hls4ml_calibration.json``); latency = effective RF + a fitted pipeline constant.
 
-Every number is a model, not a synthesis result; see ``benchmarks/estimator_accuracy.py``
-for how well it ranks real designs.
+Every row carries a 90% ``interval`` per resource and latency (from leave-one-out residuals
+of the calibration, per regime) and ``extrapolated`` notes when it leaves the calibrated
+range; rows no data covers get a factor-of-two band. See ``benchmarks/estimator_accuracy.py``.
 """
 
 from __future__ import annotations
@@ -47,7 +52,13 @@ import onnx
 from codesign.ir.datatypes import BaseDataType, bitwidth, is_float
 from codesign.ir.model import QUANT_OPS, Model
 from codesign.passes.cost import MAC_OPS, _attr, _is_weight_quantizer, _mac_geometry, _prod
-from codesign.passes.estimate import EstimateConfig, EstimateReport, Estimator, LayerEstimate
+from codesign.passes.estimate import RESOURCES, EstimateConfig, EstimateReport, Estimator, LayerEstimate
+from codesign.passes.estimate.calibration import (
+    UNCALIBRATED_BAND,
+    dense_counts,
+    effective_reuse_factor,
+    load_calibration,
+)
 
 #: hls4ml's default precision for float tensors: ap_fixed<16,6>.
 DEFAULT_BITS = 16
@@ -75,6 +86,12 @@ TABLE_OPS = frozenset(
 )
 POOL_OPS = frozenset({"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"})
 ELEMENTWISE_OPS = frozenset({"Add", "Sub", "Mul", "Div", "BatchNormalization"})
+#: ONNX QDQ quantizers: like QONNX Quant, they set a layer's precision and cost nothing of their own.
+QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
+#: Gates of hls4ml's recurrent layers (each a Dense over [x, h] plus an activation table).
+RECURRENT_GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
+#: Data movement that hls4ml implements as copies into a registered output (Resize = its UpSampling layers).
+COPY_OPS = frozenset({"Resize", "Upsample", "DepthToSpace", "SpaceToDepth", "Tile", "Expand"})
 
 
 def bits_of(dt: BaseDataType) -> int:
@@ -254,6 +271,7 @@ class Hls4mlEstimator(Estimator):
 
     # ----------------------------------------------------------------- driver
     def estimate(self, model: Model) -> EstimateReport:
+        self._calibrated: dict[str, tuple[dict[str, float], int, str, int]] = {}  # row -> counts, RF, regime, w bits
         rows: list[LayerEstimate] = []
         unsupported: set[str] = set()
         for node in model.graph.node:
@@ -265,14 +283,67 @@ class Hls4mlEstimator(Estimator):
             rows.append(row)
         if self.config.io_type == "io_stream":
             self._add_fifos(model, rows)
+        # glue rows (ReLU, ...) of a calibrated design were part of the calibration totals: they share its band
+        regimes = [hit[2] for hit in self._calibrated.values()]
+        glue = max(set(regimes), key=regimes.count) if regimes else None
+        for row in rows:
+            self._annotate(row, glue)
         return EstimateReport(self.key, self.config, rows, sorted(unsupported))
+
+    def _annotate(self, row: LayerEstimate, glue_regime: str | None = None) -> None:
+        """Interval (90%, from the calibration's LOO residuals) and extrapolation notes of one row."""
+        cal = load_calibration()
+        cfg = self.config
+        hit = self._calibrated.get(row.name)
+        if hit is not None:
+            row.extrapolated = cal.extrapolations(strategy=cfg.strategy, io_type=cfg.io_type, op=row.op,
+                                                  rf=hit[1], w_bits=hit[3])  # fmt: skip
+            bands = {k: cal.band(hit[2], k, bool(row.extrapolated)) for k in (*RESOURCES, "latency_cycles")}
+        else:
+            if row.op in MAC_OPS:
+                row.extrapolated = cal.extrapolations(strategy=cfg.strategy, io_type=cfg.io_type, op=row.op, rf=None,
+                                                      w_bits=None)  # fmt: skip
+                if cfg.strategy in cal.ranges["strategy"] and not row.extrapolated:
+                    row.extrapolated = ["reuse factor 1 (unshared multipliers) not calibrated"]
+            elif row.op not in cal.ranges["ops"] and (row.LUT or row.FF or row.DSP or row.BRAM_18K):
+                row.extrapolated = [f"layer type {row.op} not calibrated"]
+            if glue_regime is not None and row.op not in MAC_OPS and not row.extrapolated:
+                bands = {k: cal.band(glue_regime, k) for k in (*RESOURCES, "latency_cycles")}
+            else:
+                bands = dict.fromkeys((*RESOURCES, "latency_cycles"), UNCALIBRATED_BAND)
+        row.interval = {k: [lo * getattr(row, k), hi * getattr(row, k)] for k, (lo, hi) in bands.items()}
+
+    def calibration_parts(self, model: Model) -> dict[str, Any]:
+        """What the calibration fit needs from one model: primitive counts of its calibrated layers, the rest."""
+        rep = self.estimate(model)
+        counts: dict[str, float] = {}
+        rest = {"LUT": 0.0, "FF": 0.0}
+        latency_base = 0
+        regimes, rfs, w_bits, ops = set(), [], [], {r.op for r in rep.layers}
+        for row in rep.layers:
+            hit = self._calibrated.get(row.name)
+            if hit is None:
+                rest["LUT"] += row.LUT
+                rest["FF"] += row.FF
+                latency_base += row.latency_cycles
+                continue
+            for k, v in hit[0].items():
+                counts[k] = counts.get(k, 0.0) + v
+            latency_base += hit[1]
+            regimes.add(hit[2])
+            rfs.append(hit[1])
+            w_bits.append(hit[3])
+        t = rep.totals
+        return {"counts": counts, "rest": rest, "latency_base": latency_base, "regime": "+".join(sorted(regimes)),
+                "analytic": {"DSP": t["DSP"], "BRAM_18K": t["BRAM_18K"]}, "rfs": rfs, "w_bits": w_bits,
+                "ops": sorted(ops)}  # fmt: skip
 
     def layer(self, model: Model, node: onnx.NodeProto) -> LayerEstimate:
         """One node's estimate (dispatch on op type)."""
         op = node.op_type
         if op in MAC_OPS and len(node.input) >= 2:
             return self._mac(model, node)
-        if op in FREE_OPS or op in QUANT_OPS:
+        if op in FREE_OPS or op in QUANT_OPS or op in QDQ_OPS:
             return LayerEstimate(node.name, op, note="wiring" if op in FREE_OPS else "folded into layer precision")
         n = self._elements(model, node.output[0])
         b = self._bits(model, node.input[0]) if node.input else DEFAULT_BITS
@@ -287,6 +358,13 @@ class Hls4mlEstimator(Estimator):
             return self._elementwise(model, node, n, b)
         if op in POOL_OPS:
             return self._pool(model, node, n, b)
+        if op in RECURRENT_GATES:
+            return self._recurrent(model, node)
+        if op in COPY_OPS:
+            linear = op in ("Resize", "Upsample") and _attr(node, "mode", b"nearest") not in (b"nearest", "nearest")
+            # nearest: each output a registered copy of an input; (bi)linear: a weighted sum of neighbours per output
+            return LayerEstimate(node.name, op, LUT=2.0 * n * b if linear else 0.0, FF=n * b, latency_cycles=1 + linear,
+                                 ii=1, note="linear interpolation" if linear else "copy")  # fmt: skip
         if op == "MultiThreshold":
             thresholds = model.constant(node.input[1])
             t = thresholds.shape[-1] if thresholds is not None else 1
@@ -341,6 +419,8 @@ class Hls4mlEstimator(Estimator):
         s = self.mac_shape(model, node)
         rf = min(self.config.rf(node.name), max(s.n_in * s.n_out, 1))
         strategy = self.config.strategy
+        if strategy == "resource" and rf > 1 and s.weights is not None and s.instances == 1:
+            return self._mac_calibrated(node, s)
         float_model = s.a_bits == DEFAULT_BITS and s.w_bits == DEFAULT_BITS
         acc_bits = DEFAULT_BITS if float_model else s.a_bits + s.w_bits + math.ceil(math.log2(max(s.n_in, 2)))
         prod_bits = s.a_bits + s.w_bits
@@ -400,12 +480,62 @@ class Hls4mlEstimator(Estimator):
             note=f"RF={rf} {'DSP' if dsp_path else 'LUT'} mults" + ("" if const_weights else ", shared"),
         )  # fmt: skip
 
+    def _mac_calibrated(self, node: onnx.NodeProto, s: MacShape) -> LayerEstimate:
+        """Resource-strategy Dense layer: hls4ml's effective RF, calibrated LUT/FF constants, exact DSP rule."""
+        cal = load_calibration()
+        rf = effective_reuse_factor(s.n_in, s.n_out, self.config.rf(node.name))
+        n_mult = math.ceil(s.n_in * s.n_out / rf)
+        dsp_path = uses_dsp(s.a_bits, s.w_bits)
+        counts = dense_counts(s.n_in, s.n_out, rf, s.w_bits)
+        regime = "dsp" if dsp_path else "lut"
+        self._calibrated[node.name] = (counts, rf, regime, s.w_bits)
+        return LayerEstimate(
+            node.name, node.op_type, LUT=cal.cost("LUT", counts), FF=cal.cost("FF", counts),
+            DSP=float(n_mult * dsp_per_product(s.a_bits, s.w_bits)) if dsp_path else 0.0,
+            BRAM_18K=float(math.ceil(s.n_in * s.n_out * s.w_bits / (rf * 36))),
+            latency_cycles=rf + round(cal.latency_per_layer), ii=rf,
+            note=f"RF={rf} {'DSP' if dsp_path else 'LUT'} mults, calibrated ({regime})",
+        )  # fmt: skip
+
     def _tree_registers(self, n_out: int, terms: int, depth: int, add_bits: int) -> float:
         """FFs at the pipeline cuts of ``n_out`` adder trees of ``terms`` inputs (HLS registers every live partial sum)."""
         per_stage = max(1, int(self.period // adder_ns(add_bits)))
         return float(sum(n_out * math.ceil(terms / 2**lvl) * add_bits for lvl in range(per_stage, depth, per_stage)))
 
     # ----------------------------------------------------------------- other layers
+    def _recurrent(self, model: Model, node: onnx.NodeProto) -> LayerEstimate:
+        """LSTM/GRU/RNN as hls4ml builds them: per time step, gate Dense layers over [x, h], gate tables, products."""
+        x_shape, w, r = (
+            model.shape(node.input[0]) or (1, 1, 1),
+            model.constant(node.input[1]),
+            model.constant(node.input[2]),
+        )
+        gates = RECURRENT_GATES[node.op_type]
+        dirs = w.shape[0] if w is not None else 1
+        hidden = int(_attr(node, "hidden_size", (r.shape[-1] if r is not None else 1)))
+        n_in = int(x_shape[-1])
+        steps = int(x_shape[0]) if _attr(node, "layout", 0) == 0 else int(x_shape[1])
+        b = self._bits(model, node.input[0])
+        w_bits = bits_of(model.dtype(node.input[1]))
+        rf = self.config.rf(node.name)
+        n_mult = math.ceil(dirs * gates * hidden * (n_in + hidden) / rf)
+        elementwise = dirs * hidden * (3 if gates == 4 else 2 if gates == 3 else 0)  # c/h updates
+        per = dsp_per_product(b, w_bits)
+        mults_dsp = uses_dsp(b, w_bits)
+        depth = math.ceil(math.log2(max(n_in + hidden, 2)))
+        step = (
+            rf + DSP_STAGES + math.ceil(depth * adder_ns(b + w_bits) / self.period) + 2 + DSP_STAGES
+        )  # gates, tables, c/h
+        tables = self._table(node, dirs * hidden * (gates + (1 if gates == 4 else 0)), b, tables=1)
+        return LayerEstimate(
+            node.name, node.op_type,
+            LUT=(0.0 if mults_dsp else n_mult * LUT_MULT_PER_BIT2 * b * w_bits) + n_mult * (b + w_bits) + tables.LUT,
+            FF=n_mult * (b + w_bits) + 2 * dirs * hidden * DEFAULT_BITS + tables.FF,
+            DSP=float((n_mult if mults_dsp else 0) * per + elementwise * dsp_per_product(b, b)),
+            BRAM_18K=tables.BRAM_18K, latency_cycles=steps * step, ii=steps * step,
+            note=f"{steps} steps x {gates} gates",
+        )  # fmt: skip
+
     def _table(self, node: onnx.NodeProto, n: int, b: int, tables: int) -> LayerEstimate:
         copies = math.ceil(n / 2) * tables  # dual-port BRAM ROM: two reads per copy per cycle
         per_table = math.ceil(TABLE_SIZE * TABLE_BITS / BRAM_BITS)
