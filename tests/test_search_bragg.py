@@ -1,0 +1,148 @@
+"""The NAC BraggNN study's pieces: the Bragg-peak generator, the distance score, the conv baseline
+format, and the local stage (QAT + TPE + pruning) on conv / pooling / residual / ConvAttention genomes."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import ROOT
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("optuna")
+
+from codesign.search.bragg import PATCH, bragg_patches, centroid_error, pseudo_voigt
+from codesign.search.data import load_dataset
+from codesign.search.genome import baseline_genome
+from codesign.search.space import SearchSpaceError, parse_space
+
+TINY = {
+    "name": "bragg_tiny", "target": "vu13p",
+    "data": {"dataset": "bragg", "max_rows": 600, "seed": 1},
+    "model": {
+        "input_shape": [1, 11, 11], "layers": {"min": 4, "max": 4}, "bits": [8],
+        "blocks": [
+            {"type": "conv2d", "channels": [4], "kernel": [3], "activation": ["leaky_relu"], "norm": ["none", "batch"]},
+            {"type": "conv_attention", "channels": [2], "activation": ["identity"]},
+            {"type": "conv2d", "channels": [4], "kernel": [1, 3], "skip": [True], "pool": ["max", "avg"]},
+            {"type": "dense", "width": [4, 8], "activation": ["relu"]},
+        ],
+    },
+    "training": {"epochs": 1, "batch_size": 64, "learning_rate": [0.01]},
+    "objectives": ["accuracy", "bops"], "search": {"trials": 2, "population": 2, "seed": 0},
+}  # fmt: skip
+
+
+def test_pseudo_voigt_is_unit_height_and_half_max_at_one_width():
+    z = np.zeros((1, 1, 1))
+    for eta in (0.0, 0.4, 1.0):
+        e = np.full((1, 1, 1), eta)
+        assert pseudo_voigt(z, z, z, z, z + 1.3, z + 0.7, e).item() == pytest.approx(1.0)
+        assert pseudo_voigt(z + 1.3, z, z, z, z + 1.3, z + 0.7, e).item() == pytest.approx(0.5)  # FWHM/2 along x
+
+
+def test_patches_are_seeded_normalised_and_peak_near_their_centre():
+    x, y = bragg_patches(3000, seed=4)
+    x2, y2 = bragg_patches(3000, seed=4)
+    assert np.array_equal(x, x2) and np.array_equal(y, y2)
+    assert x.shape == (3000, 1, PATCH, PATCH) and y.shape == (3000, 2) and x.dtype == np.float32
+    assert x.min() == 0.0 and x.max() == 1.0 and np.all(x.max(axis=(1, 2, 3)) == 1.0)
+    assert np.abs(y).max() <= 1.0 and 0.5 < y.std() * math.sqrt(3) < 1.1  # uniform in [-1, 1]: std 1/sqrt(3)
+    # Poisson counts: the brightest pixel sits within a pixel or two of the true centre
+    peak = np.stack(np.unravel_index(x.reshape(3000, -1).argmax(axis=1), (PATCH, PATCH)), axis=1) - (PATCH - 1) / 2
+    assert np.median(np.linalg.norm(peak - y, axis=1)) < 1.0
+    # the classical centroid is biased by the background and noise: the task is not trivial
+    assert 0.1 < centroid_error(x, y) < 1.0
+
+
+def test_bragg_dataset_regresses_centres_in_pixels():
+    space = parse_space(TINY)
+    data = load_dataset(space.data)
+    assert space.data.task == "regression" and data.score == "distance"
+    assert data.n_features == 121 and data.n_classes == 2 and len(data.y_train) == 480
+    _, y = bragg_patches(600, seed=1)  # targets are not standardised: distances stay in pixels
+    assert np.isclose(np.sort(data.y_val[:, 0]), np.sort(y[np.isin(y[:, 0], data.y_val[:, 0]), 0])).all()
+
+
+def test_distance_score_and_loss():
+    from codesign.search.train import score_outputs, task_loss
+
+    y = torch.tensor([[0.0, 0.0], [1.0, 1.0]])
+    out = torch.tensor([[3.0, 4.0], [1.0, 1.0]])
+    assert score_outputs(out, y, "distance") == pytest.approx(-2.5)
+    assert float(task_loss(out, y)) == pytest.approx(25 / 4)
+
+
+def test_braggnn_baseline_in_the_space_baseline_format():
+    from codesign.search.nets import ConvCandidateNet
+    from codesign.search.pipeline import load_pipeline
+
+    cfg = load_pipeline(ROOT / "examples/search/braggnn.yaml")
+    g = baseline_genome(cfg.space, cfg.space.baselines[0])
+    assert g.label() == "c64k3-a32-c32k3-c8k3mp-64-32-16-8 leaky_relu w8"
+    assert g.kinds[:4] == ("conv2d", "conv_attention", "conv2d", "conv2d") and g.skips[:4] == (False, True, False, False)
+    # BraggNN's parameters: conv 640, non-local block 3 x 2080 + 2112, convs 18464 + 2312, dense 12864 + 2080 + 528 + 136 + 18
+    net = ConvCandidateNet(g, 121, 2)
+    assert sum(p.numel() for p in net.parameters()) == 45394
+    bad = {**TINY, "baselines": [{"name": "b", "widths": [4, 2, 4, 8], "kernels": [3, 1]}]}
+    with pytest.raises(SearchSpaceError, match="kernels lists 2 values for 3 conv blocks"):
+        baseline_genome(parse_space(bad), parse_space(bad).baselines[0])
+
+
+@pytest.fixture(scope="module")
+def conv_local(tmp_path_factory):
+    from codesign.search.local import LocalSpec, run_local
+    from codesign.search.run import run_search
+
+    space = parse_space(TINY)
+    data = load_dataset(space.data)
+    run_dir = tmp_path_factory.mktemp("bragg") / "run"
+    run_search(space, run_dir, data=data)
+    spec = LocalSpec(bits=[6], tpe_trials=1, epochs=[2], batch_size=[64], learning_rate=[0.01], prune_rounds=1,
+                     rewind_epoch=1, prune_fraction=0.3)  # fmt: skip
+    return space, data, run_dir, spec, run_local(space, spec, run_dir, data)
+
+
+def test_local_stage_prunes_conv_attention_genomes(conv_local):
+    _, _, _, _, summary = conv_local
+    rounds = sorted(summary.results, key=lambda r: r["round"])
+    assert [r["round"] for r in rounds] == [0, 1] and all(r["bits"] == 6 for r in rounds)
+    m0, m1 = rounds[0]["metrics"], rounds[1]["metrics"]
+    # 30% of every layer's weights (15% of the output layer's), attention q/k/v included, are masked
+    assert 0.2 < m1["mask_sparsity"] < 0.3 and m1["sparsity"] > m0["sparsity"] and m1["bops"] < m0["bops"]
+    assert all(-1.5 < r["metrics"]["accuracy"] < 0 for r in rounds)  # minus a distance in pixels
+
+
+def test_local_conv_candidates_are_what_was_measured(conv_local):
+    """Each exported local candidate is a QONNX conv/attention graph whose reference execution gives
+    the stored distance score, and whose pruned weights are zeros in the file."""
+    from codesign.backends.reference import predict
+    from codesign.frontends import load
+    from codesign.search.train import score_outputs
+
+    _, data, run_dir, _, _ = conv_local
+    front = json.loads((run_dir / "local_pareto.json").read_text())["pareto"]
+    assert front
+    for row in front:
+        ir = load(run_dir / row["file"])
+        ops = {n.op_type for n in ir.graph.node}
+        assert {"Conv", "Softmax", "MatMul", "Quant"} <= ops
+        out = predict(ir, data.x_val.reshape(-1, 1, 11, 11))
+        score = score_outputs(torch.from_numpy(np.asarray(out)), torch.from_numpy(data.y_val), "distance")
+        assert score == pytest.approx(row["accuracy"], abs=1e-4)
+
+
+def test_local_conv_resume_retrains_nothing(conv_local, monkeypatch):
+    from codesign.search import local as local_mod
+
+    space, data, run_dir, spec, summary = conv_local
+
+    def boom(*a, **k):
+        raise AssertionError("retrained a finished result")
+
+    monkeypatch.setattr(local_mod, "_train", boom)
+    again = local_mod.run_local(space, spec, run_dir, data, resume=True)
+    assert [r["metrics"] for r in again.results] == [r["metrics"] for r in summary.results]
