@@ -146,3 +146,72 @@ def test_local_conv_resume_retrains_nothing(conv_local, monkeypatch):
     monkeypatch.setattr(local_mod, "_train", boom)
     again = local_mod.run_local(space, spec, run_dir, data, resume=True)
     assert [r["metrics"] for r in again.results] == [r["metrics"] for r in summary.results]
+
+
+def _rows(db_path: Path, sql: str) -> list:
+    import sqlite3
+
+    if not db_path.is_file():
+        return []
+    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=30)
+    try:
+        return db.execute(sql).fetchall()
+    except sqlite3.OperationalError:  # tables not made yet
+        return []
+    finally:
+        db.close()
+
+
+def _kill_when(cmd: list[str], db: Path, sql: str, n: int, timeout: float = 600) -> None:
+    """Run ``cmd``; SIGKILL it as soon as ``sql`` on ``db`` returns >= n rows (it must not finish first)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "codesign.cli", *cmd], env=env, cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    t0 = time.monotonic()
+    try:
+        while len(_rows(db, sql)) < n:
+            assert proc.poll() is None, "the run finished before it could be killed"
+            assert time.monotonic() - t0 < timeout
+            time.sleep(0.2)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+
+
+@pytest.mark.slow
+def test_kill9_then_resume_conv_genomes_in_both_stages(tmp_path):
+    """kill -9 in the global stage, then in the local stage, --resume each: the same trials and
+    local results as an uninterrupted run (conv + attention genomes)."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from codesign.cli import app
+
+    cfg = json.loads(json.dumps(TINY))
+    cfg["search"] = {"trials": 6, "population": 3, "seed": 0}
+    cfg["local"] = {"bits": [6], "tpe_trials": 2, "epochs": [2], "batch_size": [64], "learning_rate": [0.01],
+                    "dropout": [0.0], "l1": [0.0], "prune_rounds": 2, "rewind_epoch": 1}  # fmt: skip
+    yml = tmp_path / "bragg.yaml"
+    yml.write_text(yaml.safe_dump(cfg))
+    runner = CliRunner()
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    assert runner.invoke(app, ["search", str(yml), "-o", str(ref), "--stage", "all"]).exit_code == 0
+    trials_sql = "SELECT key, metrics FROM trials ORDER BY key"
+    _kill_when(["search", str(yml), "-o", str(run)], run / "trials.sqlite", trials_sql, 3)
+    assert 3 <= len(_rows(run / "trials.sqlite", trials_sql)) < 7
+    r = runner.invoke(app, ["search", str(yml), "-o", str(run), "--resume"])
+    assert r.exit_code == 0, r.output
+    assert _rows(run / "trials.sqlite", trials_sql) == _rows(ref / "trials.sqlite", trials_sql)
+    local_sql = "SELECT key, metrics FROM results WHERE kind = 'round' ORDER BY key"
+    _kill_when(["search", str(yml), "-o", str(run), "--stage", "local"], run / "local.sqlite", local_sql, 1)
+    assert len(_rows(run / "local.sqlite", local_sql)) < 3
+    r = runner.invoke(app, ["search", str(yml), "-o", str(run), "--stage", "local", "--resume"])
+    assert r.exit_code == 0, r.output
+    assert _rows(run / "local.sqlite", local_sql) == _rows(ref / "local.sqlite", local_sql)
+    assert len(_rows(ref / "local.sqlite", local_sql)) == 3
