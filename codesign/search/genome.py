@@ -78,9 +78,9 @@ class Genome:
 
     def arch_key(self) -> tuple[Any, ...]:
         """What must be equal for two candidates to train in one batched group (widths,
-        activations and norms may differ: they are padded or selected per candidate).
-        Conv candidates are trained one by one (plain loop), so each is its own group."""
-        return (self.depth,) if not self.n_conv else ("conv", self.key())
+        activations and norms may differ: they are padded or selected per candidate; conv
+        candidates also share block kinds, pools and input shape: ``train_conv.ConvGroup``)."""
+        return (self.depth,) if not self.n_conv else ("convgroup", self.depth, self.kinds, self.pools, self.input_shape)
 
     def label(self) -> str:
         acts = self.activations[0] if len(set(self.activations)) == 1 else "/".join(self.activations)

@@ -328,18 +328,66 @@ def plan_groups(genomes: list[Genome], max_group: int = 64, max_padding: float =
     return plan
 
 
+#: activation values one batched conv group may hold per tensor (candidates x batch x widest channels x
+#: positions, + the attention maps): 2^24 floats = 64 MiB, so a group stays within a few GiB with autograd
+CONV_GROUP_ELEMENTS = 2**24
+
+
+def plan_conv_groups(genomes: list[Genome], batch_size: int, max_group: int = 64) -> list[list[int]]:
+    """Indices of conv genomes trained together: same ``arch_key`` (depth, block kinds, pools, input
+    shape), chunked so one activation tensor of the group stays under ``CONV_GROUP_ELEMENTS``."""
+    by_key: dict[tuple, list[int]] = defaultdict(list)
+    for idx, g in enumerate(genomes):
+        by_key[g.arch_key()].append(idx)
+    plan: list[list[int]] = []
+    for members in by_key.values():
+        g = genomes[members[0]]
+        positions = math.prod(g.input_shape[1:])
+        attention = positions**2 if "conv_attention" in g.kinds else 0
+        chunk: list[int] = []
+        for i in sorted(members, key=lambda i: (-max(genomes[i].widths[: g.n_conv]), i)):
+            trial = chunk + [i]
+            widest = max(max(genomes[j].widths[: g.n_conv]) for j in trial)
+            size = len(trial) * batch_size * (widest * positions + attention)
+            if chunk and (len(trial) > max_group or size > CONV_GROUP_ELEMENTS):
+                plan.append(chunk)
+                trial = [i]
+            chunk = trial
+        plan.append(chunk)
+    return plan
+
+
 def train_population(
     genomes: list[Genome], data: Dataset, epochs: int, batch_size: int, seed: int = 0, max_group: int = 64,
     max_padding: float = math.inf, device=None,
 ) -> list[TrainResult]:
-    """Train every genome (MLPs batched in the groups of :func:`plan_groups`, conv candidates
-    one by one with :func:`train_single`) on ``device``; results in input order."""
+    """Train every genome (MLPs batched in the groups of :func:`plan_groups`, conv candidates in those
+    of :func:`plan_conv_groups`, a lone one with :func:`train_single`) on ``device``; results in input order."""
     torch.manual_seed(seed)
     xt, yt, xv, yv = _tensors(data, device)
     results: list[TrainResult | None] = [None] * len(genomes)
-    for i, g in enumerate(genomes):
-        if g.n_conv:
-            results[i] = train_single(g, data, epochs, batch_size, seed, device)
+    convs = [i for i, g in enumerate(genomes) if g.n_conv]
+    for sub in plan_conv_groups([genomes[i] for i in convs], batch_size, max_group):
+        chunk = [convs[j] for j in sub]
+        if len(chunk) == 1:  # alone: the plain loop (what a lone candidate trained as before batching)
+            results[chunk[0]] = train_single(genomes[chunk[0]], data, epochs, batch_size, seed, device)
+            continue
+        from codesign.search.train_conv import ConvGroup
+
+        torch.manual_seed(candidate_seed(genomes[chunk[0]], seed))
+        t0 = time.perf_counter()
+        cgroup = ConvGroup([genomes[i] for i in chunk], [initial_params(genomes[i], data, seed) for i in chunk],
+                           data.n_features, data.n_classes, xt.device)  # fmt: skip
+        for epoch in range(epochs):
+            order = epoch_order(len(yt), seed, epoch).to(xt.device)
+            for s in range(0, len(order), batch_size):
+                idx = order[s : s + batch_size]
+                cgroup.loss(xt[idx], yt[idx]).backward()
+                cgroup.adam_step()
+        out = cgroup.outputs(xv)
+        per = (time.perf_counter() - t0) / len(chunk)
+        for k, i in enumerate(chunk):
+            results[i] = TrainResult(score_outputs(out[k], yv, data.score), cgroup.export(k), per)
     mlps = [i for i, g in enumerate(genomes) if not g.n_conv]
     for sub in plan_groups([genomes[i] for i in mlps], max_group, max_padding):
         chunk = [mlps[j] for j in sub]
