@@ -28,11 +28,11 @@ NOISE = 0.02
 
 def _population(space_file: str, n: int, epochs: int, batch: int, device, max_rows: int | None) -> dict:
     import torch
+    from search_throughput import sample_candidates
 
     from codesign.search.data import load_dataset
     from codesign.search.space import load_space
     from codesign.search.train import train_population
-    from search_throughput import sample_candidates
 
     space = load_space(ROOT / space_file)
     if max_rows:

@@ -215,3 +215,30 @@ def test_kill9_then_resume_conv_genomes_in_both_stages(tmp_path):
     assert r.exit_code == 0, r.output
     assert _rows(run / "local.sqlite", local_sql) == _rows(ref / "local.sqlite", local_sql)
     assert len(_rows(ref / "local.sqlite", local_sql)) == 3
+
+
+@pytest.mark.slow
+def test_braggnn_example_global_local_compile_from_the_cli(tmp_path):
+    """`codesign search examples/search/braggnn.yaml --stage all --compile` end to end (scaled down:
+    fewer patches, trials and epochs): the local winner compiles and is bit-exact in hls4ml C-sim."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from codesign.cli import app
+
+    cfg = yaml.safe_load((ROOT / "examples/search/braggnn.yaml").read_text())
+    cfg["data"]["max_rows"] = 1500
+    cfg["training"]["epochs"] = 1
+    cfg["search"] |= {"trials": 6, "population": 3}
+    cfg["local"] |= {"tpe_trials": 1, "epochs": [2], "prune_rounds": 1, "bits": [6], "bops_budget": None}
+    cfg["compile"]["samples"] = 50
+    yml = tmp_path / "braggnn.yaml"
+    yml.write_text(yaml.safe_dump(cfg))
+    run = tmp_path / "run"
+    r = CliRunner().invoke(app, ["search", str(yml), "-o", str(run), "--stage", "all", "--compile"])
+    assert r.exit_code == 0, r.output
+    chosen = json.loads((run / "chosen.json").read_text())
+    assert chosen["verify"]["bit_exact"] is True and chosen["verify"]["samples"] == 50
+    base = json.loads((run / "pareto.json").read_text())["baselines"][0]
+    assert base["name"] == "braggnn" and base["label"].startswith("c64k3-a32-c32k3-c8k3mp")
+    assert -1.0 < base["accuracy"] < 0 and -1.0 < chosen["model"]["accuracy"] < 0  # minus distances in pixels

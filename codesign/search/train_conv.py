@@ -20,7 +20,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from codesign.search.genome import ATTENTION, ATTENTION_TENSORS, NORM_EPS, Genome, Params, _layer_dims, block_signed, softmax_scale
+from codesign.search.genome import (
+    ATTENTION,
+    ATTENTION_TENSORS,
+    NORM_EPS,
+    Genome,
+    Params,
+    _layer_dims,
+    block_signed,
+    softmax_scale,
+)
 from codesign.search.nets import BN_MOMENTUM, RANGE_MOMENTUM, activation, pow2_for_qmax, qbounds, snap, ste_quant
 
 ADAM_BETAS = (0.9, 0.999)
