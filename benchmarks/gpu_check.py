@@ -31,10 +31,10 @@ def _population(space_file: str, n: int, epochs: int, batch: int, device, max_ro
     from search_throughput import sample_candidates
 
     from codesign.search.data import load_dataset
-    from codesign.search.space import load_space
+    from codesign.search.pipeline import load_pipeline
     from codesign.search.train import train_population
 
-    space = load_space(ROOT / space_file)
+    space = load_pipeline(ROOT / space_file).space
     if max_rows:
         space.data.max_rows = max_rows
     data = load_dataset(space.data)
@@ -70,7 +70,7 @@ def main() -> int:
         print(f"gpu_check: error: {exc}", file=sys.stderr)
         return 2
     torch.set_num_threads(1)
-    cases = [("examples/search/magic_small.yaml", None), ("examples/search/nac_blocks.yaml", 5000)]
+    cases = [("examples/search/magic_small.yaml", None), ("examples/search/mnist_darts.yaml", 5000)]
     out = {"device": describe(gpu), "torch": torch.__version__, "cases": []}
     ok = True
     print(f"{'space':<30} {'candidates':>10} {'cpu trials/h':>13} {'gpu trials/h':>13} {'speedup':>8} {'mean |dacc|':>12}")

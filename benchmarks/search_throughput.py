@@ -39,10 +39,10 @@ def sample_candidates(space, n: int, seed: int) -> list:
 def compare(space_file: str, n: int, epochs: int, batch: int, seed: int, max_rows: int | None = None) -> dict:
     """Train the same ``n`` sampled candidates with the population trainer and the plain loop."""
     from codesign.search.data import load_dataset
-    from codesign.search.space import load_space
+    from codesign.search.pipeline import load_pipeline
     from codesign.search.train import train_population, train_single
 
-    space = load_space(space_file)
+    space = load_pipeline(space_file).space  # (a pipeline YAML's local:/compile: sections are not read)
     if max_rows:
         space.data.max_rows = max_rows
     data = load_dataset(space.data)
@@ -82,7 +82,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    rows = [compare(args.space, args.candidates, args.epochs, args.batch, args.seed)]
+    rows = [] if args.space == "none" else [compare(args.space, args.candidates, args.epochs, args.batch, args.seed)]
     if args.conv_space != "none":
         rows.append(compare(args.conv_space, args.candidates, args.conv_epochs, args.batch, args.seed, args.conv_rows))
     print(f"\n{args.threads} thread(s); population trainer vs plain per-candidate loop, same inits and batch order")

@@ -242,3 +242,12 @@ def test_braggnn_example_global_local_compile_from_the_cli(tmp_path):
     base = json.loads((run / "pareto.json").read_text())["baselines"][0]
     assert base["name"] == "braggnn" and base["label"].startswith("c64k3-a32-c32k3-c8k3mp")
     assert -1.0 < base["accuracy"] < 0 and -1.0 < chosen["model"]["accuracy"] < 0  # minus distances in pixels
+
+
+def test_local_bops_budget_accepts_yaml_exponents():
+    """YAML 1.1 reads ``2.5e7`` (no '+') as a string: the budget is converted, or refused in one line."""
+    from codesign.search.local import LocalSearchError, LocalSpec
+
+    assert LocalSpec.from_dict({"bops_budget": "2.5e7"}).bops_budget == 2.5e7
+    with pytest.raises(LocalSearchError, match=r"local.bops_budget: not a number \('lots'\)"):
+        LocalSpec.from_dict({"bops_budget": "lots"})

@@ -78,6 +78,11 @@ class LocalSpec:
         except DistillError as exc:
             raise LocalSearchError(f"{source}: local.distill: {exc}") from None
         spec = cls(**d)
+        if spec.bops_budget is not None:  # YAML reads 2.5e7 (no '+') as a string
+            try:
+                spec.bops_budget = float(spec.bops_budget)
+            except (TypeError, ValueError):
+                raise LocalSearchError(f"{source}: local.bops_budget: not a number ({spec.bops_budget!r})") from None
         if not spec.bits or any(not 2 <= int(b) <= 16 for b in spec.bits):
             raise LocalSearchError(f"{source}: local.bits: each bit width must be within 2..16")
         if not 0.0 < spec.prune_fraction < 1.0:
