@@ -693,6 +693,9 @@ def search(
         None, "--optuna-storage", help="also write every trial, as it finishes, into an Optuna study: sqlite:///FILE.db or a journal file"
     ),
     study_name: Optional[str] = typer.Option(None, "--study-name", help="the Optuna study's name (default: the run folder's)"),
+    device: Optional[str] = typer.Option(
+        None, "--device", help="train on auto (CUDA when present), cpu, cuda or cuda:N (default: the YAML's training.device)"
+    ),
 ) -> None:
     """Architecture search: global NSGA-II or DARTS (accuracy vs BOPs/resources), local QAT + pruning, compile."""
     from codesign.errors import CodesignError
@@ -702,10 +705,14 @@ def search(
     if stage not in STAGES:
         raise CodesignError(f"--stage must be one of {', '.join(STAGES)}, not {stage!r}")
     cfg = load_pipeline(space)
-    if method is not None or proxy is not None:
+    if method is not None or proxy is not None or device is not None:
         from codesign.search.space import override_search
 
-        cfg.space = override_search(cfg.space, space, method=method, proxy=proxy)
+        cfg.space = override_search(cfg.space, space, method=method, proxy=proxy, device=device)
+        if device is not None:
+            from dataclasses import replace
+
+            cfg.local = replace(cfg.local, device=None)  # --device wins over local.device too
     if distill is not None:  # --distill keeps the YAML's alpha/temperature, else the defaults
         from dataclasses import replace
 
@@ -720,6 +727,9 @@ def search(
 
         open_storage(optuna_storage)
     study = {"optuna_storage": optuna_storage, "study_name": study_name}
+    from codesign.search.device import resolve_device
+
+    resolve_device(spec.training.device)  # a missing GPU is refused before any data is loaded
     data = load_dataset(spec.data)  # data errors surface before the progress bar starts
     if stage == "global" and not compile_:
         _search_global(spec, data, output, trials, workers, resume, cluster, **study)

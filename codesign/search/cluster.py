@@ -30,11 +30,25 @@ class ClusterError(CodesignError):
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(space: Space, data: Dataset) -> None:
+def _init_worker(space: Space, data: Dataset, counter: Any = None) -> None:
     import torch
+
+    from codesign.search.device import pin
 
     torch.set_num_threads(1)
     _WORKER["space"], _WORKER["data"] = space, data
+    if counter is not None:  # worker k of N takes GPU k mod G (auto/cuda; cpu and cuda:N stay as they are)
+        with counter.get_lock():
+            index = counter.value
+            counter.value += 1
+        pin(space.training.device, index)
+
+
+def _pin_dask_worker(device: str, index: int) -> str:
+    """Run once on each Dask worker: pin it to its device (as a local worker is)."""
+    from codesign.search.device import pin
+
+    return pin(device, index)
 
 
 def _local_eval(genomes: list[Any]) -> list[Any]:
@@ -58,7 +72,8 @@ class LocalPool:
 
     def __init__(self, space: Space, data: Dataset, workers: int):
         self.workers = workers
-        self._pool = cf.ProcessPoolExecutor(workers, mp.get_context("spawn"), initializer=_init_worker, initargs=(space, data))
+        ctx = mp.get_context("spawn")
+        self._pool = cf.ProcessPoolExecutor(workers, ctx, initializer=_init_worker, initargs=(space, data, ctx.Value("i", 0)))
 
     def map(self, chunks: list[list[Any]]) -> list[list[Any]]:
         return list(self._pool.map(_local_eval, chunks))
@@ -90,6 +105,10 @@ class DaskPool:
             self._close_cluster()
             raise ClusterError(f"cannot connect to the Dask cluster at {address}: {exc}") from None
         self.workers = max(1, sum(self.client.nthreads().values()))
+        self.devices = {  # one device per worker, round-robin over each node's GPUs in address order
+            addr: self.client.run(_pin_dask_worker, space.training.device, k, workers=[addr])[addr]
+            for k, addr in enumerate(sorted(self.client.nthreads()))
+        }
         # one copy of the (possibly large) data per worker, not one per task
         self._space, self._data = self.client.scatter([space, data], broadcast=True)
 

@@ -63,9 +63,9 @@ def _requires_grad(params: list[Any], flag: bool) -> None:
 
 
 def task_loss(out: Any, y: Any, regression: bool) -> Any:
-    import torch.nn.functional as F
+    from codesign.search.train import task_loss as loss
 
-    return F.mse_loss(out[:, 0], y) if regression else F.cross_entropy(out, y)
+    return loss(out, y)
 
 
 class DartsSearch(Search):
@@ -74,14 +74,17 @@ class DartsSearch(Search):
     def __init__(self, space: Space, data: Dataset, store: Any, trials: int | None = None, workers: int = 1,
                  cluster: str | None = None):  # fmt: skip
         super().__init__(space, data, store, planned_trials(space), workers, cluster)
+        from codesign.search.device import resolve_device
+
         self.spec: DartsSpec = space.search.darts  # type: ignore[assignment]
+        self.device = resolve_device(space.training.device)  # supernets are built and trained under it
         self._warm: dict[str, Any] | None = None
         self._rows: tuple[Any, Any, Any, Any] | None = None
 
     def rows(self) -> tuple[Any, Any, Any, Any]:
         """(x_w, y_w, x_a, y_a) of :func:`_split`, made once per search."""
         if self._rows is None:
-            self._rows = _split(self.data, self.spec, self.space.search.seed)
+            self._rows = tuple(t.to(self.device) for t in _split(self.data, self.spec, self.space.search.seed))
         return self._rows
 
     # -------------------------------------------------------------- one supernet
@@ -94,7 +97,7 @@ class DartsSearch(Search):
         import torch
 
         g = torch.Generator().manual_seed(self.space.search.seed * 7919 + salt * 101 + epoch)
-        order = torch.randperm(n, generator=g)
+        order = torch.randperm(n, generator=g, device="cpu")
         bs = self.space.training.batch_size
         return [order[s : s + bs] for s in range(0, n, bs) if len(order[s : s + bs]) > 1]
 
@@ -185,7 +188,8 @@ class DartsSearch(Search):
             t0 = time.perf_counter()
             pinned = self.store.meta(f"darts_{k}")
             if pinned is None:  # one thread (Search.run): results independent of the machine's core count
-                info = self.search_one(k, kind, value)
+                with self.device:  # every tensor the supernet makes (weights, masks, BOPs terms) on the device
+                    info = self.search_one(k, kind, value)
                 self.store.set_meta(f"darts_{k}", json.dumps(info))
             else:
                 info = json.loads(pinned)

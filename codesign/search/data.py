@@ -40,6 +40,9 @@ class DataError(CodesignError):
     """A data file is missing, unreadable or not in the expected layout."""
 
 
+#: patches generated for ``dataset: bragg`` unless ``max_rows`` says otherwise
+BRAGG_ROWS = 20000
+
 #: OpenML data set id of the hls4ml LHC jet high-level-feature set (16 features, 5 classes).
 JETS_OPENML_ID = 42468
 JETS_FEATURES = 16
@@ -55,8 +58,11 @@ class Dataset:
     x_val: np.ndarray
     y_val: np.ndarray
     classes: list[str]
-    #: "classification" (int labels, accuracy) or "regression" (one float target, R^2)
+    #: "classification" (int labels, accuracy) or "regression" (float targets, R^2)
     task: str = "classification"
+    #: what the search's "accuracy" is: "" = the task's default (accuracy / R^2), or "distance" =
+    #: minus the mean Euclidean distance between predicted and true coordinates (Bragg peaks, pixels)
+    metric: str = ""
 
     @property
     def n_features(self) -> int:
@@ -64,8 +70,15 @@ class Dataset:
 
     @property
     def n_classes(self) -> int:
-        """Output units: one per class, or one for a regression target."""
-        return 1 if self.regression else len(self.classes)
+        """Output units: one per class, or one per regression target (a (N, T) target has T)."""
+        if self.regression:
+            return 1 if self.y_train.ndim == 1 else int(self.y_train.shape[1])
+        return len(self.classes)
+
+    @property
+    def score(self) -> str:
+        """How outputs are scored: accuracy, r2 or distance."""
+        return self.metric or ("r2" if self.regression else "accuracy")
 
     @property
     def regression(self) -> bool:
@@ -277,7 +290,7 @@ def _download_jets(cache: Path) -> None:
 
 def split(
     x: np.ndarray, y: np.ndarray, classes: list[str], val_fraction: float = 0.2, seed: int = 0,
-    max_rows: int | None = None, name: str = "data", task: str = "classification",
+    max_rows: int | None = None, name: str = "data", task: str = "classification", scale_target: bool = True,
 ) -> Dataset:  # fmt: skip
     """Seeded shuffle, train/validation split, standardisation with the train statistics
     (of the features; for regression of the target too, which R^2 does not see)."""
@@ -294,7 +307,9 @@ def split(
     mean, std = x[train].mean(axis=0), x[train].std(axis=0)
     std[std == 0] = 1.0
     xs = (x - mean) / std
-    if task == "regression":
+    if task == "regression" and not scale_target:
+        y = y.astype(np.float32)
+    elif task == "regression":
         y = y.astype(np.float32)
         y_std = float(y[train].std()) or 1.0
         y = (y - float(y[train].mean())) / y_std
@@ -304,6 +319,13 @@ def split(
 def load_dataset(spec: object) -> Dataset:
     """A search space's ``data`` section -> Dataset (deterministic for a given seed)."""
     kind, path = spec.dataset, spec.path
+    if kind == "bragg":  # generated (codesign.search.bragg); targets stay in pixels: the score is a distance
+        from codesign.search.bragg import bragg_patches
+
+        x, y = bragg_patches(spec.max_rows or BRAGG_ROWS, seed=spec.seed)
+        data = split(x, y, [], spec.val_fraction, spec.seed, name=kind, task="regression", scale_target=False)
+        data.metric = "distance"
+        return data
     if kind == "magic":
         x, y, classes = load_magic(path)
     elif kind == "jets":

@@ -78,9 +78,9 @@ class Genome:
 
     def arch_key(self) -> tuple[Any, ...]:
         """What must be equal for two candidates to train in one batched group (widths,
-        activations and norms may differ: they are padded or selected per candidate).
-        Conv candidates are trained one by one (plain loop), so each is its own group."""
-        return (self.depth,) if not self.n_conv else ("conv", self.key())
+        activations and norms may differ: they are padded or selected per candidate; conv
+        candidates also share block kinds, pools and input shape: ``train_conv.ConvGroup``)."""
+        return (self.depth,) if not self.n_conv else ("convgroup", self.depth, self.kinds, self.pools, self.input_shape)
 
     def label(self) -> str:
         acts = self.activations[0] if len(set(self.activations)) == 1 else "/".join(self.activations)
@@ -163,31 +163,37 @@ def decode(space: Space, x: np.ndarray | list[int]) -> Genome:
     acts = tuple(values.get(f"activation{i}", values.get("activation")) for i in range(depth))
     norms = tuple(values.get(f"norm{i}", values.get("norm")) for i in range(depth))
     widths = tuple(values[f"width{i}"] for i in range(depth))
-    conv: dict[str, Any] = {}
-    if space.model.conv_type():
-        kinds = tuple(space.model.blocks[i].type for i in range(depth))
-        n_conv = sum(k != "dense" for k in kinds)
-        in_shape = tuple(space.model.input_shape)
-        skips, pools, spatial, c_in = [], [], in_shape[1:], in_shape[0]
-        for i in range(n_conv):  # canonical: a skip needs equal channels, a pool a spatial size >= 2
-            attention = kinds[i] == ATTENTION  # always residual, 1x1 projections, keeps the channels
-            skips.append(attention or (bool(values[f"skip{i}"]) and c_in == widths[i]))
-            pool = values[f"pool{i}"] if min(spatial) >= 2 else "none"
-            pools.append(pool)
-            spatial = tuple(d // 2 for d in spatial) if pool != "none" else spatial
-            c_in = c_in if attention else widths[i]
-        pad = (0,) * (depth - n_conv)
-        kernels = tuple(1 if kinds[i] == ATTENTION else values[f"kernel{i}"] for i in range(n_conv))
-        conv = {
-            "kinds": kinds, "kernels": kernels + pad,
-            "skips": tuple(skips) + (False,) * (depth - n_conv), "pools": tuple(pools) + ("none",) * (depth - n_conv),
-            "input_shape": in_shape,
-        }  # fmt: skip
+    conv = _conv_genes(space, widths, values.__getitem__) if space.model.conv_type() else {}
     return Genome(
         widths=widths, activations=acts, norms=norms,
         dropout=values["dropout"], bits=values["bits"], learning_rate=values["learning_rate"], l1=values["l1"],
         reuse_factor=values.get("reuse_factor", space.reuse_factor[0]), **conv,
     )  # fmt: skip
+
+
+def _conv_genes(space: Space, widths: tuple[int, ...], gene: Any) -> dict[str, Any]:
+    """The conv fields of a genome whose blocks are the first ``len(widths)`` of the space's, from
+    ``gene(name)`` for ``kernel{i}``/``skip{i}``/``pool{i}``; canonical: a skip needs equal channels,
+    a pool a spatial size >= 2, an attention block is residual with 1x1 projections."""
+    depth = len(widths)
+    kinds = tuple(space.model.blocks[i].type for i in range(depth))
+    n_conv = sum(k != "dense" for k in kinds)
+    in_shape = tuple(space.model.input_shape)
+    skips, pools, spatial, c_in = [], [], in_shape[1:], in_shape[0]
+    for i in range(n_conv):
+        attention = kinds[i] == ATTENTION  # always residual, 1x1 projections, keeps the channels
+        skips.append(attention or (bool(gene(f"skip{i}")) and c_in == widths[i]))
+        pool = gene(f"pool{i}") if min(spatial) >= 2 else "none"
+        pools.append(pool)
+        spatial = tuple(d // 2 for d in spatial) if pool != "none" else spatial
+        c_in = c_in if attention else widths[i]
+    pad = (0,) * (depth - n_conv)
+    kernels = tuple(1 if kinds[i] == ATTENTION else gene(f"kernel{i}") for i in range(n_conv))
+    return {
+        "kinds": kinds, "kernels": kernels + pad,
+        "skips": tuple(skips) + (False,) * (depth - n_conv), "pools": tuple(pools) + ("none",) * (depth - n_conv),
+        "input_shape": in_shape,
+    }  # fmt: skip
 
 
 def encode(space: Space, genome: Genome) -> np.ndarray | None:
@@ -217,12 +223,27 @@ def encode(space: Space, genome: Genome) -> np.ndarray | None:
 
 
 def baseline_genome(space: Space, spec: BaselineSpec) -> Genome:
-    """A named baseline from the config, with the space's first learning rate by default."""
+    """A named baseline from the config, with the space's first learning rate by default. With
+    ``kernels`` it is a conv net on the first ``len(widths)`` blocks of the space (conv channels /
+    attention hidden channels, then dense widths), else an MLP."""
     n = len(spec.widths)
+    conv: dict[str, Any] = {}
+    if spec.kernels is not None:
+        from codesign.search.space import SearchSpaceError
+
+        blocks = space.model.blocks or []
+        if not space.model.conv_type() or n > len(blocks):
+            raise SearchSpaceError(f"baseline {spec.name}: a conv baseline needs a conv space with >= {n} blocks")
+        convs = [i for i in range(n) if blocks[i].type != "dense"]
+        lists = {"kernel": spec.kernels, "skip": spec.skips or [False] * len(convs), "pool": spec.pools or ["none"] * len(convs)}
+        bad = [k for k, v in lists.items() if len(v) != len(convs)]
+        if bad:
+            raise SearchSpaceError(f"baseline {spec.name}: {bad[0]}s lists {len(lists[bad[0]])} values for {len(convs)} conv blocks")
+        conv = _conv_genes(space, tuple(spec.widths), lambda name: lists[name.rstrip("0123456789")][int(name[len(name.rstrip("0123456789")):])])
     return Genome(
         widths=tuple(spec.widths), activations=(spec.activation,) * n, norms=(spec.norm,) * n, dropout=spec.dropout,
         bits=spec.bits, learning_rate=spec.learning_rate or space.training.learning_rate[0], l1=spec.l1,
-        reuse_factor=space.reuse_factor[0],
+        reuse_factor=space.reuse_factor[0], **conv,
     )  # fmt: skip
 
 

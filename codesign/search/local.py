@@ -56,6 +56,9 @@ class LocalSpec:
     seed: int = 0
     max_train_rows: int | None = None
     distill: DistillSpec | None = None  # {alpha, temperature}: the float twin teaches every quantized net
+    #: where the nets train (auto | cpu | cuda[:N]); None = the space's training.device. Not in the digest:
+    #: a run resumes on any device
+    device: str | None = None
 
     def __post_init__(self) -> None:
         try:
@@ -75,10 +78,22 @@ class LocalSpec:
         except DistillError as exc:
             raise LocalSearchError(f"{source}: local.distill: {exc}") from None
         spec = cls(**d)
+        if spec.bops_budget is not None:  # YAML reads 2.5e7 (no '+') as a string
+            try:
+                spec.bops_budget = float(spec.bops_budget)
+            except (TypeError, ValueError):
+                raise LocalSearchError(f"{source}: local.bops_budget: not a number ({spec.bops_budget!r})") from None
         if not spec.bits or any(not 2 <= int(b) <= 16 for b in spec.bits):
             raise LocalSearchError(f"{source}: local.bits: each bit width must be within 2..16")
         if not 0.0 < spec.prune_fraction < 1.0:
             raise LocalSearchError(f"{source}: local.prune_fraction: must be in (0, 1)")
+        if spec.device is not None:
+            from codesign.search.device import DeviceError, check_device
+
+            try:
+                spec.device = check_device(spec.device)
+            except DeviceError as exc:
+                raise LocalSearchError(f"{source}: local.device: {exc}") from None
         if spec.prune_rounds < 0 or spec.tpe_trials < 1 or spec.rewind_epoch < 0:
             raise LocalSearchError(f"{source}: local: prune_rounds >= 0, tpe_trials >= 1, rewind_epoch >= 0")
         return spec
@@ -87,6 +102,7 @@ class LocalSpec:
         import hashlib
 
         d = asdict(self)
+        del d["device"]
         if d["distill"] is None:  # stores made before distillation existed keep their digest
             del d["distill"]
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
@@ -139,12 +155,22 @@ def genome_of(run_dir: Path, trial_id: int) -> Genome:
 
 
 # ----------------------------------------------------------------------------- the QAT network
+#: conv genomes' "float" twin: the same QONNX-exact net at this many bits (quantization noise far below
+#: the task's; the fake-quantizers stay so the twin is the very module the quantized rounds train)
+CONV_FLOAT_BITS = 16
+
+
 def build_net(genome: Genome, n_features: int, n_classes: int, bits: int | None, dropout: float):
-    """Brevitas MLP of ``genome`` at ``bits`` (power-of-two scales), or its float twin (``bits=None``)."""
+    """Brevitas MLP of ``genome`` at ``bits`` (power-of-two scales), or its float twin (``bits=None``).
+    A genome with conv / pooling / residual / ConvAttention blocks gets the global stage's own QAT net
+    (:class:`~codesign.search.nets.ConvCandidateNet`: power-of-two scales, QONNX ``Quant`` semantics op for
+    op), so what the local stage trains and prunes is bit for bit what :func:`export_ir` writes."""
     from torch import nn
 
     if genome.n_conv:
-        raise LocalSearchError(f"local stage: conv candidates are not supported yet ({genome.label()})")
+        from codesign.search.nets import ConvCandidateNet
+
+        return ConvCandidateNet(replace(genome, bits=bits or CONV_FLOAT_BITS, dropout=dropout), n_features, n_classes)
     acts = {"relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.01), "gelu": nn.GELU, "tanh": nn.Tanh,
             "sigmoid": nn.Sigmoid, "identity": nn.Identity}  # fmt: skip
     dims = [n_features, *genome.widths, n_classes]
@@ -195,20 +221,30 @@ def build_net(genome: Genome, n_features: int, n_classes: int, bits: int | None,
 
 
 def calibrate(net, data: Dataset, rows: int = 512) -> None:
-    """One train-mode forward pass without gradients: brevitas initialises its activation
-    scales from these statistics (so the state dict is complete before the first step)."""
+    """One train-mode forward pass without gradients: brevitas (and the conv net's range trackers)
+    initialise their activation scales from these statistics (so the state dict is complete before
+    the first step)."""
     import torch
 
     net.train()
     with torch.no_grad():
-        net(torch.from_numpy(data.x_train[:rows]))
+        net(torch.from_numpy(data.x_train[:rows]).to(_device_of(net)))
+
+
+def _device_of(net) -> Any:
+    return next(net.parameters()).device
+
+
+def _is_conv(net) -> bool:
+    return hasattr(net, "genome") and bool(net.genome.n_conv)
 
 
 def _weights(net) -> list:
-    """The prunable weight tensors (every Linear / QuantLinear)."""
+    """The prunable weight tensors (every Linear / QuantLinear / Conv, attention q/k/v included; the
+    output layer last)."""
     from torch import nn
 
-    return [m.weight for m in net.modules() if isinstance(m, nn.Linear)]
+    return [m.weight for m in net.modules() if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd))]
 
 
 def _train(net, data: Dataset, hp: dict[str, Any], epochs: int, seed: int, masks: list | None = None,
@@ -217,21 +253,22 @@ def _train(net, data: Dataset, hp: dict[str, Any], epochs: int, seed: int, masks
     """Adam + cross-entropy (or the distillation loss against ``teacher``) (+ L1 on the weights);
     pruned weights are held at zero after every step."""
     import torch
-    import torch.nn.functional as F
 
-    x, y = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train).long()
+    from codesign.search.train import _tensors, task_loss
+
+    x, y, _, _ = _tensors(data, _device_of(net))  # on the training device once, not per batch
     opt = torch.optim.Adam(net.parameters(), lr=hp["learning_rate"])
     weights = _weights(net)
     bs = int(hp["batch_size"])
     for epoch in range(start_epoch, epochs):
         net.train()
-        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed * 1009 + epoch))
+        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed * 1009 + epoch), device="cpu").to(x.device)
         for start in range(0, len(x), bs):
             idx = order[start : start + bs]
             if len(idx) < 2:
                 continue
             out = net(x[idx])
-            loss = F.cross_entropy(out, y[idx]) if teacher is None else teacher.loss(out, y[idx], idx)
+            loss = task_loss(out, y[idx]) if teacher is None else teacher.loss(out, y[idx], idx)
             if hp["l1"]:
                 loss = loss + hp["l1"] * sum(w.abs().sum() for w in weights)
             opt.zero_grad()
@@ -246,13 +283,17 @@ def _train(net, data: Dataset, hp: dict[str, Any], epochs: int, seed: int, masks
 
 
 def accuracy(net, data: Dataset) -> float:
+    """The validation score the global stage reports for this task (accuracy, R^2 or -distance)."""
     import torch
 
+    from codesign.search.train import _tensors, score_outputs
+
+    _, _, xv, yv = _tensors(data, _device_of(net))
     net.eval()
     with torch.no_grad():
-        out = net(torch.from_numpy(data.x_val))
+        out = net(xv)
     out = out.value if hasattr(out, "value") else out
-    return float((out.argmax(1).numpy() == data.y_val).mean())
+    return score_outputs(out, yv, data.score)
 
 
 def prune_masks(net, masks: list, fraction: float) -> list:
@@ -275,16 +316,28 @@ def prune_masks(net, masks: list, fraction: float) -> list:
 
 
 # ----------------------------------------------------------------------------- IR round trip
-def export_ir(net, n_features: int, path: Path):
-    """export_qonnx(dynamo=False) -> codesign IR (the same loader as every other model)."""
+def export_ir(net, n_features: int, path: Path, n_classes: int | None = None):
+    """export_qonnx(dynamo=False) -> codesign IR (the same loader as every other model); a conv
+    genome's net is written by the search's own QONNX builder (``genome.build_ir``, its trained
+    parameters), which the global stage's candidates and compile already go through."""
+    import copy
     import warnings
 
     import torch
-    from brevitas.export import export_qonnx
 
     from codesign.frontends import load
 
+    net = copy.deepcopy(net).cpu()  # export on the host; the training copy stays on its device
     net.eval()
+    if _is_conv(net):
+        from codesign.ir.io import save_model
+        from codesign.search.genome import build_ir
+
+        out = n_classes if n_classes is not None else net.linears[-1].out_features
+        save_model(build_ir(net.genome, n_features, out, net.export_params(), name="local"), path)
+        return load(path)
+    from brevitas.export import export_qonnx
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         export_qonnx(net, torch.zeros(1, n_features), str(path), dynamo=False)
@@ -388,9 +441,10 @@ def _state_bytes(net, masks: list | None) -> bytes:
 def _load_state(net, blob: bytes) -> list | None:
     import torch
 
-    state = torch.load(io.BytesIO(blob), weights_only=False)
+    state = torch.load(io.BytesIO(blob), weights_only=False, map_location="cpu")  # a run resumes on any device
     net.load_state_dict(state["net"])
-    return state["masks"]
+    masks = state["masks"]
+    return None if masks is None else [m.to(_device_of(net)) for m in masks]
 
 
 # ----------------------------------------------------------------------------- the stage
@@ -410,8 +464,21 @@ def _fresh_net(spec: LocalSpec, genome: Genome, data: Dataset, bits: int | None,
 
     torch.manual_seed(spec.seed)
     net = build_net(genome, data.n_features, data.n_classes, bits, hp["dropout"])
+    if genome.n_conv:  # the global stage's seeded initial weights and data-driven input scale
+        from codesign.search.train import initial_params
+
+        net.load_params(initial_params(net.genome, data, spec.seed))
+        net.act_range.zero_()
+        net.attn_range.zero_()
+    net.to(_resolve(spec))
     calibrate(net, data)
     return net
+
+
+def _resolve(spec: LocalSpec) -> Any:
+    from codesign.search.device import resolve_device
+
+    return resolve_device(spec.device or "cpu")
 
 
 def _tpe(store: LocalStore, spec: LocalSpec, genome: Genome, cand: int, data: Dataset, bits: int,
@@ -482,7 +549,7 @@ def _imp(store: LocalStore, spec: LocalSpec, genome: Genome, cand: int, data: Da
         if bits is not None:
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / "m.onnx"
-                ir = export_ir(net, data.n_features, path)
+                ir = export_ir(net, data.n_features, path, data.n_classes)
                 metrics |= measure_ir(ir, target, estimator)
                 blob = path.read_bytes()
         kept = float(sum(m.sum() for m in masks) / sum(m.numel() for m in masks))
@@ -501,9 +568,9 @@ def _load_teacher(store: LocalStore, spec: LocalSpec, genome: Genome, cand: int,
     import torch
 
     done = store.get(f"round/{cand}/float/0")
-    net = build_net(genome, data.n_features, data.n_classes, None, 0.0)
+    net = build_net(genome, data.n_features, data.n_classes, None, 0.0).to(_resolve(spec))
     _load_state(net, done["state"])
-    logits = teacher_logits(net, torch.from_numpy(data.x_train))
+    logits = teacher_logits(net, torch.from_numpy(data.x_train).to(_device_of(net)))
     return Teacher(logits, spec.distill or DistillSpec(), done["metrics"]["accuracy"])
 
 
@@ -537,9 +604,15 @@ def run_local(space: Space, spec: LocalSpec, run_dir: str | Path, data: Dataset,
     if spec.distill is not None and data.regression:
         raise LocalSearchError(f"local.distill: distillation needs a classification task ({data.name} is regression)")
     picked = select_candidates(run_dir, spec)
+    if spec.device is None:
+        spec = replace(spec, device=space.training.device)
     if spec.max_train_rows is not None:
         data = replace(data, x_train=data.x_train[: spec.max_train_rows], y_train=data.y_train[: spec.max_train_rows])
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    threads = torch.get_num_threads()
+    # brevitas MLPs: 2 intra-op threads (what the documented numbers used); the conv nets' small tensors
+    # only contend (one forward + backward measured 10x slower with 2 threads on a loaded 2-core machine)
+    conv = any(genome_of(run_dir, int(r["trial"])).n_conv for r in picked)
+    torch.set_num_threads(1 if conv else max(1, min(2, os.cpu_count() or 1)))
     store = LocalStore(run_dir / "local.sqlite", spec.digest() + space.digest(), resume)
     float_acc: dict[int, float] = {}
     distillation: list[dict[str, Any]] = []
@@ -572,6 +645,7 @@ def run_local(space: Space, spec: LocalSpec, run_dir: str | Path, data: Dataset,
         front = write_local_outputs(run_dir, results, float_acc, distillation, spec.distill)
     finally:
         store.close()
+        torch.set_num_threads(threads)
     return LocalSummary(run_dir, results, front, float_acc, distillation)
 
 

@@ -76,9 +76,11 @@ class GenomeDuplicates(DuplicateElimination):
 
 def evaluate_genomes(space: Space, data: Dataset, genomes: list[Genome]) -> list[tuple[float, dict[str, Any], Any, float]]:
     """Train (batched) and measure: (accuracy, metrics, params, seconds) per genome, in order."""
+    from codesign.search.device import resolve_device
+
     t = space.training
     unique = list({g.train_key(): replace(g, reuse_factor=1) for g in genomes}.values())
-    results = train_population(unique, data, t.epochs, t.batch_size, seed=space.search.seed)
+    results = train_population(unique, data, t.epochs, t.batch_size, seed=space.search.seed, device=resolve_device(t.device))
     trained = {g.train_key(): r for g, r in zip(unique, results)}
     out = []
     for g in genomes:

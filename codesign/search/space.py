@@ -38,7 +38,8 @@ class _Strict(BaseModel):
 class DataSpec(_Strict):
     """Which data set, how to split it (seeded) and how to preprocess it."""
 
-    dataset: Literal["magic", "mnist", "jets", "csv", "npz", "hdf5"]
+    #: bragg: generated 11x11 Bragg-peak patches (codesign.search.bragg), centre regression, score = -distance (px)
+    dataset: Literal["magic", "mnist", "jets", "csv", "npz", "hdf5", "bragg"]
     path: str | None = None
     label: str | None = None
     #: regression: the label column is a float target; "accuracy" is then the validation R^2
@@ -53,7 +54,9 @@ class DataSpec(_Strict):
             raise ValueError(f"dataset {self.dataset!r} needs a 'path'")
         if self.dataset in ("csv", "npz", "hdf5") and not self.label:
             raise ValueError(f"dataset {self.dataset!r} needs a 'label' column name")
-        if self.task == "regression" and self.dataset not in ("csv", "npz", "hdf5"):
+        if self.dataset == "bragg":
+            self.task = "regression"
+        if self.task == "regression" and self.dataset not in ("csv", "npz", "hdf5", "bragg"):
             raise ValueError(f"task 'regression' needs a user table (csv/npz/hdf5), not the {self.dataset!r} classification set")
         return self
 
@@ -235,6 +238,18 @@ class TrainingSpec(_Strict):
     batch_size: int = Field(128, ge=1)
     learning_rate: list[float] = [1e-3]
     l1: list[float] = [0.0]
+    #: where every trainer runs: auto (CUDA when present), cpu, cuda or cuda:N (the CLI's --device wins)
+    device: str = "cpu"
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        from codesign.search.device import DeviceError, check_device
+
+        try:
+            return check_device(v)
+        except DeviceError as exc:
+            raise ValueError(str(exc)) from None
 
     @field_validator("learning_rate")
     @classmethod
@@ -362,6 +377,11 @@ class BaselineSpec(_Strict):
     bits: int = 8
     learning_rate: float | None = None
     l1: float = 0.0
+    #: a conv baseline (NAC's BraggNN): per conv block of the space's first len(widths) blocks, its kernel
+    #: (1 for an attention block), residual skip and pool; widths = conv channels, then dense widths
+    kernels: list[int] | None = None
+    skips: list[bool] | None = None
+    pools: list[str] | None = None
 
     @field_validator("widths")
     @classmethod
@@ -461,13 +481,17 @@ class Space(_Strict):
 
     def digest(self) -> str:
         """Hash of everything that changes what a trial means (resume refuses a different space)."""
-        payload = self.model_dump(exclude={"search": {"trials"}})
+        payload = self.model_dump(exclude={"search": {"trials"}, "training": {"device"}})  # same trial on any device
         if payload["search"]["proxy"] is None:  # fields added with proxies: absent = the digest of before
             del payload["search"]["proxy"], payload["search"]["proxy_keep"], payload["search"]["proxy_cost"]
         if payload["search"]["method"] == "nsga2":  # fields added with DARTS: absent = the digest of before
             del payload["search"]["method"], payload["search"]["darts"]
         if payload["model"]["input_shape"] is None:  # fields added with conv blocks: absent = the digest of before
             del payload["model"]["input_shape"]
+        for b in payload["baselines"]:  # conv baselines' fields: absent = the digest of before
+            for k in ("kernels", "skips", "pools"):
+                if b[k] is None:
+                    del b[k]
         for b in payload["model"]["blocks"] or []:
             for k in ("channels", "kernel", "skip", "pool"):
                 if b[k] is None:
@@ -512,11 +536,15 @@ def load_space(path: str | Path) -> Space:
     return space
 
 
-def override_search(space: Space, source: str | Path, method: str | None = None, proxy: str | None = None) -> Space:
-    """``space`` with ``search.method`` / ``search.proxy`` overridden (the CLI's --method/--proxy), validated
-    like the YAML; ``proxy="none"`` removes a proxy."""
+def override_search(space: Space, source: str | Path, method: str | None = None, proxy: str | None = None,
+                    device: str | None = None) -> Space:  # fmt: skip
+    """``space`` with ``search.method`` / ``search.proxy`` / ``training.device`` overridden (the CLI's
+    --method/--proxy/--device), validated like the YAML; ``proxy="none"`` removes a proxy."""
     payload = space.model_dump()
     flags = []
+    if device is not None:
+        payload["training"]["device"] = device
+        flags.append(f"--device {device}")
     if method is not None:
         payload["search"]["method"] = method
         if method != "darts":

@@ -65,14 +65,18 @@ def initial_params(genome: Genome, data: Dataset, seed: int) -> Params:
 
 def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
     """The sample order of one epoch (shared by every candidate and by the plain loop)."""
-    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100003 + epoch))
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100003 + epoch), device="cpu")
 
 
 class _Group:
     """Candidates of equal depth stacked on axis 0: widths zero-padded and masked, activations
     and norms selected per candidate (each kind present is computed once, on the whole stack)."""
 
-    def __init__(self, genomes: list[Genome], inits: list[Params], n_features: int, n_classes: int):
+    def __init__(self, genomes: list[Genome], inits: list[Params], n_features: int, n_classes: int, device=None):
+        with torch.device(device or "cpu"):  # every tensor of the group is made on the training device
+            self._init(genomes, inits, n_features, n_classes)
+
+    def _init(self, genomes: list[Genome], inits: list[Params], n_features: int, n_classes: int) -> None:
         self.genomes = genomes
         self.depth = genomes[0].depth
         c = len(genomes)
@@ -206,8 +210,8 @@ class _Group:
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         logits = self.forward(x, train=True)
-        if y.is_floating_point():  # regression: mean squared error of the single output
-            ce = ((logits[..., 0] - y.unsqueeze(0)) ** 2).mean(dim=1)
+        if y.is_floating_point():  # regression: mean squared error over the outputs
+            ce = ((logits - (y.unsqueeze(-1) if y.dim() == 1 else y).unsqueeze(0)) ** 2).mean(dim=(1, 2))
         else:
             ce = F.cross_entropy(logits.transpose(1, 2), y.expand(logits.shape[0], -1), reduction="none").mean(dim=1)
         if bool((self.l1 > 0).any()):
@@ -230,12 +234,10 @@ class _Group:
         self.flat.grad = None
 
     @torch.no_grad()
-    def accuracy(self, x: torch.Tensor, y: torch.Tensor) -> list[float]:
-        """Validation accuracy per candidate (regression: R^2)."""
+    def accuracy(self, x: torch.Tensor, y: torch.Tensor, kind: str = "accuracy") -> list[float]:
+        """Validation score per candidate (:func:`score_outputs`)."""
         out = self.forward(x, train=False)
-        if y.is_floating_point():
-            return [r2_score(out[k, :, 0], y) for k in range(out.shape[0])]
-        return (out.argmax(dim=2) == y.unsqueeze(0)).float().mean(dim=1).tolist()
+        return [score_outputs(out[k], y, kind) for k in range(out.shape[0])]
 
     @torch.no_grad()
     def export(self, k: int) -> Params:
@@ -244,35 +246,63 @@ class _Group:
         p: Params = {"in_scale": np.float32(self.in_scale[k].item())}
         for i in range(self.depth + 1):
             w = self.w[i][k, : real[i], : real[i + 1]]
-            p[f"w{i}"] = w.numpy().copy()
-            p[f"b{i}"] = self.b[i][k, 0, : real[i + 1]].numpy().copy()
+            p[f"w{i}"] = w.cpu().numpy().copy()
+            p[f"b{i}"] = self.b[i][k, 0, : real[i + 1]].cpu().numpy().copy()
             p[f"ws{i}"] = np.float32(pow2_scale_t(w.abs().max(), self.bits[k, 0, 0], True).item())
             if i == self.depth:
                 break
             signed = g.activations[i] not in UNSIGNED_ACTIVATIONS
             p[f"as{i}"] = np.float32(pow2_scale_t(self.act_range[i][k, 0, 0], self.bits[k, 0, 0], signed).item())
             if g.norms[i] != "none":
-                p[f"g{i}"] = self.gamma[i][k, 0, : real[i + 1]].numpy().copy()
-                p[f"be{i}"] = self.beta[i][k, 0, : real[i + 1]].numpy().copy()
+                p[f"g{i}"] = self.gamma[i][k, 0, : real[i + 1]].cpu().numpy().copy()
+                p[f"be{i}"] = self.beta[i][k, 0, : real[i + 1]].cpu().numpy().copy()
             if g.norms[i] == "batch":
-                p[f"rm{i}"] = self.rm[i][k, 0, : real[i + 1]].numpy().copy()
-                p[f"rv{i}"] = self.rv[i][k, 0, : real[i + 1]].numpy().copy()
+                p[f"rm{i}"] = self.rm[i][k, 0, : real[i + 1]].cpu().numpy().copy()
+                p[f"rv{i}"] = self.rv[i][k, 0, : real[i + 1]].cpu().numpy().copy()
         return p
 
 
 def r2_score(pred: torch.Tensor, y: torch.Tensor) -> float:
-    """Coefficient of determination: the regression score the search maximises like accuracy."""
-    sst = float(((y - y.mean()) ** 2).sum())
+    """Coefficient of determination: the regression score the search maximises like accuracy
+    (several targets: of all their values together, around each target's mean)."""
+    sst = float(((y - y.mean(dim=0)) ** 2).sum())
     return 1.0 - float(((pred - y) ** 2).sum()) / sst if sst > 0 else 0.0
 
 
-def _tensors(data: Dataset) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Data as tensors once: int64 class labels, or float32 regression targets."""
-    ydt = torch.float32 if data.regression else torch.int64
-    return (
-        torch.as_tensor(data.x_train, dtype=torch.float32), torch.as_tensor(data.y_train, dtype=ydt),
-        torch.as_tensor(data.x_val, dtype=torch.float32), torch.as_tensor(data.y_val, dtype=ydt),
-    )  # fmt: skip
+def score_outputs(out: torch.Tensor, y: torch.Tensor, kind: str) -> float:
+    """One candidate's validation score from its outputs (B, T): classification accuracy, R^2, or
+    minus the mean Euclidean distance of predicted to true coordinates (``distance``)."""
+    if kind == "accuracy":
+        return float((out.argmax(dim=1) == y).float().mean())
+    pred = out[:, 0] if y.dim() == 1 else out
+    if kind == "distance":
+        return -float(torch.linalg.vector_norm((pred - y).reshape(len(y), -1), dim=1).mean())
+    return r2_score(pred, y)
+
+
+def task_loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy, or (float targets) the mean squared error over the outputs."""
+    if y.is_floating_point():
+        return F.mse_loss(out[:, 0] if y.dim() == 1 else out, y)
+    return F.cross_entropy(out, y)
+
+
+_TENSORS: dict[str, tuple] = {}
+
+
+def _tensors(data: Dataset, device=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Data as tensors on ``device``, made once per data set and device (the last one is kept, so a
+    search moves its data to the GPU once, not per generation): int64 labels or float32 targets."""
+    device = torch.device(device or "cpu")
+    key = (id(data), len(data.y_train), str(device))
+    if _TENSORS.get("key") != key:
+        ydt = torch.float32 if data.regression else torch.int64
+        _TENSORS["key"], _TENSORS["data"] = key, tuple(
+            torch.as_tensor(a, dtype=dt).to(device)
+            for a, dt in ((data.x_train, torch.float32), (data.y_train, ydt), (data.x_val, torch.float32), (data.y_val, ydt))
+        )
+        _TENSORS["ref"] = data  # keeps id(data) from being reused while cached
+    return _TENSORS["data"]
 
 
 def plan_groups(genomes: list[Genome], max_group: int = 64, max_padding: float = math.inf) -> list[list[int]]:
@@ -298,18 +328,66 @@ def plan_groups(genomes: list[Genome], max_group: int = 64, max_padding: float =
     return plan
 
 
+#: activation values one batched conv group may hold per tensor (candidates x batch x widest channels x
+#: positions, + the attention maps): 2^24 floats = 64 MiB, so a group stays within a few GiB with autograd
+CONV_GROUP_ELEMENTS = 2**24
+
+
+def plan_conv_groups(genomes: list[Genome], batch_size: int, max_group: int = 64) -> list[list[int]]:
+    """Indices of conv genomes trained together: same ``arch_key`` (depth, block kinds, pools, input
+    shape), chunked so one activation tensor of the group stays under ``CONV_GROUP_ELEMENTS``."""
+    by_key: dict[tuple, list[int]] = defaultdict(list)
+    for idx, g in enumerate(genomes):
+        by_key[g.arch_key()].append(idx)
+    plan: list[list[int]] = []
+    for members in by_key.values():
+        g = genomes[members[0]]
+        positions = math.prod(g.input_shape[1:])
+        attention = positions**2 if "conv_attention" in g.kinds else 0
+        chunk: list[int] = []
+        for i in sorted(members, key=lambda i: (-max(genomes[i].widths[: g.n_conv]), i)):
+            trial = chunk + [i]
+            widest = max(max(genomes[j].widths[: g.n_conv]) for j in trial)
+            size = len(trial) * batch_size * (widest * positions + attention)
+            if chunk and (len(trial) > max_group or size > CONV_GROUP_ELEMENTS):
+                plan.append(chunk)
+                trial = [i]
+            chunk = trial
+        plan.append(chunk)
+    return plan
+
+
 def train_population(
     genomes: list[Genome], data: Dataset, epochs: int, batch_size: int, seed: int = 0, max_group: int = 64,
-    max_padding: float = math.inf,
+    max_padding: float = math.inf, device=None,
 ) -> list[TrainResult]:
-    """Train every genome (MLPs batched in the groups of :func:`plan_groups`, conv candidates
-    one by one with :func:`train_single`); results in input order."""
+    """Train every genome (MLPs batched in the groups of :func:`plan_groups`, conv candidates in those
+    of :func:`plan_conv_groups`, a lone one with :func:`train_single`) on ``device``; results in input order."""
     torch.manual_seed(seed)
-    xt, yt, xv, yv = _tensors(data)
+    xt, yt, xv, yv = _tensors(data, device)
     results: list[TrainResult | None] = [None] * len(genomes)
-    for i, g in enumerate(genomes):
-        if g.n_conv:
-            results[i] = train_single(g, data, epochs, batch_size, seed)
+    convs = [i for i, g in enumerate(genomes) if g.n_conv]
+    for sub in plan_conv_groups([genomes[i] for i in convs], batch_size, max_group):
+        chunk = [convs[j] for j in sub]
+        if len(chunk) == 1:  # alone: the plain loop (what a lone candidate trained as before batching)
+            results[chunk[0]] = train_single(genomes[chunk[0]], data, epochs, batch_size, seed, device)
+            continue
+        from codesign.search.train_conv import ConvGroup
+
+        torch.manual_seed(candidate_seed(genomes[chunk[0]], seed))
+        t0 = time.perf_counter()
+        cgroup = ConvGroup([genomes[i] for i in chunk], [initial_params(genomes[i], data, seed) for i in chunk],
+                           data.n_features, data.n_classes, xt.device)  # fmt: skip
+        for epoch in range(epochs):
+            order = epoch_order(len(yt), seed, epoch).to(xt.device)
+            for s in range(0, len(order), batch_size):
+                idx = order[s : s + batch_size]
+                cgroup.loss(xt[idx], yt[idx]).backward()
+                cgroup.adam_step()
+        out = cgroup.outputs(xv)
+        per = (time.perf_counter() - t0) / len(chunk)
+        for k, i in enumerate(chunk):
+            results[i] = TrainResult(score_outputs(out[k], yv, data.score), cgroup.export(k), per)
     mlps = [i for i, g in enumerate(genomes) if not g.n_conv]
     for sub in plan_groups([genomes[i] for i in mlps], max_group, max_padding):
         chunk = [mlps[j] for j in sub]
@@ -318,38 +396,39 @@ def train_population(
         torch.manual_seed(candidate_seed(genomes[chunk[0]], seed))
         t0 = time.perf_counter()
         group = _Group([genomes[i] for i in chunk], [initial_params(genomes[i], data, seed) for i in chunk],
-                       data.n_features, data.n_classes)  # fmt: skip
+                       data.n_features, data.n_classes, xt.device)  # fmt: skip
         for epoch in range(epochs):
-            order = epoch_order(len(yt), seed, epoch)
+            order = epoch_order(len(yt), seed, epoch).to(xt.device)
             for s in range(0, len(order), batch_size):
                 idx = order[s : s + batch_size]
                 group.loss(xt[idx], yt[idx]).backward()
                 group.adam_step()
-        accs = group.accuracy(xv, yv)
+        accs = group.accuracy(xv, yv, data.score)
         per = (time.perf_counter() - t0) / len(chunk)
         for k, i in enumerate(chunk):
             results[i] = TrainResult(accs[k], group.export(k), per)
     return [r for r in results if r is not None]
 
 
-def train_single(genome: Genome, data: Dataset, epochs: int, batch_size: int, seed: int = 0) -> TrainResult:
+def train_single(genome: Genome, data: Dataset, epochs: int, batch_size: int, seed: int = 0, device=None) -> TrainResult:
     """The plain per-candidate loop (NAC/SNAC style): one module, torch.optim.Adam, one batch at a time."""
     torch.manual_seed(seed)
     t0 = time.perf_counter()
-    xt, yt, xv, yv = _tensors(data)
+    xt, yt, xv, yv = _tensors(data, device)
     net = candidate_net(genome, data.n_features, data.n_classes)
     net.load_params(initial_params(genome, data, seed))
     net.act_range.zero_()
     if hasattr(net, "attn_range"):  # conv attention blocks: q/k/v/z ranges restart too
         net.attn_range.zero_()
+    net.to(xt.device)
     opt = torch.optim.Adam(net.parameters(), lr=genome.learning_rate)
     net.train()
     for epoch in range(epochs):
-        order = epoch_order(len(yt), seed, epoch)
+        order = epoch_order(len(yt), seed, epoch).to(xt.device)
         for s in range(0, len(order), batch_size):
             idx = order[s : s + batch_size]
             out = net(xt[idx])
-            loss = F.mse_loss(out[:, 0], yt[idx]) if data.regression else F.cross_entropy(out, yt[idx])
+            loss = task_loss(out, yt[idx])
             if genome.l1 > 0:
                 loss = loss + genome.l1 * net.l1_penalty()
             opt.zero_grad()
@@ -357,6 +436,5 @@ def train_single(genome: Genome, data: Dataset, epochs: int, batch_size: int, se
             opt.step()
     net.eval()
     with torch.no_grad():
-        out = net(xv)
-        acc = r2_score(out[:, 0], yv) if data.regression else float((out.argmax(dim=1) == yv).float().mean())
-    return TrainResult(acc, net.export_params(), time.perf_counter() - t0)
+        acc = score_outputs(net(xv), yv, data.score)
+    return TrainResult(acc, net.cpu().export_params(), time.perf_counter() - t0)
