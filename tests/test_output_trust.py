@@ -198,7 +198,7 @@ def _fake_yosys(tmp_path: Path) -> Path:
 
 def _fake_project(folder: Path, top: str = "model") -> None:
     (folder / "src" / "static").mkdir(parents=True)
-    for rel in ("src/static/shift_adder.v", f"src/{top}_stage0.v", f"src/{top}.v", f"src/{top}_wrapper.v"):
+    for rel in ("src/static/shift_adder.v", "src/logic0.v", f"src/{top}.v", f"src/{top}_wrapper.v"):
         (folder / rel).write_text("module m; endmodule\n")
 
 
@@ -214,7 +214,7 @@ def test_synth_script_never_holds_the_output_path(tmp_path, monkeypatch, name):
     assert (tmp_path / "yosys.cwd").read_text().strip() == str(folder)
     args = (tmp_path / "yosys.args").read_text()
     assert name not in args and str(tmp_path) not in args
-    assert "read_verilog -sv src/static/shift_adder.v src/model_stage0.v src/model.v src/model_wrapper.v;" in args
+    assert "read_verilog -sv src/static/shift_adder.v src/logic0.v src/model.v src/model_wrapper.v;" in args
 
 
 def _yosys_path() -> str | None:

@@ -264,11 +264,13 @@ def run_search(
     run_dir = Path(run_dir) if run_dir is not None else Path("runs") / _slug(space.name)
     created = prepare_run_dir(run_dir, resume)
     with run_lock(run_dir):
-        return _run_locked(space, data, run_dir, created, trials, workers, resume, on_progress, cluster)
+        return _run_locked(space, data, run_dir, created, trials, workers, resume, on_progress, cluster,
+                           optuna_storage, study_name)  # fmt: skip
 
 
 def _run_locked(space: Space, data: Dataset, run_dir: Path, created: bool, trials: int | None, workers: int,
-                resume: bool, on_progress: Callable[[Progress], None] | None, cluster: str | None) -> RunSummary:  # fmt: skip
+                resume: bool, on_progress: Callable[[Progress], None] | None, cluster: str | None,
+                optuna_storage: str | None, study_name: str | None) -> RunSummary:  # fmt: skip
     """run_search's body, with the run folder locked."""
     try:
         store = TrialStore(run_dir / "trials.sqlite", space.digest(), resume=resume)
