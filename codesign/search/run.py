@@ -170,13 +170,13 @@ def _plots(space: Space, trials: list[Trial], front: list[Trial], baselines: lis
         plt.close(fig)
 
 
-LOCK = ".lock"
 _held: dict[Path, int] = {}  # run folders this process has locked (re-entrant: a pipeline's stages nest)
 
 
 @contextmanager
 def run_lock(run_dir: Path) -> Iterator[None]:
-    """Hold ``RUN_DIR/.lock`` (fcntl.flock) so a second search on the same folder exits with one line."""
+    """Hold an exclusive fcntl.flock on the run folder itself (no file left behind; a kill releases it),
+    so a second search on the same folder exits with one line instead of training the same trials."""
     import fcntl
 
     key = Path(run_dir).resolve()
@@ -188,24 +188,21 @@ def run_lock(run_dir: Path) -> Iterator[None]:
             _held[key] -= 1
         return
     try:
-        fd = os.open(key / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(key, os.O_RDONLY | os.O_DIRECTORY)
     except OSError as exc:
         raise OutputError(f"cannot lock {run_dir}: {exc.strerror or exc}") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            raise OutputError(f"{run_dir} is in use by another codesign search (pid {owner}); wait for it to finish") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+            raise OutputError(f"{run_dir} is in use by another codesign search; wait for it to finish") from None
         _held[key] = 1
         try:
             yield
         finally:
             del _held[key]
     finally:
-        os.close(fd)  # releases the lock (a killed process releases it too)
+        os.close(fd)  # releases the lock
 
 
 def check_unlocked(run_dir: Path | None, space: Space) -> None:
@@ -231,7 +228,7 @@ def prepare_run_dir(run_dir: Path, resume: bool) -> bool:
         raise OutputError(f"{run_dir} exists and is not a folder")
     if run_dir.is_dir():
         has_store = (run_dir / "trials.sqlite").exists()
-        if any(p.name != LOCK for p in run_dir.iterdir()) and not has_store:
+        if any(run_dir.iterdir()) and not has_store:
             raise OutputError(f"{run_dir} exists and is not a search run folder; choose another -o")
         if resume and not has_store:
             raise OutputError(f"{run_dir}: nothing to resume (no trials.sqlite)")
