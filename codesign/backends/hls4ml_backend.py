@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from codesign.backends.hls4ml_patches import binary_dense_fixed
 from codesign.backends.lowering import lower, lower_for_hls4ml, refuse_unsupported
 from codesign.backends.precision import ModelPrecision, derive
 from codesign.backends.targets import Target
@@ -153,7 +154,7 @@ def hls_config(lowered: Model, precision: ModelPrecision, options: Hls4mlOptions
         layers.setdefault(key, {}).setdefault("Precision", {})["result"] = t.hls()
     for name, lp in precision.layers.items():
         types = lp.config()
-        if lp.op in ("MatMul", "Conv"):
+        if lp.op in ("MatMul", "Conv") and not lp.pin_result:
             types.pop("result", None)  # left to hls4ml: a set result type blocks fusing the bias Add
         layers.setdefault(name, {}).setdefault("Precision", {}).update(types)
     for layer in layers.values():
@@ -283,7 +284,7 @@ def convert(model: Model, target: Target, options: Hls4mlOptions, output_dir: Pa
     clock = float(options.clock_ns or target.default_clock_ns)
     try:
         config = hls_config(lowered, precision, options)
-        with quiet(), pooling_1d_fixed():
+        with quiet(), pooling_1d_fixed(), binary_dense_fixed():
             hls_model = hls4ml.converters.convert_from_onnx_model(
                 lowered.wrapper, output_dir=str(output_dir), project_name=options.project_name,
                 backend=options.hls_backend, part=target.part, clock_period=clock,

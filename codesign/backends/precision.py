@@ -183,6 +183,8 @@ class LayerPrecision:
     node: str
     op: str
     types: dict[str, Fixed]
+    #: hls4ml cannot infer this MAC's result type (bipolar weights: it falls back to fixed<16,6> and wraps)
+    pin_result: bool = False
 
     def config(self) -> dict[str, str]:
         return {k: t.hls() for k, t in self.types.items()}
@@ -232,6 +234,9 @@ def _weight(model: Model, node: onnx.NodeProto) -> tuple[np.ndarray, Fixed] | No
         return None
     producer = model.producer(wname)
     w_t = quant_type(model, producer) if producer is not None else None
+    if producer is not None and producer.op_type == "BipolarQuant":  # +-2**k: hls4ml keeps its 1-bit encoding
+        k = pow2_exponent(model.constant(producer.input[1]))
+        w_t = Fixed(2, 2 + k) if k is not None else None
     if w_t is None and producer is None and value.dtype.kind == "f":
         exact = exact_type(value)  # a float initializer: exactly if 16 bits can, else 16 bits where its values are
         w_t = exact if exact is not None and exact.width <= FLOAT_CONST_WIDTH else range_type(value)
@@ -294,6 +299,10 @@ def derive(model: Model) -> ModelPrecision:
             tensors[out] = DEFAULT_INPUT  # hls4ml types an unquantized activation's output with its default
         elif node.op_type == "Add" and len(node.input) == 2 and all(i in tensors for i in node.input):
             tensors[out] = sum_type(tensors[node.input[0]], tensors[node.input[1]])  # = hls4ml's Merge inference
+        elif node.op_type == "BatchNormalization":
+            lp = exact_affine_layer(model, node)
+            if lp is not None:
+                layers[node.name] = lp
         elif node.op_type in ("MatMul", "Conv") and src is not None and len(node.input) > 1:
             lp = _mac_layer(model, node, src, tensors, constants)
             if lp is not None:
@@ -303,6 +312,22 @@ def derive(model: Model) -> ModelPrecision:
                 if bias is not None and "bias" in lp.types:
                     tensors[bias[0].output[0]] = lp.types["result"]
     return ModelPrecision(inputs, layers, tensors, constants)
+
+
+def exact_affine_layer(model: Model, node: onnx.NodeProto) -> LayerPrecision | None:
+    """Exact scale/bias types of a BatchNormalization that is a fixed-point affine (mean 0, variance 1, epsilon 0).
+
+    What ``exact_affine.ExactAffineBeforeQuant`` writes; hls4ml would type them ``fixed<16,6>``.
+    """
+    if len(node.input) != 5 or float(_attr(node, "epsilon", 1e-5)) != 0.0:
+        return None
+    gamma, beta, mean, var = (model.constant(i) for i in node.input[1:])
+    if any(v is None for v in (gamma, beta, mean, var)) or np.any(mean != 0) or np.any(var != 1):
+        return None
+    s_t, b_t = exact_type(gamma, MAX_EXACT_ACC), exact_type(beta, MAX_EXACT_ACC)
+    if s_t is None or b_t is None:
+        return None
+    return LayerPrecision(node.name, node.op_type, {"scale": s_t, "bias": b_t})
 
 
 def relu_type(x: Fixed) -> Fixed:
@@ -406,7 +431,9 @@ def _mac_layer(
     if wt is None:
         return None
     w, w_t = wt
-    types: dict[str, Fixed] = {"weight": w_t}
+    producer = model.producer(node.input[1])
+    binary = producer is not None and producer.op_type == "BipolarQuant"
+    types: dict[str, Fixed] = {} if binary else {"weight": w_t}  # bipolar weights: hls4ml's own 1-bit type
     bias_name, after, bias_value, b_t = _bias_of(model, node)
     nudged = None
     if bias_value is not None and b_t is None:
@@ -422,7 +449,7 @@ def _mac_layer(
         types["bias"] = b_t
     types["accum"] = acc
     types["result"] = acc
-    return LayerPrecision(node.name, node.op_type, types)
+    return LayerPrecision(node.name, node.op_type, types, pin_result=binary)
 
 
 __all__ = [
@@ -433,6 +460,7 @@ __all__ = [
     "acc_type",
     "cell_preserved",
     "derive",
+    "exact_affine_layer",
     "exact_type",
     "input_type",
     "nudge_bias",
