@@ -34,6 +34,8 @@ AFFINE_OPS = frozenset({"BatchNormalization", "Mul", "Div", "Add", "Sub"})
 FLOAT32_BITS = 24
 #: Finest output grid (``2**-G``) tried for the fixed-point scale and bias.
 MAX_GRID = 48
+#: Points per channel a float output tail is fitted on (every reachable value when fewer).
+TAIL_POINTS = 4096
 
 
 @dataclass
@@ -42,7 +44,7 @@ class Chain:
 
     source: str
     nodes: list[onnx.NodeProto]
-    quant: onnx.NodeProto
+    quant: onnx.NodeProto | None  # None: the chain ends at a graph output
     frac: int
     lo: np.ndarray  # per channel, in grid units (integers)
     hi: np.ndarray
@@ -163,11 +165,15 @@ def find_chains(model: Model, tensors: dict[str, Fixed]) -> list[Chain]:
                 var = node.output[0]
                 consumers = model.consumers(var)
                 node = consumers[0] if len(consumers) == 1 and var not in model.outputs else None
-            if not nodes or node is None or node.op_type not in ("Quant", "BipolarQuant") or node.input[0] != var:
+            if all(n.op_type in ("Add", "Sub") for n in nodes):
+                continue  # a bias: precision.py types it exactly (or nudges it) inside the MAC
+            if var in model.outputs:
+                node = None  # a float output tail: typed as closely as fixed point allows (:func:`rewrite_tail`)
+            elif node is None or node.op_type not in ("Quant", "BipolarQuant") or node.input[0] != var:
                 continue
-            if node.op_type == "Quant" and quant_type(model, node) is None:
+            elif node.op_type == "Quant" and quant_type(model, node) is None:
                 continue
-            if node.op_type == "BipolarQuant" and _pow2(model.constant(node.input[1])) is None:
+            elif node.op_type == "BipolarQuant" and _pow2(model.constant(node.input[1])) is None:
                 continue
             found = source_range(model, source, tensors)
             if found is None:
@@ -390,6 +396,57 @@ def _negate_channels(model: Model, chain: Chain, mask: np.ndarray) -> bool:
     return True
 
 
+def _replace(model: Model, chain: Chain, bn: onnx.NodeProto, params: dict[str, np.ndarray]) -> None:
+    index = min(list(model.graph.node).index(n) for n in chain.nodes)
+    for n in chain.nodes:
+        model.graph.node.remove(n)
+    for key, value in params.items():
+        model.set_initializer(key, value)
+    model.graph.node.insert(index, bn)
+    model.invalidate()
+
+
+def _affine_node(chain: Chain, scale: np.ndarray, bias: np.ndarray) -> tuple[onnx.NodeProto, dict[str, np.ndarray]]:
+    """``x * scale + bias`` as a BatchNormalization (mean 0, variance 1, epsilon 0), named after the chain's BN."""
+    name = next((n.name for n in chain.nodes if n.op_type == "BatchNormalization"), f"{chain.nodes[-1].name}_affine")
+    params = {
+        f"{name}_exact_scale": scale.astype(np.float32), f"{name}_exact_bias": bias.astype(np.float32),
+        f"{name}_exact_mean": np.zeros(len(scale), dtype=np.float32), f"{name}_exact_var": np.ones(len(scale), dtype=np.float32),
+    }  # fmt: skip
+    bn = helper.make_node("BatchNormalization", [chain.source, *params], [chain.nodes[-1].output[0]], name=name, epsilon=0.0)
+    return bn, params
+
+
+def rewrite_tail(model: Model, chain: Chain) -> float | None:
+    """A float affine chain ending at a graph output -> one BatchNormalization with float32 constants.
+
+    hls4ml then types it exactly (scale, bias and result: no rounding inside), so the
+    output differs from the IR's float32 chain only by float rounding: a chain of several
+    float ops (a division above all) is reproduced by no fixed-point affine. Returns the
+    largest difference, in float32 ulps, over every reachable value (None if not rewritten).
+    """
+    width = chain.hi - chain.lo + 1
+    k = int(min(width.max(), TAIL_POINTS))
+    m = np.stack([np.linspace(lo, hi, k).round().astype(np.int64) for lo, hi in zip(chain.lo, chain.hi)], axis=1)
+    x = m.astype(np.float64) * 2.0**-chain.frac
+    shaped = x.reshape(*x.shape, *([1] * (chain.rank - 2)))
+    y = _run(model, chain.nodes, chain.source, shaped).reshape(x.shape).astype(np.float64)
+    if not np.all(np.isfinite(y)):
+        return None
+    scale, bias = np.zeros(x.shape[1]), np.zeros(x.shape[1])
+    for c in range(x.shape[1]):
+        if np.ptp(x[:, c]) > 0:
+            scale[c], bias[c] = np.polyfit(x[:, c], y[:, c], 1)
+        else:
+            bias[c] = y[0, c]
+    scale, bias = scale.astype(np.float32).astype(np.float64), bias.astype(np.float32).astype(np.float64)
+    got = (x * scale + bias).astype(np.float32).astype(np.float64)
+    ulp = np.spacing(np.abs(y).astype(np.float32)).astype(np.float64)
+    bn, params = _affine_node(chain, scale, bias)
+    _replace(model, chain, bn, params)
+    return float(np.max(np.abs(got - y) / ulp))
+
+
 def rewrite(model: Model, chain: Chain) -> bool:
     """Replace ``chain.nodes`` by one exact BatchNormalization; True if done (checked at every step boundary)."""
     steps = find_steps(model, chain)
@@ -402,14 +459,9 @@ def rewrite(model: Model, chain: Chain) -> bool:
         if solved is None:
             return False
         scale, bias = solved
-    name = next((n.name for n in chain.nodes if n.op_type == "BatchNormalization"), f"{chain.nodes[-1].name}_affine")
-    params = {
-        f"{name}_exact_scale": scale.astype(np.float32), f"{name}_exact_bias": bias.astype(np.float32),
-        f"{name}_exact_mean": np.zeros_like(scale, dtype=np.float32), f"{name}_exact_var": np.ones_like(scale, dtype=np.float32),
-    }  # fmt: skip
+    bn, params = _affine_node(chain, scale, bias)
     if not all(np.array_equal(v.astype(np.float64), ref) for v, ref in zip(list(params.values())[:2], (scale, bias))):
         return False
-    bn = helper.make_node("BatchNormalization", [chain.source, *params], [chain.nodes[-1].output[0]], name=name, epsilon=0.0)
     # the proof: at both ends and both sides of every step, the new node's levels equal the IR's
     m = probe_points(steps)
     x = m * steps.d[None, :]
@@ -419,30 +471,34 @@ def rewrite(model: Model, chain: Chain) -> bool:
         return False
     if flipped.any() and not _negate_channels(model, chain, flipped):
         return False
-    index = min(list(model.graph.node).index(n) for n in chain.nodes)
-    for n in chain.nodes:
-        model.graph.node.remove(n)
-    for key, value in params.items():
-        model.set_initializer(key, value)
-    model.graph.node.insert(index, bn)
-    model.invalidate()
+    _replace(model, chain, bn, params)
     return True
 
 
 class ExactAffineBeforeQuant(Pass):
     """Float affine chains between an integer-grid tensor and a power-of-two quantizer -> exact fixed-point BatchNormalization.
 
-    ``info``: names of the rewritten layers.
+    A chain ending at a graph output becomes the same node with float32 constants
+    (:func:`rewrite_tail`). ``info``: {"exact": rewritten layers, "output_ulps": {layer: ulps}}.
     """
 
     def call(self, model: Model) -> PassResult:
         tensors = derive(model).tensors
-        done = [c.nodes[-1].name for c in find_chains(model, tensors) if rewrite(model, c)]
-        if done:
+        done: list[str] = []
+        tails: dict[str, float] = {}
+        for chain in find_chains(model, tensors):
+            name = chain.nodes[-1].name
+            if chain.quant is None:
+                ulps = rewrite_tail(model, chain)
+                if ulps is not None:
+                    tails[name] = ulps
+            elif rewrite(model, chain):
+                done.append(name)
+        if done or tails:
             from codesign.passes.shapes import infer_shapes
 
             infer_shapes(model)
-        return PassResult(model, bool(done), done)
+        return PassResult(model, bool(done or tails), {"exact": done, "output_ulps": tails})
 
 
-__all__ = ["Chain", "ExactAffineBeforeQuant", "Steps", "find_chains", "find_steps", "rewrite", "solve_channel"]
+__all__ = ["Chain", "ExactAffineBeforeQuant", "Steps", "find_chains", "find_steps", "rewrite", "rewrite_tail", "solve_channel"]

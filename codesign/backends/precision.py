@@ -300,7 +300,7 @@ def derive(model: Model) -> ModelPrecision:
         elif node.op_type == "Add" and len(node.input) == 2 and all(i in tensors for i in node.input):
             tensors[out] = sum_type(tensors[node.input[0]], tensors[node.input[1]])  # = hls4ml's Merge inference
         elif node.op_type == "BatchNormalization":
-            lp = exact_affine_layer(model, node)
+            lp = exact_affine_layer(model, node, tensors)
             if lp is not None:
                 layers[node.name] = lp
         elif node.op_type in ("MatMul", "Conv") and src is not None and len(node.input) > 1:
@@ -314,10 +314,11 @@ def derive(model: Model) -> ModelPrecision:
     return ModelPrecision(inputs, layers, tensors, constants)
 
 
-def exact_affine_layer(model: Model, node: onnx.NodeProto) -> LayerPrecision | None:
+def exact_affine_layer(model: Model, node: onnx.NodeProto, tensors: dict[str, Fixed]) -> LayerPrecision | None:
     """Exact scale/bias types of a BatchNormalization that is a fixed-point affine (mean 0, variance 1, epsilon 0).
 
     What ``exact_affine.ExactAffineBeforeQuant`` writes; hls4ml would type them ``fixed<16,6>``.
+    Unless a Quant follows (which sets the result type), the result gets the exact type too.
     """
     if len(node.input) != 5 or float(_attr(node, "epsilon", 1e-5)) != 0.0:
         return None
@@ -327,7 +328,22 @@ def exact_affine_layer(model: Model, node: onnx.NodeProto) -> LayerPrecision | N
     s_t, b_t = exact_type(gamma, MAX_EXACT_ACC), exact_type(beta, MAX_EXACT_ACC)
     if s_t is None or b_t is None:
         return None
-    return LayerPrecision(node.name, node.op_type, {"scale": s_t, "bias": b_t})
+    types = {"scale": s_t, "bias": b_t}
+    consumers = model.consumers(node.output[0])
+    if node.output[0] in model.outputs or not all(c.op_type in ("Quant", "BipolarQuant") for c in consumers):
+        from codesign.backends.exact_affine import source_range  # (imports this module)
+
+        found = source_range(model, node.input[0], tensors)
+        if found is not None:
+            frac, lo, hi = found
+            s = np.asarray(gamma, dtype=np.float64).ravel()
+            x_lo, x_hi = lo * 2.0**-frac, hi * 2.0**-frac
+            b = np.asarray(beta, dtype=np.float64).ravel()
+            y_lo, y_hi = np.minimum(s * x_lo, s * x_hi) + b, np.maximum(s * x_lo, s * x_hi) + b
+            t = _covering(float(y_lo.min(initial=0.0)), float(y_hi.max(initial=0.0)), max(frac + s_t.frac, b_t.frac))
+            if t.width <= MAX_EXACT_ACC:
+                types["result"] = t
+    return LayerPrecision(node.name, node.op_type, types)
 
 
 def relu_type(x: Fixed) -> Fixed:
