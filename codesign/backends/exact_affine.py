@@ -344,13 +344,11 @@ def solve_quant(model: Model, chain: Chain, steps: Steps) -> tuple[np.ndarray, n
     """Per-channel fixed-point (scale, bias) whose ``Quant`` levels equal the IR's on the whole range."""
     channels = len(steps.d)
     scale, bias = np.zeros(channels), np.zeros(channels)
-    points = probe_points(steps)
     for c in range(channels):
-        used = 2 + 2 * int(steps.count[c])
-        m = points[:used, c]
-        lv = np.concatenate([[steps.first[c], steps.first[c] + steps.count[c]],
-                             np.repeat(steps.first[c], 2 * steps.count[c]) + np.arange(2 * steps.count[c]) // 2
-                             + np.tile([0, 1], steps.count[c])])  # fmt: skip
+        at = np.sort(steps.at[: steps.count[c], c])
+        m = np.unique(np.concatenate([[steps.m_lo[c], steps.m_hi[c]], at - 1, at]))
+        m = m[(m >= steps.m_lo[c]) & (m <= steps.m_hi[c])]
+        lv = steps.first[c] + np.searchsorted(at, m, side="right")  # several steps may share one m
         lower = _thresholds(model, chain.quant, lv)
         upper = _thresholds(model, chain.quant, lv + 1)
         found = solve_channel(m, lower, upper)
