@@ -43,7 +43,8 @@ class VerifyReport:
 
     def summary(self) -> str:
         exact = "bit-exact" if self.bit_exact else f"{self.bit_exact_share:.2%} of outputs bit-exact"
-        return f"verified {self.samples} samples: {exact}, max abs diff {self.max_abs_diff:.3g}"
+        top1 = f", top-1 agreement {self.argmax_agreement:.2%}" if self.argmax_agreement is not None else ""
+        return f"verified {self.samples} samples: {exact}, max abs diff {self.max_abs_diff:.3g}{top1}"
 
 
 def sample_inputs(model: Model, types: dict[str, Fixed], n: int, seed: int = 0) -> dict[str, np.ndarray]:
