@@ -58,7 +58,9 @@ class Graph:
             self.nodes, "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, self.n_in])],
             [helper.make_tensor_value_info(out, TensorProto.FLOAT, [1, n_out])], self.inits,
         )  # fmt: skip
-        proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid(QONNX_DOMAIN, 1)])
+        proto = helper.make_model(
+            graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid(QONNX_DOMAIN, 1)]
+        )
         from codesign.passes.shapes import infer_shapes
 
         model = Model(proto)

@@ -23,7 +23,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from codesign.backends.precision import Fixed, derive, exact_type, quant_type
+from codesign.backends.precision import exact_type, pow2_exponent, quant_type
 from codesign.ir.model import Model
 from codesign.ir.quant import execute_quant
 from codesign.passes.base import Pass, PassResult
@@ -58,17 +58,11 @@ def _attr(node: onnx.NodeProto, name: str, default=None):
     return default
 
 
-def _pow2(value: np.ndarray | None) -> int | None:
-    from codesign.backends.precision import pow2_exponent
-
-    return pow2_exponent(value)
-
-
-def value_range(model: Model, tensor: str, tensors: dict[str, Fixed]) -> tuple[int, float, float] | None:
+def value_range(model: Model, tensor: str) -> tuple[int, float, float] | None:
     """(frac, lo, hi) of a quantized activation: a typed ``Quant`` or a power-of-two ``BipolarQuant`` output."""
     producer = model.producer(tensor)
     if producer is not None and producer.op_type == "BipolarQuant":
-        k = _pow2(model.constant(producer.input[1]))
+        k = pow2_exponent(model.constant(producer.input[1]))
         return None if k is None else (-k, -(2.0**k), 2.0**k)
     if producer is not None and producer.op_type == "Quant":
         t = quant_type(model, producer)
@@ -76,7 +70,7 @@ def value_range(model: Model, tensor: str, tensors: dict[str, Fixed]) -> tuple[i
     return None
 
 
-def source_range(model: Model, tensor: str, tensors: dict[str, Fixed]) -> tuple[int, np.ndarray, np.ndarray] | None:
+def source_range(model: Model, tensor: str) -> tuple[int, np.ndarray, np.ndarray] | None:
     """(frac, lo, hi): ``tensor`` on the ``2**-frac`` grid, channel c within [lo[c], hi[c]] grid steps.
 
     A MatMul/Conv output gets the exact worst case over its real weights per output
@@ -86,7 +80,7 @@ def source_range(model: Model, tensor: str, tensors: dict[str, Fixed]) -> tuple[
     if producer is None:
         return None
     if producer.op_type in ("Quant", "BipolarQuant"):
-        found = value_range(model, tensor, tensors)
+        found = value_range(model, tensor)
         shape = model.shape(tensor)
         if found is None or shape is None or len(shape) < 2:
             return None
@@ -95,7 +89,7 @@ def source_range(model: Model, tensor: str, tensors: dict[str, Fixed]) -> tuple[
         return frac, np.full(c, np.floor(lo * 2.0**frac)), np.full(c, np.ceil(hi * 2.0**frac))
     if producer.op_type not in ("MatMul", "Conv") or len(producer.input) != 2:
         return None
-    x = value_range(model, producer.input[0], tensors)
+    x = value_range(model, producer.input[0])
     w = model.constant(producer.input[1])
     if x is None or w is None:
         return None
@@ -147,7 +141,14 @@ def _affine_step(model: Model, node: onnx.NodeProto, var: str, channels: int, ra
     return _per_channel_constant(model, other, channels, rank)
 
 
-def find_chains(model: Model, tensors: dict[str, Fixed]) -> list[Chain]:
+def _pow2_quantizer(model: Model, node: onnx.NodeProto) -> bool:
+    """A typed (power-of-two, zero-offset, ROUND/FLOOR) Quant, or a power-of-two BipolarQuant."""
+    if node.op_type == "BipolarQuant":
+        return pow2_exponent(model.constant(node.input[1])) is not None
+    return node.op_type == "Quant" and quant_type(model, node) is not None
+
+
+def find_chains(model: Model) -> list[Chain]:
     """Every source -> affine chain -> quantizer in ``model`` that can be made exact."""
     chains = []
     for producer in model.graph.node:
@@ -169,13 +170,9 @@ def find_chains(model: Model, tensors: dict[str, Fixed]) -> list[Chain]:
                 continue  # a bias: precision.py types it exactly (or nudges it) inside the MAC
             if var in model.outputs:
                 node = None  # a float output tail: typed as closely as fixed point allows (:func:`rewrite_tail`)
-            elif node is None or node.op_type not in ("Quant", "BipolarQuant") or node.input[0] != var:
+            elif node is None or node.input[0] != var or not _pow2_quantizer(model, node):
                 continue
-            elif node.op_type == "Quant" and quant_type(model, node) is None:
-                continue
-            elif node.op_type == "BipolarQuant" and _pow2(model.constant(node.input[1])) is None:
-                continue
-            found = source_range(model, source, tensors)
+            found = source_range(model, source)
             if found is None:
                 continue
             frac, lo, hi = found
@@ -186,7 +183,9 @@ def find_chains(model: Model, tensors: dict[str, Fixed]) -> list[Chain]:
 
 
 # ------------------------------------------------------------------ the IR's own execution of a chain
-def _run(model: Model, nodes: list[onnx.NodeProto], source: str, x: np.ndarray, extra: dict | None = None) -> np.ndarray:
+def _run(
+    model: Model, nodes: list[onnx.NodeProto], source: str, x: np.ndarray, extra: dict | None = None
+) -> np.ndarray:
     """The chain's float32 output on ``x``, by onnxruntime's kernels node by node (as the reference runs them)."""
     import onnxruntime as ort
 
@@ -221,7 +220,11 @@ def _clone(node: onnx.NodeProto) -> onnx.NodeProto:
 
 
 def levels(
-    model: Model, chain: Chain, x_units: np.ndarray, nodes: list[onnx.NodeProto] | None = None, extra: dict | None = None
+    model: Model,
+    chain: Chain,
+    x_units: np.ndarray,
+    nodes: list[onnx.NodeProto] | None = None,
+    extra: dict | None = None,
 ) -> np.ndarray:
     """Quantizer level per element for source values ``x_units * 2**-frac`` (``x_units``: (K, C) integers)."""
     x = (x_units.astype(np.float64) * 2.0**-chain.frac).reshape(*x_units.shape, *([1] * (chain.rank - 2)))
@@ -329,8 +332,10 @@ def solve_channel(m: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> tuple[
             hi_b = np.ceil(b_hi) - 1 if np.isfinite(b_hi) else np.inf
             if lo_b > hi_b:
                 continue
-            b_int = float(np.floor((lo_b + hi_b) / 2)) if np.isfinite(lo_b) and np.isfinite(hi_b) else float(
-                np.clip(0.0, lo_b, hi_b)
+            b_int = (
+                float(np.floor((lo_b + hi_b) / 2))
+                if np.isfinite(lo_b) and np.isfinite(hi_b)
+                else float(np.clip(0.0, lo_b, hi_b))
             )
             ys = sm + b_int
             if float(np.max(np.abs(ys))) >= 2.0**FLOAT32_BITS:
@@ -379,7 +384,11 @@ def _negate_channels(model: Model, chain: Chain, mask: np.ndarray) -> bool:
     wq = model.producer(producer.input[1])
     raw = producer.input[1] if wq is None else wq.input[0]
     value = model.initializer(raw)
-    if value is None or len(model.consumers(raw)) != 1 or (wq is not None and wq.op_type not in ("Quant", "BipolarQuant")):
+    if (
+        value is None
+        or len(model.consumers(raw)) != 1
+        or (wq is not None and wq.op_type not in ("Quant", "BipolarQuant"))
+    ):
         return False
     axis = 1 if producer.op_type == "MatMul" else 0
     before = np.asarray(model.constant(producer.input[1]), dtype=np.float64)
@@ -411,7 +420,9 @@ def _affine_node(chain: Chain, scale: np.ndarray, bias: np.ndarray) -> tuple[onn
         f"{name}_exact_scale": scale.astype(np.float32), f"{name}_exact_bias": bias.astype(np.float32),
         f"{name}_exact_mean": np.zeros(len(scale), dtype=np.float32), f"{name}_exact_var": np.ones(len(scale), dtype=np.float32),
     }  # fmt: skip
-    bn = helper.make_node("BatchNormalization", [chain.source, *params], [chain.nodes[-1].output[0]], name=name, epsilon=0.0)
+    bn = helper.make_node(
+        "BatchNormalization", [chain.source, *params], [chain.nodes[-1].output[0]], name=name, epsilon=0.0
+    )
     return bn, params
 
 
@@ -481,10 +492,9 @@ class ExactAffineBeforeQuant(Pass):
     """
 
     def call(self, model: Model) -> PassResult:
-        tensors = derive(model).tensors
         done: list[str] = []
         tails: dict[str, float] = {}
-        for chain in find_chains(model, tensors):
+        for chain in find_chains(model):
             name = chain.nodes[-1].name
             if chain.quant is None:
                 ulps = rewrite_tail(model, chain)
@@ -499,4 +509,13 @@ class ExactAffineBeforeQuant(Pass):
         return PassResult(model, bool(done or tails), {"exact": done, "output_ulps": tails})
 
 
-__all__ = ["Chain", "ExactAffineBeforeQuant", "Steps", "find_chains", "find_steps", "rewrite", "rewrite_tail", "solve_channel"]
+__all__ = [
+    "Chain",
+    "ExactAffineBeforeQuant",
+    "Steps",
+    "find_chains",
+    "find_steps",
+    "rewrite",
+    "rewrite_tail",
+    "solve_channel",
+]

@@ -300,7 +300,7 @@ def derive(model: Model) -> ModelPrecision:
         elif node.op_type == "Add" and len(node.input) == 2 and all(i in tensors for i in node.input):
             tensors[out] = sum_type(tensors[node.input[0]], tensors[node.input[1]])  # = hls4ml's Merge inference
         elif node.op_type == "BatchNormalization":
-            lp = exact_affine_layer(model, node, tensors)
+            lp = exact_affine_layer(model, node)
             if lp is not None:
                 layers[node.name] = lp
         elif node.op_type in ("MatMul", "Conv") and src is not None and len(node.input) > 1:
@@ -314,7 +314,7 @@ def derive(model: Model) -> ModelPrecision:
     return ModelPrecision(inputs, layers, tensors, constants)
 
 
-def exact_affine_layer(model: Model, node: onnx.NodeProto, tensors: dict[str, Fixed]) -> LayerPrecision | None:
+def exact_affine_layer(model: Model, node: onnx.NodeProto) -> LayerPrecision | None:
     """Exact scale/bias types of a BatchNormalization that is a fixed-point affine (mean 0, variance 1, epsilon 0).
 
     What ``exact_affine.ExactAffineBeforeQuant`` writes; hls4ml would type them ``fixed<16,6>``.
@@ -333,7 +333,7 @@ def exact_affine_layer(model: Model, node: onnx.NodeProto, tensors: dict[str, Fi
     if node.output[0] in model.outputs or not all(c.op_type in ("Quant", "BipolarQuant") for c in consumers):
         from codesign.backends.exact_affine import source_range  # (imports this module)
 
-        found = source_range(model, node.input[0], tensors)
+        found = source_range(model, node.input[0])
         if found is not None:
             frac, lo, hi = found
             s = np.asarray(gamma, dtype=np.float64).ravel()
