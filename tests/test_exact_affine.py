@@ -151,6 +151,20 @@ def test_mul_div_sub_chain_with_floor_quant():
     np.testing.assert_array_equal(predict(ir, feeds), predict(new, feeds))
 
 
+def test_bn_relu_unsigned_quant_drops_the_relu():
+    """BN -> ReLU -> unsigned Quant (Brevitas QuantReLU): the ReLU is part of the step function."""
+    rng = np.random.default_rng(7)
+    g = Graph(3)
+    acc = g.op("MatMul", [g.quant("x", 0.5, 3), g.quant(g.const(rng.normal(size=(3, 8))), 0.25, 3, narrow=1)])
+    y = g.bn(acc, rng.normal(size=8), rng.normal(size=8), rng.normal(size=8), rng.uniform(0.2, 2, size=8))
+    ir = g.model(g.quant(g.op("Relu", [y]), 0.25, 3, signed=0), 8)
+    new, _ = _rewritten(ir)
+    assert not new.nodes_of(["Relu"])
+    _exact_bn(new)
+    feeds = _all_inputs(np.arange(-4, 4) * 0.5, 3)
+    np.testing.assert_array_equal(predict(ir, feeds), predict(new, feeds))
+
+
 def test_bipolar_threshold_with_negative_scale_negates_the_weight_column():
     """BN -> sign: scale 1 (one grid step) and a grid-point threshold; falling channels get their weights negated."""
     rng = np.random.default_rng(5)
@@ -191,10 +205,10 @@ def test_lowering_types_the_rewritten_bn_exactly():
 
 
 def test_bias_only_chains_are_left_to_precision():
-    """MatMul -> Add(bias) -> Quant is the MAC's own bias (typed in precision.py), not rewritten."""
+    """MatMul -> Add(bias) -> ReLU -> Quant is the MAC's own bias (typed in precision.py), not rewritten."""
     g = Graph(2)
     acc = g.op("MatMul", [g.quant("x", 0.5, 3), g.quant(g.const(np.ones((2, 2))), 0.5, 3)])
-    ir = g.model(g.quant(g.op("Add", [acc, g.const([0.1, 0.2])]), 0.5, 3), 2)
+    ir = g.model(g.quant(g.op("Relu", [g.op("Add", [acc, g.const([0.1, 0.2])])]), 0.5, 3), 2)
     assert not ExactAffineBeforeQuant()(ir).modified
 
 

@@ -3,7 +3,7 @@
 A quantizer after ``BN(acc)`` only sees on which side of its rounding thresholds each
 value falls. ``acc`` (a MAC output or a quantized activation) lies on a known grid in a
 bounded range, so per channel the float affine chain (BatchNormalization, Mul, Div, Add,
-Sub by constants) followed by the quantizer is one monotone step function of ``acc``.
+Sub by constants, ReLU) followed by the quantizer is one monotone step function of ``acc``.
 Its steps are located exactly, by binary search on the IR's own float32 execution, and
 reproduced by a fixed-point scale and bias: hls4ml and the rewritten IR then give the
 original quantized values for every reachable input. The result is checked at every step
@@ -125,7 +125,9 @@ def _per_channel_constant(model: Model, name: str, channels: int, rank: int) -> 
 
 
 def _affine_step(model: Model, node: onnx.NodeProto, var: str, channels: int, rank: int) -> bool:
-    """Whether ``node`` is an elementwise affine map of ``var`` with per-channel constants."""
+    """Whether ``node`` is an elementwise affine map of ``var`` with per-channel constants (or a ReLU)."""
+    if node.op_type == "Relu":  # monotone: kept in the step function, gone from the rewritten chain
+        return list(node.input) == [var] and len(node.output) == 1
     if node.op_type not in AFFINE_OPS or len(node.output) != 1 or node.domain not in ("", "ai.onnx"):
         return False
     if node.op_type == "BatchNormalization":
@@ -166,9 +168,11 @@ def find_chains(model: Model) -> list[Chain]:
                 var = node.output[0]
                 consumers = model.consumers(var)
                 node = consumers[0] if len(consumers) == 1 and var not in model.outputs else None
-            if all(n.op_type in ("Add", "Sub") for n in nodes):
+            if all(n.op_type in ("Add", "Sub", "Relu") for n in nodes):
                 continue  # a bias: precision.py types it exactly (or nudges it) inside the MAC
             if var in model.outputs:
+                if any(n.op_type == "Relu" for n in nodes):
+                    continue
                 node = None  # a float output tail: typed as closely as fixed point allows (:func:`rewrite_tail`)
             elif node is None or node.input[0] != var or not _pow2_quantizer(model, node):
                 continue
