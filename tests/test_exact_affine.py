@@ -237,12 +237,12 @@ def _mnist() -> tuple[np.ndarray, np.ndarray]:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(GOLDEN))
 def test_tfc_csim_is_exact_on_mnist(name, tmp_path):
-    """Every hidden layer bit-exact, the float output affine within 1 ulp of the largest logit, same top-1.
+    """Every hidden layer bit-exact, the float output affine within 1e-6 (float32 noise), same top-1.
 
     C-sim outputs equal the rewritten output BN computed exactly (``s * acc + b``, one
     final rounding to float32) from the IR's own last accumulator: the BNN layers carry
-    no error at all. The IR's output chain (Sub, Div, Mul, Add in float32) is within one
-    float32 ulp (of the largest logit) of that; no fixed-point affine reproduces its rounding.
+    no error at all. The IR's output chain (Sub, Div, Mul, Add in float32) differs from that
+    by its own float32 rounding (measured <= 2.4e-7); no fixed-point affine reproduces it.
     """
     pytest.importorskip("hls4ml")
     from conftest import tfc_path
@@ -263,8 +263,8 @@ def test_tfc_csim_is_exact_on_mnist(name, tmp_path):
     ref = predict(ir, images[:n]).astype(np.float64)
     assert np.array_equal(ref.argmax(axis=1), got.argmax(axis=1))  # top-1 agreement 100%
     assert np.mean(got.argmax(axis=1) == labels[:n]) == np.mean(ref.argmax(axis=1) == labels[:n])
-    ulp = np.spacing(np.abs(ref).max(axis=1, keepdims=True).astype(np.float32)).astype(np.float64)
-    assert np.all(np.abs(got - ref) <= ulp)  # one float32 ulp of the sample's largest logit
+    # the IR's own float32 error: 1/2 ulp of |acc - c1| <= 65 alone is 1.7e-7 after the scaling
+    assert np.abs(got - ref).max() <= 2.0**-20
 
     low = build.lowered
     tail = low.producer(low.outputs[0])

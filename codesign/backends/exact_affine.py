@@ -436,7 +436,8 @@ def rewrite_tail(model: Model, chain: Chain) -> float | None:
     hls4ml then types it exactly (scale, bias and result: no rounding inside), so the
     output differs from the IR's float32 chain only by float rounding: a chain of several
     float ops (a division above all) is reproduced by no fixed-point affine. Returns the
-    largest difference, in float32 ulps, over every reachable value (None if not rewritten).
+    largest difference over the fitted values (every reachable one when at most
+    ``TAIL_POINTS``), in float32 ulps of the channel's largest value; None if not rewritten.
     """
     width = chain.hi - chain.lo + 1
     k = int(min(width.max(), TAIL_POINTS))
@@ -454,7 +455,7 @@ def rewrite_tail(model: Model, chain: Chain) -> float | None:
             bias[c] = y[0, c]
     scale, bias = scale.astype(np.float32).astype(np.float64), bias.astype(np.float32).astype(np.float64)
     got = (x * scale + bias).astype(np.float32).astype(np.float64)
-    ulp = np.spacing(np.abs(y).astype(np.float32)).astype(np.float64)
+    ulp = np.spacing(np.abs(y).max(axis=0).astype(np.float32)).astype(np.float64)  # of each channel's largest value
     bn, params = _affine_node(chain, scale, bias)
     _replace(model, chain, bn, params)
     return float(np.max(np.abs(got - y) / ulp))
