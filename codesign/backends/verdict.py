@@ -4,7 +4,8 @@ A power-of-two quantized model (every quantizer's scale a power of two, zero poi
 table-approximated activation) must come out of every backend bit-exact; a float model
 typed by the precision selection must meet its tolerance against the float model; other
 quantized models must meet the float-model default (top-1 agreement >= 99.5% for class
-scores, else 1% of the output's peak). ``codesign compile --verify`` exits
+scores, else 1% of the output's peak); a power-of-two quantized model whose output passes
+a float affine the IR rounds in float32 (:func:`float_tail`) must match to that rounding. ``codesign compile --verify`` exits
 :data:`codesign.errors.EXIT_VERIFY_FAILED` when this says no.
 """
 
@@ -68,6 +69,37 @@ def expects_bit_exact(ir: Model) -> tuple[bool, str]:
     return True, "power-of-two quantized"
 
 
+#: Elementwise float ops a model's output tail may hold after its last quantizer.
+_AFFINE_OPS = ("Add", "Sub", "Mul", "Div", "BatchNormalization")
+#: float32 ulps of the output's peak a float output tail may differ by (the IR's own rounding).
+TAIL_ULPS = 2
+
+
+def _rounds(op: str, c: np.ndarray) -> bool:
+    """Whether ``x op c`` (x on an integer grid) can round in float32: a non-power-of-two factor, a fractional term."""
+    if op in ("Mul", "Div"):
+        return not _pow2(np.abs(c))
+    return op in ("Add", "Sub") and bool(np.any(c != np.round(c)))
+
+
+def float_tail(ir: Model) -> str | None:
+    """The first float affine op between a model output and its last quantizer whose float32 math rounds.
+
+    The IR computes it in float32 (rounding each step); fixed-point hardware computes the
+    exact affine, so the two agree only to the IR's own float32 error (a Brevitas TFC's output
+    scale and BatchNorm). None when every output is computed exactly.
+    """
+    for out in ir.outputs:
+        node, seen = ir.producer(out), 0
+        while node is not None and node.op_type in _AFFINE_OPS and seen < 16:
+            consts = [ir.constant(i) for i in node.input[1:]]
+            var = [i for i in node.input if ir.constant(i) is None]
+            if node.op_type == "BatchNormalization" or any(c is not None and _rounds(node.op_type, c) for c in consts):
+                return f"float {node.op_type} {node.name} at the output"
+            node, seen = (ir.producer(var[0]) if len(var) == 1 else None), seen + 1
+    return None
+
+
 def judge_hls4ml(ir: Model, report: dict[str, Any], float_verify: dict[str, Any] | None = None,
                  criterion: Any = None) -> Verdict:  # fmt: skip
     """The hls4ml C-simulation's verdict from ``codesign.json``'s ``verify`` (+ ``verify_float``)."""
@@ -81,6 +113,13 @@ def judge_hls4ml(ir: Model, report: dict[str, Any], float_verify: dict[str, Any]
         measured = f"max abs error {q.max_abs_error:.3g}" + (f", top-1 agreement {q.top1:.2%}" if q.top1 is not None else "")
         return Verdict(criterion.met(q, margin=False), f"{criterion.describe()} vs the float model", measured)
     measured = f"{report['bit_exact_share']:.2%} of outputs bit-exact, max abs diff {report['max_abs_diff']:.3g}{top1_txt}"
+    tail = float_tail(ir) if exact else None
+    if tail is not None:  # bit-exact up to the float output affine, which the IR itself rounds
+        peak = float(report.get("reference_peak") or 0.0)
+        limit = TAIL_ULPS * float(np.spacing(np.float32(peak)))
+        ok = report["max_abs_diff"] <= limit and (top1 is None or top1 == 1.0)
+        required = f"max abs diff <= {limit:.3g} ({TAIL_ULPS} float32 ulps of the peak; {tail}) and equal top-1"
+        return Verdict(bool(ok), required, measured)
     if exact:
         return Verdict(bool(report["bit_exact_share"] == 1.0), "bit-exact (power-of-two quantized)", measured)
     if top1 is not None:
@@ -97,4 +136,4 @@ def judge_rtl(report: dict[str, Any]) -> Verdict:
     return Verdict(report["mismatches"] == 0, "bit-exact", measured)
 
 
-__all__ = ["TABLE_OPS", "Verdict", "expects_bit_exact", "judge_hls4ml", "judge_rtl"]
+__all__ = ["TABLE_OPS", "TAIL_ULPS", "Verdict", "expects_bit_exact", "float_tail", "judge_hls4ml", "judge_rtl"]

@@ -150,6 +150,8 @@ def hls4ml_outputs(ir: Model, build: Any, x: np.ndarray) -> np.ndarray:
 
     ``predict`` runs in a thread whose stack holds the largest layer (hls4ml keeps its arrays there).
     """
+    from hls4ml.model.types import XnorPrecisionType
+
     from codesign.backends.csim import csim_cost, stack_bytes, with_stack
     from codesign.backends.hls4ml_backend import quiet
 
@@ -232,6 +234,8 @@ def first_divergence(ir: Model, build: Any, x: np.ndarray, memory_gb: float | No
         if node is None or data is None:
             continue
         got = np.asarray(data, dtype=np.float64).reshape(len(hx), -1)
+        if isinstance(layer.get_output_variable().type.precision, XnorPrecisionType):
+            got = 2.0 * got - 1.0  # hls4ml's 1-bit code of a bipolar value: 0 -> -1
         diffs = []
         for tensor in _candidates(lowered, node, stops):
             ref = np.stack([np.asarray(c[tensor], dtype=np.float64).ravel() for c in contexts])
