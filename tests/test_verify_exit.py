@@ -126,3 +126,20 @@ def test_rtl_iverilog_mismatch_exits_3(tmp_path, monkeypatch):
                                  "--verify", "--samples", "20"])  # fmt: skip
     assert r.exit_code == 3, r.output
     assert "0 mismatches in da4ml's interpreter, 1 in iverilog" in r.output
+
+
+def test_float_output_tail_is_judged_to_the_irs_own_float32_rounding():
+    """TFC ends in a float affine the IR rounds in float32: 2 ulps of the peak and equal top-1, not bit-exact."""
+    from conftest import tfc_path
+
+    from codesign.backends.verdict import float_tail
+
+    assert float_tail(load(EXAMPLE)) is None  # a quantized output: bit-exact stays the requirement
+    ir = load(tfc_path("TFC_2W2A"))
+    assert float_tail(ir) is not None and expects_bit_exact(ir)[0]
+    peak = 2.0  # ulp(2.0f) = 2.38e-7
+    close = {"bit_exact_share": 0.52, "max_abs_diff": 2.38e-7, "argmax_agreement": 1.0, "reference_peak": peak}
+    assert judge_hls4ml(ir, close).passed
+    for bad in ({**close, "max_abs_diff": 1e-6}, {**close, "argmax_agreement": 0.99}):
+        v = judge_hls4ml(ir, bad)
+        assert not v.passed and "float32 ulps" in v.required
