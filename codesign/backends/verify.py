@@ -150,8 +150,6 @@ def hls4ml_outputs(ir: Model, build: Any, x: np.ndarray) -> np.ndarray:
 
     ``predict`` runs in a thread whose stack holds the largest layer (hls4ml keeps its arrays there).
     """
-    from hls4ml.model.types import XnorPrecisionType
-
     from codesign.backends.csim import csim_cost, stack_bytes, with_stack
     from codesign.backends.hls4ml_backend import quiet
 
@@ -201,6 +199,7 @@ def first_divergence(ir: Model, build: Any, x: np.ndarray, memory_gb: float | No
     lowered IR run by qonnx with every intermediate tensor kept; a layer is matched to the IR
     node of its name and the tensors fused into it. None when nothing could be matched.
     """
+    from hls4ml.model.types import XnorPrecisionType
     from qonnx.core.onnx_exec import execute_onnx
 
     from codesign.backends.csim import csim_cost, memory_limit_gb, memory_limited_build, stack_bytes, with_stack
