@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
-from conftest import ROOT
+from conftest import ROOT, tfc_path
 from typer.testing import CliRunner
 
 import codesign
 from codesign.backends import hls4ml_backend as hb
-from codesign.backends.verdict import expects_bit_exact, judge_hls4ml, judge_rtl
+from codesign.backends.verdict import expects_bit_exact, float_tail, judge_hls4ml, judge_rtl
 from codesign.backends.verify import reference_outputs
 from codesign.cli import app
 from codesign.errors import EXIT_VERIFY_FAILED
@@ -61,6 +61,18 @@ def test_judges_fail_what_they_measured_as_wrong():
     rtl = {"mismatches": 494, "interpreter": {"mismatches": 0}, "simulation": {"mismatches": 494}}
     assert not judge_rtl(rtl).passed and "494 in iverilog" in judge_rtl(rtl).measured
     assert judge_rtl({"mismatches": 0, "interpreter": {"mismatches": 0}, "simulation": {"mismatches": 0}}).passed
+
+
+def test_float_output_tail_is_judged_to_float32_rounding():
+    """TFC ends in a float32 affine after its last quantizer: exact up to that chain's own rounding, top-1 100%."""
+    ir = load(tfc_path("TFC_2W2A"))
+    assert expects_bit_exact(ir)[0] and float_tail(ir) == [ir.graph.output[0].name]
+    near = {"bit_exact_share": 0.52, "max_abs_diff": 2.4e-7, "argmax_agreement": 1.0, "reference_peak": 12.0}
+    v = judge_hls4ml(ir, near)
+    assert v.passed and v.required.startswith("bit-exact up to the float32 output tail")
+    assert not judge_hls4ml(ir, {**near, "max_abs_diff": 1e-4}).passed
+    assert not judge_hls4ml(ir, {**near, "argmax_agreement": 0.999}).passed
+    assert float_tail(load(EXAMPLE)) == []  # the demo's output is fixed point: still bit-exact or fail
 
 
 def test_shipped_csim_library_loads_from_the_final_folder(tmp_path):
@@ -126,20 +138,3 @@ def test_rtl_iverilog_mismatch_exits_3(tmp_path, monkeypatch):
                                  "--verify", "--samples", "20"])  # fmt: skip
     assert r.exit_code == 3, r.output
     assert "0 mismatches in da4ml's interpreter, 1 in iverilog" in r.output
-
-
-def test_float_output_tail_is_judged_to_the_irs_own_float32_rounding():
-    """TFC ends in a float affine the IR rounds in float32: 2 ulps of the peak and equal top-1, not bit-exact."""
-    from conftest import tfc_path
-
-    from codesign.backends.verdict import float_tail
-
-    assert float_tail(load(EXAMPLE)) is None  # a quantized output: bit-exact stays the requirement
-    ir = load(tfc_path("TFC_2W2A"))
-    assert float_tail(ir) is not None and expects_bit_exact(ir)[0]
-    peak = 2.0  # ulp(2.0f) = 2.38e-7
-    close = {"bit_exact_share": 0.52, "max_abs_diff": 2.38e-7, "argmax_agreement": 1.0, "reference_peak": peak}
-    assert judge_hls4ml(ir, close).passed
-    for bad in ({**close, "max_abs_diff": 1e-6}, {**close, "argmax_agreement": 0.99}):
-        v = judge_hls4ml(ir, bad)
-        assert not v.passed and "float32 ulps" in v.required
