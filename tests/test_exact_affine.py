@@ -275,3 +275,19 @@ def test_tfc_csim_is_exact_on_mnist(name, tmp_path):
         acc = execute_onnx(low.wrapper, {low.inputs[0]: x}, return_full_exec_context=True)[tail.input[0]]
         expected = (acc.astype(np.float64) * s + b).astype(np.float32)
         np.testing.assert_array_equal(got[i : i + 1], expected)
+
+
+@pytest.mark.slow
+def test_bnn_divergence_names_the_narrowed_dense(tmp_path):
+    """hls4ml's 1-bit codes (0/1) are read as +-1: the BN+sign layers match, the narrowed Dense is named."""
+    pytest.importorskip("hls4ml")
+    import json
+
+    import codesign
+    from conftest import tfc_path
+
+    narrowed = {"MatMul_24": {"Precision": {"accum": "fixed<4,4>", "result": "fixed<4,4>"}}}
+    codesign.compile(tfc_path("TFC_1W1A"), "vu13p", output=tmp_path / "p", verify=True, samples=20,
+                     layer_config=narrowed)  # fmt: skip
+    d = json.loads((tmp_path / "p" / "codesign.json").read_text())["verify"]["divergence"]
+    assert d["layer"] == "MatMul_24" and d["class"] == "Dense" and d["layers_matched_before"] == 4
