@@ -283,8 +283,9 @@ def test_bnn_divergence_names_the_narrowed_dense(tmp_path):
     pytest.importorskip("hls4ml")
     import json
 
-    import codesign
     from conftest import tfc_path
+
+    import codesign
 
     narrowed = {"MatMul_24": {"Precision": {"accum": "fixed<4,4>", "result": "fixed<4,4>"}}}
     codesign.compile(tfc_path("TFC_1W1A"), "vu13p", output=tmp_path / "p", verify=True, samples=20,
