@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from codesign.backends.hls4ml_patches import binary_dense_fixed
 from codesign.backends.lowering import lower, lower_for_hls4ml, refuse_unsupported
 from codesign.backends.precision import ModelPrecision, derive
 from codesign.backends.targets import Target
@@ -192,8 +193,10 @@ def hls_config(
         layers.setdefault(key, {}).setdefault("Precision", {})["result"] = t.hls()
     for name, lp in precision.layers.items():
         types = lp.config()
-        if lp.op in ("MatMul", "Conv") and not native:
+        if lp.op in ("MatMul", "Conv") and not native and not lp.pin_result:
             types.pop("result", None)  # left to hls4ml: a set result type blocks fusing the bias Add
+        if lp.pin_result and not native:
+            types.pop("weight", None)  # bipolar weights: hls4ml's ONNX parser keeps its own 1-bit encoding
         layers.setdefault(name, {}).setdefault("Precision", {}).update(types)
     for layer in layers.values():
         if "ReuseFactor" in layer:
@@ -350,14 +353,15 @@ def convert(model: Model, target: Target, options: Hls4mlOptions, output_dir: Pa
     try:
         if uses_onnx_frontend(lowered):  # an op no family module handles yet: hls4ml's ONNX parser
             config = hls_config(lowered, precision, options)
-            with quiet(), pooling_1d_fixed():
+            with quiet(), pooling_1d_fixed(), binary_dense_fixed():
                 hls_model = hls4ml.converters.convert_from_onnx_model(
                     lowered.wrapper, output_dir=str(output_dir), project_name=options.project_name,
                     backend=options.hls_backend, part=target.part, clock_period=clock,
                     io_type=IO_TYPES[options.io], hls_config=config,
                 )  # fmt: skip
         else:
-            config, hls_model = _from_layer_list(lowered, precision, options, target, clock, output_dir)
+            with binary_dense_fixed():  # hls4ml's optimisers run on this path too
+                config, hls_model = _from_layer_list(lowered, precision, options, target, clock, output_dir)
     except CodesignError:
         raise
     except Exception as exc:  # hls4ml asserts/raises deep inside its optimisers

@@ -17,6 +17,7 @@ from onnx import helper
 from qonnx.transformation.channels_last import ConvertToChannelsLastAndClean
 from qonnx.transformation.infer_datatypes import InferDataTypes
 
+from codesign.backends.exact_affine import ExactAffineBeforeQuant
 from codesign.errors import UnsupportedModelError
 from codesign.ir.model import Model
 from codesign.ir.quant import QONNX_DOMAIN
@@ -346,6 +347,7 @@ def lower_for_hls4ml() -> Sequential:
         ExplicitDefaults(),
         AveragePoolAsDepthwiseConv(),
         QuantizeTableInputs(),
+        ExactAffineBeforeQuant(),
         QonnxCleanup(),
         ExplicitDefaults(),
         QonnxPass(InferDataTypes(allow_scaledint_dtypes=True)),

@@ -185,6 +185,8 @@ class LayerPrecision:
     node: str
     op: str
     types: dict[str, Fixed]
+    #: hls4ml cannot infer this MAC's result type (bipolar weights: it falls back to fixed<16,6> and wraps)
+    pin_result: bool = False
 
     def config(self) -> dict[str, str]:
         return {k: t.hls() for k, t in self.types.items()}
@@ -234,6 +236,8 @@ def _weight(model: Model, node: onnx.NodeProto) -> tuple[np.ndarray, Fixed] | No
         return None
     producer = model.producer(wname)
     w_t = quant_type(model, producer) if producer is not None else None
+    if producer is not None and producer.op_type == "BipolarQuant":  # +-2**k: hls4ml keeps its 1-bit encoding
+        w_t = bipolar_type(model, producer)
     if w_t is None and producer is None and value.dtype.kind == "f":
         exact = exact_type(value)  # a float initializer: exactly if 16 bits can, else 16 bits where its values are
         w_t = exact if exact is not None and exact.width <= FLOAT_CONST_WIDTH else range_type(value)
@@ -284,6 +288,10 @@ def derive(model: Model) -> ModelPrecision:
             t = quant_type(model, node)
             if t is not None and model.constant(out) is None:
                 tensors[out] = t
+        elif node.op_type == "BipolarQuant" and model.constant(out) is None:
+            t = bipolar_type(model, node)
+            if t is not None:
+                tensors[out] = t
         elif node.op_type in _PASSTHROUGH and src is not None:
             tensors[out] = src
         elif node.op_type == "Relu" and src is not None:
@@ -310,6 +318,12 @@ def derive(model: Model) -> ModelPrecision:
             tensors[out] = src  # copies and zeros: on the input's grid and range (zero padding needs no bits)
         elif node.op_type == "Resize" and src is not None and _attr(node, "mode", "nearest") == "nearest":
             tensors[out] = src
+        elif node.op_type == "BatchNormalization":
+            lp = exact_affine_layer(model, node)
+            if lp is not None:
+                layers[node.name] = lp
+                if "result" in lp.types:
+                    tensors[out] = lp.types["result"]
         elif node.op_type in ("MatMul", "Conv") and src is not None and len(node.input) > 1:
             lp = _mac_layer(model, node, src, tensors, constants)
             if lp is not None:
@@ -419,6 +433,48 @@ def _pool_window(model: Model, node: onnx.NodeProto) -> int | None:
     return math.prod(spatial)
 
 
+def bipolar_type(model: Model, node: onnx.NodeProto) -> Fixed | None:
+    """Type holding a BipolarQuant's values +-2**k (``fixed<2, 2+k>``); None for a scale that is no power of two.
+
+    hls4ml stores them as 1-bit codes (0 -> -2**k) and multiplies accordingly; this is the
+    range the accumulators derived downstream must cover.
+    """
+    k = pow2_exponent(model.constant(node.input[1]))
+    return Fixed(2, 2 + k) if k is not None else None
+
+
+def exact_affine_layer(model: Model, node: onnx.NodeProto) -> LayerPrecision | None:
+    """Exact scale/bias types of a BatchNormalization that is a fixed-point affine (mean 0, variance 1, epsilon 0).
+
+    What ``exact_affine.ExactAffineBeforeQuant`` writes; hls4ml would type them ``fixed<16,6>``.
+    Unless a Quant follows (which sets the result type), the result gets the exact type too.
+    """
+    if len(node.input) != 5 or float(_attr(node, "epsilon", 1e-5)) != 0.0:
+        return None
+    gamma, beta, mean, var = (model.constant(i) for i in node.input[1:])
+    if any(v is None for v in (gamma, beta, mean, var)) or np.any(mean != 0) or np.any(var != 1):
+        return None
+    s_t, b_t = exact_type(gamma, MAX_EXACT_ACC), exact_type(beta, MAX_EXACT_ACC)
+    if s_t is None or b_t is None:
+        return None
+    types = {"scale": s_t, "bias": b_t}
+    consumers = model.consumers(node.output[0])
+    if node.output[0] in model.outputs or not all(c.op_type in ("Quant", "BipolarQuant") for c in consumers):
+        from codesign.backends.exact_affine import source_range  # (imports this module)
+
+        found = source_range(model, node.input[0])
+        if found is not None:
+            frac, lo, hi = found
+            s = np.asarray(gamma, dtype=np.float64).ravel()
+            x_lo, x_hi = lo * 2.0**-frac, hi * 2.0**-frac
+            b = np.asarray(beta, dtype=np.float64).ravel()
+            y_lo, y_hi = np.minimum(s * x_lo, s * x_hi) + b, np.maximum(s * x_lo, s * x_hi) + b
+            t = _covering(float(y_lo.min(initial=0.0)), float(y_hi.max(initial=0.0)), max(frac + s_t.frac, b_t.frac))
+            if t.width <= MAX_EXACT_ACC:
+                types["result"] = t
+    return LayerPrecision(node.name, node.op_type, types)
+
+
 def relu_type(x: Fixed) -> Fixed:
     """ReLU's exact output type: the non-negative half of ``x``."""
     if not x.signed or x.width < 2:
@@ -520,7 +576,9 @@ def _mac_layer(
     if wt is None:
         return None
     w, w_t = wt
-    types: dict[str, Fixed] = {"weight": w_t}
+    producer = model.producer(node.input[1])
+    binary = producer is not None and producer.op_type == "BipolarQuant"
+    types: dict[str, Fixed] = {"weight": w_t}  # bipolar: +-2**k (hls4ml's ONNX path keeps its own 1-bit type)
     bias_name, after, bias_value, b_t = _bias_of(model, node)
     nudged = None
     if bias_value is not None and b_t is None:
@@ -536,7 +594,7 @@ def _mac_layer(
         types["bias"] = b_t
     types["accum"] = acc
     types["result"] = acc
-    return LayerPrecision(node.name, node.op_type, types)
+    return LayerPrecision(node.name, node.op_type, types, pin_result=binary)
 
 
 __all__ = [
@@ -545,11 +603,13 @@ __all__ = [
     "LayerPrecision",
     "ModelPrecision",
     "acc_type",
-    "avg_pool_types",
     "affine",
     "affine_types",
+    "avg_pool_types",
+    "bipolar_type",
     "cell_preserved",
     "derive",
+    "exact_affine_layer",
     "exact_type",
     "input_type",
     "nudge_bias",

@@ -199,6 +199,7 @@ def first_divergence(ir: Model, build: Any, x: np.ndarray, memory_gb: float | No
     lowered IR run by qonnx with every intermediate tensor kept; a layer is matched to the IR
     node of its name and the tensors fused into it. None when nothing could be matched.
     """
+    from hls4ml.model.types import XnorPrecisionType
     from qonnx.core.onnx_exec import execute_onnx
 
     from codesign.backends.csim import csim_cost, memory_limit_gb, memory_limited_build, stack_bytes, with_stack
@@ -232,6 +233,8 @@ def first_divergence(ir: Model, build: Any, x: np.ndarray, memory_gb: float | No
         if node is None or data is None:
             continue
         got = np.asarray(data, dtype=np.float64).reshape(len(hx), -1)
+        if isinstance(layer.get_output_variable().type.precision, XnorPrecisionType):
+            got = 2.0 * got - 1.0  # hls4ml's 1-bit code of a bipolar value: 0 -> -1
         diffs = []
         for tensor in _candidates(lowered, node, stops):
             ref = np.stack([np.asarray(c[tensor], dtype=np.float64).ravel() for c in contexts])

@@ -29,7 +29,12 @@ def batchnorm(ctx: Context, node: onnx.NodeProto) -> list[Layer]:
     x_t = ctx.precision.tensors.get(node.input[0])
     reps = int(np.prod(shape)) // n_filt
     types = affine_types(x_t, np.tile(scale, reps), np.tile(bias, reps)) if x_t is not None else None
-    if types is not None:
+    exact = ctx.types(node.name)  # precision.exact_affine_layer: an exact fixed-point BN (result only if no Quant)
+    if exact:
+        if types is not None and "result" not in exact:
+            exact["result"] = types[2].hls()
+        ctx.set_precision(node.name, **exact)
+    elif types is not None:
         s_t, b_t, out_t = types
         ctx.set_precision(node.name, scale=s_t.hls(), bias=b_t.hls(), result=out_t.hls())
     else:  # float constants: 16 bits where their values are (the result type is hls4ml's inference)

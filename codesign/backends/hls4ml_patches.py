@@ -1,0 +1,43 @@
+"""Fixes to hls4ml 1.3 optimizer passes that break bit-exactness, applied only while converting.
+
+Each is a context manager around hls4ml's conversion, undone on exit, so hls4ml
+itself is never modified for other users of the process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import numpy as np
+
+
+@contextlib.contextmanager
+def binary_dense_fixed() -> Iterator[None]:
+    """hls4ml's ``QuantizeDenseOutput`` re-quantizes 1-bit weights already encoded as 0/1: every weight becomes 1.
+
+    A bipolar Dense after a BatchNorm + sign layer (a BNN's hidden layers) then ignores
+    its weights. The encoded values are turned back into +-1 first, so the pass's
+    ``x >= 0 -> 1`` quantizer restores the same 0/1 code.
+    """
+    from hls4ml.backends.vivado.passes.bn_quant import QuantizeDenseOutput
+    from hls4ml.model.types import XnorPrecisionType
+
+    original = QuantizeDenseOutput.transform
+
+    def transform(self, model, node):
+        weights = node.weights.get("weight")
+        if weights is not None and isinstance(weights.type.precision, XnorPrecisionType):
+            data = np.asarray(weights.data)
+            if np.isin(data, (0, 1)).all():
+                weights.data = np.where(data > 0, 1.0, -1.0)
+        return original(self, model, node)
+
+    QuantizeDenseOutput.transform = transform
+    try:
+        yield
+    finally:
+        QuantizeDenseOutput.transform = original
+
+
+__all__ = ["binary_dense_fixed"]
