@@ -24,14 +24,8 @@ PER_FAMILY = 8  # mutants per family in the slice
 TIMEOUT_S, MEM_MB = 20.0, 3072
 SMALL = 64_000  # bytes: the slice draws from the shared models up to this size (the full run takes every one)
 
-#: Bad classes each family still shows on main (to be emptied by issue 15 item 2, then KNOWN flips to {}).
-KNOWN: dict[str, set[str]] = {
-    "bytes": set(),
-    "attr": {"accepted-invalid", "internal", "multiline", "memory", "timeout"},
-    "extdata": {"internal"},
-    "names": set(),
-    "graph": {"accepted-invalid", "internal", "multiline", "timeout"},
-}
+#: Bad classes a family may still show (none since validation at the door landed; a class here turns its test xfail).
+KNOWN: dict[str, set[str]] = {f: set() for f in ("bytes", "attr", "extdata", "names", "graph")}
 
 
 def _slice_models() -> list[Path]:

@@ -62,3 +62,49 @@ def check_door(proto: onnx.ModelProto, label: str = "model") -> None:
                 raise UnsupportedModelError(
                     f"{label}: node {node.name or node.op_type!r} ({node.op_type}): group={group}, must be >= 1"
                 )
+        kernel = next((list(a.ints) for a in node.attribute if a.name == "kernel_shape"), [])
+        if any(not 1 <= k <= MAX_KERNEL for k in kernel):
+            raise UnsupportedModelError(
+                f"{label}: node {node.name or node.op_type!r} ({node.op_type}): kernel_shape={kernel}, each must be "
+                f"in 1..{MAX_KERNEL}"
+            )
+    _check_input_dims(proto, label)
+    _check_acyclic(proto.graph, label)
+
+
+#: Larger conv windows than this exist in no real model; a mutated one would size huge weight tensors.
+MAX_KERNEL = 4096
+
+
+def _check_input_dims(proto: onnx.ModelProto, label: str) -> None:
+    """Declared input dims: never negative, never 0 past the batch axis (the batch is re-batched to 1 anyway)."""
+    inits = {t.name for t in proto.graph.initializer}
+    for vi in proto.graph.input:
+        if vi.name in inits or not vi.type.tensor_type.HasField("shape"):
+            continue
+        for axis, dim in enumerate(vi.type.tensor_type.shape.dim):
+            if dim.HasField("dim_value") and (dim.dim_value < 0 or (dim.dim_value == 0 and axis > 0)):
+                raise UnsupportedModelError(f"{label}: input {vi.name!r} has dimension {dim.dim_value} at axis {axis}")
+
+
+def _check_acyclic(graph: onnx.GraphProto, label: str) -> None:
+    """Refuse a graph whose nodes feed each other in a loop (ONNX graphs are DAGs; sorting would hide it)."""
+    producer = {o: k for k, n in enumerate(graph.node) for o in n.output if o}
+    state = [0] * len(graph.node)  # 0 new, 1 on the current path, 2 done
+    for start in range(len(graph.node)):
+        if state[start]:
+            continue
+        stack = [(start, iter(graph.node[start].input))]
+        state[start] = 1
+        while stack:
+            k, inputs = stack[-1]
+            nxt = next((producer[i] for i in inputs if i in producer), None)
+            if nxt is None:
+                state[k] = 2
+                stack.pop()
+            elif state[nxt] == 1:
+                n = graph.node[nxt]
+                raise UnsupportedModelError(f"{label}: graph has a cycle through node {n.name or n.op_type!r}")
+            elif state[nxt] == 0:
+                state[nxt] = 1
+                stack.append((nxt, iter(graph.node[nxt].input)))

@@ -81,6 +81,8 @@ def _load_external_data(proto: onnx.ModelProto, base: Path, label: str) -> None:
     tensors = _external_tensors(proto)
     for tensor in tensors:
         location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        if "\x00" in location:
+            raise ModelLoadError(f"{label}: tensor {tensor.name!r} has a NUL byte in its external data location")
         loc = Path(location)
         target = (base / loc).resolve()
         if loc.is_absolute() or ".." in loc.parts or base not in target.parents:

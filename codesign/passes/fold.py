@@ -54,13 +54,17 @@ def _ints(value: np.ndarray | None) -> list[int] | None:
     return [int(v) for v in flat]
 
 
+_SIZED_BY_VALUES = frozenset({"ConstantOfShape", "Expand", "Tile", "Range", "Resize", "Upsample"})
+
+
 def _elements(model: Model, node: onnx.NodeProto, consts: dict[str, np.ndarray]) -> int | None:
     """Upper bound on the elements of ``node``'s largest output, or None if unknown."""
-    shapes = [model.shape(o) for o in node.output if o]
-    if shapes and all(s is not None for s in shapes):
-        return max(math.prod(s) for s in shapes)
     op = node.op_type
     val = [consts.get(i) if i else None for i in node.input]
+    if op not in _SIZED_BY_VALUES:  # those are sized by their operands' values, whatever the declared shape says
+        shapes = [model.shape(o) for o in node.output if o]
+        if shapes and all(s is not None for s in shapes):
+            return max(math.prod(s) for s in shapes)
     if op == "ConstantOfShape":
         dims = _ints(val[0]) if val else []
         if dims is None:
