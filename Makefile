@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all install bench clean tools
+.PHONY: demo test test-all install bench clean tools lint fmt
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -38,7 +38,17 @@ tools:
 	    (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null 2>&1; } || \
 	  echo "note: chromium not installed (apt-get install -y chromium); the report's browser test will skip"
 
-test: $(STAMP) tools
+# The lint gate: ruff format + ruff check (rules in pyproject.toml); `make fmt` fixes what it can.
+LINT_PATHS := codesign tests benchmarks examples
+lint: $(STAMP)
+	$(BIN)/ruff format --check -q $(LINT_PATHS)
+	$(BIN)/ruff check -q $(LINT_PATHS)
+
+fmt: $(STAMP)
+	$(BIN)/ruff format -q $(LINT_PATHS)
+	$(BIN)/ruff check -q --fix $(LINT_PATHS)
+
+test: $(STAMP) tools lint
 	$(BIN)/python -m pytest -q
 
 test-all: $(STAMP) tools

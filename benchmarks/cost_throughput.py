@@ -9,6 +9,7 @@ in the IR must take well under a millisecond. Both tools cost the same quantized
 
 from __future__ import annotations
 
+import itertools
 import time
 import warnings
 
@@ -34,7 +35,7 @@ def quantized_mlp(sizes=(16, 64, 32, 32, 5), bits: int = 8, sparsity: float = 0.
 
     quant("x", "xq", 2.0**-4)
     x = "xq"
-    for k, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for k, (a, b) in enumerate(itertools.pairwise(sizes)):
         w = rng.normal(size=(a, b)) / np.sqrt(a)
         w[rng.random(size=w.shape) < sparsity] = 0.0
         inits.append(numpy_helper.from_array(w.astype(np.float32), f"w{k}"))
@@ -50,7 +51,9 @@ def quantized_mlp(sizes=(16, 64, 32, 32, 5), bits: int = 8, sparsity: float = 0.
             x = f"z{k}"
     graph = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, sizes[0]])],
                               [helper.make_tensor_value_info(x, TensorProto.FLOAT, [1, sizes[-1]])], inits)  # fmt: skip
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("qonnx.custom_op.general", 1)])
+    return helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("qonnx.custom_op.general", 1)]
+    )
 
 
 def best_of(fn, repeat: int) -> float:
@@ -63,11 +66,12 @@ def best_of(fn, repeat: int) -> float:
 
 
 def main() -> None:
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.util.inference_cost import inference_cost
+
     import codesign
     from codesign.ir import Model
     from codesign.passes.cost import cost_report
-    from qonnx.core.modelwrapper import ModelWrapper
-    from qonnx.util.inference_cost import inference_cost
 
     ir = codesign.load(quantized_mlp())  # normalised once, as the search's builder does
     proto = ir.proto

@@ -172,10 +172,14 @@ def hls4ml_calibration_table(use_rule4ml: bool = True) -> dict[str, dict[str, di
                              reuse_factor=int(row["reuse_factor"])).totals  # fmt: skip
                 for k in MEASURED:
                     r4[k].append(float(t[k]))
-        except Exception as exc:  # noqa: BLE001  (optional extra: any import/runtime failure means n/a)
+        except Exception as exc:
             print(f"rule4ml: n/a ({type(exc).__name__}: {str(exc).splitlines()[0][:100]})")
             r4 = None
-    theirs = {k: {"mape_pct": mape(v, st.truth[k]), "spearman": spearman(v, st.truth[k])} for k, v in r4.items()} if r4 else {}
+    theirs = (
+        {k: {"mape_pct": mape(v, st.truth[k]), "spearman": spearman(v, st.truth[k])} for k, v in r4.items()}
+        if r4
+        else {}
+    )
     n_models = len({(r["widths"], r["w_bits"]) for r in st.rows})
     print(f"hls4ml estimator vs {len(st.rows)} real hls4ml C-synthesis reports ({n_models} Dense stacks, "
           f"{'/'.join(sorted({r['w_bits'] + 'b' for r in st.rows}, key=lambda b: int(b[:-1])))} weights, RF "
@@ -186,7 +190,9 @@ def hls4ml_calibration_table(use_rule4ml: bool = True) -> dict[str, dict[str, di
         v = d.get(key)
         return "n/a" if v is None or math.isnan(v) else format(v, fmt)
 
-    print(f"{'quantity':15s} | {'MAPE %':>7s} {'Spearman':>8s} {'cover90':>7s} | {'rule4ml MAPE %':>14s} {'Spearman':>8s}")
+    print(
+        f"{'quantity':15s} | {'MAPE %':>7s} {'Spearman':>8s} {'cover90':>7s} | {'rule4ml MAPE %':>14s} {'Spearman':>8s}"
+    )
     for k in MEASURED:
         o, t = ours[k], theirs.get(k, {})
         print(f"{k:15s} | {cell(o, 'mape_pct', '7.1f'):>7s} {cell(o, 'spearman', '8.3f'):>8s} "
@@ -255,7 +261,11 @@ def main() -> None:
           f"{statistics.median(t[1] for t in timings):.2f} ms, worst {worst[1]:.2f} ms ({worst[0]}); "
           f"repeat calls median {statistics.median(t[2] for t in timings):.2f} ms; target < 10 ms")  # fmt: skip
     if args.json:
-        payload = {"hls4ml_calibration": calib, "summary": summary, "timings_ms": {n: {"first": a, "repeat": b} for n, a, b in timings}}
+        payload = {
+            "hls4ml_calibration": calib,
+            "summary": summary,
+            "timings_ms": {n: {"first": a, "repeat": b} for n, a, b in timings},
+        }
         args.json.write_text(json.dumps(payload, indent=2))
 
 

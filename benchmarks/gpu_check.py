@@ -73,7 +73,9 @@ def main() -> int:
     cases = [("examples/search/magic_small.yaml", None), ("examples/search/mnist_darts.yaml", 5000)]
     out = {"device": describe(gpu), "torch": torch.__version__, "cases": []}
     ok = True
-    print(f"{'space':<30} {'candidates':>10} {'cpu trials/h':>13} {'gpu trials/h':>13} {'speedup':>8} {'mean |dacc|':>12}")
+    print(
+        f"{'space':<30} {'candidates':>10} {'cpu trials/h':>13} {'gpu trials/h':>13} {'speedup':>8} {'mean |dacc|':>12}"
+    )
     for space_file, rows in cases:
         cpu = _population(space_file, args.candidates, args.epochs, args.batch, torch.device("cpu"), rows)
         cuda = _population(space_file, args.candidates, args.epochs, args.batch, gpu, rows)

@@ -71,8 +71,9 @@ def run_step(cmd: list[str], timeout: float, memory_gb: float) -> tuple[int | No
     """(exit code or None on timeout, stdout, stderr, seconds) of ``cmd`` under the limits."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONWARNINGS": "ignore", "TERM": "dumb"}
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=_limits(memory_gb))  # noqa: PLW1509 - only setrlimit/setsid run there
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_limits(memory_gb)
+    )
     try:
         out, err = proc.communicate(timeout=timeout)
         return proc.returncode, out, err, time.perf_counter() - t0
@@ -177,11 +178,13 @@ def plain_hls4ml(path: str, out_dir: str, samples: int) -> dict:
         x = np.random.default_rng(0).normal(size=(samples, *shape[1:])).astype(np.float32)
         got = np.asarray(hls_model.predict(x)).reshape(samples, -1)
         out_name = model.graph.output[0].name
-        ref = np.stack([np.asarray(execute_onnx(model, {name: x[i : i + 1]})[out_name]).ravel() for i in range(samples)])
+        ref = np.stack(
+            [np.asarray(execute_onnx(model, {name: x[i : i + 1]})[out_name]).ravel() for i in range(samples)]
+        )
         diff = float(np.abs(ref - got).max())
         top1 = float(np.mean(ref.argmax(1) == got.argmax(1))) if ref.shape[1] > 1 else None
         return {"stage": "done", "max_abs_diff": diff, "top1": top1, "bit_exact": bool(np.all(ref == got))}
-    except Exception as exc:  # noqa: BLE001 - this is what a user of plain hls4ml meets
+    except Exception as exc:
         first = (str(exc).strip().splitlines() or [""])[0][:80]
         return {"stage": stage, "error": f"{type(exc).__name__}: {first}"}
 
@@ -207,7 +210,7 @@ def bench_one(path: Path, args: argparse.Namespace) -> Row:
     rel = str(path.relative_to(SHARED / "models"))
     try:
         quantized = is_quantized(path)
-    except Exception:  # noqa: BLE001 - a file onnx cannot parse: codesign's inspect says why
+    except Exception:
         quantized = False
     row = Row(rel, quantized, codesign_steps(path, quantized, args))
     row.steps["plain hls4ml"] = plain_step(path, args)
@@ -229,7 +232,9 @@ def table(rows: list[Row]) -> str:
             if c in r.steps:
                 counts[r.steps[c].kind] = counts.get(r.steps[c].kind, 0) + 1
         total = sum(counts.values())
-        lines.append(f"- **{c}** ({total}): " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])))
+        lines.append(
+            f"- **{c}** ({total}): " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
+        )
     return "\n".join(lines)
 
 

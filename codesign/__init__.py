@@ -10,7 +10,7 @@ def load(source, **options):
     return _load(source, **options)
 
 
-def compile(model, target, backend="hls4ml", **options):  # noqa: A001 - the public API's name
+def compile(model, target, backend="hls4ml", **options):
     """Compile a model for an FPGA target (see :func:`codesign.backends.api.compile`)."""
     from codesign.backends.api import compile as _compile
 

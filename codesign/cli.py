@@ -12,8 +12,9 @@ import json
 import os
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import typer
 
@@ -61,7 +62,7 @@ def cli_command(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise
         except CodesignError as exc:
             fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-        except Exception as exc:  # noqa: BLE001 - the user gets one line, not a traceback
+        except Exception as exc:
             if os.environ.get("CODESIGN_DEBUG"):
                 raise
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
@@ -92,7 +93,7 @@ def load_for_cli(model: Path, input_shape: list[str] | None = None):
     return load(model, input_shapes=parse_input_shapes(input_shape))
 
 
-def _fmt_shape(shape: Optional[tuple[int, ...]]) -> str:
+def _fmt_shape(shape: tuple[int, ...] | None) -> str:
     return "?" if shape is None else "x".join(str(d) for d in shape)
 
 
@@ -126,13 +127,15 @@ def write_text_output(path: Path, text: str) -> None:
 def inspect(
     model: Path = typer.Argument(..., help="ONNX or QONNX model file"),
     json_out: bool = typer.Option(False, "--json", help="machine-readable JSON on stdout"),
-    graph: Optional[Path] = typer.Option(None, "--graph", help="write the dataflow graph as .svg or .dot"),
+    graph: Path | None = typer.Option(None, "--graph", help="write the dataflow graph as .svg or .dot"),
     bops: str = typer.Option("qonnx", "--bops", help="BOPs definition: qonnx (MACs*b_a*b_w) or nac (with accumulator)"),
-    input_shape: Optional[list[str]] = typer.Option(None, "--input-shape", help="NAME=D0,D1,... for dynamic inputs"),
-    target: Optional[str] = typer.Option(None, "--target", help="also estimate resources/latency on this FPGA target"),
-    ranges: bool = typer.Option(False, "--ranges", help="per-tensor value ranges on --calib data (or synthetic N(0,1))"),
-    calib: Optional[Path] = typer.Option(None, "--calib", help="with --ranges: .npy inputs to profile on"),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="with --ranges: per-layer range plot as .png"),
+    input_shape: list[str] | None = typer.Option(None, "--input-shape", help="NAME=D0,D1,... for dynamic inputs"),
+    target: str | None = typer.Option(None, "--target", help="also estimate resources/latency on this FPGA target"),
+    ranges: bool = typer.Option(
+        False, "--ranges", help="per-tensor value ranges on --calib data (or synthetic N(0,1))"
+    ),
+    calib: Path | None = typer.Option(None, "--calib", help="with --ranges: .npy inputs to profile on"),
+    plot: Path | None = typer.Option(None, "--plot", help="with --ranges: per-layer range plot as .png"),
 ) -> None:
     """Per-layer cost table: shapes, datatypes, params, sparsity, MACs, BOPs (+ estimates with --target)."""
     from codesign.errors import CodesignError
@@ -165,7 +168,7 @@ def inspect(
         _print_estimate_table(str(model), est, verdict)
 
 
-def _target_resources(target: Optional[str]) -> Any:
+def _target_resources(target: str | None) -> Any:
     """The target's resources (a bad name fails here, in one line, before any loading)."""
     if target is None:
         return None
@@ -184,7 +187,7 @@ def _estimate_on(ir: Any, target: str, resources: Any, **settings: Any) -> tuple
     return report, report.fits(resources, 100.0)
 
 
-def _inspect_ranges(model: Path, input_shape: Optional[list[str]], calib: Optional[Path], plot: Optional[Path],
+def _inspect_ranges(model: Path, input_shape: list[str] | None, calib: Path | None, plot: Path | None,
                     json_out: bool) -> None:  # fmt: skip
     """``inspect --ranges``: the numerical profile the float-model precision selection starts from."""
     from codesign.errors import CodesignError
@@ -215,7 +218,13 @@ def _plot_ranges(rows: list, path: Path, title: str) -> None:
 
     from codesign.errors import OutputError
 
-    colors = {"input": "gray", "weight": "tab:blue", "bias": "tab:orange", "accumulator": "tab:red", "activation": "tab:green"}
+    colors = {
+        "input": "gray",
+        "weight": "tab:blue",
+        "bias": "tab:orange",
+        "accumulator": "tab:red",
+        "activation": "tab:green",
+    }
     fig, ax = plt.subplots(figsize=(8, 0.28 * len(rows) + 1.5))
     for i, r in enumerate(rows):
         top = max(abs(r.lo), abs(r.hi), 2.0**-24)
@@ -253,7 +262,16 @@ def _print_cost_table(title: str, report: Any) -> None:
     t = report.totals
     table.add_section()
     table.add_row(
-        "total", "", "", "", "", "", _fmt_num(t["params"]), f"{t['sparsity']:.1%}", _fmt_num(t["macs"]), _fmt_num(t["bops"])
+        "total",
+        "",
+        "",
+        "",
+        "",
+        "",
+        _fmt_num(t["params"]),
+        f"{t['sparsity']:.1%}",
+        _fmt_num(t["macs"]),
+        _fmt_num(t["bops"]),
     )
     console = Console(width=max(120, Console().width))
     console.print(table)
@@ -323,18 +341,24 @@ def quantize(
     model: Path = typer.Argument(..., help="ONNX or QONNX model file"),
     output: Path = typer.Option(..., "-o", "--output", help="quantized QONNX model to write (.onnx)"),
     bits: int = typer.Option(8, "--bits", help="default bit width of weights, biases and layer inputs"),
-    layer: Optional[list[str]] = typer.Option(None, "--layer", help="per-layer width: NAME=BITS, NAME=float, NAME=weight:4,act:6 (NAME may be an op type)"),
-    calib: Optional[Path] = typer.Option(None, "--calib", help="calibration inputs (.npy, N x input shape); without it ranges are estimated"),
+    layer: list[str] | None = typer.Option(
+        None, "--layer", help="per-layer width: NAME=BITS, NAME=float, NAME=weight:4,act:6 (NAME may be an op type)"
+    ),
+    calib: Path | None = typer.Option(
+        None, "--calib", help="calibration inputs (.npy, N x input shape); without it ranges are estimated"
+    ),
     scale: str = typer.Option("pow2", "--scale", help="pow2 (fixed point, ap_fixed) or float"),
     per_channel: bool = typer.Option(False, "--per-channel", help="one weight scale per output channel"),
-    weight_bits: Optional[int] = typer.Option(None, "--weight-bits", help="override --bits for weights"),
-    bias_bits: Optional[int] = typer.Option(None, "--bias-bits", help="override --bits for biases"),
-    act_bits: Optional[int] = typer.Option(None, "--act-bits", help="override --bits for layer inputs"),
+    weight_bits: int | None = typer.Option(None, "--weight-bits", help="override --bits for weights"),
+    bias_bits: int | None = typer.Option(None, "--bias-bits", help="override --bits for biases"),
+    act_bits: int | None = typer.Option(None, "--act-bits", help="override --bits for layer inputs"),
     rounding: str = typer.Option("ROUND", "--rounding", help="ROUND, ROUND_TO_ZERO, CEIL, FLOOR, HALF_UP, HALF_EVEN"),
     narrow: bool = typer.Option(False, "--narrow", help="narrow range (symmetric integers)"),
-    input_range: Optional[str] = typer.Option(None, "--input-range", help="LO,HI of the inputs when no --calib is given (default: N(0,1))"),
+    input_range: str | None = typer.Option(
+        None, "--input-range", help="LO,HI of the inputs when no --calib is given (default: N(0,1))"
+    ),
     json_out: bool = typer.Option(False, "--json", help="machine-readable summary on stdout"),
-    input_shape: Optional[list[str]] = typer.Option(None, "--input-shape", help="NAME=D0,D1,... for dynamic inputs"),
+    input_shape: list[str] | None = typer.Option(None, "--input-shape", help="NAME=D0,D1,... for dynamic inputs"),
 ) -> None:
     """Post-training quantization: insert QONNX Quant nodes (weights, biases, inputs)."""
     from codesign.errors import CodesignError
@@ -357,7 +381,9 @@ def quantize(
     macs = [n for n in ir.graph.node if n.op_type in ("MatMul", "Gemm", "Conv")]
     unknown = {k for k in config.layers if k not in {n.name for n in macs} | {n.op_type for n in macs}}
     if unknown:
-        raise CodesignError(f"--layer {sorted(unknown)[0]!r}: no MatMul/Gemm/Conv layer or op type of that name in {model}")
+        raise CodesignError(
+            f"--layer {sorted(unknown)[0]!r}: no MatMul/Gemm/Conv layer or op type of that name in {model}"
+        )
     data = _load_calibration(calib) if calib is not None else None
     result = Quantize(config, data, input_range=rng)(ir)
     result.model.validate()
@@ -379,7 +405,9 @@ def quantize(
     for name, why in info.float_layers.items():
         typer.echo(f"  left float: {name} ({why})")
     ratio = summary["bops_mac_before"] / summary["bops_mac_after"] if summary["bops_mac_after"] else float("inf")
-    typer.echo(f"BOPs (MAC layers) {_fmt_num(summary['bops_mac_before'])} -> {_fmt_num(summary['bops_mac_after'])} ({ratio:.1f}x)")
+    typer.echo(
+        f"BOPs (MAC layers) {_fmt_num(summary['bops_mac_before'])} -> {_fmt_num(summary['bops_mac_after'])} ({ratio:.1f}x)"
+    )
 
 
 @app.command()
@@ -387,19 +415,27 @@ def quantize(
 def prune(
     model: Path = typer.Argument(..., help="ONNX or QONNX model file"),
     output: Path = typer.Option(..., "-o", "--output", help="pruned model to write (.onnx)"),
-    sparsity: Optional[float] = typer.Option(None, "--sparsity", help="share of weights zeroed (or, with --structured, of channels removed per layer)"),
+    sparsity: float | None = typer.Option(
+        None, "--sparsity", help="share of weights zeroed (or, with --structured, of channels removed per layer)"
+    ),
     structured: bool = typer.Option(False, "--structured", help="remove whole neurons/channels (shapes shrink)"),
     scope: str = typer.Option("layer", "--scope", help="unstructured: 'layer' (each layer to the target) or 'global'"),
     criterion: str = typer.Option("l1", "--criterion", help="structured: 'l1' (incoming weights) or 'outgoing'"),
-    pattern: Optional[str] = typer.Option(None, "--pattern", help="N:M pattern pruning, e.g. 2:4 (keep N of every M inputs); no --sparsity"),
-    norm: Optional[str] = typer.Option(None, "--norm", help="structured: rank channels by 'l1' or 'l2' norm of incoming weights"),
-    target: Optional[str] = typer.Option(None, "--estimate", help="also report hls4ml-estimated resources on this part (e.g. vu13p)"),
+    pattern: str | None = typer.Option(
+        None, "--pattern", help="N:M pattern pruning, e.g. 2:4 (keep N of every M inputs); no --sparsity"
+    ),
+    norm: str | None = typer.Option(
+        None, "--norm", help="structured: rank channels by 'l1' or 'l2' norm of incoming weights"
+    ),
+    target: str | None = typer.Option(
+        None, "--estimate", help="also report hls4ml-estimated resources on this part (e.g. vu13p)"
+    ),
     json_out: bool = typer.Option(False, "--json", help="machine-readable summary on stdout"),
-    input_shape: Optional[list[str]] = typer.Option(None, "--input-shape", help="NAME=D0,D1,... for dynamic inputs"),
+    input_shape: list[str] | None = typer.Option(None, "--input-shape", help="NAME=D0,D1,... for dynamic inputs"),
 ) -> None:
     """Magnitude pruning (zeros the cost passes discount) or structured channel removal."""
-    from codesign.passes.cost import cost_report
     from codesign.errors import CodesignError
+    from codesign.passes.cost import cost_report
     from codesign.passes.prune import MagnitudePrune, StructuredPrune
     from codesign.passes.prune_nm import NMPrune, estimated_resources, parse_pattern
 
@@ -448,7 +484,9 @@ def prune(
         est = summary["estimate"]
         typer.echo(
             f"estimated on {target} (hls4ml, reuse 1): "
-            + ", ".join(f"{k} {_fmt_num(est['before'][k])} -> {_fmt_num(est['after'][k])}" for k in ("LUT", "FF", "DSP"))
+            + ", ".join(
+                f"{k} {_fmt_num(est['before'][k])} -> {_fmt_num(est['after'][k])}" for k in ("LUT", "FF", "DSP")
+            )
         )
 
 
@@ -474,26 +512,28 @@ def _parse_reuse(specs: list[str] | None) -> tuple[int | None, dict[str, int]]:
 
 @app.command()
 @cli_command
-def compile(  # noqa: A001 - the command's name
+def compile(
     model: Path = typer.Argument(..., help="ONNX or QONNX model file"),
     target: str = typer.Option(..., "--target", "-t", help="FPGA target (codesign targets) or a full part name"),
     output: Path = typer.Option(..., "--output", "-o", help="output folder (refused if it exists, unless --force)"),
     backend: str = typer.Option("hls4ml", "--backend", help="hls4ml, finn or rtl (alkaid Verilog, vendor-free)"),
     io: str = typer.Option("parallel", "--io", help="hls4ml I/O: parallel or stream"),
     strategy: str = typer.Option("latency", "--strategy", help="hls4ml strategy: latency, resource or da"),
-    reuse_factor: Optional[list[str]] = typer.Option(None, "--reuse-factor", help="N (global) or LAYER=N; repeatable"),
-    clock: Optional[float] = typer.Option(None, "--clock", help="clock period in ns (default: the target's)"),
+    reuse_factor: list[str] | None = typer.Option(None, "--reuse-factor", help="N (global) or LAYER=N; repeatable"),
+    clock: float | None = typer.Option(None, "--clock", help="clock period in ns (default: the target's)"),
     force: bool = typer.Option(False, "--force", help="replace an existing output folder"),
-    verify: bool = typer.Option(False, "--verify", help="hls4ml: C-simulate, rtl: simulate (iverilog), vs the reference; exit 3 if it fails"),
+    verify: bool = typer.Option(
+        False, "--verify", help="hls4ml: C-simulate, rtl: simulate (iverilog), vs the reference; exit 3 if it fails"
+    ),
     samples: int = typer.Option(100, "--samples", help="samples for --verify"),
     latency_cutoff: float = typer.Option(5.0, "--latency-cutoff", help="rtl: alkaid delay (~ns) per pipeline stage"),
     hdl: str = typer.Option("verilog", "--hdl", help="rtl: verilog or vhdl"),
     synth: bool = typer.Option(False, "--synth", help="rtl: yosys synth_xilinx, report yosys LUT/FF/CARRY"),
-    target_fps: Optional[int] = typer.Option(None, "--target-fps", help="FINN: frames/s target (default: from estimates)"),
-    inputs: Optional[Path] = typer.Option(None, "--inputs", help="FINN: .npy sample for input.npy/expected_output.npy"),
-    input_shape: Optional[list[str]] = typer.Option(None, "--input-shape", help="NAME=D0,D1,... for dynamic inputs"),
-    calib: Optional[Path] = typer.Option(None, "--calib", help="float models: .npy inputs to choose fixed-point types on"),
-    tolerance: Optional[float] = typer.Option(
+    target_fps: int | None = typer.Option(None, "--target-fps", help="FINN: frames/s target (default: from estimates)"),
+    inputs: Path | None = typer.Option(None, "--inputs", help="FINN: .npy sample for input.npy/expected_output.npy"),
+    input_shape: list[str] | None = typer.Option(None, "--input-shape", help="NAME=D0,D1,... for dynamic inputs"),
+    calib: Path | None = typer.Option(None, "--calib", help="float models: .npy inputs to choose fixed-point types on"),
+    tolerance: float | None = typer.Option(
         None, "--tolerance", help="float models: max abs output error (default: top-1 agreement >= 99.5%)"
     ),
 ) -> None:
@@ -543,8 +583,8 @@ def _result_lines(result: Any) -> list[str]:
     tgt, m = result.target, result.manifest
     if result.backend == "rtl":
         info = m["rtl"]
-        lines = [f"rtl ({info['hdl']}) project for {tgt.name} ({tgt.part}) written to {result.output}: {info['stages']} "
-                 f"pipeline stages, alkaid cost {info['alkaid_cost']:.0f} adder bits, {info['reg_bits']} register bits"]  # fmt: skip
+        lines = [(f"rtl ({info['hdl']}) project for {tgt.name} ({tgt.part}) written to {result.output}: {info['stages']} "
+                 f"pipeline stages, alkaid cost {info['alkaid_cost']:.0f} adder bits, {info['reg_bits']} register bits")]  # fmt: skip
         v = m.get("verify")
         if v:
             lines.append(f"verified {v['samples']} samples vs the reference: {v['interpreter']['mismatches']} mismatches "
@@ -555,8 +595,8 @@ def _result_lines(result: Any) -> list[str]:
             lines.append(f"{s['counted_by']}: LUT {s['LUT']}, FF {s['FF']}, CARRY {s['CARRY']}")
         return lines
     totals = m["cost"]["totals"]
-    lines = [f"{result.backend} {'project' if result.backend == 'hls4ml' else 'build folder'} for {tgt.name} "
-             f"({tgt.part}) written to {result.output}: {_fmt_num(totals['macs'])} MACs, {_fmt_num(totals['bops'])} BOPs"]  # fmt: skip
+    lines = [(f"{result.backend} {'project' if result.backend == 'hls4ml' else 'build folder'} for {tgt.name} "
+             f"({tgt.part}) written to {result.output}: {_fmt_num(totals['macs'])} MACs, {_fmt_num(totals['bops'])} BOPs")]  # fmt: skip
     if result.verify:
         keys = VerifyReport.__dataclass_fields__
         lines.append(VerifyReport(**{k: v for k, v in result.verify.items() if k in keys}).summary())
@@ -600,15 +640,17 @@ def targets(json_out: bool = typer.Option(False, "--json", help="machine-readabl
 @cli_command
 def estimate(
     model: Path = typer.Argument(..., help="ONNX or QONNX model file"),
-    target: Optional[str] = typer.Option(None, "--target", help="FPGA target (codesign targets), e.g. vu13p"),
-    estimator: str = typer.Option("hls4ml", "--estimator", help="hls4ml (analytic), da (alkaid, multiplier-free) or rule4ml (learned)"),
+    target: str | None = typer.Option(None, "--target", help="FPGA target (codesign targets), e.g. vu13p"),
+    estimator: str = typer.Option(
+        "hls4ml", "--estimator", help="hls4ml (analytic), da (alkaid, multiplier-free) or rule4ml (learned)"
+    ),
     strategy: str = typer.Option("latency", "--strategy", help="hls4ml strategy: latency or resource"),
     reuse_factor: int = typer.Option(1, "--reuse-factor", help="hls4ml reuse factor (all layers)"),
-    clock: Optional[float] = typer.Option(None, "--clock", help="clock period in ns (default: the target's, else 5)"),
+    clock: float | None = typer.Option(None, "--clock", help="clock period in ns (default: the target's, else 5)"),
     io_type: str = typer.Option("io_parallel", "--io-type", help="io_parallel or io_stream"),
     budget: float = typer.Option(100.0, "--budget", help="percent of the target a design may use to fit"),
     json_out: bool = typer.Option(False, "--json", help="machine-readable JSON on stdout"),
-    input_shape: Optional[list[str]] = typer.Option(None, "--input-shape", help="NAME=D0,D1,... for dynamic inputs"),
+    input_shape: list[str] | None = typer.Option(None, "--input-shape", help="NAME=D0,D1,... for dynamic inputs"),
 ) -> None:
     """Per-layer LUT/FF/DSP/BRAM/latency estimate, totals, % of the target and whether it fits."""
     from codesign.passes.estimate import EstimateConfig, get_estimator, target_resources
@@ -637,11 +679,15 @@ def _print_estimate_table(title: str, report: Any, verdict: Any) -> None:
     from codesign.passes.estimate import RESOURCES
 
     c = report.config
-    table = Table(title=f"{title}  ({report.estimator}: {c.strategy}, RF {c.reuse_factor}, {c.io_type}, {c.clock_ns:g} ns)")
+    table = Table(
+        title=f"{title}  ({report.estimator}: {c.strategy}, RF {c.reuse_factor}, {c.io_type}, {c.clock_ns:g} ns)"
+    )
     for col in ("layer", "op", *RESOURCES, "latency", "II", "note"):
         table.add_column(col, justify="left" if col in ("layer", "op", "note") else "right")
     for r in report.layers:
-        table.add_row(r.name, r.op, *(_fmt_num(getattr(r, k)) for k in RESOURCES), str(r.latency_cycles), str(r.ii), r.note)
+        table.add_row(
+            r.name, r.op, *(_fmt_num(getattr(r, k)) for k in RESOURCES), str(r.latency_cycles), str(r.ii), r.note
+        )
     t = report.totals
     table.add_section()
     table.add_row("total", "", *(_fmt_num(t[k]) for k in RESOURCES), str(t["latency_cycles"]), str(t["ii"]), "")
@@ -663,7 +709,6 @@ def _print_estimate_table(title: str, report: Any, verdict: Any) -> None:
         console.print(f"extrapolates beyond the calibration data: {'; '.join(report.extrapolated)}")
 
 
-
 # --- search commands (issue 7): insert below this line ---
 
 
@@ -671,30 +716,46 @@ def _print_estimate_table(title: str, report: Any, verdict: Any) -> None:
 @cli_command
 def search(
     space: Path = typer.Argument(..., help="search-space YAML (see examples/search/)"),
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="run folder (default: runs/<space name>)"),
-    trials: Optional[int] = typer.Option(None, "--trials", min=1, help="trials to run in total (default: the YAML's)"),
+    output: Path | None = typer.Option(None, "-o", "--output", help="run folder (default: runs/<space name>)"),
+    trials: int | None = typer.Option(None, "--trials", min=1, help="trials to run in total (default: the YAML's)"),
     workers: int = typer.Option(1, "--workers", min=1, help="local worker processes for training"),
     resume: bool = typer.Option(False, "--resume", help="continue the run in -o from its trial store"),
-    cluster: Optional[str] = typer.Option(
-        None, "--cluster", help="train on a Dask cluster: tcp://HOST:PORT (a running scheduler) or local:N (N local workers)"
+    cluster: str | None = typer.Option(
+        None,
+        "--cluster",
+        help="train on a Dask cluster: tcp://HOST:PORT (a running scheduler) or local:N (N local workers)",
     ),
-    stage: str = typer.Option("global", "--stage", help="global (NSGA-II or DARTS), local (QAT + TPE + pruning on its front) or all"),
+    stage: str = typer.Option(
+        "global", "--stage", help="global (NSGA-II or DARTS), local (QAT + TPE + pruning on its front) or all"
+    ),
     compile_: bool = typer.Option(
-        False, "--compile", help="compile the chosen model (local front; global front with --stage global) and verify it"
+        False,
+        "--compile",
+        help="compile the chosen model (local front; global front with --stage global) and verify it",
     ),
-    method: Optional[str] = typer.Option(None, "--method", help="global search method: nsga2 or darts (default: the YAML's)"),
-    proxy: Optional[str] = typer.Option(
+    method: str | None = typer.Option(
+        None, "--method", help="global search method: nsga2 or darts (default: the YAML's)"
+    ),
+    proxy: str | None = typer.Option(
         None, "--proxy", help="zero-cost proxy pre-screening NSGA-II offspring: synflow, naswot, grad_norm or none"
     ),
-    distill: Optional[bool] = typer.Option(
-        None, "--distill/--no-distill", help="local stage: distil from the float twin (default: the YAML's local.distill)"
+    distill: bool | None = typer.Option(
+        None,
+        "--distill/--no-distill",
+        help="local stage: distil from the float twin (default: the YAML's local.distill)",
     ),
-    optuna_storage: Optional[str] = typer.Option(
-        None, "--optuna-storage", help="also write every trial, as it finishes, into an Optuna study: sqlite:///FILE.db or a journal file"
+    optuna_storage: str | None = typer.Option(
+        None,
+        "--optuna-storage",
+        help="also write every trial, as it finishes, into an Optuna study: sqlite:///FILE.db or a journal file",
     ),
-    study_name: Optional[str] = typer.Option(None, "--study-name", help="the Optuna study's name (default: the run folder's)"),
-    device: Optional[str] = typer.Option(
-        None, "--device", help="train on auto (CUDA when present), cpu, cuda or cuda:N (default: the YAML's training.device)"
+    study_name: str | None = typer.Option(
+        None, "--study-name", help="the Optuna study's name (default: the run folder's)"
+    ),
+    device: str | None = typer.Option(
+        None,
+        "--device",
+        help="train on auto (CUDA when present), cpu, cuda or cuda:N (default: the YAML's training.device)",
     ),
 ) -> None:
     """Architecture search: global NSGA-II or DARTS (accuracy vs BOPs/resources), local QAT + pruning, compile."""
@@ -719,7 +780,9 @@ def search(
         cfg.local = replace(cfg.local, distill=(cfg.local.distill or True) if distill else None)
     spec = cfg.space
     if trials is not None and spec.search.method == "darts":
-        raise CodesignError("--trials applies to method nsga2; darts trains one net per budget x derive_top x learning rate")
+        raise CodesignError(
+            "--trials applies to method nsga2; darts trains one net per budget x derive_top x learning rate"
+        )
     if compile_ and not spec.target:  # before any training, not after it
         raise CodesignError(f"{space}: --compile needs a 'target' in the search space")
     if optuna_storage:  # a bad URL fails before the data is loaded
@@ -744,7 +807,9 @@ def search(
     )  # fmt: skip
     if out.local_summary is not None:
         ls = out.local_summary
-        typer.echo(f"local stage: {len(ls.results)} QAT/pruning results in {out.run_dir}; local Pareto front: {len(ls.front)}")
+        typer.echo(
+            f"local stage: {len(ls.results)} QAT/pruning results in {out.run_dir}; local Pareto front: {len(ls.front)}"
+        )
         for r in ls.front[:10]:
             m = r["metrics"]
             typer.echo(f"  trial {r['candidate']:>4} w{r['bits']} round {r['round']:>2}  acc {m['accuracy']:.4f}  "
@@ -759,8 +824,8 @@ def search(
             typer.echo(f"FINN build folder for trial {m['candidate']} -> {out.run_dir / out.chosen['finn']['folder']}")
 
 
-def _search_global(spec: Any, data: Any, output: Optional[Path], trials: Optional[int], workers: int, resume: bool,
-                   cluster: Optional[str], **study: Any) -> Any:  # fmt: skip
+def _search_global(spec: Any, data: Any, output: Path | None, trials: int | None, workers: int, resume: bool,
+                   cluster: str | None, **study: Any) -> Any:  # fmt: skip
     """The global stage with its progress bar and summary lines (returns the RunSummary)."""
     from rich.console import Console
     from rich.progress import (
@@ -790,10 +855,19 @@ def _search_global(spec: Any, data: Any, output: Optional[Path], trials: Optiona
 
         def on_progress(p: Any) -> None:
             best = " ".join(f"{k[:4]} {_fmt_num(v) if k != 'accuracy' else f'{v:.4f}'}" for k, v in p.best.items())
-            bar.update(task, completed=min(p.done, total), status=f"gen {p.generation} front {p.pareto_size} best {best}")
+            bar.update(
+                task, completed=min(p.done, total), status=f"gen {p.generation} front {p.pareto_size} best {best}"
+            )
 
         summary = run_search(
-            spec, output, trials=total, workers=workers, resume=resume, on_progress=on_progress, data=data, cluster=cluster,
+            spec,
+            output,
+            trials=total,
+            workers=workers,
+            resume=resume,
+            on_progress=on_progress,
+            data=data,
+            cluster=cluster,
             **study,
         )
         bar.update(task, completed=min(summary.trials, total))
@@ -804,7 +878,9 @@ def _search_global(spec: Any, data: Any, output: Optional[Path], trials: Optiona
     if summary.trials and not summary.pareto:
         typer.echo("  no feasible candidate: every trial breaks a budget in 'constraints'")
     for t in summary.pareto[:10]:
-        typer.echo(f"  trial {t.id:>4}  acc {t.metrics['accuracy']:.4f}  BOPs {_fmt_num(t.metrics['bops']):>7}  {t.genome.label()}")
+        typer.echo(
+            f"  trial {t.id:>4}  acc {t.metrics['accuracy']:.4f}  BOPs {_fmt_num(t.metrics['bops']):>7}  {t.genome.label()}"
+        )
     for b in summary.baselines:
         best = summary.best_vs_baseline(b)
         line = f"baseline {b.name}: acc {b.metrics['accuracy']:.4f}, BOPs {_fmt_num(b.metrics['bops'])}"
@@ -821,7 +897,7 @@ def _search_global(spec: Any, data: Any, output: Optional[Path], trials: Optiona
 @cli_command
 def report(
     run_dir: Path = typer.Argument(..., help="a search run folder (codesign search -o RUN_DIR)"),
-    compare: Optional[list[Path]] = typer.Option(
+    compare: list[Path] | None = typer.Option(
         None, "--compare", help="another run folder whose global front goes on the same plot (repeatable)"
     ),
 ) -> None:
@@ -861,8 +937,10 @@ class _TrialProgress:
 @cli_command
 def export_study(
     run_dir: Path = typer.Argument(..., help="a search run folder (codesign search -o RUN_DIR)"),
-    url: str = typer.Argument(..., help="Optuna storage: sqlite:///FILE.db (any SQLAlchemy URL) or a journal file path"),
-    study_name: Optional[str] = typer.Option(None, "--study-name", help="the study's name (default: the run folder's)"),
+    url: str = typer.Argument(
+        ..., help="Optuna storage: sqlite:///FILE.db (any SQLAlchemy URL) or a journal file path"
+    ),
+    study_name: str | None = typer.Option(None, "--study-name", help="the study's name (default: the run folder's)"),
 ) -> None:
     """Write a finished run's trials (trials.sqlite) into an Optuna study, for optuna-dashboard."""
     from codesign.search.optuna_study import export_run

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ def mlp_proto(sizes=(16, 64, 32, 32, 5), seed: int = 0, names: dict[str, str] | 
     rng = np.random.default_rng(seed)
     nodes, inits = [], []
     x = "x"
-    for k, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for k, (a, b) in enumerate(itertools.pairwise(sizes)):
         w = numpy_helper.from_array((rng.normal(size=(a, b)) / np.sqrt(a)).astype(np.float32), f"w{k}")
         bias = numpy_helper.from_array((rng.normal(size=(b,)) * 0.1).astype(np.float32), f"b{k}")
         inits += [w, bias]

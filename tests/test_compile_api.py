@@ -133,7 +133,9 @@ def test_large_conv_switches_to_io_stream_and_huge_model_is_refused(tmp_path):
     model = _conv_model(128, 16)
     path = tmp_path / "conv.onnx"
     onnx.save(model, path)
-    with pytest.raises(CodesignError, match=r"needs ~0\.6 GiB for g\+\+, over the 0\.1 GiB limit"):  # refused before any g++ or type search
+    with pytest.raises(
+        CodesignError, match=r"needs ~0\.6 GiB for g\+\+, over the 0\.1 GiB limit"
+    ):  # refused before any g++ or type search
         codesign.compile(path, "vu13p", output=tmp_path / "o", verify=True, csim_memory_gb=0.1, log=msgs.append)
     assert msgs == [] and not (tmp_path / "o").exists()
 
@@ -141,7 +143,9 @@ def test_large_conv_switches_to_io_stream_and_huge_model_is_refused(tmp_path):
 def test_gpp_over_its_memory_cap_is_one_line(tmp_path, monkeypatch):
     """g++ under a cap too small for it: a CsimLimitError naming the limit, no output folder."""
     monkeypatch.setattr(csim, "BASE_GB", 0.0)  # let the plan pass so that g++ itself meets the cap
-    with pytest.raises(csim.CsimLimitError, match=r"C-simulation build \(g\+\+\) ran out of its 0\.15 GiB memory limit"):
+    with pytest.raises(
+        csim.CsimLimitError, match=r"C-simulation build \(g\+\+\) ran out of its 0\.15 GiB memory limit"
+    ):
         codesign.compile(EXAMPLE, "vu13p", output=tmp_path / "o", verify=True, samples=5, csim_memory_gb=0.15)
     assert not (tmp_path / "o").exists()
 

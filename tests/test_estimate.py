@@ -375,4 +375,6 @@ def test_cached_synthesis_rows_reproduce_with_this_alkaid():
     from codesign.passes.estimate.da_model import trace_model
 
     for row in read_rows()[:6]:
-        assert trace_model(load_spec(spec_of_row(row))).cost == pytest.approx(float(row["alkaid_full_lut"])), row["name"]
+        assert trace_model(load_spec(spec_of_row(row))).cost == pytest.approx(float(row["alkaid_full_lut"])), row[
+            "name"
+        ]

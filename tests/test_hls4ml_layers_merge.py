@@ -13,7 +13,9 @@ def test_residual_merges_broadcast_constants_and_concat_bit_exact(tmp_path):
     """Two conv branches joined by Add/Sub/Mul, per-channel constant scale and shift, a 3-way channel Concat."""
     g = Graph((2, 5, 5))  # 6 output channels != 5: verify tells the layouts apart by shape
     x = g.quant("x", 6, -3)
-    a = g.quant(g.node("Conv", [x, g.weight((3, 2, 3, 3))], name="conv_a", kernel_shape=[3, 3], pads=[1, 1, 1, 1]), 6, -2)
+    a = g.quant(
+        g.node("Conv", [x, g.weight((3, 2, 3, 3))], name="conv_a", kernel_shape=[3, 3], pads=[1, 1, 1, 1]), 6, -2
+    )
     b = g.quant(g.node("Conv", [x, g.weight((3, 2, 1, 1))], name="conv_b", kernel_shape=[1, 1]), 6, -2)
     s = g.quant(g.node("Add", [a, b], name="res_add"), 7, -2)
     d = g.quant(g.node("Sub", [a, b], name="res_sub"), 7, -2)

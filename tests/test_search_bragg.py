@@ -83,7 +83,12 @@ def test_braggnn_baseline_in_the_space_baseline_format():
     cfg = load_pipeline(ROOT / "examples/search/braggnn.yaml")
     g = baseline_genome(cfg.space, cfg.space.baselines[0])
     assert g.label() == "c64k3-a32-c32k3-c8k3mp-64-32-16-8 leaky_relu w8"
-    assert g.kinds[:4] == ("conv2d", "conv_attention", "conv2d", "conv2d") and g.skips[:4] == (False, True, False, False)
+    assert g.kinds[:4] == ("conv2d", "conv_attention", "conv2d", "conv2d") and g.skips[:4] == (
+        False,
+        True,
+        False,
+        False,
+    )
     # BraggNN's parameters: conv 640, non-local block 3 x 2080 + 2112, convs 18464 + 2312, dense 12864 + 2080 + 528 + 136 + 18
     net = ConvCandidateNet(g, 121, 2)
     assert sum(p.numel() for p in net.parameters()) == 45394

@@ -60,7 +60,9 @@ def test_nac_blocks_example_runs_on_mnist(tmp_path):
     pred = predict(ir, data.x_val.reshape(-1, 1, 28, 28)).argmax(axis=1)
     assert abs(float(np.mean(pred == data.y_val)) - best.metrics["accuracy"]) < 0.01
     assert {p.name for p in (tmp_path / "run" / "plots").iterdir()} == {
-        "accuracy_vs_bops.png", "accuracy_vs_lut.png", "resources_vs_latency.png"
+        "accuracy_vs_bops.png",
+        "accuracy_vs_lut.png",
+        "resources_vs_latency.png",
     }
 
 
@@ -73,11 +75,18 @@ def _conv1d_space(tmp_path: Path) -> dict:
         "name": "seq",
         "data": {"dataset": "npz", "path": str(tmp_path / "seq.npz"), "label": "label"},
         "model": {
-            "input_shape": [2, 12], "layers": {"min": 1, "max": 3}, "dropout": [0.0, 0.2],
+            "input_shape": [2, 12],
+            "layers": {"min": 1, "max": 3},
+            "dropout": [0.0, 0.2],
             "blocks": [
                 {
-                    "type": "conv1d", "channels": [2, 4], "kernel": [1, 3], "skip": [False, True], "pool": ["none", "max"],
-                    "activation": ["relu", "tanh"], "norm": ["none", "batch", "layer"],
+                    "type": "conv1d",
+                    "channels": [2, 4],
+                    "kernel": [1, 3],
+                    "skip": [False, True],
+                    "pool": ["none", "max"],
+                    "activation": ["relu", "tanh"],
+                    "norm": ["none", "batch", "layer"],
                 },
                 {"type": "conv_attention", "channels": [2, 3], "activation": ["identity"], "norm": ["none", "layer"]},
                 {"type": "dense", "width": [4, 8]},

@@ -83,7 +83,11 @@ def test_expected_bops_is_a_smooth_mixture():
     e = net.expected_bops()
     e.backward()
     assert 0 < float(e) < net.max_bops()
-    assert all(a.grad is not None and float(a.grad.abs().sum()) > 0 for n, a in net.alpha.items() if not n.startswith(("activation", "norm")))
+    assert all(
+        a.grad is not None and float(a.grad.abs().sum()) > 0
+        for n, a in net.alpha.items()
+        if not n.startswith(("activation", "norm"))
+    )
     # max_bops: 3 layers of 32 at 8 bits: (10*32 + 32*32*2 + 32*3) * 64
     assert net.max_bops() == (10 * 32 + 32 * 32 * 2 + 32 * 3) * 64
 
@@ -120,7 +124,9 @@ def test_nsga2_digest_is_unchanged_by_the_darts_fields():
 
 
 def test_temperature_anneals_geometrically():
-    spec = parse_space({**MLP, "search": {"method": "darts", "darts": {"epochs": 5, "temperature": [1.0, 0.01]}}}).search.darts
+    spec = parse_space(
+        {**MLP, "search": {"method": "darts", "darts": {"epochs": 5, "temperature": [1.0, 0.01]}}}
+    ).search.darts
     assert [round(temperature(spec, e), 6) for e in range(5)] == [1.0, 0.316228, 0.1, 0.031623, 0.01]
 
 
@@ -128,7 +134,13 @@ def _toy(tmp_path: Path, **darts) -> dict:
     return {
         "name": "toy_darts",
         "data": {"dataset": "npz", "path": str(toy_npz(tmp_path, 600)), "label": "label"},
-        "model": {"layers": {"min": 1, "max": 2}, "width": [2, 8, 32], "activation": ["relu"], "norm": ["none"], "bits": [4, 8]},
+        "model": {
+            "layers": {"min": 1, "max": 2},
+            "width": [2, 8, 32],
+            "activation": ["relu"],
+            "norm": ["none"],
+            "bits": [4, 8],
+        },
         "training": {"epochs": 2, "batch_size": 64, "learning_rate": [0.01]},
         "target": "vu13p",
         "search": {"method": "darts", "seed": 0, "darts": {"warmup_epochs": 1, "epochs": 3, **darts}},
@@ -194,7 +206,13 @@ def test_cli_method_override_and_errors(tmp_path):
     res = subprocess.run([*cmd, "--method", "darts"], capture_output=True, text=True, timeout=300, check=False)
     assert res.returncode == 0, res.stderr
     assert (tmp_path / "r" / DARTS_JSON).is_file() and "Pareto front" in res.stdout
-    bad = subprocess.run([*cmd[:-1], str(tmp_path / "r2"), "--method", "simplex"], capture_output=True, text=True, timeout=120, check=False)
+    bad = subprocess.run(
+        [*cmd[:-1], str(tmp_path / "r2"), "--method", "simplex"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "search.method" in bad.stderr
     clash = subprocess.run([*cmd[:-1], str(tmp_path / "r2"), "--method", "darts", "--proxy", "naswot"],
                            capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
@@ -234,7 +252,9 @@ def test_report_compares_fronts_of_two_methods(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("example, data", [("magic_darts.yaml", ("data", "magic", "magic04.data")), ("mnist_darts.yaml", ("data", "mnist"))])
+@pytest.mark.parametrize(
+    "example, data", [("magic_darts.yaml", ("data", "magic", "magic04.data")), ("mnist_darts.yaml", ("data", "mnist"))]
+)
 def test_acceptance_darts_examples_finish_in_20_minutes_and_verify(example, data, tmp_path):
     """Issue 10: the shipped differentiable searches (MAGIC MLP, MNIST t10k conv cells) finish in under
     20 minutes here, spread a front over the BOPs budgets, and their chosen model compiles bit-exact

@@ -54,7 +54,9 @@ def test_jets_arff_and_headerless_csv(tmp_path):
     rows = "\n".join(",".join([f"{v:.6f}" for v in r] + [f"'{lab}'"]) for r, lab in zip(x, labels))
     (tmp_path / "jets.arff").write_text(f"@relation jets\n{attrs}\n@attribute class {{g,q,t,w,z}}\n@data\n{rows}\n")
     xa, ya, ca = load_jets(tmp_path / "jets.arff")
-    (tmp_path / "plain.csv").write_text("\n".join(",".join([f"{v:.6f}" for v in r] + [lab]) for r, lab in zip(x, labels)))
+    (tmp_path / "plain.csv").write_text(
+        "\n".join(",".join([f"{v:.6f}" for v in r] + [lab]) for r, lab in zip(x, labels))
+    )
     xc, yc, cc = load_jets(tmp_path / "plain.csv")
     np.testing.assert_array_equal(xa, xc)
     np.testing.assert_array_equal(ya, yc)
@@ -78,7 +80,9 @@ def test_user_csv_and_npz_named_label(tmp_path):
     np.savez(tmp_path / "d.npz", x=np.arange(12, dtype=np.float32).reshape(6, 2), y=np.array([0, 1, 2, 0, 1, 2]))
     x, y, classes = load_table(tmp_path / "d.npz", "y")
     assert x.shape == (6, 2) and classes == ["0", "1", "2"] and y.tolist() == [0, 1, 2, 0, 1, 2]
-    spec = parse_space({"data": {"dataset": "npz", "path": str(tmp_path / "d.npz"), "label": "y", "val_fraction": 0.5}}).data
+    spec = parse_space(
+        {"data": {"dataset": "npz", "path": str(tmp_path / "d.npz"), "label": "y", "val_fraction": 0.5}}
+    ).data
     ds = load_dataset(spec)
     assert ds.n_features == 2 and ds.n_classes == 3 and len(ds.y_val) == 3
 
@@ -96,5 +100,7 @@ def test_user_hdf5(tmp_path):
         f["kind"] = np.array([b"x", b"y", b"x", b"y"])
     x, y, classes = load_table(tmp_path / "d.h5", "kind")
     assert x.tolist() == [[1, 5], [2, 6], [3, 7], [4, 8]] and y.tolist() == [0, 1, 0, 1] and len(classes) == 2
-    spec = parse_space({"data": {"dataset": "hdf5", "path": str(tmp_path / "d.h5"), "label": "kind", "val_fraction": 0.5}})
+    spec = parse_space(
+        {"data": {"dataset": "hdf5", "path": str(tmp_path / "d.h5"), "label": "kind", "val_fraction": 0.5}}
+    )
     assert load_dataset(spec.data).n_features == 2

@@ -31,7 +31,9 @@ def test_baseline_bops_golden():
     assert t["macs"] == 3776 and t["bops"] == 3776 * 64
     assert t["params"] == 3776 + 64 + 32 + 32 + 2
     mm = [layer for layer in cost_report(ir).layers if layer.op == "MatMul"]
-    assert [layer.act_dtype for layer in mm] == ["SCALEDINT<8>"] * 4 and [layer.weight_dtype for layer in mm] == ["SCALEDINT<8>"] * 4
+    assert [layer.act_dtype for layer in mm] == ["SCALEDINT<8>"] * 4 and [layer.weight_dtype for layer in mm] == [
+        "SCALEDINT<8>"
+    ] * 4
 
 
 def test_bits_scale_bops_and_match_qonnx(tmp_path):
@@ -188,6 +190,8 @@ def test_skip_widens_the_activation_quantizer_to_signed(skip):
     g = Genome((1, 1), ("relu", "relu"), ("none", "none"), kinds=("conv1d", "conv1d"), kernels=(3, 3), skips=(skip, True),
                pools=("none", "none"), input_shape=(1, 8))  # fmt: skip
     ir = build_ir(g, 8, 2)
-    signed = {n.output[0]: next(a.i for a in n.attribute if a.name == "signed") for n in ir.graph.node if n.op_type == "Quant"}
+    signed = {
+        n.output[0]: next(a.i for a in n.attribute if a.name == "signed") for n in ir.graph.node if n.op_type == "Quant"
+    }
     # relu alone is unsigned; relu + the (signed) quantized input is signed, and so is the next residual block
     assert (signed["h0"], signed["h1"]) == ((1, 1) if skip else (0, 0))

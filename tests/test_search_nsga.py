@@ -38,7 +38,12 @@ def _space(tmp_path: Path, trials: int = 20, population: int = 6, **extra) -> di
     d = {
         "name": "toy",
         "data": {"dataset": "npz", "path": str(_npz(tmp_path)), "label": "label"},
-        "model": {"layers": {"min": 1, "max": 3}, "width": [2, 4, 8, 16], "activation": ["relu", "tanh"], "norm": ["none", "batch"]},
+        "model": {
+            "layers": {"min": 1, "max": 3},
+            "width": [2, 4, 8, 16],
+            "activation": ["relu", "tanh"],
+            "norm": ["none", "batch"],
+        },
         "training": {"epochs": 1, "batch_size": 64, "learning_rate": [0.003, 0.01]},
         "search": {"trials": trials, "population": population, "seed": 1},
         "baselines": [{"name": "wide", "widths": [16, 16, 16]}],
@@ -102,7 +107,13 @@ def test_run_folder_outputs(tmp_path):
     space = parse_space(_space(tmp_path, trials=12))
     summary = run_search(space, tmp_path / "run")
     run = tmp_path / "run"
-    assert sorted(p.name for p in run.iterdir()) == ["candidates", "pareto.csv", "pareto.json", "plots", "trials.sqlite"]
+    assert sorted(p.name for p in run.iterdir()) == [
+        "candidates",
+        "pareto.csv",
+        "pareto.json",
+        "plots",
+        "trials.sqlite",
+    ]
     rows = list(csv.DictReader((run / "pareto.csv").open()))
     assert len(rows) == len(summary.pareto) >= 1
     assert [int(r["trial"]) for r in rows] == [t.id for t in summary.pareto]
@@ -213,7 +224,9 @@ def test_estimated_resources_as_objective_and_budget(tmp_path):
     assert t.metrics["LUT"] == report.totals["LUT"] and t.metrics["latency"] == report.totals["latency_cycles"]
     assert all(p.feasible for p in summary.pareto)
     assert {p.name for p in (tmp_path / "run" / "plots").iterdir()} == {
-        "accuracy_vs_bops.png", "accuracy_vs_lut.png", "resources_vs_latency.png"
+        "accuracy_vs_bops.png",
+        "accuracy_vs_lut.png",
+        "resources_vs_latency.png",
     }
     from matplotlib.image import imread
 

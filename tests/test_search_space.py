@@ -34,7 +34,12 @@ def test_examples_validate():
     genes = dict(nac.genes())
     assert genes["activation0"] == ["relu", "gelu", "leaky_relu"] and genes["norm3"] == ["none", "batch"]
     assert genes["width0"] == [4, 8, 16] and genes["kernel1"] == [1, 3] and genes["skip1"] == [False, True]
-    assert genes["width2"] == [4, 8] and genes["pool2"] == ["none", "max"] and "kernel2" not in genes and "skip2" not in genes
+    assert (
+        genes["width2"] == [4, 8]
+        and genes["pool2"] == ["none", "max"]
+        and "kernel2" not in genes
+        and "skip2" not in genes
+    )
     assert "kernel3" not in genes and nac.model.input_shape == [1, 28, 28]
 
 
@@ -46,15 +51,60 @@ def test_examples_validate():
         (_with(model={"activation": ["relu", "swish"]}), "unknown activation 'swish'"),
         (_with(model={"layers": {"min": 4, "max": 2}}), "layers.min (4) is larger than layers.max (2)"),
         (_with(model={"bits": [1]}), "bits choices must be integers in [2, 16]"),
-        (_with(model={"blocks": [{"type": "conv_attention", "kernel": [3]}], "layers": {"min": 1, "max": 1}}), "fixed 1x1 projections"),
-        (_with(model={"blocks": [{"type": "attention"}], "layers": {"min": 1, "max": 1}}), "unknown block type 'attention'"),
-        (_with(model={"blocks": [{"type": "conv2d"}], "layers": {"min": 1, "max": 1}}), "conv blocks need model.input_shape"),
-        (_with(model={"blocks": [{"type": "conv1d"}], "layers": {"min": 1, "max": 1}, "input_shape": [1, 2, 3]}), "conv1d blocks need input_shape with 2"),
-        (_with(model={"blocks": [{"type": "dense"}, {"type": "conv1d"}], "layers": {"min": 1, "max": 2}, "input_shape": [1, 8]}), "conv blocks must come before dense"),
-        (_with(model={"blocks": [{"type": "conv1d"}, {"type": "conv2d"}], "layers": {"min": 1, "max": 2}, "input_shape": [1, 8]}), "cannot be mixed"),
-        (_with(model={"blocks": [{"type": "conv1d", "kernel": [2]}], "layers": {"min": 1, "max": 1}, "input_shape": [1, 8]}), "kernel choices must be odd"),
-        (_with(model={"blocks": [{"type": "dense", "kernel": [3]}], "layers": {"min": 1, "max": 1}}), "kernel only apply to conv blocks"),
-        (_with(model={"blocks": [{"width": [8]}], "layers": {"min": 1, "max": 2}}), "blocks lists 1 blocks but layers.max is 2"),
+        (
+            _with(model={"blocks": [{"type": "conv_attention", "kernel": [3]}], "layers": {"min": 1, "max": 1}}),
+            "fixed 1x1 projections",
+        ),
+        (
+            _with(model={"blocks": [{"type": "attention"}], "layers": {"min": 1, "max": 1}}),
+            "unknown block type 'attention'",
+        ),
+        (
+            _with(model={"blocks": [{"type": "conv2d"}], "layers": {"min": 1, "max": 1}}),
+            "conv blocks need model.input_shape",
+        ),
+        (
+            _with(model={"blocks": [{"type": "conv1d"}], "layers": {"min": 1, "max": 1}, "input_shape": [1, 2, 3]}),
+            "conv1d blocks need input_shape with 2",
+        ),
+        (
+            _with(
+                model={
+                    "blocks": [{"type": "dense"}, {"type": "conv1d"}],
+                    "layers": {"min": 1, "max": 2},
+                    "input_shape": [1, 8],
+                }
+            ),
+            "conv blocks must come before dense",
+        ),
+        (
+            _with(
+                model={
+                    "blocks": [{"type": "conv1d"}, {"type": "conv2d"}],
+                    "layers": {"min": 1, "max": 2},
+                    "input_shape": [1, 8],
+                }
+            ),
+            "cannot be mixed",
+        ),
+        (
+            _with(
+                model={
+                    "blocks": [{"type": "conv1d", "kernel": [2]}],
+                    "layers": {"min": 1, "max": 1},
+                    "input_shape": [1, 8],
+                }
+            ),
+            "kernel choices must be odd",
+        ),
+        (
+            _with(model={"blocks": [{"type": "dense", "kernel": [3]}], "layers": {"min": 1, "max": 1}}),
+            "kernel only apply to conv blocks",
+        ),
+        (
+            _with(model={"blocks": [{"width": [8]}], "layers": {"min": 1, "max": 2}}),
+            "blocks lists 1 blocks but layers.max is 2",
+        ),
         (_with(objectives=["accuracy", "flops"]), "unknown objective 'flops'"),
         (_with(objectives=["accuracy", "resources"]), "need a 'target'"),
         (_with(bogus=1), "bogus: Extra inputs are not permitted"),
@@ -107,7 +157,10 @@ def test_decode_encode_round_trip():
     assert encode(space, base) is None  # an MLP is outside a conv-first space (still trained, as a baseline)
     snac = load_space(ROOT / "examples/search/snac_pack_mlp.yaml")
     assert encode(snac, Genome((128,) * 4, ("relu",) * 4, ("none",) * 4)) is None  # width 128 is not a choice
-    assert encode(snac, Genome((64,) * 4, ("relu",) * 4, ("none",) * 4, learning_rate=snac.training.learning_rate[0])) is not None
+    assert (
+        encode(snac, Genome((64,) * 4, ("relu",) * 4, ("none",) * 4, learning_rate=snac.training.learning_rate[0]))
+        is not None
+    )
 
 
 def test_unused_genes_do_not_change_identity():

@@ -80,7 +80,9 @@ def test_batched_conv_gradients_equal_each_candidate_alone():
         lo = (group.params["w0"].shape[-1] - g.kernels[0]) // 2
         k0 = group.params["w0"].grad[k, : w0.shape[0], : w0.shape[1], lo : lo + g.kernels[0], lo : lo + g.kernels[0]]
         kl = group.params[f"w{g.depth}"].grad[k, : wl.shape[1], : wl.shape[0]].T
-        assert torch.allclose(k0, w0, atol=0.05 * float(w0.abs().max()) + 1e-7)  # (a flipped sample moves them a little)
+        assert torch.allclose(
+            k0, w0, atol=0.05 * float(w0.abs().max()) + 1e-7
+        )  # (a flipped sample moves them a little)
         assert torch.allclose(kl, wl, atol=0.05 * float(wl.abs().max()) + 1e-7)
 
 

@@ -102,7 +102,8 @@ def _mnist():
     from codesign.search.data import load_mnist_idx
 
     x, y = load_mnist_idx(
-        shared_path("data", "mnist", "t10k-images-idx3-ubyte.gz"), shared_path("data", "mnist", "t10k-labels-idx1-ubyte.gz")
+        shared_path("data", "mnist", "t10k-images-idx3-ubyte.gz"),
+        shared_path("data", "mnist", "t10k-labels-idx1-ubyte.gz"),
     )
     return (x.astype(np.float32) / 255.0).reshape(-1, 1, 28, 28), y
 
@@ -128,7 +129,7 @@ def test_finn_build_dataflow_model_gives_7210():
 def test_mnist_conv_matches_output_pb():
     folder = shared_path("models", "fastmachinelearning+qonnx", "src", "qonnx", "data", "onnx", "mnist-conv")
     model = codesign.load(folder / "model.onnx")
-    read = lambda p: onnx.numpy_helper.to_array(onnx.load_tensor(str(p)))  # noqa: E731
+    read = lambda p: onnx.numpy_helper.to_array(onnx.load_tensor(str(p)))
     out = execute(model, read(folder / "test_data_set_0" / "input_0.pb"))[model.outputs[0]]
     np.testing.assert_allclose(out, read(folder / "test_data_set_0" / "output_0.pb"), atol=1e-3)
 
@@ -151,7 +152,9 @@ def test_bnn_one_layer_matches_qonnx_on_all_8_inputs():
     xs = np.array([[a, b, c] for a in (-1, 1) for b in (-1, 1) for c in (-1, 1)], dtype=np.float32)
     ours = execute(model, xs)[model.outputs[0]]
     ref = cleanup_model(ModelWrapper(str(path)))
-    theirs = np.concatenate([execute_onnx(ref, {ref.graph.input[0].name: x[None]})[ref.graph.output[0].name] for x in xs])
+    theirs = np.concatenate(
+        [execute_onnx(ref, {ref.graph.input[0].name: x[None]})[ref.graph.output[0].name] for x in xs]
+    )
     assert np.array_equal(ours, theirs)
 
 
@@ -189,7 +192,9 @@ def test_separable_channels_last_loads_fast_and_costs_depthwise_correctly():
     convs = [layer for layer in cost_report(model).layers if layer.op == "Conv"]
     assert [c.out_shape[-1] for c in convs] == [3, 16, 16, 16]
     # depthwise 3x3 over 3 channels, 512x512 'same' output: 3*9*512*512 MACs
-    assert convs[0].macs == pytest.approx(3 * 9 * 512 * 512 * (np.count_nonzero(model.constant(model.node(convs[0].name).input[1])) / 27))
+    assert convs[0].macs == pytest.approx(
+        3 * 9 * 512 * 512 * (np.count_nonzero(model.constant(model.node(convs[0].name).input[1])) / 27)
+    )
 
 
 def test_inspect_cli_json_on_every_model(tmp_path):
@@ -205,7 +210,6 @@ def test_inspect_cli_json_on_every_model(tmp_path):
         assert payload["totals"]["macs"] > 0 or is_lstm(path), path
 
 
-
 def test_keras_transposed_batchnorm_becomes_per_feature_affine():
     """three_layer_bn_keras wraps each BatchNorm in Transposes onnxruntime rejects; the IR
     computes the intended per-feature BatchNorm (checked against plain numpy)."""
@@ -218,6 +222,12 @@ def test_keras_transposed_batchnorm_becomes_per_feature_affine():
     h = x
     for k, suffix in enumerate(["", "1", "2", "3"]):
         h = h @ raw[f"W{suffix}"] + raw[f"B{suffix}"]  # Gemm, transB=0
-        h = (h - raw[f"mean{suffix}"]) / np.sqrt(raw[f"var{suffix}"] + 1e-9) * raw[f"scale{suffix}"] + raw[f"bias{suffix}"]
-        h = np.maximum(h, 0) if k < 3 else np.exp(h - h.max(1, keepdims=True)) / np.exp(h - h.max(1, keepdims=True)).sum(1, keepdims=True)
+        h = (h - raw[f"mean{suffix}"]) / np.sqrt(raw[f"var{suffix}"] + 1e-9) * raw[f"scale{suffix}"] + raw[
+            f"bias{suffix}"
+        ]
+        h = (
+            np.maximum(h, 0)
+            if k < 3
+            else np.exp(h - h.max(1, keepdims=True)) / np.exp(h - h.max(1, keepdims=True)).sum(1, keepdims=True)
+        )
     np.testing.assert_allclose(execute(model, x.astype(np.float32))[model.outputs[0]], h, rtol=1e-4, atol=1e-6)

@@ -59,7 +59,9 @@ def compile(
         raise CodesignError(f"--backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
     unknown = sorted(set(options) - set(OPTIONS[backend]))
     if unknown:
-        raise CodesignError(f"{backend} backend: unknown option {unknown[0]!r} (options: {', '.join(OPTIONS[backend])})")
+        raise CodesignError(
+            f"{backend} backend: unknown option {unknown[0]!r} (options: {', '.join(OPTIONS[backend])})"
+        )
     if backend == "finn" and verify:
         raise CodesignError("--verify builds hls4ml's C-simulation; FINN checks input.npy/expected_output.npy itself")
     tgt = get_target(target) if not hasattr(target, "part") else target

@@ -93,7 +93,7 @@ def _estimates(ir: Model, target: Target, clock_ns: float, strategy: str, reuse:
         return {"estimator": report.estimator, "totals": report.totals, "fits": fit.to_dict()}
     except ImportError:
         return {"error": "no estimator in this installation"}
-    except Exception as exc:  # noqa: BLE001 - an estimate is advisory: never fail a compile over it
+    except Exception as exc:
         return {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"}
 
 
@@ -246,7 +246,10 @@ def compile_hls4ml(
         report = verdict = None
         if verify:
             t0 = time.perf_counter()
-            with step(f"building the C-simulation (g++, at most {memory_gb:g} GiB)"), csim.memory_limited_build(memory_gb):
+            with (
+                step(f"building the C-simulation (g++, at most {memory_gb:g} GiB)"),
+                csim.memory_limited_build(memory_gb),
+            ):
                 hb.compile_csim(build)
             timings["csim_build_s"] = time.perf_counter() - t0
             t0 = time.perf_counter()

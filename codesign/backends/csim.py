@@ -146,7 +146,7 @@ def with_stack(fn: Callable[[], T], size: int) -> T:
     def run() -> None:
         try:
             box["value"] = fn()
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+        except BaseException as exc:
             box["error"] = exc
 
     old = threading.stack_size()
@@ -177,7 +177,7 @@ class _LimitedSubprocess:
 
     def run(self, *args: Any, **kwargs: Any) -> subprocess.CompletedProcess:
         kwargs.setdefault("preexec_fn", self._preexec)
-        res = subprocess.run(*args, **kwargs)  # noqa: PLW1510 - the caller (hls4ml) checks the return code
+        res = subprocess.run(*args, **kwargs)
         self.outputs.append(str(res.stdout or "") + str(res.stderr or ""))
         return res
 

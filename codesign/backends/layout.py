@@ -210,8 +210,10 @@ def _absorb_into_matmuls(model: Model, flatten: onnx.NodeProto, stored: tuple[in
         for c in model.consumers(tensor):
             if c.op_type == "MatMul" and c.input[0] == tensor and model.constant(c.input[1]) is not None:
                 matmuls.append(c)
-            elif c.op_type in _PER_ELEMENT and c.input[0] == tensor and all(
-                model.constant(i) is not None and model.constant(i).size == 1 for i in c.input[1:] if i
+            elif (
+                c.op_type in _PER_ELEMENT
+                and c.input[0] == tensor
+                and all(model.constant(i) is not None and model.constant(i).size == 1 for i in c.input[1:] if i)
             ):
                 frontier.append(c.output[0])
             else:

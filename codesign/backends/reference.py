@@ -8,7 +8,7 @@ call on a copy of the model re-batched to N (the IR itself is normalised to batc
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -70,7 +70,7 @@ class ReferenceExecutor:
             )
         return self._sessions[n]
 
-    def run(self, inputs: "Mapping[str, np.ndarray] | np.ndarray") -> dict[str, np.ndarray]:
+    def run(self, inputs: Mapping[str, np.ndarray] | np.ndarray) -> dict[str, np.ndarray]:
         """Outputs by name for ``inputs`` (an array feeds the single model input)."""
         feeds = self._feeds(inputs)
         n = next(iter(feeds.values())).shape[0] if feeds else 1
@@ -84,7 +84,7 @@ class ReferenceExecutor:
         out = execute_onnx(model.wrapper, feeds)
         return {name: out[name] for name in model.outputs}
 
-    def _feeds(self, inputs: "Mapping[str, np.ndarray] | np.ndarray") -> dict[str, np.ndarray]:
+    def _feeds(self, inputs: Mapping[str, np.ndarray] | np.ndarray) -> dict[str, np.ndarray]:
         names = self.model.inputs
         if not isinstance(inputs, Mapping):
             if len(names) != 1:
@@ -104,7 +104,7 @@ class ReferenceExecutor:
         return feeds
 
 
-def execute(model: Model, inputs: "Mapping[str, np.ndarray] | np.ndarray") -> dict[str, np.ndarray]:
+def execute(model: Model, inputs: Mapping[str, np.ndarray] | np.ndarray) -> dict[str, np.ndarray]:
     """One-shot reference execution (see :class:`ReferenceExecutor`)."""
     return ReferenceExecutor(model).run(inputs)
 

@@ -31,7 +31,9 @@ class Verdict:
     measured: str
 
     def line(self) -> str:
-        return f"verification {'passed' if self.passed else 'FAILED'}: required {self.required}, measured {self.measured}"
+        return (
+            f"verification {'passed' if self.passed else 'FAILED'}: required {self.required}, measured {self.measured}"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -88,9 +90,13 @@ def judge_hls4ml(ir: Model, report: dict[str, Any], float_verify: dict[str, Any]
     top1_txt = f", top-1 agreement {top1:.2%}" if top1 is not None else ""
     if float_verify is not None and criterion is not None:  # a float model typed by the selection
         q = Quality(float(float_verify["max_abs_error"]), float_verify.get("top1_agreement"))
-        measured = f"max abs error {q.max_abs_error:.3g}" + (f", top-1 agreement {q.top1:.2%}" if q.top1 is not None else "")
+        measured = f"max abs error {q.max_abs_error:.3g}" + (
+            f", top-1 agreement {q.top1:.2%}" if q.top1 is not None else ""
+        )
         return Verdict(criterion.met(q, margin=False), f"{criterion.describe()} vs the float model", measured)
-    measured = f"{report['bit_exact_share']:.2%} of outputs bit-exact, max abs diff {report['max_abs_diff']:.3g}{top1_txt}"
+    measured = (
+        f"{report['bit_exact_share']:.2%} of outputs bit-exact, max abs diff {report['max_abs_diff']:.3g}{top1_txt}"
+    )
     if exact and float_tail(ir):
         limit = FLOAT_TAIL_RTOL * max(float(report.get("reference_peak") or 0.0), 1.0)
         ok = report["max_abs_diff"] <= limit and (top1 is None or top1 == 1.0)

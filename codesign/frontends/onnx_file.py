@@ -45,7 +45,9 @@ def read_proto(path: str | Path) -> onnx.ModelProto:
         raise ModelLoadError(f"{path}: empty file, not an ONNX model")
     limit = max_model_bytes()
     if size > limit:
-        raise ModelLoadError(f"{path}: {size} bytes exceeds the {limit}-byte model size limit (CODESIGN_MAX_MODEL_BYTES)")
+        raise ModelLoadError(
+            f"{path}: {size} bytes exceeds the {limit}-byte model size limit (CODESIGN_MAX_MODEL_BYTES)"
+        )
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -61,7 +63,9 @@ def parse_bytes(data: bytes, label: str = "<bytes>") -> onnx.ModelProto:
     try:
         proto.ParseFromString(data)
     except (DecodeError, RuntimeError, ValueError) as exc:
-        raise ModelLoadError(f"{label}: not a valid ONNX protobuf (truncated or corrupt: {exc.__class__.__name__})") from None
+        raise ModelLoadError(
+            f"{label}: not a valid ONNX protobuf (truncated or corrupt: {exc.__class__.__name__})"
+        ) from None
     if not proto.HasField("graph") or (len(proto.graph.node) == 0 and not proto.opset_import):
         raise ModelLoadError(f"{label}: not an ONNX model (no graph)")
     return proto
@@ -120,7 +124,9 @@ def _check_extent(tensor: onnx.TensorProto, target: Path, label: str) -> None:
             try:
                 values[key] = int(raw[key])
             except ValueError:
-                raise ModelLoadError(f"{label}: tensor {tensor.name!r} has external-data {key} {raw[key][:20]!r}, not an integer") from None
+                raise ModelLoadError(
+                    f"{label}: tensor {tensor.name!r} has external-data {key} {raw[key][:20]!r}, not an integer"
+                ) from None
             if values[key] < 0:
                 raise ModelLoadError(f"{label}: tensor {tensor.name!r} has negative external-data {key} {values[key]}")
     offset = values.get("offset", 0)
@@ -148,12 +154,14 @@ def from_proto(proto: onnx.ModelProto, *, label: str = "model", **options: Any) 
         raise
     except Exception as exc:  # qonnx/onnx internals: report as one line, with the cause
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        raise UnsupportedModelError(f"{label}: cannot normalise model ({exc.__class__.__name__}: {first[:300]})") from exc
+        raise UnsupportedModelError(
+            f"{label}: cannot normalise model ({exc.__class__.__name__}: {first[:300]})"
+        ) from exc
     model.validate()
     return model
 
 
-def load_onnx(source: "str | Path | bytes | onnx.ModelProto", **options: Any) -> Model:
+def load_onnx(source: str | Path | bytes | onnx.ModelProto, **options: Any) -> Model:
     """Load an ONNX or QONNX model from a path, raw bytes or a ModelProto."""
     if isinstance(source, onnx.ModelProto):
         proto = onnx.ModelProto()

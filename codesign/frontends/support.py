@@ -51,5 +51,8 @@ def check_supported(proto: onnx.ModelProto) -> None:
             key = f"{node.domain}.{node.op_type}" if node.domain else node.op_type
             bad.setdefault(key, []).append(node.name or f"#{idx}")
     if bad:
-        parts = [f"{op} (node {', '.join(repr(n) for n in names[:5])}{' ...' if len(names) > 5 else ''})" for op, names in sorted(bad.items())]
+        parts = [
+            f"{op} (node {', '.join(repr(n) for n in names[:5])}{' ...' if len(names) > 5 else ''})"
+            for op, names in sorted(bad.items())
+        ]
         raise UnsupportedModelError(f"unsupported op{'s' if len(bad) > 1 else ''}: {'; '.join(parts)}")

@@ -40,7 +40,9 @@ def export_onnx_bytes(module: Any, example: Any, *, opset: int = 13) -> bytes:
                     export_qonnx(module, args=args, export_path=str(path), dynamo=False, opset_version=opset)
                     return path.read_bytes()
             buf = io.BytesIO()
-            torch.onnx.export(module, args, buf, dynamo=False, opset_version=opset, input_names=["input"], output_names=["output"])
+            torch.onnx.export(
+                module, args, buf, dynamo=False, opset_version=opset, input_names=["input"], output_names=["output"]
+            )
             return buf.getvalue()
     except Exception as exc:  # the exporter's own error, as one line
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

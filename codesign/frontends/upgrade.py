@@ -37,7 +37,7 @@ def upgrade_opset(proto: onnx.ModelProto, label: str = "model") -> onnx.ModelPro
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             upgraded = version_converter.convert_version(staged, UPGRADE_TO)
-    except Exception as exc:  # noqa: BLE001 - the converter's own refusal becomes one line
+    except Exception as exc:
         first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
         raise UnsupportedModelError(
             f"{label}: cannot upgrade opset {version} to {UPGRADE_TO} ({first[:200]})"

@@ -3,4 +3,4 @@
 from codesign.ir.datatypes import DataType, bitwidth, parse_dtype
 from codesign.ir.model import Model, as_model
 
-__all__ = ["Model", "as_model", "DataType", "parse_dtype", "bitwidth"]
+__all__ = ["DataType", "Model", "as_model", "bitwidth", "parse_dtype"]

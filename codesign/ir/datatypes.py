@@ -10,7 +10,7 @@ from qonnx.core.datatype import BaseDataType, DataType
 
 FLOAT32: BaseDataType = DataType["FLOAT32"]
 
-__all__ = ["BaseDataType", "DataType", "FLOAT32", "parse_dtype", "bitwidth", "is_float", "dtype_name"]
+__all__ = ["FLOAT32", "BaseDataType", "DataType", "bitwidth", "dtype_name", "is_float", "parse_dtype"]
 
 
 def parse_dtype(name: str | BaseDataType) -> BaseDataType:

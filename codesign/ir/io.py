@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from codesign.ir.model import Model
 
 
-def save_model(model: "Model", path: Path) -> Path:
+def save_model(model: Model, path: Path) -> Path:
     """Serialise to ``path`` via a temp file in the same folder, then rename."""
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
@@ -35,7 +35,7 @@ def save_model(model: "Model", path: Path) -> Path:
     return path
 
 
-def serialize(model: "Model") -> bytes:
+def serialize(model: Model) -> bytes:
     return model.proto.SerializeToString()
 
 

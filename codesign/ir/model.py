@@ -12,8 +12,9 @@ Caches are rebuilt lazily. Code that mutates ``model.proto`` in place must call
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
@@ -50,7 +51,7 @@ def _to_array(t: onnx.TensorProto) -> np.ndarray:
 class Model:
     """A QONNX graph with per-tensor shapes, datatypes, weights and sparsity."""
 
-    def __init__(self, model: "Model | ModelWrapper | onnx.ModelProto", *, copy_proto: bool = False):
+    def __init__(self, model: Model | ModelWrapper | onnx.ModelProto, *, copy_proto: bool = False):
         if isinstance(model, Model):
             proto = model.proto
         elif isinstance(model, ModelWrapper):
@@ -78,7 +79,7 @@ class Model:
     def nodes(self) -> list[onnx.NodeProto]:
         return list(self.graph.node)
 
-    def copy(self) -> "Model":
+    def copy(self) -> Model:
         """A deep copy: passes mutate copies, never the caller's model."""
         return Model(self.proto, copy_proto=True)
 
@@ -244,14 +245,14 @@ class Model:
         wanted = set(op_types)
         return [n for n in self.graph.node if n.op_type in wanted]
 
-    def graph_view(self) -> "nx.DiGraph":
+    def graph_view(self) -> nx.DiGraph:
         """The dataflow graph as networkx: node names are ONNX node names."""
         from codesign.ir.graph import to_networkx
 
         return to_networkx(self)
 
     # ----------------------------------------------------------------- passes
-    def transform(self, step: Any) -> "Model":
+    def transform(self, step: Any) -> Model:
         """Apply a codesign pass or a qonnx Transformation; returns the new model, this one untouched.
 
         Duck-typed (a pass is any callable returning a result with ``.model``) so that the IR,
@@ -285,6 +286,6 @@ class Model:
         return f"<codesign.Model {self.graph.name or '?'}: {len(self.graph.node)} nodes>"
 
 
-def as_model(model: "Model | ModelWrapper | onnx.ModelProto") -> Model:
+def as_model(model: Model | ModelWrapper | onnx.ModelProto) -> Model:
     """Coerce whatever a qonnx/FINN flow holds into a :class:`Model` (no copy)."""
     return model if isinstance(model, Model) else Model(model)

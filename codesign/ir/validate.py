@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 QONNX_OPS = frozenset({"Quant", "BipolarQuant", "Trunc", "FloatQuant", "IntQuant", "MultiThreshold"})
 
 
-def problems(model: "Model") -> list[str]:
+def problems(model: Model) -> list[str]:
     """Every broken invariant, as one short line each (empty list: valid)."""
     found: list[str] = []
     try:
@@ -55,7 +55,7 @@ def problems(model: "Model") -> list[str]:
     return found
 
 
-def validate(model: "Model") -> None:
+def validate(model: Model) -> None:
     """Raise :class:`ValidationError` naming the first broken invariant."""
     found = problems(model)
     if found:

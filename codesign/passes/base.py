@@ -15,8 +15,9 @@ copy (``in_place = True`` opts out, for passes that only read). Analysis passes 
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import onnx
 from qonnx.core.modelwrapper import ModelWrapper
@@ -48,7 +49,7 @@ class Pass(abc.ABC):
     def call(self, model: Model) -> PassResult:
         """Do the work on ``model`` (already a private copy unless ``in_place``)."""
 
-    def __call__(self, model: "Model | ModelWrapper | onnx.ModelProto") -> PassResult:
+    def __call__(self, model: Model | ModelWrapper | onnx.ModelProto) -> PassResult:
         if not isinstance(model, Model):
             model = Model(model)
         work = model if self.in_place else model.copy()
@@ -113,7 +114,7 @@ class Sequential(Pass):
 
     in_place = True  # each member copies for itself
 
-    def __init__(self, *passes: "Pass | Transformation"):
+    def __init__(self, *passes: Pass | Transformation):
         self.passes: list[Pass] = [as_pass(p) for p in passes]
 
     def call(self, model: Model) -> PassResult:
@@ -130,7 +131,7 @@ class Sequential(Pass):
 class PassManager(Sequential):
     """Sequential passes repeated until nothing changes, validating between steps."""
 
-    def __init__(self, passes: Sequence["Pass | Transformation"], *, steps: int = 1, check: bool = False):
+    def __init__(self, passes: Sequence[Pass | Transformation], *, steps: int = 1, check: bool = False):
         super().__init__(*passes)
         self.steps = steps
         self.check = check
@@ -164,7 +165,7 @@ class _QonnxAdapter(Transformation):
         return result.model.wrapper, False
 
 
-def as_pass(step: "Pass | Transformation | Any") -> Pass:
+def as_pass(step: Pass | Transformation | Any) -> Pass:
     """Accept a codesign pass, a qonnx Transformation, or a function ``fn(model)->bool``."""
     if isinstance(step, Pass):
         return step

@@ -400,7 +400,7 @@ class _Moments:
                 self.approximate.append(node.op_type)
                 v = ins[0][1]
                 var = np.broadcast_to(v.mean(), mean.shape) if v.shape != mean.shape else v
-        except Exception:  # noqa: BLE001 - an op the estimator cannot model: leave it uncalibrated
+        except Exception:
             self.approximate.append(node.op_type)
             return None
         return mean, var

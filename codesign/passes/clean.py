@@ -477,7 +477,7 @@ def _check_same_function(before: Model, after: Model, what: str, atol: float = 1
     feeds = random_feeds(before)
     try:
         ref = execute(before, feeds)
-    except Exception:  # noqa: BLE001 - the input model itself does not run: nothing to compare
+    except Exception:
         return False
     out = execute(after, _permute_inputs(before, after, feeds))
     for name in before.outputs:

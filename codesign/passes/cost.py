@@ -18,10 +18,10 @@ costing a small MLP takes tens of microseconds, not the ~30 ms of qonnx's analys
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
-import numpy as np
 import onnx
 
 from codesign.ir.datatypes import bitwidth
@@ -32,7 +32,19 @@ BOPS_DEFINITIONS = ("qonnx", "nac")
 
 #: Ops whose constant inputs are learned parameters (not shapes, scales or indices).
 PARAM_OPS = frozenset(
-    {"MatMul", "Gemm", "Conv", "ConvTranspose", "Add", "Sub", "Mul", "Div", "BatchNormalization", "PRelu", "MultiThreshold"}
+    {
+        "MatMul",
+        "Gemm",
+        "Conv",
+        "ConvTranspose",
+        "Add",
+        "Sub",
+        "Mul",
+        "Div",
+        "BatchNormalization",
+        "PRelu",
+        "MultiThreshold",
+    }
 )
 MAC_OPS = frozenset({"MatMul", "Gemm", "Conv"})
 
@@ -174,7 +186,9 @@ def layer_cost(model: Model, node: onnx.NodeProto, definition: str = "qonnx") ->
     if unknown is not None:
         from codesign.errors import UnsupportedModelError
 
-        raise UnsupportedModelError(f"node {node.name!r} ({node.op_type}): shape of tensor {unknown!r} is unknown; cannot count its MACs")
+        raise UnsupportedModelError(
+            f"node {node.name!r} ({node.op_type}): shape of tensor {unknown!r} is unknown; cannot count its MACs"
+        )
     macs, fan_in, w_name = _mac_geometry(model, node)
     i_dt, w_dt = model.dtype(node.input[0]), model.dtype(node.input[1])
     b_i, b_w = bitwidth(i_dt), bitwidth(w_dt)

@@ -152,7 +152,7 @@ def fold_constants(model: Model, exclude: frozenset[str] = frozenset(), limit: i
                 )
             try:
                 values = _run_node(model, node, consts)
-            except Exception as exc:  # noqa: BLE001 - the evaluator's refusal (malformed node) becomes one line
+            except Exception as exc:
                 first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
                 raise UnsupportedModelError(
                     f"node {node.name!r} ({node.op_type}): cannot evaluate constant ({first[:200]})"

@@ -269,7 +269,9 @@ class SetInputShapes(Pass):
         names = {vi.name: vi for vi in model.graph.input}
         for name, shape in self.shapes.items():
             if name not in names:
-                raise UnsupportedModelError(f"--input-shape names {name!r}, which is not a model input ({', '.join(model.inputs)})")
+                raise UnsupportedModelError(
+                    f"--input-shape names {name!r}, which is not a model input ({', '.join(model.inputs)})"
+                )
             tt = names[name].type.tensor_type
             tt.ClearField("shape")
             for d in shape:

@@ -99,9 +99,16 @@ def _infer_round(model: Model) -> int:
     large = [helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
              for t in graph.initializer if math.prod(t.dims) > _SMALL_INIT]  # fmt: skip
     scratch_graph = helper.make_graph(
-        nodes, graph.name or "g", list(graph.input) + large, list(graph.output), small + extra_inits, value_info=list(graph.value_info)
+        nodes,
+        graph.name or "g",
+        list(graph.input) + large,
+        list(graph.output),
+        small + extra_inits,
+        value_info=list(graph.value_info),
     )
-    scratch = helper.make_model(scratch_graph, opset_imports=list(model.proto.opset_import), ir_version=model.proto.ir_version)
+    scratch = helper.make_model(
+        scratch_graph, opset_imports=list(model.proto.opset_import), ir_version=model.proto.ir_version
+    )
     inferred = si.infer_shapes(scratch)
     known = {vi.name: vi for vi in graph.value_info}
     known.update({vi.name: vi for vi in inferred.graph.value_info})
@@ -144,7 +151,9 @@ def _initializer_value_infos(graph: onnx.GraphProto) -> None:
     """qonnx's node-by-node execution needs a value_info for every initializer."""
     known = {vi.name for vi in graph.value_info} | {vi.name for vi in graph.input} | {vi.name for vi in graph.output}
     graph.value_info.extend(
-        helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in graph.initializer if t.name not in known
+        helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
+        for t in graph.initializer
+        if t.name not in known
     )
 
 

@@ -73,7 +73,9 @@ class LocalPool:
     def __init__(self, space: Space, data: Dataset, workers: int):
         self.workers = workers
         ctx = mp.get_context("spawn")
-        self._pool = cf.ProcessPoolExecutor(workers, ctx, initializer=_init_worker, initargs=(space, data, ctx.Value("i", 0)))
+        self._pool = cf.ProcessPoolExecutor(
+            workers, ctx, initializer=_init_worker, initargs=(space, data, ctx.Value("i", 0))
+        )
 
     def map(self, chunks: list[list[Any]]) -> list[list[Any]]:
         return list(self._pool.map(_local_eval, chunks))
@@ -113,10 +115,12 @@ class DaskPool:
         self._space, self._data = self.client.scatter([space, data], broadcast=True)
 
     def map(self, chunks: list[list[Any]]) -> list[list[Any]]:
-        futures = self.client.map(_dask_eval, [self._space] * len(chunks), [self._data] * len(chunks), chunks, pure=False)
+        futures = self.client.map(
+            _dask_eval, [self._space] * len(chunks), [self._data] * len(chunks), chunks, pure=False
+        )
         try:
             return self.client.gather(futures)
-        except Exception as exc:  # noqa: BLE001 - a remote failure becomes one line
+        except Exception as exc:
             raise ClusterError(f"a Dask worker failed: {type(exc).__name__}: {exc}") from None
 
     def _close_cluster(self) -> None:

@@ -113,7 +113,9 @@ class DartsSearch(Search):
             net.train()
             for epoch in range(self.spec.warmup_epochs):
                 for idx in self._batches(len(yw), epoch, salt=0):
-                    loss = task_loss(net(xw[idx], self.spec.temperature[0], arch_grad=False), yw[idx], self.data.regression)
+                    loss = task_loss(
+                        net(xw[idx], self.spec.temperature[0], arch_grad=False), yw[idx], self.data.regression
+                    )
                     opt.zero_grad()
                     loss.backward()
                     opt.step()
@@ -179,7 +181,11 @@ class DartsSearch(Search):
     # -------------------------------------------------------------- the loop
     def derived_candidates(self, genome: Genome) -> list[Genome]:
         """The derived architecture once per learning-rate choice (DARTS does not search training genes)."""
-        return list({g.key(): g for g in (replace(genome, learning_rate=lr) for lr in self.space.training.learning_rate)}.values())
+        return list(
+            {
+                g.key(): g for g in (replace(genome, learning_rate=lr) for lr in self.space.training.learning_rate)
+            }.values()
+        )
 
     def _run(self, on_progress: Callable[[Progress], None] | None) -> None:
         self._evaluate_baselines()

@@ -136,7 +136,9 @@ def load_table(path: str | Path, label: str, task: str = "classification") -> tu
     rows = _read_csv_rows(path)
     header, body = [h.strip() for h in rows[0]], rows[1:]
     if label not in header:
-        raise DataError(f"{path}: no column named {label!r} (columns: {', '.join(header[:8])}{'...' if len(header) > 8 else ''})")
+        raise DataError(
+            f"{path}: no column named {label!r} (columns: {', '.join(header[:8])}{'...' if len(header) > 8 else ''})"
+        )
     li = header.index(label)
     try:
         x = np.asarray([[float(v) for j, v in enumerate(r) if j != li] for r in body], dtype=np.float32)
@@ -221,7 +223,9 @@ def _parse_arff(text: str) -> tuple[np.ndarray, list[str]]:
     return np.asarray(feats, dtype=np.float32), labels
 
 
-def load_jets(path: str | Path | None = None, cache_dir: str | Path | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def load_jets(
+    path: str | Path | None = None, cache_dir: str | Path | None = None
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """hls4ml LHC jet HLF set: a user CSV/ARFF/NPZ (16 features + label), else OpenML 42468 (downloaded once, cached)."""
     if path is not None:
         path = Path(path)
@@ -237,7 +241,10 @@ def load_jets(path: str | Path | None = None, cache_dir: str | Path | None = Non
         if x.shape[1] != JETS_FEATURES:
             raise DataError(f"{path}: the jet set has {JETS_FEATURES} features, this file has {x.shape[1]}")
         return x, y, classes
-    cache = Path(cache_dir or os.environ.get("CODESIGN_CACHE", Path.home() / ".cache" / "codesign")) / "hls4ml_lhc_jets_hlf.npz"
+    cache = (
+        Path(cache_dir or os.environ.get("CODESIGN_CACHE", Path.home() / ".cache" / "codesign"))
+        / "hls4ml_lhc_jets_hlf.npz"
+    )
     if not cache.is_file():
         _download_jets(cache)
     with np.load(cache) as f:
@@ -276,7 +283,7 @@ def _download_jets(cache: Path) -> None:
             file_id = json.load(r)["data_set_description"]["file_id"]
         with urllib.request.urlopen(f"https://www.openml.org/data/v1/download/{file_id}", timeout=600) as r:
             text = r.read().decode()
-    except Exception as exc:  # noqa: BLE001 - any network failure is one actionable line
+    except Exception as exc:
         raise DataError(
             f"cannot download OpenML data set {JETS_OPENML_ID} ({type(exc).__name__}); pass a local file with 16 features + label"
         ) from None

@@ -44,7 +44,9 @@ def resolve_device(spec: str = "cpu") -> Any:
     if text == "auto" and not available:
         return torch.device("cpu")
     if not available:
-        raise DeviceError(f"device {spec!r}: no CUDA GPU is available here (torch {torch.__version__}); use --device cpu or auto")
+        raise DeviceError(
+            f"device {spec!r}: no CUDA GPU is available here (torch {torch.__version__}); use --device cpu or auto"
+        )
     if text in ("auto", "cuda"):
         return _PINNED.get("device") or torch.device("cuda", 0)
     index = int(text.split(":")[1])

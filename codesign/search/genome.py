@@ -202,7 +202,11 @@ def encode(space: Space, genome: Genome) -> np.ndarray | None:
     want |= {"learning_rate": genome.learning_rate, "l1": genome.l1, "reuse_factor": genome.reuse_factor}
     for i in range(space.model.layers.max):
         if i < genome.depth:
-            want[f"width{i}"], want[f"activation{i}"], want[f"norm{i}"] = genome.widths[i], genome.activations[i], genome.norms[i]
+            want[f"width{i}"], want[f"activation{i}"], want[f"norm{i}"] = (
+                genome.widths[i],
+                genome.activations[i],
+                genome.norms[i],
+            )
         if i < genome.n_conv:
             want[f"kernel{i}"], want[f"skip{i}"], want[f"pool{i}"] = genome.kernels[i], genome.skips[i], genome.pools[i]
     if len(set(genome.activations)) == 1:
@@ -235,11 +239,21 @@ def baseline_genome(space: Space, spec: BaselineSpec) -> Genome:
         if not space.model.conv_type() or n > len(blocks):
             raise SearchSpaceError(f"baseline {spec.name}: a conv baseline needs a conv space with >= {n} blocks")
         convs = [i for i in range(n) if blocks[i].type != "dense"]
-        lists = {"kernel": spec.kernels, "skip": spec.skips or [False] * len(convs), "pool": spec.pools or ["none"] * len(convs)}
+        lists = {
+            "kernel": spec.kernels,
+            "skip": spec.skips or [False] * len(convs),
+            "pool": spec.pools or ["none"] * len(convs),
+        }
         bad = [k for k, v in lists.items() if len(v) != len(convs)]
         if bad:
-            raise SearchSpaceError(f"baseline {spec.name}: {bad[0]}s lists {len(lists[bad[0]])} values for {len(convs)} conv blocks")
-        conv = _conv_genes(space, tuple(spec.widths), lambda name: lists[name.rstrip("0123456789")][int(name[len(name.rstrip("0123456789")):])])
+            raise SearchSpaceError(
+                f"baseline {spec.name}: {bad[0]}s lists {len(lists[bad[0]])} values for {len(convs)} conv blocks"
+            )
+        conv = _conv_genes(
+            space,
+            tuple(spec.widths),
+            lambda name: lists[name.rstrip("0123456789")][int(name[len(name.rstrip("0123456789")) :])],
+        )
     return Genome(
         widths=tuple(spec.widths), activations=(spec.activation,) * n, norms=(spec.norm,) * n, dropout=spec.dropout,
         bits=spec.bits, learning_rate=spec.learning_rate or space.training.learning_rate[0], l1=spec.l1,
@@ -354,13 +368,17 @@ class _GraphBuilder:
         if kind == "identity":
             return self.node("Identity", [x], out)
         if kind == "gelu":  # exact erf form, as torch.nn.GELU(): 0.5 x (1 + erf(x / sqrt 2))
-            e = self.node("Erf", [self.node("Div", [x, self.const(f"{out}_sqrt2", math.sqrt(2.0))], f"{out}_div")], f"{out}_erf")
+            e = self.node(
+                "Erf", [self.node("Div", [x, self.const(f"{out}_sqrt2", math.sqrt(2.0))], f"{out}_div")], f"{out}_erf"
+            )
             s = self.node("Add", [e, self.const(f"{out}_one", 1.0)], f"{out}_add")
             return self.node("Mul", [self.node("Mul", [x, s], f"{out}_mul"), self.const(f"{out}_half", 0.5)], out)
         raise ValueError(f"unknown activation {kind!r}")
 
 
-def build_ir(genome: Genome, n_features: int, n_classes: int, params: Params | None = None, name: str = "candidate") -> Model:
+def build_ir(
+    genome: Genome, n_features: int, n_classes: int, params: Params | None = None, name: str = "candidate"
+) -> Model:
     """The candidate as a QONNX IR model (Quant on input, weights and activations), shapes and datatypes inferred."""
     from codesign.passes.normalize import InferDatatypes
     from codesign.passes.shapes import InferShapes
@@ -379,11 +397,21 @@ def build_ir(genome: Genome, n_features: int, n_classes: int, params: Params | N
         elif i < genome.n_conv:  # Conv, 'same' padding, bias as the Conv's third input
             k = genome.kernels[i]
             block_in = h
-            h = g.node("Conv", [h, wq, g.const(f"b{i}", snapped_bias(genome, p, i))], f"conv{i}", kernel_shape=[k] * nd, pads=[k // 2] * (2 * nd))
+            h = g.node(
+                "Conv",
+                [h, wq, g.const(f"b{i}", snapped_bias(genome, p, i))],
+                f"conv{i}",
+                kernel_shape=[k] * nd,
+                pads=[k // 2] * (2 * nd),
+            )
         else:
             if i == genome.n_conv and genome.n_conv:
                 h = g.node("Flatten", [h], "flat", axis=1)
-            h = g.node("Add", [g.node("MatMul", [h, wq], f"mm{i}"), g.const(f"b{i}", snapped_bias(genome, p, i))], f"fc{i}" if i < genome.depth else "y")
+            h = g.node(
+                "Add",
+                [g.node("MatMul", [h, wq], f"mm{i}"), g.const(f"b{i}", snapped_bias(genome, p, i))],
+                f"fc{i}" if i < genome.depth else "y",
+            )
         if i == genome.depth:
             break
         norm, conv = genome.norms[i], i < genome.n_conv
@@ -414,7 +442,9 @@ def build_ir(genome: Genome, n_features: int, n_classes: int, params: Params | N
         initializer=g.inits,
     )  # fmt: skip
     proto = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid(QONNX_DOMAIN, 1)], producer_name="codesign.search"
+        graph,
+        opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid(QONNX_DOMAIN, 1)],
+        producer_name="codesign.search",
     )
     proto.ir_version = 8
     model = Model(proto)

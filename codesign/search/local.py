@@ -262,7 +262,9 @@ def _train(net, data: Dataset, hp: dict[str, Any], epochs: int, seed: int, masks
     bs = int(hp["batch_size"])
     for epoch in range(start_epoch, epochs):
         net.train()
-        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed * 1009 + epoch), device="cpu").to(x.device)
+        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed * 1009 + epoch), device="cpu").to(
+            x.device
+        )
         for start in range(0, len(x), bs):
             idx = order[start : start + bs]
             if len(idx) < 2:

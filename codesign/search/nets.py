@@ -144,7 +144,9 @@ class CandidateNet(nn.Module):
                 with torch.no_grad():
                     batch_max = h.detach().abs().max()
                     seen = self.act_range[i] > 0
-                    self.act_range[i] = torch.where(seen, (1 - RANGE_MOMENTUM) * self.act_range[i] + RANGE_MOMENTUM * batch_max, batch_max)
+                    self.act_range[i] = torch.where(
+                        seen, (1 - RANGE_MOMENTUM) * self.act_range[i] + RANGE_MOMENTUM * batch_max, batch_max
+                    )
             s_in = self.act_scale(i)
             h = fake_quant(h, s_in, self.bits, self.genome.activations[i] not in UNSIGNED_ACTIVATIONS)
         return h
@@ -255,7 +257,9 @@ class ConvCandidateNet(nn.Module):
         if self.training:
             with torch.no_grad():
                 batch_max = x.detach().abs().max()
-                ranges[j] = torch.where(ranges[j] > 0, (1 - RANGE_MOMENTUM) * ranges[j] + RANGE_MOMENTUM * batch_max, batch_max)
+                ranges[j] = torch.where(
+                    ranges[j] > 0, (1 - RANGE_MOMENTUM) * ranges[j] + RANGE_MOMENTUM * batch_max, batch_max
+                )
         return fake_quant(x, pow2_scale_t(ranges[j], self.bits, signed), self.bits, signed)
 
     def _attention(self, i: int, h: torch.Tensor) -> torch.Tensor:
@@ -265,8 +269,16 @@ class ConvCandidateNet(nn.Module):
         n, spatial, hidden = len(h), h.shape[2:], self.genome.widths[i]
         qkv = []
         for j, conv in enumerate(self.qkv[str(i)]):
-            w = fake_quant(conv.weight, pow2_scale_t(conv.weight.detach().abs().max(), self.bits, True), self.bits, True, narrow=True)
-            qkv.append(self._tracked(conv._conv_forward(h, w, conv.bias), self.attn_range[i], j, True).reshape(n, hidden, -1))
+            w = fake_quant(
+                conv.weight,
+                pow2_scale_t(conv.weight.detach().abs().max(), self.bits, True),
+                self.bits,
+                True,
+                narrow=True,
+            )
+            qkv.append(
+                self._tracked(conv._conv_forward(h, w, conv.bias), self.attn_range[i], j, True).reshape(n, hidden, -1)
+            )
         q, k, v = qkv
         att = torch.softmax(torch.matmul(q.transpose(1, 2), k), dim=-1)
         att = fake_quant(att, torch.tensor(softmax_scale(self.genome.bits)), self.bits, False)
@@ -315,7 +327,7 @@ class ConvCandidateNet(nn.Module):
             if i == self.genome.depth:
                 break
             p[f"as{i}"] = np.float32(self.act_scale(i).item())
-            for j, conv in enumerate(self.qkv[str(i)] if str(i) in self.qkv else []):  # noqa: SIM401 (ModuleDict has no .get)
+            for j, conv in enumerate(self.qkv[str(i)] if str(i) in self.qkv else []):
                 t = ATTENTION_TENSORS[j]
                 p[f"w{t}{i}"], p[f"b{t}{i}"] = conv.weight.detach().numpy().copy(), conv.bias.detach().numpy().copy()
                 p[f"ws{t}{i}"] = np.float32(pow2_scale_t(conv.weight.detach().abs().max(), self.bits, True).item())
@@ -360,4 +372,8 @@ class ConvCandidateNet(nn.Module):
 
 def candidate_net(genome: Genome, n_features: int, n_classes: int) -> CandidateNet | ConvCandidateNet:
     """The torch module of any genome: the MLP net, or the conv net when it has conv blocks."""
-    return ConvCandidateNet(genome, n_features, n_classes) if genome.n_conv else CandidateNet(genome, n_features, n_classes)
+    return (
+        ConvCandidateNet(genome, n_features, n_classes)
+        if genome.n_conv
+        else CandidateNet(genome, n_features, n_classes)
+    )

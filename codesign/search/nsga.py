@@ -74,13 +74,18 @@ class GenomeDuplicates(DuplicateElimination):
 
 # ----------------------------------------------------------------------------- evaluation
 
-def evaluate_genomes(space: Space, data: Dataset, genomes: list[Genome]) -> list[tuple[float, dict[str, Any], Any, float]]:
+
+def evaluate_genomes(
+    space: Space, data: Dataset, genomes: list[Genome]
+) -> list[tuple[float, dict[str, Any], Any, float]]:
     """Train (batched) and measure: (accuracy, metrics, params, seconds) per genome, in order."""
     from codesign.search.device import resolve_device
 
     t = space.training
     unique = list({g.train_key(): replace(g, reuse_factor=1) for g in genomes}.values())
-    results = train_population(unique, data, t.epochs, t.batch_size, seed=space.search.seed, device=resolve_device(t.device))
+    results = train_population(
+        unique, data, t.epochs, t.batch_size, seed=space.search.seed, device=resolve_device(t.device)
+    )
     trained = {g.train_key(): r for g, r in zip(unique, results)}
     out = []
     for g in genomes:
@@ -163,7 +168,18 @@ class Search:
                 metrics = {**metrics, "proxy": self._proxy_scores[g.key()]}
             g_vec = constraint_vector(self.space, metrics)
             violation = float(sum(max(0.0, v) for v in g_vec))
-            trials.append(Trial(g, metrics, generation, names[i] if names else None, violation == 0.0, violation, seconds, params=params))
+            trials.append(
+                Trial(
+                    g,
+                    metrics,
+                    generation,
+                    names[i] if names else None,
+                    violation == 0.0,
+                    violation,
+                    seconds,
+                    params=params,
+                )
+            )
         self.store.add(trials)
 
     def _screen(self, missing: list[Genome], budget: int, generation: int) -> list[Genome]:

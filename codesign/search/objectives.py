@@ -31,7 +31,9 @@ def check_estimator(space: Space) -> None:
         get_estimator(space.estimator, target=space.target, reuse_factor=space.reuse_factor[0])
         target_resources(space.target)
     except ImportError as exc:
-        raise CodesignError(f"resource objectives need the {space.estimator!r} estimator, which is unavailable ({exc})") from None
+        raise CodesignError(
+            f"resource objectives need the {space.estimator!r} estimator, which is unavailable ({exc})"
+        ) from None
 
 
 def measure(space: Space, genome: Genome, params: Params, n_features: int, n_classes: int) -> dict[str, Any]:
@@ -39,7 +41,12 @@ def measure(space: Space, genome: Genome, params: Params, n_features: int, n_cla
     ir = build_ir(genome, n_features, n_classes, params)
     report = cost_report(ir, space.search.bops)
     t = report.totals
-    out: dict[str, Any] = {"bops": t["bops"], "macs": t["macs"], "params": int(t["params"]), "weight_bits": t["weight_bits"]}
+    out: dict[str, Any] = {
+        "bops": t["bops"],
+        "macs": t["macs"],
+        "params": int(t["params"]),
+        "weight_bits": t["weight_bits"],
+    }
     if needs_estimate(space):
         from codesign.passes.estimate import estimate
 
@@ -55,7 +62,13 @@ def measure(space: Space, genome: Genome, params: Params, n_features: int, n_cla
 
 def objective_vector(space: Space, metrics: dict[str, Any]) -> list[float]:
     """Minimisation vector in the order of ``space.objectives``."""
-    key = {"accuracy": "accuracy", "bops": "bops", "params": "params", "resources": "resources_pct", "latency": "latency"}
+    key = {
+        "accuracy": "accuracy",
+        "bops": "bops",
+        "params": "params",
+        "resources": "resources_pct",
+        "latency": "latency",
+    }
     return [(-1.0 if OBJECTIVES[o] == "max" else 1.0) * float(metrics[key[o]]) for o in space.objectives]
 
 

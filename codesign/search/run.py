@@ -152,12 +152,16 @@ def _plots(space: Space, trials: list[Trial], front: list[Trial], baselines: lis
     for xk, yk, xl, yl, fname, logx in pairs:
         fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=110)
         pts = [t for t in trials if xk in t.metrics and yk in t.metrics]
-        ax.scatter([t.metrics[xk] for t in pts], [t.metrics[yk] for t in pts], s=12, c="0.6", label=f"trials ({len(pts)})")
+        ax.scatter(
+            [t.metrics[xk] for t in pts], [t.metrics[yk] for t in pts], s=12, c="0.6", label=f"trials ({len(pts)})"
+        )
         fr = sorted((t for t in front if xk in t.metrics), key=lambda t: t.metrics[xk])
         ax.plot([t.metrics[xk] for t in fr], [t.metrics[yk] for t in fr], "o-", c="tab:red", ms=4, label="Pareto front")
         for b in baselines:
             if xk in b.metrics:
-                ax.scatter([b.metrics[xk]], [b.metrics[yk]], marker="*", s=140, c="tab:blue", label=f"baseline {b.name}")
+                ax.scatter(
+                    [b.metrics[xk]], [b.metrics[yk]], marker="*", s=140, c="tab:blue", label=f"baseline {b.name}"
+                )
         if logx and pts and min(t.metrics[xk] for t in pts) > 0:
             ax.set_xscale("log")
         ax.set_xlabel(xl)

@@ -57,7 +57,9 @@ class DataSpec(_Strict):
         if self.dataset == "bragg":
             self.task = "regression"
         if self.task == "regression" and self.dataset not in ("csv", "npz", "hdf5", "bragg"):
-            raise ValueError(f"task 'regression' needs a user table (csv/npz/hdf5), not the {self.dataset!r} classification set")
+            raise ValueError(
+                f"task 'regression' needs a user table (csv/npz/hdf5), not the {self.dataset!r} classification set"
+            )
         return self
 
 
@@ -105,7 +107,9 @@ class BlockSpec(_Strict):
             if extra:
                 raise ValueError(f"{', '.join(extra)} only apply to conv blocks, not dense")
         elif self.type == "conv_attention" and (self.kernel is not None or self.skip is not None):
-            raise ValueError("a conv_attention block has fixed 1x1 projections and a residual: no 'kernel'/'skip' genes")
+            raise ValueError(
+                "a conv_attention block has fixed 1x1 projections and a residual: no 'kernel'/'skip' genes"
+            )
         elif self.channels is not None and self.width is not None:
             raise ValueError("a conv block takes 'channels' (or 'width'), not both")
         return self
@@ -224,7 +228,9 @@ class ModelSpec(_Strict):
         if self.input_shape is not None:
             want = {"conv1d": (2,), "conv2d": (3,)}.get(kind, (2, 3))
             if len(self.input_shape) not in want or any(d < 1 for d in self.input_shape):
-                raise ValueError(f"{kind} blocks need input_shape with {' or '.join(map(str, want))} positive entries (channels first)")
+                raise ValueError(
+                    f"{kind} blocks need input_shape with {' or '.join(map(str, want))} positive entries (channels first)"
+                )
         return self
 
     def conv_type(self) -> str | None:
@@ -461,11 +467,17 @@ class Space(_Strict):
         per_block_norm = m.blocks is not None and any(b.norm for b in m.blocks)
         for i in range(m.layers.max):
             block = m.blocks[i] if m.blocks else None
-            genes.append((f"width{i}", (block.channels or block.width if block and (block.channels or block.width) else m.width)))
+            genes.append(
+                (f"width{i}", (block.channels or block.width if block and (block.channels or block.width) else m.width))
+            )
             if block is not None and block.type == "conv_attention":
                 genes.append((f"pool{i}", block.pool or ["none"]))
             elif block is not None and block.is_conv:
-                genes += [(f"kernel{i}", block.kernel or [3]), (f"skip{i}", block.skip or [False]), (f"pool{i}", block.pool or ["none"])]
+                genes += [
+                    (f"kernel{i}", block.kernel or [3]),
+                    (f"skip{i}", block.skip or [False]),
+                    (f"pool{i}", block.pool or ["none"]),
+                ]
             if per_block_act:
                 genes.append((f"activation{i}", (block.activation if block and block.activation else m.activation)))
             if per_block_norm:

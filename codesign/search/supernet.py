@@ -152,7 +152,10 @@ class Supernet(nn.Module):
         p = self.probs(tau, torch.float64)
         eb, eb2 = self._expect(p, "bits"), self._expect(p, "bits", lambda b: float(b) ** 2)
         depth_p = dict(zip(self.depths, p["layers"]))
-        survive = [sum((q for d, q in depth_p.items() if d > i), torch.zeros((), dtype=torch.float64)) for i in range(self.n_blocks)]
+        survive = [
+            sum((q for d, q in depth_p.items() if d > i), torch.zeros((), dtype=torch.float64))
+            for i in range(self.n_blocks)
+        ]
         widths = [self._expect(p, f"width{i}") for i in range(self.n_blocks)]
 
         def layer(macs: torch.Tensor, fan_in: torch.Tensor) -> torch.Tensor:
@@ -200,7 +203,9 @@ class Supernet(nn.Module):
         return value
 
     # ------------------------------------------------------------------ forward
-    def _quant(self, x: torch.Tensor, scales: list[torch.Tensor], pb: torch.Tensor, signed: bool, narrow: bool = False) -> torch.Tensor:
+    def _quant(
+        self, x: torch.Tensor, scales: list[torch.Tensor], pb: torch.Tensor, signed: bool, narrow: bool = False
+    ) -> torch.Tensor:
         """Mixture over bit widths of QONNX-style fake quantization."""
         out = 0
         for k in range(len(self.bits)):

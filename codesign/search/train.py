@@ -182,7 +182,9 @@ class _Group:
                 with torch.no_grad():
                     batch_max = h.detach().abs().amax(dim=(1, 2), keepdim=True)
                     r = self.act_range[i]
-                    self.act_range[i] = torch.where(r > 0, (1 - RANGE_MOMENTUM) * r + RANGE_MOMENTUM * batch_max, batch_max)
+                    self.act_range[i] = torch.where(
+                        r > 0, (1 - RANGE_MOMENTUM) * r + RANGE_MOMENTUM * batch_max, batch_max
+                    )
             lo, hi = self.q_act[i]
             s_in = pow2_for_qmax(self.act_range[i], hi)
             h = ste_quant(h, s_in, lo, hi)
@@ -297,9 +299,17 @@ def _tensors(data: Dataset, device=None) -> tuple[torch.Tensor, torch.Tensor, to
     key = (id(data), len(data.y_train), str(device))
     if _TENSORS.get("key") != key:
         ydt = torch.float32 if data.regression else torch.int64
-        _TENSORS["key"], _TENSORS["data"] = key, tuple(
-            torch.as_tensor(a, dtype=dt).to(device)
-            for a, dt in ((data.x_train, torch.float32), (data.y_train, ydt), (data.x_val, torch.float32), (data.y_val, ydt))
+        _TENSORS["key"], _TENSORS["data"] = (
+            key,
+            tuple(
+                torch.as_tensor(a, dtype=dt).to(device)
+                for a, dt in (
+                    (data.x_train, torch.float32),
+                    (data.y_train, ydt),
+                    (data.x_val, torch.float32),
+                    (data.y_val, ydt),
+                )
+            ),
         )
         _TENSORS["ref"] = data  # keeps id(data) from being reused while cached
     return _TENSORS["data"]
@@ -358,8 +368,14 @@ def plan_conv_groups(genomes: list[Genome], batch_size: int, max_group: int = 64
 
 
 def train_population(
-    genomes: list[Genome], data: Dataset, epochs: int, batch_size: int, seed: int = 0, max_group: int = 64,
-    max_padding: float = math.inf, device=None,
+    genomes: list[Genome],
+    data: Dataset,
+    epochs: int,
+    batch_size: int,
+    seed: int = 0,
+    max_group: int = 64,
+    max_padding: float = math.inf,
+    device=None,
 ) -> list[TrainResult]:
     """Train every genome (MLPs batched in the groups of :func:`plan_groups`, conv candidates in those
     of :func:`plan_conv_groups`, a lone one with :func:`train_single`) on ``device``; results in input order."""
@@ -410,7 +426,9 @@ def train_population(
     return [r for r in results if r is not None]
 
 
-def train_single(genome: Genome, data: Dataset, epochs: int, batch_size: int, seed: int = 0, device=None) -> TrainResult:
+def train_single(
+    genome: Genome, data: Dataset, epochs: int, batch_size: int, seed: int = 0, device=None
+) -> TrainResult:
     """The plain per-candidate loop (NAC/SNAC style): one module, torch.optim.Adam, one batch at a time."""
     torch.manual_seed(seed)
     t0 = time.perf_counter()

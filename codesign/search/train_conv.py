@@ -114,7 +114,9 @@ class ConvGroup:
             m[k, :o] = 1.0
         return m
 
-    def _conv_param(self, wname: str, bname: str, inits: list[Params], outs: list[int], ins: list[int], ks: list[int]) -> None:
+    def _conv_param(
+        self, wname: str, bname: str, inits: list[Params], outs: list[int], ins: list[int], ks: list[int]
+    ) -> None:
         kmax = max(ks)
         w = torch.zeros(self.c, max(outs), max(ins), *(kmax,) * self.nd)
         mask = torch.zeros_like(w)
@@ -199,7 +201,9 @@ class ConvGroup:
                 with torch.no_grad():
                     n = h.numel() // (h.shape[0] * h.shape[2])
                     self.buffers[f"rm{i}"].mul_(1 - BN_MOMENTUM).add_(BN_MOMENTUM * mean.reshape(self.c, -1))
-                    self.buffers[f"rv{i}"].mul_(1 - BN_MOMENTUM).add_(BN_MOMENTUM * var.reshape(self.c, -1) * n / max(n - 1, 1))
+                    self.buffers[f"rv{i}"].mul_(1 - BN_MOMENTUM).add_(
+                        BN_MOMENTUM * var.reshape(self.c, -1) * n / max(n - 1, 1)
+                    )
             else:
                 mean, var = self._bc(self.buffers[f"rm{i}"], h.dim()), self._bc(self.buffers[f"rv{i}"], h.dim())
             bn = (h - mean) / torch.sqrt(var + NORM_EPS)
@@ -274,7 +278,12 @@ class ConvGroup:
                 h = h + self._bc(self.skip[i].view(-1), h.dim()) * _fit(block_in, h.shape[2])
                 pool = self.genomes[0].pools[i]
                 if pool != "none":
-                    fn = {("max", 1): F.max_pool1d, ("max", 2): F.max_pool2d, ("avg", 1): F.avg_pool1d, ("avg", 2): F.avg_pool2d}
+                    fn = {
+                        ("max", 1): F.max_pool1d,
+                        ("max", 2): F.max_pool2d,
+                        ("avg", 1): F.avg_pool1d,
+                        ("avg", 2): F.avg_pool2d,
+                    }
                     flat = h.reshape(self.c * n, *h.shape[2:])
                     flat = fn[(pool, self.nd)](flat, 2)
                     h = flat.view(self.c, n, *flat.shape[1:])
@@ -339,7 +348,7 @@ class ConvGroup:
             outs = dims[i][1]
             if i < self.n_conv and g.kinds[i] == ATTENTION:
                 hid = g.widths[i]
-                for j, t in enumerate(ATTENTION_TENSORS[:3]):
+                for t in ATTENTION_TENSORS[:3]:
                     p[f"w{t}{i}"] = crop(f"w{t}{i}", hid, c_in, 1)
                     p[f"b{t}{i}"] = self.params[f"b{t}{i}"][k, :hid].cpu().numpy().copy()
                     p[f"ws{t}{i}"] = scale(p[f"w{t}{i}"])
@@ -354,7 +363,9 @@ class ConvGroup:
             if i == self.depth:
                 break
             sg = torch.tensor(bool(self.signed[i][k]))
-            p[f"as{i}"] = np.float32(pow2_for_qmax(self.buffers[f"act{i}"][k : k + 1].cpu(), qbounds(bits, sg, True)[1]).item())
+            p[f"as{i}"] = np.float32(
+                pow2_for_qmax(self.buffers[f"act{i}"][k : k + 1].cpu(), qbounds(bits, sg, True)[1]).item()
+            )
             if f"attn{i}" in self.buffers:
                 for j, t in enumerate(ATTENTION_TENSORS):
                     r = self.buffers[f"attn{i}"][k, j : j + 1].cpu()

@@ -172,7 +172,11 @@ def attr_family(base: str, m: onnx.ModelProto, rng: random.Random) -> Iterator[M
         label = rng.choice(makers)(c)
         if label is not None:
             # a batch of 0 is re-batched to 1 like any fixed batch; every other bad dim must be refused
-            expect = "any" if label.startswith("ConstantOfShape") or "=1099511627776" in label or label == "input dim 0=0" else "refuse"
+            expect = (
+                "any"
+                if label.startswith("ConstantOfShape") or "=1099511627776" in label or label == "input dim 0=0"
+                else "refuse"
+            )
             yield _mutant("attr", label, base, c, expect)
 
 

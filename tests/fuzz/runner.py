@@ -100,7 +100,7 @@ def preload(commands: set[str]) -> None:
                     "hls4ml", "da4ml"):  # fmt: skip
             try:
                 __import__(mod)
-            except Exception:  # noqa: BLE001, S110 - a missing backend shows up as the mutants' outcome
+            except Exception:
                 pass
 
 
@@ -124,8 +124,8 @@ def _child(argv: list[str], cwd: Path, out: Path, err: Path, mem_mb: int) -> Non
         os.chdir(cwd)
         import sys
 
-        sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115 - the child's lifetime
-        sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
+        sys.stdout = open(1, "w", closefd=False)
+        sys.stderr = open(2, "w", closefd=False)
         from codesign.cli import app
 
         try:
@@ -133,7 +133,7 @@ def _child(argv: list[str], cwd: Path, out: Path, err: Path, mem_mb: int) -> Non
             code = 0
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    except BaseException:  # noqa: BLE001 - what escapes the CLI is what we are looking for
+    except BaseException:
         import traceback
 
         traceback.print_exc()
