@@ -291,18 +291,7 @@ def _chosen_section(run_dir: Path) -> str:
     layers = [layer.to_dict() for layer in rep.layers]
     for row in layers:
         row["in_shape"], row["out_shape"] = str(row["in_shape"]), str(row["out_shape"])
-    cols = [
-        "name",
-        "op",
-        "out_shape",
-        "weight_dtype",
-        "act_dtype",
-        "params",
-        "nonzero_params",
-        "sparsity",
-        "macs",
-        "bops",
-    ]
+    cols = list(LAYER_COLS)
     v = ch.get("verify") or {}
     est = (ch.get("estimates") or {}).get("totals", {})
     cmp_rows = [

@@ -19,6 +19,7 @@ import time
 import zlib
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -367,6 +368,16 @@ def plan_conv_groups(genomes: list[Genome], batch_size: int, max_group: int = 64
     return plan
 
 
+def _fit_group(group: Any, xt: torch.Tensor, yt: torch.Tensor, epochs: int, batch_size: int, seed: int) -> None:
+    """The batched trainers' shared loop: one loss over every candidate per mini-batch, one Adam step each."""
+    for epoch in range(epochs):
+        order = epoch_order(len(yt), seed, epoch).to(xt.device)
+        for s in range(0, len(order), batch_size):
+            idx = order[s : s + batch_size]
+            group.loss(xt[idx], yt[idx]).backward()
+            group.adam_step()
+
+
 def train_population(
     genomes: list[Genome],
     data: Dataset,
@@ -394,12 +405,7 @@ def train_population(
         t0 = time.perf_counter()
         cgroup = ConvGroup([genomes[i] for i in chunk], [initial_params(genomes[i], data, seed) for i in chunk],
                            data.n_features, data.n_classes, xt.device)  # fmt: skip
-        for epoch in range(epochs):
-            order = epoch_order(len(yt), seed, epoch).to(xt.device)
-            for s in range(0, len(order), batch_size):
-                idx = order[s : s + batch_size]
-                cgroup.loss(xt[idx], yt[idx]).backward()
-                cgroup.adam_step()
+        _fit_group(cgroup, xt, yt, epochs, batch_size, seed)
         out = cgroup.outputs(xv)
         per = (time.perf_counter() - t0) / len(chunk)
         for k, i in enumerate(chunk):
@@ -413,12 +419,7 @@ def train_population(
         t0 = time.perf_counter()
         group = _Group([genomes[i] for i in chunk], [initial_params(genomes[i], data, seed) for i in chunk],
                        data.n_features, data.n_classes, xt.device)  # fmt: skip
-        for epoch in range(epochs):
-            order = epoch_order(len(yt), seed, epoch).to(xt.device)
-            for s in range(0, len(order), batch_size):
-                idx = order[s : s + batch_size]
-                group.loss(xt[idx], yt[idx]).backward()
-                group.adam_step()
+        _fit_group(group, xt, yt, epochs, batch_size, seed)
         accs = group.accuracy(xv, yv, data.score)
         per = (time.perf_counter() - t0) / len(chunk)
         for k, i in enumerate(chunk):
