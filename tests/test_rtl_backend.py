@@ -154,15 +154,16 @@ def test_per_element_input_formats_in_iverilog(tmp_path):
     assert v["simulation"]["mismatches"] == 0 and v["interpreter"]["mismatches"] == 0
 
 
-def _bipolar_model():
+def _bipolar_model(out_scale: float = 1.0):
     """x (1, 3) -> BipolarQuant -> MatMul(+-1) + bias -> BipolarQuant -> y; the bias puts every output on a 0 tie."""
     w = np.array([[1, -1, 1, 1], [-1, -1, 1, -1], [1, 1, -1, -1]], dtype=np.float32)
     inits = [numpy_helper.from_array(np.array(1.0, dtype=np.float32), "s"), numpy_helper.from_array(w, "w"),
-             numpy_helper.from_array(np.array([1, -1, 1, 3], dtype=np.float32), "b")]  # fmt: skip
+             numpy_helper.from_array(np.array([1, -1, 1, 3], dtype=np.float32), "b"),
+             numpy_helper.from_array(np.array(out_scale, dtype=np.float32), "s_out")]  # fmt: skip
     nodes = [
         helper.make_node("BipolarQuant", ["x", "s"], ["xb"], name="bq_in", domain="qonnx.custom_op.general"),
         helper.make_node("MatMul", ["xb", "w"], ["m"], name="dense"), helper.make_node("Add", ["m", "b"], ["a"]),
-        helper.make_node("BipolarQuant", ["a", "s"], ["y"], name="bq_out", domain="qonnx.custom_op.general"),
+        helper.make_node("BipolarQuant", ["a", "s_out"], ["y"], name="bq_out", domain="qonnx.custom_op.general"),
     ]  # fmt: skip
     graph = helper.make_graph(
         nodes, "bnn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
@@ -185,11 +186,18 @@ def test_bipolar_input_port_bit_stands_for_plus_minus_one():
 
 
 @needs_iverilog
-def test_bipolar_network_in_iverilog(tmp_path):
-    """Bipolar in, +-1 weights, BipolarQuant out on 0 ties (-> +1): bit-exact in alkaid and in iverilog."""
-    v = compile_rtl(_bipolar_model(), "vu13p", tmp_path / "bnn", verify=True, samples=64).verify
+@pytest.mark.parametrize("out_scale", [1.0, 0.5])
+def test_bipolar_network_in_iverilog(out_scale, tmp_path):
+    """Bipolar in, +-1 weights, BipolarQuant (scaled) out on 0 ties (-> +1): bit-exact in alkaid and in iverilog."""
+    v = compile_rtl(_bipolar_model(out_scale), "vu13p", tmp_path / "bnn", verify=True, samples=64).verify
     assert v["interpreter"]["mismatches"] == 0 and v["simulation"]["mismatches"] == 0
     assert v["simulation"]["outputs"] == 64 * 4
+
+
+def test_non_power_of_two_bipolar_scale_is_refused(tmp_path):
+    with pytest.raises(UnsupportedModelError, match=r"^rtl backend: bq_out: .*power-of-two"):
+        compile_rtl(_bipolar_model(0.3), "vu13p", tmp_path / "x")
+    assert not (tmp_path / "x").exists()
 
 
 @needs_iverilog

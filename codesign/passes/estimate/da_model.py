@@ -170,7 +170,9 @@ class _Tracer:
         if node.op_type == "BipolarQuant":
             # sign(x) in {-1, +1} = 2*b - 1 with b one bit: the input port bit, or the comparator x >= 0.
             bit = x.quantize(0, 1, 0) if is_unquantized(x) else (x >= 0)
-            return bit * 2 - 1
+            scale = np.asarray(self.value(node.input[1]), dtype=np.float64)
+            _pow2_exponent(scale, node.name)  # a power-of-two scale is a shift: exact in fixed point
+            return (bit * 2 - 1) * scale
         if node.op_type != "Quant":
             raise UnsupportedModelError(f"{node.name}: the 'da' estimator does not support {node.op_type}")
         scale, zp, bits = (self.value(i) for i in node.input[1:4])
