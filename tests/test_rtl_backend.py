@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FINN
+from conftest import FINN, shared_path
 from helpers import export_brevitas_mlp
 from onnx import TensorProto, helper, numpy_helper
 from typer.testing import CliRunner
@@ -152,6 +152,60 @@ def test_per_element_input_formats_in_iverilog(tmp_path):
     ir = _requant_model(in_scale=np.array([[2.0**-e for e in (0, 1, 2, 3, 4, 5, 1, 3)]], dtype=np.float32))
     v = compile_rtl(ir, "vu13p", tmp_path / "mixed", verify=True, samples=200).verify
     assert v["simulation"]["mismatches"] == 0 and v["interpreter"]["mismatches"] == 0
+
+
+def _bipolar_model(out_scale: float = 1.0):
+    """x (1, 3) -> BipolarQuant -> MatMul(+-1) + bias -> BipolarQuant -> y; the bias puts every output on a 0 tie."""
+    w = np.array([[1, -1, 1, 1], [-1, -1, 1, -1], [1, 1, -1, -1]], dtype=np.float32)
+    inits = [numpy_helper.from_array(np.array(1.0, dtype=np.float32), "s"), numpy_helper.from_array(w, "w"),
+             numpy_helper.from_array(np.array([1, -1, 1, 3], dtype=np.float32), "b"),
+             numpy_helper.from_array(np.array(out_scale, dtype=np.float32), "s_out")]  # fmt: skip
+    nodes = [
+        helper.make_node("BipolarQuant", ["x", "s"], ["xb"], name="bq_in", domain="qonnx.custom_op.general"),
+        helper.make_node("MatMul", ["xb", "w"], ["m"], name="dense"), helper.make_node("Add", ["m", "b"], ["a"]),
+        helper.make_node("BipolarQuant", ["a", "s_out"], ["y"], name="bq_out", domain="qonnx.custom_op.general"),
+    ]  # fmt: skip
+    graph = helper.make_graph(
+        nodes, "bnn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], initializer=inits,
+    )  # fmt: skip
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("qonnx.custom_op.general", 1)]
+    )
+    model.ir_version = 8
+    return load(model)
+
+
+def test_bipolar_input_port_bit_stands_for_plus_minus_one():
+    """The one-bit port b of a BipolarQuant'd input is the model input 2b - 1 (b = 0 is -1, not BipolarQuant(0) = +1)."""
+    ir = _bipolar_model()
+    port = np.array([[0, 1, 0], [1, 1, 1]], dtype=np.float32)
+    np.testing.assert_array_equal(rb.port_to_model(ir, port), [[-1, 1, -1], [1, 1, 1]])
+    assert rb.port_formats(trace_model(ir))[0] == rb.PortFormat(count=3, width=1, frac=0, signed=False)
+    np.testing.assert_array_equal(rb.port_to_model(_requant_model(), port), port)  # Quant'd ports: value = input
+
+
+@needs_iverilog
+@pytest.mark.parametrize("out_scale", [1.0, 0.5])
+def test_bipolar_network_in_iverilog(out_scale, tmp_path):
+    """Bipolar in, +-1 weights, BipolarQuant (scaled) out on 0 ties (-> +1): bit-exact in alkaid and in iverilog."""
+    v = compile_rtl(_bipolar_model(out_scale), "vu13p", tmp_path / "bnn", verify=True, samples=64).verify
+    assert v["interpreter"]["mismatches"] == 0 and v["simulation"]["mismatches"] == 0
+    assert v["simulation"]["outputs"] == 64 * 4
+
+
+def test_non_power_of_two_bipolar_scale_is_refused(tmp_path):
+    with pytest.raises(UnsupportedModelError, match=r"^rtl backend: bq_out: .*power-of-two"):
+        compile_rtl(_bipolar_model(0.3), "vu13p", tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+
+
+@needs_iverilog
+def test_shared_bnn_model_in_iverilog(tmp_path):
+    """The real fastmachinelearning BNN (BipolarQuant + Quant bias + Gemm): 0 mismatches."""
+    path = shared_path("models", "fastmachinelearning+example-models", "onnx", "bnn_model_fc_1layer.onnx")
+    v = compile_rtl(load(path), "vu13p", tmp_path / "bnn", verify=True, samples=64).verify
+    assert v["interpreter"]["mismatches"] == 0 and v["simulation"]["mismatches"] == 0
 
 
 # ------------------------------------------------------------------ refusals, by name

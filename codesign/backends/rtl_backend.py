@@ -16,8 +16,9 @@ element; QONNX ``HALF_UP`` (half away from zero) uses ``x >= 0`` instead of the 
 ``FLOOR`` is alkaid's truncation; CEIL/UP/DOWN/HALF_DOWN are refused by name. So the RTL
 equals the IR's reference execution bit for bit, not just alkaid's own model of it.
 
-Verification (``verify=True``) draws inputs on the input port's fixed-point grid and
-compares the reference with (1) alkaid's bit-exact interpreter and (2) an iverilog
+Verification (``verify=True``) draws inputs on the input port's fixed-point grid (a
+float input read only by ``BipolarQuant`` is a one-bit port ``b`` standing for ``2*b - 1``,
+which the reference is fed) and compares the reference with (1) alkaid's bit-exact interpreter and (2) an iverilog
 simulation of the written Verilog, which also measures the latency in clock cycles (the
 first cycle the output is no longer X after the first vector enters). ``synth=True``
 runs ``yosys synth_xilinx -family xcup -flatten`` and reports yosys' own LUT/FF/CARRY
@@ -222,6 +223,13 @@ def sample_port_inputs(ir: Model, pipe: Any, n: int, seed: int = 0) -> np.ndarra
     return (ints * 2.0**-f).reshape(shape).astype(np.float32)
 
 
+def port_to_model(ir: Model, x: np.ndarray) -> np.ndarray:
+    """The model input each port vector stands for: ``2*b - 1`` on a bipolar port (see ``bipolar_port``)."""
+    from codesign.passes.estimate.da_model import bipolar_port
+
+    return (2.0 * x - 1.0).astype(np.float32) if bipolar_port(ir, ir.inputs[0]) else x
+
+
 def simulate(folder: Path, top: str, fin: PortFormat, fout: PortFormat, x: np.ndarray) -> tuple[np.ndarray, int]:
     """iverilog simulation of the written project on ``x``: (outputs per sample, latency in cycles)."""
     iverilog, vvp = require_tool("iverilog"), require_tool("vvp")
@@ -257,7 +265,7 @@ def verify_rtl(ir: Model, comb: Any, pipe: Any, folder: Path, top: str, samples:
         raise CodesignError("--verify supports models with one input and one output")
     fin, fout = port_formats(pipe)
     x = sample_port_inputs(ir, pipe, samples, seed)
-    ref = reference_outputs(ir, x).reshape(samples, -1)
+    ref = reference_outputs(ir, port_to_model(ir, x)).reshape(samples, -1)
     port = {ir.inputs[0]: f"{'s' if fin.signed else 'u'}fixed<{fin.width},{fin.width - fin.frac}>"}
     out: dict[str, Any] = {"samples": samples}
     t0 = time.perf_counter()

@@ -69,6 +69,26 @@ def is_unquantized(arr: Any) -> bool:
     return type(np.ravel(variables(arr))[0]).__name__ == "FVariableInput"
 
 
+def bipolar_port(model: Model, name: str) -> bool:
+    """True when float graph input ``name`` reaches only ``BipolarQuant``s (through shape ops).
+
+    The tracer then makes each element a one-bit port ``b`` (``BipolarQuant`` of the input
+    is ``2*b - 1``), so port value ``b`` stands for the model input ``2*b - 1``, not ``b``.
+    """
+    if not is_float(model.dtype(name)):
+        return False
+    todo, seen = [name], False
+    while todo:
+        for node in model.consumers(todo.pop()):
+            if node.op_type in SHAPE_OPS | {"Transpose"}:
+                todo.append(node.output[0])
+            elif node.op_type == "BipolarQuant" and node.input[0] != "":
+                seen = True
+            else:
+                return False
+    return seen
+
+
 def _pow2_exponent(scale: np.ndarray, what: str) -> np.ndarray:
     """-log2(scale) as integers; DA needs fixed-point (power-of-two) scales."""
     exp = -np.log2(np.asarray(scale, dtype=np.float64))
@@ -150,7 +170,9 @@ class _Tracer:
         if node.op_type == "BipolarQuant":
             # sign(x) in {-1, +1} = 2*b - 1 with b one bit: the input port bit, or the comparator x >= 0.
             bit = x.quantize(0, 1, 0) if is_unquantized(x) else (x >= 0)
-            return bit * 2 - 1
+            scale = np.asarray(self.value(node.input[1]), dtype=np.float64)
+            _pow2_exponent(scale, node.name)  # a power-of-two scale is a shift: exact in fixed point
+            return (bit * 2 - 1) * scale
         if node.op_type != "Quant":
             raise UnsupportedModelError(f"{node.name}: the 'da' estimator does not support {node.op_type}")
         scale, zp, bits = (self.value(i) for i in node.input[1:4])
