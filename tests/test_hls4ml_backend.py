@@ -328,3 +328,59 @@ def test_lowering_preserves_the_function(path, atol):
     want = reference_outputs(ir, x)
     got = reference_outputs(lowered, np.ascontiguousarray(x.transpose(perm)) if perm else x)
     np.testing.assert_allclose(got.reshape(want.shape), want, atol=atol, rtol=1e-4)
+
+
+def _non_pow2_conv_bn_model() -> object:
+    """Brevitas' VGG10 pattern in miniature: Quant(2^-6) -> Conv1d(Quant(W, 0.0346)) -> BN -> Relu ->
+    Quant(0.0261, unsigned 8-bit: codes up to 255, 1/s > 32) -> Flatten -> MatMul(Quant(W, 0.0515))."""
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(0)
+    init = []
+
+    def const(name, value):
+        init.append(helper.make_tensor(name, TensorProto.FLOAT, np.shape(value), np.ravel(value).astype(np.float32)))
+        return name
+
+    def quant(x, out, scale, signed, narrow, name):
+        s, z, b = const(f"{name}_s", scale), const(f"{name}_z", 0.0), const(f"{name}_b", 8.0)
+        return helper.make_node("Quant", [x, s, z, b], [out], name=name, domain="qonnx.custom_op.general",
+                                signed=signed, narrow=narrow, rounding_mode="ROUND")  # fmt: skip
+
+    c, t = 8, 16
+    nodes = [
+        quant("x", "xq", 2.0**-6, 1, 0, "Qin"),
+        quant(const("w1", rng.normal(0, 1.5, (c, 2, 3))), "w1q", 0.0346, 1, 1, "Qw1"),
+        helper.make_node("Conv", ["xq", "w1q"], ["c1"], name="Conv1", kernel_shape=[3], pads=[1, 1]),
+        helper.make_node(
+            "BatchNormalization",
+            [
+                "c1",
+                const("g", rng.uniform(0.5, 2, c)),
+                const("bb", rng.normal(0, 1, c)),
+                const("m", rng.normal(0, 1, c)),
+                const("v", rng.uniform(0.5, 2, c)),
+            ],
+            ["bn"],
+            name="BN1",
+        ),
+        helper.make_node("Relu", ["bn"], ["r"], name="Relu1"),
+        quant("r", "a", 0.0261, 0, 0, "Qa"),
+        helper.make_node("Flatten", ["a"], ["f"], name="Flat", axis=1),
+        quant(const("w2", rng.normal(0, 2, (c * t, 5))), "w2q", 0.0515, 1, 1, "Qw2"),
+        helper.make_node("MatMul", ["f", "w2q"], ["y"], name="Fc"),
+    ]
+    graph = helper.make_graph(nodes, "vgg_mini", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, t])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 5])], init)  # fmt: skip
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def test_non_pow2_quantizers_around_conv_bn_verify(tmp_path):
+    """Non-power-of-two activation quantizers (1/s > 32, codes > 32) and weight scales before a BN:
+    hls4ml's scale/rescale ApplyAlphas and the weights are typed, not fixed<16,6> (which saturated)."""
+    from codesign.frontends.onnx_file import load_onnx
+
+    ir = load_onnx(_non_pow2_conv_bn_model())
+    v = compile_hls4ml(ir, "vu13p", tmp_path / "prj", verify=True, samples=64).verify
+    assert v["argmax_agreement"] >= 0.95
+    assert v["max_abs_diff"] <= 0.02 * v["reference_peak"]

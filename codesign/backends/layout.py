@@ -248,10 +248,13 @@ def _permute_weight(model: Model, name: str) -> None:
         v = model.initializer(t)
         if v is not None and v.ndim >= 3:
             model.set_initializer(t, np.ascontiguousarray(np.moveaxis(v, 1, -1)))
-    if producer is not None:
+    if producer is not None:  # the Quant's output takes its weight's new (OHWI) shape: qonnx needs it to run
         for vi in list(model.graph.value_info):
             if vi.name == name:
                 model.graph.value_info.remove(vi)
+        w = model.initializer(producer.input[0])
+        if w is not None:
+            model.graph.value_info.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, list(w.shape)))
 
 
 def _import_channels_last_opset(model: Model) -> None:

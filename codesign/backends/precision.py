@@ -228,6 +228,37 @@ def input_type(model: Model, name: str) -> Fixed | None:
     return None
 
 
+#: fractional bits of the ApplyAlphas around a non-power-of-two Quant (its input / s and its output q * s)
+ALPHA_FRAC = 18
+
+
+def rescaled_quant_types(model: Model, node: onnx.NodeProto) -> dict[str, Fixed]:
+    """Types for hls4ml's ``<quant>_scale`` (x / s + z) and ``<quant>_rescale`` ((q - z) * s) ApplyAlphas
+    of a non-power-of-two Quant with constant parameters; {} otherwise.
+
+    hls4ml gives both the Quant's own config; left ``auto`` they take the model default
+    (fixed<16,6>), which saturates 1/s > 32 and x / s beyond +-32, so every 8-bit code above
+    32 comes out wrong. One scale type holds s and 1/s; one saturating result type holds the
+    integer codes (an input beyond them saturates, as the quantizer clips) and q * s.
+    """
+    params = [model.constant(p) for p in node.input[1:4]]
+    if len(params) != 3 or any(p is None for p in params):
+        return {}
+    scale, zero, bits = (np.asarray(p, dtype=np.float64) for p in params)
+    s = np.abs(scale.ravel())
+    if not s.size or np.any(s == 0):
+        return {}
+    step = np.concatenate([s, 1.0 / s])
+    offsets = np.concatenate([zero.ravel(), (zero * scale).ravel()])
+    codes = 2.0 ** float(np.max(bits)) + float(np.max(np.abs(zero), initial=0.0))
+    integer = int(np.ceil(np.log2(codes * max(1.0, float(s.max()))))) + 2
+    return {
+        "scale": range_type(step, 32),
+        "bias": range_type(offsets, 32),
+        "result": Fixed(integer + ALPHA_FRAC, integer, True, "RND", "SAT"),
+    }
+
+
 def _weight(model: Model, node: onnx.NodeProto) -> tuple[np.ndarray, Fixed] | None:
     """(weights as (fan_in, n_out), their type) for a MatMul/Conv with a typed constant weight."""
     wname = node.input[1]
@@ -238,6 +269,8 @@ def _weight(model: Model, node: onnx.NodeProto) -> tuple[np.ndarray, Fixed] | No
     w_t = quant_type(model, producer) if producer is not None else None
     if producer is not None and producer.op_type == "BipolarQuant":  # +-2**k: hls4ml keeps its 1-bit encoding
         w_t = bipolar_type(model, producer)
+    if w_t is None and producer is not None and producer.op_type == "Quant":
+        w_t = range_type(value)  # a non-power-of-two scale: hls4ml holds the products W * s as floats
     if w_t is None and producer is None and value.dtype.kind == "f":
         exact = exact_type(value)  # a float initializer: exactly if 16 bits can, else 16 bits where its values are
         w_t = exact if exact is not None and exact.width <= FLOAT_CONST_WIDTH else range_type(value)
@@ -286,6 +319,8 @@ def derive(model: Model) -> ModelPrecision:
         src = tensors.get(node.input[0]) if node.input else None
         if node.op_type == "Quant":
             t = quant_type(model, node)
+            if t is None and model.constant(out) is None:  # hls4ml's rescale ApplyAlpha's output type
+                t = rescaled_quant_types(model, node).get("result")
             if t is not None and model.constant(out) is None:
                 tensors[out] = t
         elif node.op_type == "BipolarQuant" and model.constant(out) is None:

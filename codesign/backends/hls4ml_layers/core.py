@@ -6,7 +6,7 @@ import numpy as np
 import onnx
 
 from codesign.backends.hls4ml_layers.base import Context, Layer, LayerRefused, attr, handles
-from codesign.backends.precision import _bias_after, quant_type
+from codesign.backends.precision import _bias_after, quant_type, rescaled_quant_types
 
 
 @handles("Identity", "Dropout")
@@ -41,6 +41,7 @@ def quant(ctx: Context, node: onnx.NodeProto) -> list[Layer]:
     params = list(node.input[1:4])
     if any(ctx.const(p) is None for p in params):
         raise LayerRefused(node, "scale, zero point and bit width must be constants")
+    ctx.set_precision(node.name, **{k: t.hls() for k, t in rescaled_quant_types(ctx.model, node).items()})
     return [
         *_constant_layers(ctx, params),
         ctx.base(
