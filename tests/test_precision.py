@@ -128,6 +128,23 @@ def test_cli_compile_float_model_verifies_against_onnxruntime(tmp_path):
     assert len(layers) == 2 and all("weight" in row["types"] for row in layers.values())
 
 
+def test_cli_compile_lowers_the_typed_model_not_the_float_one(tmp_path):
+    """The chosen types reach hls4ml: the typed model is lowered afresh (the float lowering made for the
+    refusal check has no Quant nodes; reused, hls4ml ran its fixed<16,6> default and --verify failed)."""
+    import onnx
+
+    src = shared_path(*EXM, "conv1d_small_keras.onnx")
+    out = tmp_path / "prj"
+    r = CliRunner().invoke(app, ["compile", str(src), "-t", "vu13p", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    manifest = json.loads((out / "codesign.json").read_text())
+    typed = manifest["precision"]
+    lowered = onnx.load(out / "lowered.onnx").graph.node
+    macs = [n.name for n in lowered if n.op_type in ("Conv", "MatMul")]
+    assert len(macs) == 5 and all(name in typed["layers"] for name in macs), (macs, typed["layers"])
+    assert typed["inputs"] and sum(n.op_type == "Quant" for n in lowered) > len(macs)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", FLOAT_MODELS)
 def test_every_float_model_compiles_faithfully(name, tmp_path):

@@ -229,6 +229,7 @@ def compile_hls4ml(
     if why:
         say(why)
         opts = replace(opts, io=io)
+    lowered_from = ir  # the typed model below is another model: it is lowered afresh (its Quant nodes)
     if float_reference is None and choose_types:
         t0 = time.perf_counter()
         ir, float_reference = select_float_precision(ir, tgt, calib, tolerance, say)
@@ -236,7 +237,7 @@ def compile_hls4ml(
             timings["precision_s"] = time.perf_counter() - t0
     with atomic_output_dir(final, force, keep=source) as tmp:
         t0 = time.perf_counter()
-        with step("converting with hls4ml"), _lowered_once(hb, ir, lowered):
+        with step("converting with hls4ml"), _lowered_once(hb, lowered_from, lowered):
             build = hb.convert(ir, tgt, opts, tmp)
         timings["convert_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
@@ -288,7 +289,10 @@ def compile_hls4ml(
 
 @contextlib.contextmanager
 def _lowered_once(hb: Any, ir: Model, lowered: Model) -> Iterator[None]:
-    """Inside, the backend's ``lower_model(ir)`` returns the lowering already made for the refusal check."""
+    """Inside, the backend's ``lower_model(ir)`` returns the lowering already made for the refusal check.
+
+    Only for that very ``ir``: a model typed since (another object) gets its own lowering.
+    """
     original = hb.lower_model
     hb.lower_model = lambda model: lowered if model is ir else original(model)
     try:
