@@ -89,11 +89,18 @@ def build_mlp(spec: MlpSpec) -> onnx.ModelProto:
             nodes.append(helper.make_node("Relu", [cur], [f"relu{li}"], name=f"relu{li}"))
             nodes.append(_quant(f"qa{li}", f"relu{li}", a_scale, spec.a_bits, 0, inits))
             cur = f"qa{li}_out"
-    nodes.append(helper.make_node("Identity", [cur], ["y"], name="out"))
+    return dense_model(nodes, inits, cur, spec.name, spec.widths[0], spec.widths[-1])
+
+
+def dense_model(
+    nodes: list[onnx.NodeProto], inits: list[onnx.TensorProto], last: str, name: str, n_in: int, n_out: int
+) -> onnx.ModelProto:
+    """``x (1, n_in)`` -> nodes -> ``y (1, n_out)`` as a QONNX model (the benchmarks' dense stacks share this)."""
+    nodes.append(helper.make_node("Identity", [last], ["y"], name="out"))
     graph = helper.make_graph(
-        nodes, spec.name,
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, spec.widths[0]])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, spec.widths[-1]])],
+        nodes, name,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, n_in])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, n_out])],
         initializer=inits,
     )  # fmt: skip
     model = helper.make_model(

@@ -20,12 +20,12 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from estimator_synth_gen import _quant
+from estimator_synth_gen import _quant, dense_model
 
 CSV = Path(__file__).resolve().parent / "hls4ml_synth.csv"
 
@@ -50,18 +50,7 @@ def build_dense_stack(widths: list[int], w_bits: int, seed: int = 0) -> onnx.Mod
         if li < n_layers - 1:
             nodes.append(helper.make_node("Relu", [cur], [f"relu{li}"], name=f"relu{li}"))
             cur = f"relu{li}"
-    nodes.append(helper.make_node("Identity", [cur], ["y"], name="out"))
-    graph = helper.make_graph(
-        nodes, "dense_stack",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, widths[0]])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, widths[-1]])],
-        initializer=inits,
-    )  # fmt: skip
-    model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("qonnx.custom_op.general", 1)]
-    )
-    model.ir_version = 8
-    return model
+    return dense_model(nodes, inits, cur, "dense_stack", widths[0], widths[-1])
 
 
 def widths_of(row: dict[str, str]) -> list[int]:
