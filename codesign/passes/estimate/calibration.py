@@ -82,6 +82,31 @@ class Calibration:
     bands: dict[str, dict[str, tuple[float, float]]]  # regime -> resource -> (lo, hi) ratio
     ranges: dict[str, Any]
     loo: dict[str, Any] = field(default_factory=dict)
+    #: unrolled (RF 1) regimes: per-family LUT/FF scales, per-layer constants, depth cycles, calibrated ranges
+    unrolled: dict[str, Any] = field(default_factory=dict)
+
+    def unrolled_extrapolations(
+        self, regime: str, op: str, family: str | None, costed: bool, bits: tuple[int, int, int] | None,
+        clock_ns: float,
+    ) -> list[str]:
+        """Why an unrolled-design row leaves the baselines' range (empty: inside it)."""
+        u = self.unrolled.get(regime)
+        if u is None:
+            return [f"{regime.replace('_', ' ')} designs not calibrated"] if costed else []
+        r = u["ranges"]
+        if family is None:
+            return [f"layer type {op} not calibrated"] if costed else []
+        out = [] if op in r["ops"] else [f"layer type {op} not calibrated ({regime.replace('_', ' ')})"]
+        if not r["clock_ns"][0] <= clock_ns <= r["clock_ns"][1]:
+            out.append(f"clock {clock_ns:g} ns outside calibrated {r['clock_ns'][0]:g} ns: analytic latency")
+        if bits is not None:
+            for (lo, hi), b, what in zip((r["w_bits"], r["a_bits"]), bits, ("weights", "data")):
+                if not lo <= b <= hi:
+                    out.append(f"{b}-bit {what} outside calibrated {lo}..{hi} (RF 1)")
+            lo, hi = r["fan_in"].get(family, (0, 0))
+            if not lo <= bits[2] <= hi:
+                out.append(f"fan-in {bits[2]} outside calibrated {lo}..{hi} ({family}, RF 1)")
+        return out
 
     def cost(self, resource: str, counts: dict[str, float]) -> float:
         return float(sum(self.constants[resource].get(k, 0.0) * v for k, v in counts.items()))
@@ -109,7 +134,7 @@ class Calibration:
     def to_dict(self) -> dict[str, Any]:
         return {"version": self.version, "constants": self.constants, "latency_per_layer": self.latency_per_layer,
                 "bands": {g: {k: list(v) for k, v in b.items()} for g, b in self.bands.items()},
-                "ranges": self.ranges, "loo": self.loo}  # fmt: skip
+                "ranges": self.ranges, "loo": self.loo, "unrolled": self.unrolled}  # fmt: skip
 
 
 @lru_cache(maxsize=4)
@@ -118,46 +143,105 @@ def load_calibration(path: Path = CALIBRATION_JSON) -> Calibration:
     d = json.loads(Path(path).read_text())
     bands = {g: {k: (float(v[0]), float(v[1])) for k, v in b.items()} for g, b in d["bands"].items()}
     return Calibration(
-        d["version"], d["constants"], float(d["latency_per_layer"]), bands, d["ranges"], d.get("loo", {})
+        d["version"], d["constants"], float(d["latency_per_layer"]), bands, d["ranges"], d.get("loo", {}),
+        d.get("unrolled", {}),
     )
 
 
 # ---------------------------------------------------------------------------------------------- fitting
-def fit_constants(counts: Sequence[dict[str, float]], y: Sequence[float], terms: Sequence[str]) -> dict[str, float]:
-    """Non-negative constants minimising the relative error of ``sum_k c_k count_k`` against ``y``."""
+def fit_constants(
+    counts: Sequence[dict[str, float]], y: Sequence[float], terms: Sequence[str], relative: bool = True
+) -> dict[str, float]:
+    """Non-negative constants minimising the relative (else absolute) error of ``sum_k c_k count_k`` against ``y``."""
     from scipy.optimize import nnls
 
     yy = np.asarray(y, float)
-    a = np.array([[c.get(k, 0.0) for k in terms] for c in counts]) / yy[:, None]
-    coef, _ = nnls(a, np.ones(len(yy)))
+    w = 1.0 / np.maximum(yy, 1.0) if relative else np.ones(len(yy))
+    a = np.array([[c.get(k, 0.0) for k in terms] for c in counts]) * w[:, None]
+    coef, _ = nnls(a, yy * w)
     return {k: float(v) for k, v in zip(terms, coef)}
 
 
-def loo_predictions(counts: Sequence[dict[str, float]], y: Sequence[float], terms: Sequence[str]) -> list[float]:
-    """Each row predicted by constants fitted on all the other rows (honest held-out error)."""
+def fit_depths(counts: Sequence[dict[str, float]], y: Sequence[float], terms: Sequence[str]) -> dict[str, float]:
+    """Non-negative cycles per layer minimising the *absolute* error (L1: one odd report must not shift them all)."""
+    from scipy.optimize import linprog
+
+    a = np.array([[c.get(k, 0.0) for k in terms] for c in counts])
+    n, k = a.shape
+    # min sum(u)  s.t.  -u <= y - a c <= u,  c >= 0, u >= 0
+    cost = np.concatenate([np.zeros(k), np.ones(n)])
+    yy = np.asarray(y, float)
+    a_ub = np.block([[-a, -np.eye(n)], [a, -np.eye(n)]])
+    res = linprog(cost, A_ub=a_ub, b_ub=np.concatenate([-yy, yy]), bounds=[(0, None)] * (k + n), method="highs")
+    return {t: float(v) for t, v in zip(terms, res.x[:k])}
+
+
+def loo_predictions(
+    counts: Sequence[dict[str, float]], y: Sequence[float], terms: Sequence[str], relative: bool | None = True
+) -> list[float]:
+    """Each row predicted by constants fitted on all the other rows (honest held-out error; ``relative=None``: L1)."""
     preds = []
     for i in range(len(y)):
         rest = [j for j in range(len(y)) if j != i]
-        c = fit_constants([counts[j] for j in rest], [y[j] for j in rest], terms)
+        sub_c, sub_y = [counts[j] for j in rest], [y[j] for j in rest]
+        c = fit_constants(sub_c, sub_y, terms, relative) if relative is not None else fit_depths(sub_c, sub_y, terms)
         preds.append(sum(c[k] * counts[i].get(k, 0.0) for k in terms))
     return preds
 
 
 def ratio_band(truth: Sequence[float], pred: Sequence[float], level: float = LEVEL) -> tuple[float, float]:
     """Central ``level`` band of truth/prediction ratios."""
-    r = np.asarray(truth, float) / np.maximum(np.asarray(pred, float), 1e-9)
+    r = np.asarray(truth, float) / np.maximum(np.asarray(pred, float), 1.0)  # a 0-cycle prediction counts as 1
     q = (1 - level) / 2
     return float(np.quantile(r, q)), float(np.quantile(r, 1 - q))
 
 
-def loo_coverage(truth: Sequence[float], pred: Sequence[float], groups: Sequence[str], level: float = LEVEL) -> float:
-    """Share of rows inside a band made from the *other* rows' LOO ratios of the same regime (nested LOO)."""
-    hits = 0
-    for i in range(len(truth)):
-        rest = [j for j in range(len(truth)) if j != i and groups[j] == groups[i]]
-        lo, hi = ratio_band([truth[j] for j in rest], [pred[j] for j in rest], level)
-        hits += lo * pred[i] <= truth[i] <= hi * pred[i]
-    return hits / max(len(truth), 1)
+def tie_aware_hit(others: np.ndarray, x: float, level: float = LEVEL) -> float:
+    """How much of a row the central ``level`` band of the ``others`` covers (1 inside, 0 outside).
+
+    Why: latency in cycles is discrete and mostly predicted exactly, so many ratios tie at
+    exactly 1.0 and a band's edge falls *inside* that point mass. The honest coverage of a
+    band of a discrete quantity then splits the tie (the randomised interval of discrete
+    statistics, Vovk's smoothed conformal predictor): a tied row counts for the share of
+    its value's probability mass that lies inside the nominal band. Untied rows count 0/1.
+    """
+    n = len(others)
+    below, at = float(np.sum(others < x)) / n, float(np.sum(others == x)) / n
+    q = (1 - level) / 2
+    if at == 0:
+        lo, hi = np.quantile(others, q), np.quantile(others, 1 - q)
+        return float(lo <= x <= hi)
+    return max(0.0, min(below + at, 1 - q) - max(below, q)) / at
+
+
+def loo_hits(
+    truth: Sequence[float], pred: Sequence[float], groups: Sequence[str], level: float = LEVEL, plain: bool = False
+) -> np.ndarray:
+    """Per row: is it inside a band made from the *other* rows' LOO ratios of its regime (nested LOO)?
+
+    Ties at a band edge are split (:func:`tie_aware_hit`) unless ``plain``: then a row on the
+    edge counts as inside (what a user holding the reported ``[lo, hi]`` sees). A regime of
+    one row has no band: 0.
+    """
+    t, p = np.asarray(truth, float), np.maximum(np.asarray(pred, float), 1.0)
+    ratios, g = t / p, np.asarray(groups)
+    hits = np.zeros(len(t))
+    for i in range(len(t)):
+        rest = ratios[(g == g[i]) & (np.arange(len(t)) != i)]
+        if not len(rest):
+            continue
+        if plain:
+            q = (1 - level) / 2
+            hits[i] = float(np.quantile(rest, q) <= ratios[i] <= np.quantile(rest, 1 - q))
+        else:
+            hits[i] = tie_aware_hit(rest, float(ratios[i]), level)
+    return hits
+
+
+def loo_coverage(truth: Sequence[float], pred: Sequence[float], groups: Sequence[str], level: float = LEVEL,
+                 plain: bool = False) -> float:  # fmt: skip
+    """Share of rows inside their regime's nested-LOO band (see :func:`loo_hits`)."""
+    return float(np.mean(loo_hits(truth, pred, groups, level, plain))) if len(truth) else float("nan")
 
 
 def mape(pred: Sequence[float], truth: Sequence[float]) -> float:
@@ -184,19 +268,38 @@ class Study:
     constants: dict[str, dict[str, float]]
     latency_per_layer: float
     bands: dict[str, dict[str, tuple[float, float]]]
-    coverage: dict[str, float]
     ranges: dict[str, Any]
+    unrolled: dict[str, Any] = field(default_factory=dict)
 
-    def metrics(self) -> dict[str, dict[str, float]]:
-        out = {k: {"mape_pct": mape(self.loo[k], self.truth[k]), "spearman": spearman(self.loo[k], self.truth[k])}
-               for k in self.loo}  # fmt: skip
-        for k, v in self.coverage.items():
-            out[k]["coverage"] = v
+    @property
+    def coverage(self) -> dict[str, float]:
+        return {k: loo_coverage(self.truth[k], self.loo[k], self.regimes) for k in BANDED}
+
+    def metrics(self, regime: str | None = None) -> dict[str, dict[str, float]]:
+        """LOO MAPE, Spearman and 90%-band coverage (ties split; ``coverage_plain``: edges inside) per quantity."""
+        idx = [i for i, g in enumerate(self.regimes) if regime is None or g == regime]
+        out: dict[str, dict[str, float]] = {}
+        for k in self.loo:
+            t, p = [self.truth[k][i] for i in idx], [self.loo[k][i] for i in idx]
+            flat = len(set(t)) < 2 or len(set(p)) < 2
+            out[k] = {"mape_pct": mape(p, t), "spearman": float("nan") if flat else spearman(p, t), "n": len(idx)}
+            if k in BANDED:
+                for name, plain in (("coverage", False), ("coverage_plain", True)):
+                    out[k][name] = float(np.mean(loo_hits(self.truth[k], self.loo[k], self.regimes, plain=plain)[idx]))
         return out
+
+
+def merge(a: Study, b: Study) -> Study:
+    """Two studies as one table (regimes stay apart: bands and coverage are per regime)."""
+    return Study(a.rows + b.rows, a.regimes + b.regimes, {k: a.truth[k] + b.truth[k] for k in a.truth},
+                 {k: a.loo[k] + b.loo[k] for k in a.loo}, a.constants or b.constants,
+                 a.latency_per_layer or b.latency_per_layer, {**a.bands, **b.bands}, a.ranges or b.ranges,
+                 {**a.unrolled, **b.unrolled})  # fmt: skip
 
 
 FITTED = ("LUT", "FF")
 MEASURED = ("LUT", "FF", "DSP", "BRAM_18K", "latency_cycles")
+BANDED = (*FITTED, "latency_cycles")
 
 
 def study(rows: list[dict[str, str]], load_row: Callable[[dict[str, str]], Any]) -> Study:
@@ -244,7 +347,70 @@ def study(rows: list[dict[str, str]], load_row: Callable[[dict[str, str]], Any])
         bands[g] = {
             k: ratio_band([truth[k][i] for i in idx], [loo[k][i] for i in idx]) for k in (*FITTED, "latency_cycles")
         }
-    coverage = {k: loo_coverage(truth[k], loo[k], regimes) for k in (*FITTED, "latency_cycles")}
     ranges = {"strategy": sorted(strategies), "io_type": sorted(io_types), "ops": sorted(ops | {"Gemm"} if "MatMul" in ops else ops),
               "rf": [min(rfs), max(rfs)], "w_bits": [min(w_bits), max(w_bits)]}  # fmt: skip
-    return Study(rows, regimes, truth, loo, constants, lat_const, bands, coverage, ranges)
+    return Study(rows, regimes, truth, loo, constants, lat_const, bands, ranges)
+
+
+def regime_bands(regimes: list[str], truth: dict[str, list[float]], loo: dict[str, list[float]]):
+    """Per regime, the central 90% band of truth / LOO prediction of each banded quantity."""
+    return {g: {k: ratio_band([truth[k][i] for i, r in enumerate(regimes) if r == g],
+                              [loo[k][i] for i, r in enumerate(regimes) if r == g]) for k in BANDED}
+            for g in sorted(set(regimes))}  # fmt: skip
+
+
+def study_unrolled(rows: list[dict[str, str]], load_row: Callable[[dict[str, str]], Any]) -> Study:
+    """Fit the unrolled (RF 1) regimes on hls4ml's repository baselines, per io type, with LOO predictions.
+
+    Per regime and resource: ``LUT = sum_f a_f * analytic_LUT_f + a_layers * layers + rest`` over
+    the primitive families ``f`` (Dense, Conv, comparison, table, pool); latency = the sequential
+    cycles (pixel loops) + ``d_f`` cycles of pipeline depth per layer of family ``f``.
+    """
+    from codesign.passes.estimate import EstimateConfig
+    from codesign.passes.estimate.hls4ml_model import FAMILIES, Hls4mlEstimator
+
+    parts, regimes = [], []
+    truth: dict[str, list[float]] = {k: [] for k in MEASURED}
+    for row in rows:
+        cfg = EstimateConfig(None, float(row["clock_ns"]), row["strategy"], int(row["reuse_factor"]), row["io_type"])
+        p = Hls4mlEstimator(cfg).calibration_parts(load_row(row))
+        parts.append(p)
+        regimes.append(p["regime"])
+        for k in MEASURED:
+            truth[k].append(float(row[k]))
+    terms = (*FAMILIES, "layers")
+    loo: dict[str, list[float]] = {k: [0.0] * len(rows) for k in MEASURED}
+    loo["DSP"] = [p["analytic"]["DSP"] for p in parts]
+    loo["BRAM_18K"] = [p["analytic"]["BRAM_18K"] for p in parts]
+    unrolled: dict[str, Any] = {}
+    for g in sorted(set(regimes)):
+        idx = [i for i, r in enumerate(regimes) if r == g]
+        fams = [f for f in FAMILIES if any(parts[i]["families"][f]["n"] for i in idx)]
+        consts: dict[str, dict[str, float]] = {}
+        for res in FITTED:
+            counts = [{**{f: parts[i]["families"][f][res] for f in fams},
+                       "layers": sum(parts[i]["families"][f]["n"] for f in fams)} for i in idx]  # fmt: skip
+            y = [truth[res][i] - parts[i]["other"][res] for i in idx]
+            use = [*fams, "layers"]
+            consts[res] = fit_constants(counts, y, use)
+            for i, pred in zip(idx, loo_predictions(counts, y, use)):
+                loo[res][i] = pred + parts[i]["other"][res]
+        counts = [{f: parts[i]["families"][f]["n"] for f in fams} for i in idx]
+        y = [truth["latency_cycles"][i] - parts[i]["seq"] - parts[i]["other"]["latency"] for i in idx]
+        consts["latency"] = fit_depths(counts, y, fams)
+        for i, pred in zip(idx, loo_predictions(counts, y, fams, relative=None)):
+            loo["latency_cycles"][i] = pred + parts[i]["seq"] + parts[i]["other"]["latency"]
+        bits = [b for i in idx for b in parts[i]["mac_bits"]]
+        fan: dict[str, list[int]] = {}
+        for i in idx:
+            for fam, n_in in parts[i]["fan_in"].values():
+                fan.setdefault(fam, []).append(n_in)
+        ops = sorted({op for i in idx for op in parts[i]["ops"]} - {"Identity", "Quant"})
+        clocks = sorted({float(rows[i]["clock_ns"]) for i in idx})
+        ranges = {"ops": sorted({*ops, "Gemm"} if "MatMul" in ops else ops), "rows": len(idx),
+                  "clock_ns": [clocks[0], clocks[-1]], "fan_in": {f: [min(v), max(v)] for f, v in sorted(fan.items())},
+                  "w_bits": [min(b[0] for b in bits), max(b[0] for b in bits)] if bits else [0, 0],
+                  "a_bits": [min(b[1] for b in bits), max(b[1] for b in bits)] if bits else [0, 0]}  # fmt: skip
+        unrolled[g] = {k: {t: round(v, 4) for t, v in c.items()} for k, c in consts.items()} | {"ranges": ranges}
+    bands = regime_bands(regimes, truth, loo)
+    return Study(rows, regimes, truth, loo, {}, 0.0, bands, {}, unrolled)

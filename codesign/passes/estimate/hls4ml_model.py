@@ -94,6 +94,23 @@ RECURRENT_GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
 COPY_OPS = frozenset({"Resize", "Upsample", "DepthToSpace", "SpaceToDepth", "Tile", "Expand"})
 
 
+#: Primitive families the unrolled (RF 1) calibration scales: Dense and Conv layers, comparisons, tables, pools.
+FAMILIES = ("dense", "conv", "compare", "table", "pool")
+
+
+def family_of(row: LayerEstimate) -> str | None:
+    """The calibration family of an analytic row (None: wiring, or a layer type no baseline covers)."""
+    if row.op in MAC_OPS and not (row.LUT == row.FF == row.DSP == 0 and row.latency_cycles == 0):
+        return "conv" if row.op == "Conv" else "dense"
+    if row.op in COMPARE_OPS:
+        return "compare"
+    if row.op in TABLE_OPS or row.op in ("Softmax", "LogSoftmax"):
+        return "table"
+    if row.op in POOL_OPS:
+        return "pool"
+    return None
+
+
 def bits_of(dt: BaseDataType) -> int:
     """Hardware width of a tensor: its QONNX width, or hls4ml's 16-bit default for floats."""
     return DEFAULT_BITS if is_float(dt) else max(1, bitwidth(dt))
@@ -242,6 +259,7 @@ class WeightStats:
     max_digits: int
     adders: int  # adder-tree adders: sum over outputs of (non-zero terms - 1)
     max_terms: int
+    n_wide: int = 0  # real weights of >= 3 CSD digits: what Vivado maps to a DSP (fewer digits: one shift-add)
 
 
 def weight_stats(w: np.ndarray) -> WeightStats:
@@ -253,10 +271,11 @@ def weight_stats(w: np.ndarray) -> WeightStats:
     terms = np.count_nonzero(nz, axis=0)  # non-zero terms per output
     wr = w[real]
     d1 = csd_digits(wr) - 1
+    n_wide = int(np.count_nonzero(d1 >= 2))
     return WeightStats(
         n_real=int(wr.size), extra_digits=int(d1.sum()), extra_digit_bits=int((d1 * bit_length(wr)).sum()),
         max_digits=int(d1.max(initial=0)) + 1, adders=int(np.maximum(terms - 1, 0).sum()),
-        max_terms=int(terms.max(initial=1)),
+        max_terms=int(terms.max(initial=1)), n_wide=n_wide,
     )  # fmt: skip
 
 
@@ -271,7 +290,32 @@ class Hls4mlEstimator(Estimator):
 
     # ----------------------------------------------------------------- driver
     def estimate(self, model: Model) -> EstimateReport:
+        rows, unsupported = self._analytic_rows(model)
+        regime = self._unrolled_regime()
+        notes: dict[str, list[str]] = {}
+        if regime is not None:
+            cal = load_calibration()
+            for row in rows:
+                notes[row.name] = cal.unrolled_extrapolations(
+                    regime, row.op, family_of(row), bool(row.LUT or row.FF or row.DSP or row.BRAM_18K),
+                    self._unrolled_bits.get(row.name), self.config.clock_ns,
+                )  # fmt: skip
+            if regime in cal.unrolled:  # rows inside the baselines' range take the fitted constants, others stay analytic
+                self._apply_unrolled([r for r in rows if not notes[r.name]], cal.unrolled[regime])
+        # glue rows (ReLU, ...) of a calibrated design were part of the calibration totals: they share its band
+        regimes = [hit[2] for hit in self._calibrated.values()]
+        glue = max(set(regimes), key=regimes.count) if regimes else regime
+        for row in rows:
+            self._annotate(row, glue, notes.get(row.name))
+        return EstimateReport(self.key, self.config, rows, sorted(unsupported))
+
+    def _analytic_rows(self, model: Model) -> tuple[list[LayerEstimate], set[str]]:
+        """Every node's analytic estimate (shared-multiplier Dense layers already calibrated), FIFOs included."""
         self._calibrated: dict[str, tuple[dict[str, float], int, str, int]] = {}  # row -> counts, RF, regime, w bits
+        self._seq: dict[str, int] = {}  # MAC row -> its sequential cycles (RF and pixel loops), not pipeline depth
+        self._unrolled_bits: dict[str, tuple[int, int, int]] = {}  # RF-1 MAC row -> (weight bits, data bits, fan-in)
+        self._shared = False  # some MAC layer shares its multipliers (RF > 1)
+        self._conv: set[str] = {n.name for n in model.graph.node if n.op_type == "Conv"}
         rows: list[LayerEstimate] = []
         unsupported: set[str] = set()
         for node in model.graph.node:
@@ -283,29 +327,55 @@ class Hls4mlEstimator(Estimator):
             rows.append(row)
         if self.config.io_type == "io_stream":
             self._add_fifos(model, rows)
-        # glue rows (ReLU, ...) of a calibrated design were part of the calibration totals: they share its band
-        regimes = [hit[2] for hit in self._calibrated.values()]
-        glue = max(set(regimes), key=regimes.count) if regimes else None
-        for row in rows:
-            self._annotate(row, glue)
-        return EstimateReport(self.key, self.config, rows, sorted(unsupported))
+        return rows, unsupported
 
-    def _annotate(self, row: LayerEstimate, glue_regime: str | None = None) -> None:
+    def _unrolled_regime(self) -> str | None:
+        """``unrolled_<io type>`` when no layer shares multipliers (RF 1 everywhere: the latency-strategy designs)."""
+        return None if self._shared or self._calibrated else f"unrolled_{self.config.io_type}"
+
+    def _apply_unrolled(self, rows: list[LayerEstimate], consts: dict[str, Any]) -> None:
+        """Scale each row's analytic LUT/FF by its primitive family's fitted constant, latency = loops + depth.
+
+        The depths were fitted at the baselines' clock: at another clock the analytic latency stays.
+        """
+        lo, hi = consts["ranges"].get("clock_ns", (5.0, 5.0))
+        depth_calibrated = lo <= self.config.clock_ns <= hi
+        for row in rows:
+            fam = family_of(row)
+            if fam is None:
+                continue
+            for res in ("LUT", "FF"):
+                c = consts[res]
+                setattr(row, res, c.get(fam, 1.0) * getattr(row, res) + c.get("layers", 0.0))
+            if depth_calibrated:
+                row.latency_cycles = int(round(self._seq.get(row.name, 0) + consts["latency"].get(fam, 0.0)))
+            row.note = (row.note + ", " if row.note else "") + f"calibrated ({family_of(row)})"
+
+    def _annotate(self, row: LayerEstimate, glue_regime: str | None = None, notes: list[str] | None = None) -> None:
         """Interval (90%, from the calibration's LOO residuals) and extrapolation notes of one row."""
         cal = load_calibration()
         cfg = self.config
         hit = self._calibrated.get(row.name)
+        costed = bool(row.LUT or row.FF or row.DSP or row.BRAM_18K)
         if hit is not None:
             row.extrapolated = cal.extrapolations(strategy=cfg.strategy, io_type=cfg.io_type, op=row.op,
                                                   rf=hit[1], w_bits=hit[3])  # fmt: skip
             bands = {k: cal.band(hit[2], k, bool(row.extrapolated)) for k in (*RESOURCES, "latency_cycles")}
+        elif glue_regime is not None and glue_regime.startswith("unrolled"):
+            row.extrapolated = list(notes or [])
+            # rows outside the baselines' range kept their analytic value: the factor-two band, not the fitted one
+            calibrated = glue_regime in cal.unrolled and not row.extrapolated and (family_of(row) or not costed)
+            bands = {k: cal.band(glue_regime, k) if calibrated else UNCALIBRATED_BAND
+                     for k in (*RESOURCES, "latency_cycles")}  # fmt: skip
         else:
             if row.op in MAC_OPS:
                 row.extrapolated = cal.extrapolations(strategy=cfg.strategy, io_type=cfg.io_type, op=row.op, rf=None,
                                                       w_bits=None)  # fmt: skip
                 if cfg.strategy in cal.ranges["strategy"] and not row.extrapolated:
-                    row.extrapolated = ["reuse factor 1 (unshared multipliers) not calibrated"]
-            elif row.op not in cal.ranges["ops"] and (row.LUT or row.FF or row.DSP or row.BRAM_18K):
+                    row.extrapolated = ["reuse factor 1 (unshared multipliers) next to shared layers not calibrated"
+                                        if row.name in self._unrolled_bits else
+                                        "shared multipliers over several kernel instances (conv) not calibrated"]  # fmt: skip
+            elif row.op not in cal.ranges["ops"] and costed:
                 row.extrapolated = [f"layer type {row.op} not calibrated"]
             if glue_regime is not None and row.op not in MAC_OPS and not row.extrapolated:
                 bands = {k: cal.band(glue_regime, k) for k in (*RESOURCES, "latency_cycles")}
@@ -314,13 +384,29 @@ class Hls4mlEstimator(Estimator):
         row.interval = {k: [lo * getattr(row, k), hi * getattr(row, k)] for k, (lo, hi) in bands.items()}
 
     def calibration_parts(self, model: Model) -> dict[str, Any]:
-        """What the calibration fit needs from one model: primitive counts of its calibrated layers, the rest."""
-        rep = self.estimate(model)
+        """What the calibration fits need from one model: primitive counts of its calibrated layers, the rest.
+
+        Shared-multiplier (Resource, RF > 1) designs: the counts of :func:`dense_counts` and the
+        analytic rest. Unrolled (RF 1) designs: analytic LUT/FF per primitive family, layer
+        counts and the sequential cycles (RF and pixel loops) that the depth constants add to.
+        """
+        rows, _ = self._analytic_rows(model)
         counts: dict[str, float] = {}
         rest = {"LUT": 0.0, "FF": 0.0}
         latency_base = 0
-        regimes, rfs, w_bits, ops = set(), [], [], {r.op for r in rep.layers}
-        for row in rep.layers:
+        regimes, rfs, w_bits, ops = set(), [], [], {r.op for r in rows}
+        families = {f: {"LUT": 0.0, "FF": 0.0, "n": 0.0} for f in FAMILIES}
+        other = {"LUT": 0.0, "FF": 0.0, "latency": 0.0}
+        for row in rows:
+            fam = family_of(row)
+            if fam is not None:
+                for k in ("LUT", "FF"):
+                    families[fam][k] += getattr(row, k)
+                families[fam]["n"] += 1
+            else:
+                other["LUT"] += row.LUT
+                other["FF"] += row.FF
+                other["latency"] += row.latency_cycles
             hit = self._calibrated.get(row.name)
             if hit is None:
                 rest["LUT"] += row.LUT
@@ -333,10 +419,14 @@ class Hls4mlEstimator(Estimator):
             regimes.add(hit[2])
             rfs.append(hit[1])
             w_bits.append(hit[3])
-        t = rep.totals
-        return {"counts": counts, "rest": rest, "latency_base": latency_base, "regime": "+".join(sorted(regimes)),
-                "analytic": {"DSP": t["DSP"], "BRAM_18K": t["BRAM_18K"]}, "rfs": rfs, "w_bits": w_bits,
-                "ops": sorted(ops)}  # fmt: skip
+        unrolled = self._unrolled_regime()
+        bits = list(self._unrolled_bits.values())
+        return {"counts": counts, "rest": rest, "latency_base": latency_base,
+                "regime": unrolled or "+".join(sorted(regimes)),
+                "analytic": {k: float(sum(getattr(r, k) for r in rows)) for k in ("DSP", "BRAM_18K")},
+                "rfs": rfs, "w_bits": w_bits, "ops": sorted(ops), "families": families, "other": other,
+                "seq": float(sum(self._seq.values())), "mac_bits": bits,
+                "fan_in": {n: (("conv" if n in self._conv else "dense"), b[2]) for n, b in self._unrolled_bits.items()}}  # fmt: skip
 
     def layer(self, model: Model, node: onnx.NodeProto) -> LayerEstimate:
         """One node's estimate (dispatch on op type)."""
@@ -434,7 +524,10 @@ class Hls4mlEstimator(Estimator):
             st = s.stats
             n_real = st.n_real
             if dsp_path:
-                dsp = float(n_real) * dsp_per_product(s.a_bits, s.w_bits)
+                # a constant of two CSD digits is one shift-add in LUTs; wider ones take a DSP (hls4ml baselines:
+                # conv2d 28x28x3 of N(0, .05) 16-bit weights: 823 predicted vs 740/792 DSPs synthesised)
+                dsp = float(st.n_wide) * dsp_per_product(s.a_bits, s.w_bits)
+                lut += (n_real - st.n_wide) * prod_bits
                 mult_ns = DSP_STAGES * self.period if n_real else 0.0
             else:
                 lut += s.a_bits * st.extra_digits + st.extra_digit_bits
@@ -473,7 +566,17 @@ class Hls4mlEstimator(Estimator):
         if strategy == "resource" and rf > 1:
             kernel_latency += 2  # BRAM read + accumulator
         ii = rf
-        latency = kernel_latency + (rf - 1) + (s.instances - 1) * rf
+        instances = s.instances
+        if node.op_type == "Conv" and self.config.io_type == "io_stream":
+            # a streamed conv reads every input pixel through its line buffer (baselines: 32x32 -> 1028 cycles)
+            in_shape = model.shape(node.input[0]) or ()
+            instances = max(instances, _prod(in_shape[1:-1] if node.domain != "" else in_shape[2:]) or 1)
+        latency = kernel_latency + (rf - 1) + (instances - 1) * rf
+        self._seq[node.name] = (rf - 1) + (instances - 1) * rf
+        if rf == 1:
+            self._unrolled_bits[node.name] = (s.w_bits, s.a_bits, s.n_in)
+        else:
+            self._shared = True
         return LayerEstimate(
             node.name, node.op_type, LUT=lut, FF=ff, DSP=dsp, BRAM_18K=float(bram),
             latency_cycles=int(latency), ii=int(ii * s.instances),
@@ -590,20 +693,27 @@ class Hls4mlEstimator(Estimator):
 
     def _pool(self, model: Model, node: onnx.NodeProto, n: int, b: int) -> LayerEstimate:
         n_in = self._elements(model, node.input[0])
-        window = max(1, n_in // max(n, 1))
+        kernel = _attr(node, "kernel_shape", None)
+        # the window is the kernel (padding makes the element ratio lie); global pools see every pixel
+        window = _prod(kernel) if kernel else max(1, n_in // max(n, 1))
         ops = n * max(window - 1, 0)
         depth = math.ceil(math.log2(max(window, 2)))
+        # io_parallel pooling registers its whole input array (hls4ml baselines: FF = inputs x bits + 2)
         return LayerEstimate(node.name, node.op_type, LUT=ops * b * (2 if node.op_type.endswith("MaxPool") else 1),
-                             FF=n * b, latency_cycles=1 + math.ceil(depth * adder_ns(b) / self.period), ii=1)  # fmt: skip
+                             FF=n_in * b, latency_cycles=1 + math.ceil(depth * adder_ns(b) / self.period), ii=1)  # fmt: skip
 
     # ----------------------------------------------------------------- io_stream
     def _add_fifos(self, model: Model, rows: list[LayerEstimate]) -> None:
         """io_stream: one FIFO per layer output (depth = pixels, width = channels x bits)."""
         by_name = {n.name: n for n in model.graph.node}
+        outputs = {o.name for o in model.graph.output}
         for row in rows:
             node = by_name[row.name]
             shape = model.shape(node.output[0])
             if not shape or not (row.LUT or row.FF or row.DSP):  # wiring / folded quantizers: no stream of their own
+                continue
+            if node.output[0] in outputs:  # the model's output stream is the top-level port, not a FIFO
+                row.latency_cycles += 1
                 continue
             width = shape[-1] * self._bits(model, node.output[0])
             depth = max(1, _prod(shape[1:-1]))
