@@ -212,7 +212,8 @@ def test_calibration_loo_meets_the_bars_and_ships_its_own_fit():
         assert m[k]["mape_pct"] <= 20 and m[k]["spearman"] >= 0.95, (k, m[k])
         assert 0.80 <= m[k]["coverage"] <= 0.95, (k, m[k])
     assert m["latency_cycles"]["mape_pct"] <= 10 and m["latency_cycles"]["spearman"] >= 0.95
-    assert m["latency_cycles"]["coverage"] >= 0.80  # exact on most rows: the band is nearly a point
+    # exact on 129/133 rows: the band is the point; ties at its edge split (discrete cycles), plain 97%
+    assert 0.80 <= m["latency_cycles"]["coverage"] <= 0.95 and m["latency_cycles"]["coverage_plain"] > 0.95
     assert m["DSP"]["mape_pct"] == 0  # one DSP per shared multiplier of >= 9-bit weights, as synthesised
     # the intervals the estimator reports (per-row bands summed) hold the synthesised totals as often
     from build_models import load_row
@@ -228,6 +229,69 @@ def test_calibration_loo_meets_the_bars_and_ships_its_own_fit():
     for res, consts in st.constants.items():
         assert shipped.constants[res] == pytest.approx(consts, rel=1e-3, abs=1e-3), res
     assert shipped.latency_per_layer == st.latency_per_layer
+
+
+def test_tie_aware_coverage_splits_a_point_mass_at_the_band_edge():
+    from codesign.passes.estimate.calibration import tie_aware_hit
+
+    others = np.array([1.0] * 97 + [0.9] * 3)  # 97% exact predictions, 3% one cycle short
+    assert tie_aware_hit(others, 1.0) == pytest.approx((0.95 - 0.05) / 0.97)  # the band holds 90 of the 97%
+    assert tie_aware_hit(others, 0.5) == 0.0 and tie_aware_hit(np.linspace(0, 1, 101), 0.5) == 1.0
+
+
+def _baseline_rows():
+    sys.path.insert(0, str(ROOT / "benchmarks" / "data"))
+    from build_models import BASELINES_CSV, load_baseline, read_rows
+
+    return read_rows(BASELINES_CSV), load_baseline
+
+
+def test_hls4ml_repository_baselines_are_sourced_and_rebuilt():
+    """Every row names its file and commit in hls4ml's repository; every model rebuilds and is costed."""
+    rows, load_baseline = _baseline_rows()
+    assert len(rows) >= 40 and {r["io_type"] for r in rows} == {"io_parallel", "io_stream"}
+    assert {r["strategy"] for r in rows} == {"latency", "resource"} and {r["backend"] for r in rows} == {"Vivado", "Vitis"}
+    for r in rows:
+        assert r["repository"] == "fastmachinelearning/hls4ml" and r["path"].startswith("test/pytest/baselines/")
+        assert len(r["commit"]) == 40 and int(r["commit"], 16) >= 0 and r["contains"], r["name"]
+        rep = estimate(load_baseline(r), "hls4ml", strategy=r["strategy"], io_type=r["io_type"])
+        assert not rep.unsupported and rep.totals["LUT"] > 0, r["name"]
+    # analytic rules the baselines fixed: a 'same' pool's window is its kernel, and it registers its inputs
+    pool = next(r for r in rows if r["model"] == "maxpool1d_121x3_p2_same")
+    row = estimate(load_baseline(pool), "hls4ml").layers[0]
+    assert row.FF == pytest.approx(1.0089 * 121 * 3 * 16 + 9.1667, rel=1e-3)  # synthesised: 5810 FF
+    dw = next(r for r in rows if r["model"] == "dwconv2d_32x32x3_k3")  # streamed conv: every input pixel
+    rep = estimate(load_baseline(dw), "hls4ml", io_type="io_stream")
+    assert abs(rep.totals["latency_cycles"] - int(dw["latency_cycles"])) <= 3 and rep.totals["BRAM_18K"] == 0
+
+
+def test_unrolled_calibration_loo_and_intervals_on_the_baselines():
+    """LOO on hls4ml's RF-1 baselines (tiny, noisy test models): measured, not the wa-hls4ml bar."""
+    from codesign.passes.estimate.calibration import load_calibration, study_unrolled
+
+    rows, load_baseline = _baseline_rows()
+    st = study_unrolled(rows, load_baseline)
+    assert set(st.regimes) == {"unrolled_io_parallel", "unrolled_io_stream"}
+    m = st.metrics()  # measured: LUT 45.5% / 0.82, FF 50.4% / 0.93, latency 21% / 0.86; coverage 81-86%
+    for k in ("LUT", "FF", "latency_cycles"):
+        assert m[k]["mape_pct"] <= 55 and m[k]["spearman"] >= 0.8, (k, m[k])
+        assert 0.75 <= m[k]["coverage"] <= 0.95, (k, m[k])
+    shipped = load_calibration()
+    for g, consts in st.unrolled.items():
+        for k in ("LUT", "FF", "latency"):
+            assert shipped.unrolled[g][k] == pytest.approx(consts[k], abs=1e-3), (g, k)
+    # each baseline reproduced within the interval the estimator reports (in-sample constants)
+    inside = {"LUT": 0, "FF": 0, "latency_cycles": 0}
+    for r in rows:
+        rep = estimate(load_baseline(r), "hls4ml", strategy=r["strategy"], io_type=r["io_type"])
+        assert not rep.extrapolated, r["name"]
+        for k in inside:
+            inside[k] += rep.interval[k][0] <= float(r[k]) <= rep.interval[k][1]
+    assert all(v >= 0.85 * len(rows) for v in inside.values()), inside  # measured 40/42 each
+    dw1 = next(r for r in rows if r["name"] == "Vitis20241_dwconv1d_32x3_k3_io_stream")
+    rep = estimate(load_baseline(dw1), "hls4ml", io_type="io_stream")
+    for k in inside:
+        assert rep.interval[k][0] <= float(dw1[k]) <= rep.interval[k][1], (k, rep.interval[k], dw1[k])
 
 
 def test_effective_reuse_factor_is_hls4mls_closest_valid_one():

@@ -211,7 +211,7 @@ def tie_aware_hit(others: np.ndarray, x: float, level: float = LEVEL) -> float:
     if at == 0:
         lo, hi = np.quantile(others, q), np.quantile(others, 1 - q)
         return float(lo <= x <= hi)
-    return max(0.0, min(below + at, 1 - q) - max(below, q)) / at
+    return min(1.0, max(0.0, min(below + at, 1 - q) - max(below, q)) / at)
 
 
 def loo_hits(
