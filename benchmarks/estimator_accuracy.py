@@ -173,7 +173,8 @@ def hls4ml_calibration_table(use_rule4ml: bool = False, rule4ml_every: int = 7) 
     wa-hls4ml row and on every baseline it can parse (MLPs of ReLU/LeakyReLU/sigmoid).
     """
     sys.path.insert(0, str(ROOT / "benchmarks" / "data"))
-    from build_models import BASELINES_CSV, CSV as SYNTH_CSV, load_baseline, load_row
+    from build_models import BASELINES_CSV, load_baseline, load_row
+    from build_models import CSV as SYNTH_CSV
     from build_models import read_rows as read_synth
 
     from codesign.passes.estimate.calibration import BANDED, MEASURED, mape, merge, spearman, study, study_unrolled
@@ -233,9 +234,10 @@ def main() -> None:
     ap.add_argument("--hls4ml-only", action="store_true", help="only part 1 (hls4ml calibration, seconds)")
     ap.add_argument("--no-da", action="store_true", help="skip the da (alkaid) estimator (slow for big MLPs)")
     ap.add_argument("--rule4ml", action="store_true", help="also run rule4ml (optional extra, ~8 s per model)")
+    ap.add_argument("--rule4ml-every", type=int, default=7, help="rule4ml on every N-th wa-hls4ml row (default 7)")
     ap.add_argument("--json", type=Path, help="also write the numbers as JSON")
     args = ap.parse_args()
-    calib = hls4ml_calibration_table(use_rule4ml=args.rule4ml)
+    calib = hls4ml_calibration_table(use_rule4ml=args.rule4ml, rule4ml_every=args.rule4ml_every)
     if args.hls4ml_only:
         if args.json:
             args.json.write_text(json.dumps(calib, indent=2))

@@ -250,7 +250,10 @@ def test_hls4ml_repository_baselines_are_sourced_and_rebuilt():
     """Every row names its file and commit in hls4ml's repository; every model rebuilds and is costed."""
     rows, load_baseline = _baseline_rows()
     assert len(rows) >= 40 and {r["io_type"] for r in rows} == {"io_parallel", "io_stream"}
-    assert {r["strategy"] for r in rows} == {"latency", "resource"} and {r["backend"] for r in rows} == {"Vivado", "Vitis"}
+    assert {r["strategy"] for r in rows} == {"latency", "resource"} and {r["backend"] for r in rows} == {
+        "Vivado",
+        "Vitis",
+    }
     for r in rows:
         assert r["repository"] == "fastmachinelearning/hls4ml" and r["path"].startswith("test/pytest/baselines/")
         assert len(r["commit"]) == 40 and int(r["commit"], 16) >= 0 and r["contains"], r["name"]

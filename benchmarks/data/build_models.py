@@ -100,7 +100,7 @@ def build_baseline(key: str, seed: int = 0) -> onnx.ModelProto:
     inits: list[onnx.TensorProto] = []
     if key.startswith("dense1x"):  # Dense(1 -> n) + activation
         n, act = int(key[7:].split("_")[0]), key.split("_", 1)[1]
-        w = rng.uniform(1, 10, (1, n)) if n == 2 else rng.uniform(-3**0.5, 3**0.5, (1, n))  # U(1,10) / lecun_uniform
+        w = rng.uniform(1, 10, (1, n)) if n == 2 else rng.uniform(-(3**0.5), 3**0.5, (1, n))  # U(1,10) / lecun_uniform
         inits.append(numpy_helper.from_array(w.astype(np.float32), "w"))
         nodes.append(helper.make_node("MatMul", ["x", "w"], ["h"], name="dense"))
         op, attrs = ACTIVATIONS[act]
@@ -132,7 +132,12 @@ def build_baseline(key: str, seed: int = 0) -> onnx.ModelProto:
         if "pool1d" in key:
             in_sp, k, pads, out_sp = [121], [2], ([0, 1] if same else [0, 0]), ([61] if same else [60])
         else:  # keras 'same': pad along height 2 (1 + 1), width 1 (0 + 1)
-            in_sp, k, pads, out_sp = [18, 15], [4, 2], ([1, 0, 1, 1] if same else [0, 0, 0, 0]), ([5, 8] if same else [4, 7])
+            in_sp, k, pads, out_sp = (
+                [18, 15],
+                [4, 2],
+                ([1, 0, 1, 1] if same else [0, 0, 0, 0]),
+                ([5, 8] if same else [4, 7]),
+            )
         nodes.append(helper.make_node(op, ["x"], ["y"], name="pool", kernel_shape=k, strides=k, pads=pads))
         return _onnx_model(nodes, inits, [1, 3, *in_sp], "y", [1, 3, *out_sp])
     raise KeyError(f"unknown hls4ml baseline model {key!r}")

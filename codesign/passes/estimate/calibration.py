@@ -86,7 +86,12 @@ class Calibration:
     unrolled: dict[str, Any] = field(default_factory=dict)
 
     def unrolled_extrapolations(
-        self, regime: str, op: str, family: str | None, costed: bool, bits: tuple[int, int, int] | None,
+        self,
+        regime: str,
+        op: str,
+        family: str | None,
+        costed: bool,
+        bits: tuple[int, int, int] | None,
         clock_ns: float,
     ) -> list[str]:
         """Why an unrolled-design row leaves the baselines' range (empty: inside it)."""
@@ -143,7 +148,12 @@ def load_calibration(path: Path = CALIBRATION_JSON) -> Calibration:
     d = json.loads(Path(path).read_text())
     bands = {g: {k: (float(v[0]), float(v[1])) for k, v in b.items()} for g, b in d["bands"].items()}
     return Calibration(
-        d["version"], d["constants"], float(d["latency_per_layer"]), bands, d["ranges"], d.get("loo", {}),
+        d["version"],
+        d["constants"],
+        float(d["latency_per_layer"]),
+        bands,
+        d["ranges"],
+        d.get("loo", {}),
         d.get("unrolled", {}),
     )
 
@@ -378,7 +388,6 @@ def study_unrolled(rows: list[dict[str, str]], load_row: Callable[[dict[str, str
         regimes.append(p["regime"])
         for k in MEASURED:
             truth[k].append(float(row[k]))
-    terms = (*FAMILIES, "layers")
     loo: dict[str, list[float]] = {k: [0.0] * len(rows) for k in MEASURED}
     loo["DSP"] = [p["analytic"]["DSP"] for p in parts]
     loo["BRAM_18K"] = [p["analytic"]["BRAM_18K"] for p in parts]

@@ -300,7 +300,9 @@ class Hls4mlEstimator(Estimator):
                     regime, row.op, family_of(row), bool(row.LUT or row.FF or row.DSP or row.BRAM_18K),
                     self._unrolled_bits.get(row.name), self.config.clock_ns,
                 )  # fmt: skip
-            if regime in cal.unrolled:  # rows inside the baselines' range take the fitted constants, others stay analytic
+            if (
+                regime in cal.unrolled
+            ):  # rows inside the baselines' range take the fitted constants, others stay analytic
                 self._apply_unrolled([r for r in rows if not notes[r.name]], cal.unrolled[regime])
         # glue rows (ReLU, ...) of a calibrated design were part of the calibration totals: they share its band
         regimes = [hit[2] for hit in self._calibrated.values()]
@@ -348,7 +350,7 @@ class Hls4mlEstimator(Estimator):
                 c = consts[res]
                 setattr(row, res, c.get(fam, 1.0) * getattr(row, res) + c.get("layers", 0.0))
             if depth_calibrated:
-                row.latency_cycles = int(round(self._seq.get(row.name, 0) + consts["latency"].get(fam, 0.0)))
+                row.latency_cycles = round(self._seq.get(row.name, 0) + consts["latency"].get(fam, 0.0))
             row.note = (row.note + ", " if row.note else "") + f"calibrated ({family_of(row)})"
 
     def _annotate(self, row: LayerEstimate, glue_regime: str | None = None, notes: list[str] | None = None) -> None:
