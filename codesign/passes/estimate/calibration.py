@@ -91,10 +91,13 @@ class Calibration:
         op: str,
         family: str | None,
         costed: bool,
-        bits: tuple[int, int, int] | None,
+        bits: tuple[int | None, int, int | None] | None,
         clock_ns: float,
     ) -> list[str]:
-        """Why an unrolled-design row leaves the baselines' range (empty: inside it)."""
+        """Why an unrolled-design row leaves the baselines' range (empty: inside it).
+
+        ``bits``: (weight bits, data bits, fan-in) of a MAC row; (None, data bits, None) of the others.
+        """
         u = self.unrolled.get(regime)
         if u is None:
             return [f"{regime.replace('_', ' ')} designs not calibrated"] if costed else []
@@ -103,13 +106,13 @@ class Calibration:
             return [f"layer type {op} not calibrated"] if costed else []
         out = [] if op in r["ops"] else [f"layer type {op} not calibrated ({regime.replace('_', ' ')})"]
         if not r["clock_ns"][0] <= clock_ns <= r["clock_ns"][1]:
-            out.append(f"clock {clock_ns:g} ns outside calibrated {r['clock_ns'][0]:g} ns: analytic latency")
+            out.append(f"clock {clock_ns:g} ns outside calibrated {r['clock_ns'][0]:g} ns (RF 1)")
         if bits is not None:
             for (lo, hi), b, what in zip((r["w_bits"], r["a_bits"]), bits, ("weights", "data")):
-                if not lo <= b <= hi:
+                if b is not None and not lo <= b <= hi:
                     out.append(f"{b}-bit {what} outside calibrated {lo}..{hi} (RF 1)")
             lo, hi = r["fan_in"].get(family, (0, 0))
-            if not lo <= bits[2] <= hi:
+            if bits[2] is not None and not lo <= bits[2] <= hi:
                 out.append(f"fan-in {bits[2]} outside calibrated {lo}..{hi} ({family}, RF 1)")
         return out
 
@@ -409,7 +412,8 @@ def study_unrolled(rows: list[dict[str, str]], load_row: Callable[[dict[str, str
         consts["latency"] = fit_depths(counts, y, fams)
         for i, pred in zip(idx, loo_predictions(counts, y, fams, relative=None)):
             loo["latency_cycles"][i] = pred + parts[i]["seq"] + parts[i]["other"]["latency"]
-        bits = [b for i in idx for b in parts[i]["mac_bits"]]
+        bits = [b for i in idx for b in parts[i]["mac_bits"] if b[0] is not None]
+        data_bits = [b[1] for i in idx for b in parts[i]["mac_bits"]]
         fan: dict[str, list[int]] = {}
         for i in idx:
             for fam, n_in in parts[i]["fan_in"].values():
@@ -419,7 +423,7 @@ def study_unrolled(rows: list[dict[str, str]], load_row: Callable[[dict[str, str
         ranges = {"ops": sorted({*ops, "Gemm"} if "MatMul" in ops else ops), "rows": len(idx),
                   "clock_ns": [clocks[0], clocks[-1]], "fan_in": {f: [min(v), max(v)] for f, v in sorted(fan.items())},
                   "w_bits": [min(b[0] for b in bits), max(b[0] for b in bits)] if bits else [0, 0],
-                  "a_bits": [min(b[1] for b in bits), max(b[1] for b in bits)] if bits else [0, 0]}  # fmt: skip
+                  "a_bits": [min(data_bits), max(data_bits)] if data_bits else [0, 0]}  # fmt: skip
         unrolled[g] = {k: {t: round(v, 4) for t, v in c.items()} for k, c in consts.items()} | {"ranges": ranges}
     bands = regime_bands(regimes, truth, loo)
     return Study(rows, regimes, truth, loo, {}, 0.0, bands, {}, unrolled)

@@ -293,6 +293,7 @@ class Hls4mlEstimator(Estimator):
         rows, unsupported = self._analytic_rows(model)
         regime = self._unrolled_regime()
         notes: dict[str, list[str]] = {}
+        calibrated = False
         if regime is not None:
             cal = load_calibration()
             for row in rows:
@@ -300,22 +301,23 @@ class Hls4mlEstimator(Estimator):
                     regime, row.op, family_of(row), bool(row.LUT or row.FF or row.DSP or row.BRAM_18K),
                     self._unrolled_bits.get(row.name), self.config.clock_ns,
                 )  # fmt: skip
-            if (
-                regime in cal.unrolled
-            ):  # rows inside the baselines' range take the fitted constants, others stay analytic
-                self._apply_unrolled([r for r in rows if not notes[r.name]], cal.unrolled[regime])
+            # the constants were fitted on whole designs: all rows inside the baselines' range, or none calibrated
+            calibrated = regime in cal.unrolled and not any(notes.values())
+            if calibrated:
+                self._apply_unrolled(rows, cal.unrolled[regime])
         # glue rows (ReLU, ...) of a calibrated design were part of the calibration totals: they share its band
         regimes = [hit[2] for hit in self._calibrated.values()]
         glue = max(set(regimes), key=regimes.count) if regimes else regime
         for row in rows:
-            self._annotate(row, glue, notes.get(row.name))
+            self._annotate(row, glue, notes.get(row.name), calibrated)
         return EstimateReport(self.key, self.config, rows, sorted(unsupported))
 
     def _analytic_rows(self, model: Model) -> tuple[list[LayerEstimate], set[str]]:
         """Every node's analytic estimate (shared-multiplier Dense layers already calibrated), FIFOs included."""
         self._calibrated: dict[str, tuple[dict[str, float], int, str, int]] = {}  # row -> counts, RF, regime, w bits
         self._seq: dict[str, int] = {}  # MAC row -> its sequential cycles (RF and pixel loops), not pipeline depth
-        self._unrolled_bits: dict[str, tuple[int, int, int]] = {}  # RF-1 MAC row -> (weight bits, data bits, fan-in)
+        # RF-1 MAC row -> (weight bits, data bits, fan-in); compare/table/pool row -> (None, data bits, None)
+        self._unrolled_bits: dict[str, tuple[int | None, int, int | None]] = {}
         self._shared = False  # some MAC layer shares its multipliers (RF > 1)
         self._conv: set[str] = {n.name for n in model.graph.node if n.op_type == "Conv"}
         rows: list[LayerEstimate] = []
@@ -326,6 +328,8 @@ class Hls4mlEstimator(Estimator):
             row = self.layer(model, node)
             if row.note == "no cost model":
                 unsupported.add(node.op_type)
+            if family_of(row) in ("compare", "table", "pool") and node.input:
+                self._unrolled_bits[row.name] = (None, self._bits(model, node.input[0]), None)
             rows.append(row)
         if self.config.io_type == "io_stream":
             self._add_fifos(model, rows)
@@ -336,12 +340,7 @@ class Hls4mlEstimator(Estimator):
         return None if self._shared or self._calibrated else f"unrolled_{self.config.io_type}"
 
     def _apply_unrolled(self, rows: list[LayerEstimate], consts: dict[str, Any]) -> None:
-        """Scale each row's analytic LUT/FF by its primitive family's fitted constant, latency = loops + depth.
-
-        The depths were fitted at the baselines' clock: at another clock the analytic latency stays.
-        """
-        lo, hi = consts["ranges"].get("clock_ns", (5.0, 5.0))
-        depth_calibrated = lo <= self.config.clock_ns <= hi
+        """Scale each row's analytic LUT/FF by its primitive family's fitted constant, latency = loops + depth."""
         for row in rows:
             fam = family_of(row)
             if fam is None:
@@ -349,11 +348,13 @@ class Hls4mlEstimator(Estimator):
             for res in ("LUT", "FF"):
                 c = consts[res]
                 setattr(row, res, c.get(fam, 1.0) * getattr(row, res) + c.get("layers", 0.0))
-            if depth_calibrated:
-                row.latency_cycles = round(self._seq.get(row.name, 0) + consts["latency"].get(fam, 0.0))
+            row.latency_cycles = round(self._seq.get(row.name, 0) + consts["latency"].get(fam, 0.0))
             row.note = (row.note + ", " if row.note else "") + f"calibrated ({family_of(row)})"
 
-    def _annotate(self, row: LayerEstimate, glue_regime: str | None = None, notes: list[str] | None = None) -> None:
+    def _annotate(
+        self, row: LayerEstimate, glue_regime: str | None = None, notes: list[str] | None = None,
+        design_calibrated: bool = False,
+    ) -> None:  # fmt: skip
         """Interval (90%, from the calibration's LOO residuals) and extrapolation notes of one row."""
         cal = load_calibration()
         cfg = self.config
@@ -365,8 +366,8 @@ class Hls4mlEstimator(Estimator):
             bands = {k: cal.band(hit[2], k, bool(row.extrapolated)) for k in (*RESOURCES, "latency_cycles")}
         elif glue_regime is not None and glue_regime.startswith("unrolled"):
             row.extrapolated = list(notes or [])
-            # rows outside the baselines' range kept their analytic value: the factor-two band, not the fitted one
-            calibrated = glue_regime in cal.unrolled and not row.extrapolated and (family_of(row) or not costed)
+            # a design outside the baselines' range keeps its analytic values: the factor-two band, not the fitted one
+            calibrated = design_calibrated and (family_of(row) is not None or not costed)
             bands = {k: cal.band(glue_regime, k) if calibrated else UNCALIBRATED_BAND
                      for k in (*RESOURCES, "latency_cycles")}  # fmt: skip
         else:
@@ -428,7 +429,7 @@ class Hls4mlEstimator(Estimator):
                 "analytic": {k: float(sum(getattr(r, k) for r in rows)) for k in ("DSP", "BRAM_18K")},
                 "rfs": rfs, "w_bits": w_bits, "ops": sorted(ops), "families": families, "other": other,
                 "seq": float(sum(self._seq.values())), "mac_bits": bits,
-                "fan_in": {n: (("conv" if n in self._conv else "dense"), b[2]) for n, b in self._unrolled_bits.items()}}  # fmt: skip
+                "fan_in": {n: (("conv" if n in self._conv else "dense"), b[2]) for n, b in self._unrolled_bits.items() if b[2] is not None}}  # fmt: skip
 
     def layer(self, model: Model, node: onnx.NodeProto) -> LayerEstimate:
         """One node's estimate (dispatch on op type)."""
