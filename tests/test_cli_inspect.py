@@ -73,8 +73,9 @@ def test_inspect_with_target_includes_estimates(mlp_file: Path):
     payload = json.loads(run("inspect", str(mlp_file), "--json", "--target", "vu13p").stdout)
     est = payload["estimate"]
     assert est["config"]["target"] == "vu13p" and est["fits"]["usage"]["LUT"]["available"] == 1728000
-    # wide (>= 9-bit) products map to DSPs: at most one per multiplier at reuse factor 1
-    assert 0.9 * 4256 <= est["totals"]["DSP"] <= 4256
+    # wide (>= 9-bit) products of constants with >= 3 CSD digits map to DSPs (the rest are shift-adds): at most
+    # one per multiplier at reuse factor 1 (3240 of 4256 for these 16-bit weights)
+    assert 0.7 * 4256 <= est["totals"]["DSP"] <= 4256
     assert est["totals"] == json.loads(run("estimate", str(mlp_file), "--json", "--target", "vu13p").stdout)["totals"]
     proc = run("inspect", str(mlp_file), "--target", "nope")
     assert proc.returncode == 2 and "unknown target 'nope'" in proc.stderr
