@@ -33,6 +33,9 @@ Microseconds per layer, no training data. Each rule below is hls4ml's, with its 
   multipliers snap the reuse factor to hls4ml's closest valid one, and cost LUT/FF with
   per-primitive constants fitted on real hls4ml C-synthesis reports
   (``hls4ml_calibration.json``); latency = effective RF + a fitted pipeline constant.
+  Designs whose MAC layers all run at RF 1 (latency strategy) scale each primitive
+  family's analytic LUT/FF (Dense, Conv, comparison, table, pool) by constants fitted on
+  hls4ml's own repository baselines, per io type, when every row is inside their range.
 
 Every row carries a 90% ``interval`` per resource and latency (from leave-one-out residuals
 of the calibration, per regime) and ``extrapolated`` notes when it leaves the calibrated
