@@ -80,6 +80,8 @@ class PrecisionInfo:
     data_source: str
     cost: dict[str, float] = field(default_factory=dict)
     evaluations: int = 0
+    #: the search's evaluation cap (cut from ``max_evaluations`` to fit the work budget on big models)
+    evaluation_limit: int = 0
     #: the inputs the types were chosen on (verification reuses them; not in ``to_dict``)
     inputs: np.ndarray | None = None
 
@@ -91,6 +93,7 @@ class PrecisionInfo:
             "layers": {k: {"bits": self.bits[k], "types": self.types.get(k, {})} for k in self.bits},
             "cost": self.cost,
             "evaluations": self.evaluations,
+            "evaluation_limit": self.evaluation_limit,
         }
 
 
@@ -118,22 +121,28 @@ def run_outputs(model: Model, x: np.ndarray) -> np.ndarray:
         return np.concatenate([executor.run(x[i : i + 1])[name] for i in range(len(x))]).astype(np.float64)
 
 
+def class_scores(reference: np.ndarray) -> bool:
+    """Whether per-sample outputs are one vector of several scores (an image or a map has no top-1)."""
+    ref = np.asarray(reference)
+    return ref.ndim >= 2 and sum(d > 1 for d in ref.shape[1:]) == 1
+
+
 def quality(reference: np.ndarray, got: np.ndarray) -> Quality:
-    """Max abs error and (for multi-class outputs) top-1 agreement of ``got`` vs ``reference``."""
+    """Max abs error and (for class-score outputs) top-1 agreement of ``got`` vs ``reference``."""
     ref = np.asarray(reference, dtype=np.float64).reshape(len(reference), -1)
     out = np.asarray(got, dtype=np.float64).reshape(ref.shape)
-    top1 = float(np.mean(ref.argmax(1) == out.argmax(1))) if ref.shape[1] > 1 else None
+    top1 = float(np.mean(ref.argmax(1) == out.argmax(1))) if class_scores(reference) else None
     return Quality(float(np.abs(ref - out).max(initial=0.0)), top1)
 
 
 def criterion_for(reference: np.ndarray, tolerance: float | None) -> Criterion:
-    """``--tolerance`` if given; else top-1 for multi-class outputs, else 1% of the output's peak."""
+    """``--tolerance`` if given; else top-1 for class-score outputs, else 1% of the output's peak."""
     if tolerance is not None:
         if not tolerance > 0:
             raise CodesignError(f"--tolerance must be a positive max abs error, not {tolerance}")
         return Criterion("max_abs_error", float(tolerance))
     ref = np.asarray(reference).reshape(len(reference), -1)
-    if ref.shape[1] > 1:
+    if class_scores(reference):
         return Criterion("top1", TOP1)
     return Criterion("max_abs_error", REL_TOLERANCE * max(float(np.abs(ref).max()), 1e-6))
 
@@ -272,11 +281,21 @@ class SelectPrecision(Pass):
 
     # --- helpers
     def _inputs(self, model: Model) -> tuple[np.ndarray, str]:
+        """The calibration set, cut to :data:`~codesign.passes.workload.EVAL_MACS` per evaluation (said so)."""
+        from codesign.passes.workload import EVAL_MACS, MIN_SAMPLES, sample_cost, samples_within
+
+        macs = sample_cost(model).macs
         if self.data is None:
-            return synthetic_inputs(model, self.samples), SYNTHETIC.format(n=self.samples, seed=0)
+            n = samples_within(self.samples, macs, EVAL_MACS, MIN_SAMPLES)
+            cut = f"; cut from {self.samples}: {macs:.3g} MACs per sample" if n < self.samples else ""
+            return synthetic_inputs(model, n), SYNTHETIC.format(n=n, seed=0) + cut
         x = np.asarray(self.data, dtype=np.float32)
         if x.ndim == 0 or len(x) == 0:
             raise CodesignError("calibration data is empty")
+        n = samples_within(len(x), macs, EVAL_MACS, MIN_SAMPLES)
+        if n < len(x):  # evenly spaced: data sorted by class keeps every class
+            picked = x[np.linspace(0, len(x) - 1, n).round().astype(int)]
+            return picked, f"calibration data ({n} of {len(x)} samples, evenly spaced: {macs:.3g} MACs per sample)"
         return x, f"calibration data ({len(x)} samples)"
 
     def _quantized(self, model: Model, calib: Calibration, bits: dict[str, dict[str, int]]) -> Model:
@@ -297,7 +316,12 @@ class SelectPrecision(Pass):
         layers = [n.name for n in model.nodes_of(list(MAC_OPS))]
         if not layers:
             raise CodesignError("model has no MatMul/Gemm/Conv layer to choose types for")
+        from codesign.passes.workload import MIN_EVALUATIONS, SEARCH_MACS, sample_cost, samples_within
+
         x, source = self._inputs(model)
+        max_evaluations = samples_within(
+            self.max_evaluations, len(x) * sample_cost(model).macs, SEARCH_MACS, MIN_EVALUATIONS
+        )
         reference = run_outputs(model, x)
         crit = criterion_for(reference, self.tolerance)
         calib = calibrate(model, x)
@@ -325,7 +349,7 @@ class SelectPrecision(Pass):
         total, per = self._cost(current)
         frozen: set[tuple[str, str]] = set()
         step = 2
-        while evals < self.max_evaluations:
+        while evals < max_evaluations:
             candidates = [
                 (layer, kind)
                 for layer in layers
@@ -351,7 +375,7 @@ class SelectPrecision(Pass):
                         accepted = True
                         break
                 frozen.add((layer, kind))
-                if evals >= self.max_evaluations:
+                if evals >= max_evaluations:
                     break
             if not accepted and not candidates:
                 break
@@ -363,6 +387,7 @@ class SelectPrecision(Pass):
             data_source=source,
             cost={"LUT+DSP": total},
             evaluations=evals,
+            evaluation_limit=max_evaluations,
             inputs=x,
         )
         return PassResult(current, True, info)
