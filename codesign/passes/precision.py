@@ -47,9 +47,24 @@ class Quality:
 
     max_abs_error: float
     top1: float | None
+    #: samples whose top-1 differs, and the largest float top-1/top-2 margin among them (how near a tie they were)
+    flips: int | None = None
+    flip_margin: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"max_abs_error": self.max_abs_error, "top1_agreement": self.top1}
+        d: dict[str, Any] = {"max_abs_error": self.max_abs_error, "top1_agreement": self.top1}
+        if self.flips:
+            d.update(top1_flips=self.flips, max_flip_margin=self.flip_margin)
+        return d
+
+    def describe(self) -> str:
+        """``max abs error E[, top-1 agreement P (N flips, float top-2 margin <= M)]``."""
+        text = f"max abs error {self.max_abs_error:.3g}"
+        if self.top1 is not None:
+            text += f", top-1 agreement {self.top1:.2%}"
+            if self.flips:
+                text += f" ({self.flips} flipped, float top-2 margin <= {self.flip_margin:.2g})"
+        return text
 
 
 @dataclass
@@ -131,8 +146,13 @@ def quality(reference: np.ndarray, got: np.ndarray) -> Quality:
     """Max abs error and (for class-score outputs) top-1 agreement of ``got`` vs ``reference``."""
     ref = np.asarray(reference, dtype=np.float64).reshape(len(reference), -1)
     out = np.asarray(got, dtype=np.float64).reshape(ref.shape)
-    top1 = float(np.mean(ref.argmax(1) == out.argmax(1))) if class_scores(reference) else None
-    return Quality(float(np.abs(ref - out).max(initial=0.0)), top1)
+    err = float(np.abs(ref - out).max(initial=0.0))
+    if not class_scores(reference):
+        return Quality(err, None)
+    flipped = ref.argmax(1) != out.argmax(1)
+    top2 = np.sort(ref[flipped], axis=1)[:, -2:]
+    margin = float((top2[:, 1] - top2[:, 0]).max()) if flipped.any() else None
+    return Quality(err, float(np.mean(~flipped)), int(flipped.sum()), margin)
 
 
 def criterion_for(reference: np.ndarray, tolerance: float | None) -> Criterion:
