@@ -231,7 +231,7 @@ def compile_hls4ml(
         say(why)
         opts = replace(opts, io=io)
     float_check = float_reference is not None or (choose_types and is_float_model(ir))
-    csim_budget = csim.time_limit_s() / (2 if float_check else 1)  # the float check C-simulates as much again
+    csim_budget = csim.time_limit_s() / (2 if float_check else 1) if verify else 0.0  # float check: as much again
     if verify:  # refused here, in seconds, when one sample alone is over the budget
         samples, cut = csim.plan_samples(cost, opts.io, samples, csim_budget)
         if cut:

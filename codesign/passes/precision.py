@@ -318,8 +318,11 @@ class SelectPrecision(Pass):
             return picked, f"calibration data ({n} of {len(x)} samples, evenly spaced: {macs:.3g} MACs per sample)"
         return x, f"calibration data ({len(x)} samples)"
 
-    def _quantized(self, model: Model, calib: Calibration, bits: dict[str, dict[str, int]]) -> Model:
-        cfg = QuantConfig(bits=32, layers={k: dict(v) for k, v in bits.items()}, act_signed=None)
+    def _quantized(
+        self, model: Model, calib: Calibration, bits: dict[str, dict[str, int]], clip_outliers: bool = True
+    ) -> Model:
+        cfg = QuantConfig(bits=32, layers={k: dict(v) for k, v in bits.items()}, act_signed=None,
+                          clip_outliers=clip_outliers)  # fmt: skip
         return hoist_quantizers(quantize_softmax_inputs(Quantize(cfg, calib)(model).model, calib, cfg))
 
     def _cost(self, model: Model) -> tuple[float, dict[str, float]]:
@@ -350,7 +353,7 @@ class SelectPrecision(Pass):
         def evaluate(bits: dict[str, dict[str, int]]) -> tuple[Model, Quality]:
             nonlocal evals
             evals += 1
-            q = self._quantized(model, calib, bits)
+            q = self._quantized(model, calib, bits, clip_outliers=crit.kind == "top1")
             return q, quality(reference, run_outputs(q, x))
 
         bits: dict[str, dict[str, int]] = {}

@@ -146,6 +146,13 @@ def unrolled_work(model: Model) -> tuple[int, str, int]:
     return sum(per.values()), worst, per.get(worst, 0)
 
 
+def check_supported(model: Model) -> None:
+    """Refuse, naming node and op, the first op the tracer does not handle."""
+    for node in model.graph.node:
+        if node.op_type not in TRACED_OPS and not _is_weight_quantizer(model, node):
+            raise UnsupportedModelError(f"{node.name}: the 'da' estimator does not support {node.op_type}")
+
+
 def check_unrolled(model: Model, limit: int | None = None) -> None:
     """Refuse, in one line naming the costliest node, a model too large for alkaid to unroll in minutes."""
     import os
@@ -178,10 +185,7 @@ class _Tracer:
         self.hw = self.trace.HWConfig(1, -1, -1)
         self.latency_cutoff = latency_cutoff
         self.env: dict[str, Any] = {}
-        for node in model.graph.node:  # refuse before tracing anything (tracing big layers takes seconds)
-            if node.op_type not in TRACED_OPS and not _is_weight_quantizer(model, node):
-                raise UnsupportedModelError(f"{node.name}: the 'da' estimator does not support {node.op_type}")
-        check_unrolled(model)
+        check_supported(model)  # refuse before tracing anything (tracing big layers takes seconds)
 
     # ------------------------------------------------------------- inputs
     def input_array(self, name: str) -> Any:
