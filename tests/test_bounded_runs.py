@@ -157,3 +157,21 @@ def test_max_error_tolerance_keeps_the_whole_calibrated_range():
     assert kept < 1e-4 < 0.1 < clipped
     info = SelectPrecision(x)(m).info
     assert info.criterion.kind == "max_abs_error" and info.quality.max_abs_error <= 0.8 * info.criterion.value
+
+
+def test_csim_is_cut_to_the_time_the_first_sample_took(monkeypatch):
+    """A loaded machine C-simulates fewer samples rather than running past the plan's budget."""
+    from codesign.backends import verify
+
+    calls: list[int] = []
+
+    def slow(ir, build, x):  # 0.2 s per sample
+        calls.append(len(x))
+        time.sleep(0.2 * len(x))
+        return x[:, :2]
+
+    monkeypatch.setattr(verify, "hls4ml_outputs", slow)
+    x = np.arange(50.0)[:, None] * np.ones((1, 3))
+    got = verify.hls4ml_outputs_within(None, None, x, budget_s=1.0)
+    assert calls[0] == 1 and 2 <= len(got) <= 5 and got[:, 0].tolist() == list(range(len(got)))
+    assert len(verify.hls4ml_outputs_within(None, None, np.zeros((7, 3)))) == 7  # no budget: all of them

@@ -127,13 +127,14 @@ class FloatReference:
     #: the selection's tolerance (a ``codesign.passes.precision.Criterion``): what verification must meet
     criterion: Any = None
 
-    def check(self, ir: Model, build: Any, limit: int | None = None) -> None:
+    def check(self, ir: Model, build: Any, limit: int | None = None, budget_s: float | None = None) -> None:
         """C-simulation vs the float model (onnxruntime) on the (first ``limit``) calibration inputs."""
-        from codesign.backends.verify import hls4ml_outputs
+        from codesign.backends.verify import hls4ml_outputs_within
         from codesign.passes.precision import quality, run_outputs
 
-        x = self.inputs[:limit]
-        q = quality(run_outputs(self.model, x), hls4ml_outputs(ir, build, x))
+        got = hls4ml_outputs_within(ir, build, self.inputs[:limit], budget_s)
+        x = self.inputs[: len(got)]
+        q = quality(run_outputs(self.model, x), got)
         self.verify = {"samples": len(x), **q.to_dict()}
 
     def to_manifest(self) -> dict[str, Any]:
@@ -262,10 +263,10 @@ def compile_hls4ml(
             timings["csim_build_s"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             with step(f"C-simulating {samples} samples against the reference"):
-                report = verify_hls4ml(ir, build, samples)
+                report = verify_hls4ml(ir, build, samples, budget_s=csim_budget)
                 if float_reference is not None:
                     n_float = csim.plan_samples(cost, opts.io, len(float_reference.inputs), csim_budget)[0]
-                    float_reference.check(ir, build, n_float)
+                    float_reference.check(ir, build, n_float, csim_budget)
             verdict = judge_hls4ml(ir, report.to_dict(), float_reference.verify if float_reference else None,
                                    float_reference.criterion if float_reference else None)  # fmt: skip
             if not verdict.passed and report.mismatched:
