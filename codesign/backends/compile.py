@@ -127,14 +127,15 @@ class FloatReference:
     #: the selection's tolerance (a ``codesign.passes.precision.Criterion``): what verification must meet
     criterion: Any = None
 
-    def check(self, ir: Model, build: Any) -> None:
-        """C-simulation vs the float model (onnxruntime) on the calibration inputs."""
-        from codesign.backends.verify import hls4ml_outputs
+    def check(self, ir: Model, build: Any, limit: int | None = None, budget_s: float | None = None) -> None:
+        """C-simulation vs the float model (onnxruntime) on the (first ``limit``) calibration inputs."""
+        from codesign.backends.verify import hls4ml_outputs_within
         from codesign.passes.precision import quality, run_outputs
 
-        got = hls4ml_outputs(ir, build, self.inputs)
-        q = quality(run_outputs(self.model, self.inputs), got)
-        self.verify = {"samples": len(self.inputs), **q.to_dict()}
+        got = hls4ml_outputs_within(ir, build, self.inputs[:limit], budget_s)
+        x = self.inputs[: len(got)]
+        q = quality(run_outputs(self.model, x), got)
+        self.verify = {"samples": len(x), **q.to_dict()}
 
     def to_manifest(self) -> dict[str, Any]:
         return {"precision_selection": self.selection, "verify_float": self.verify}
@@ -202,6 +203,7 @@ def compile_hls4ml(
     from codesign.backends import hls4ml_backend as hb
     from codesign.backends.verdict import judge_hls4ml
     from codesign.backends.verify import first_divergence, verify_hls4ml, verify_inputs
+    from codesign.passes.precision import is_float_model
 
     tgt = target if isinstance(target, Target) else get_target(target)
     if "hls4ml" not in tgt.backends:
@@ -229,6 +231,12 @@ def compile_hls4ml(
     if why:
         say(why)
         opts = replace(opts, io=io)
+    float_check = float_reference is not None or (choose_types and is_float_model(ir))
+    csim_budget = csim.time_limit_s() / (2 if float_check else 1) if verify else 0.0  # float check: as much again
+    if verify:  # refused here, in seconds, when one sample alone is over the budget
+        samples, cut = csim.plan_samples(cost, opts.io, samples, csim_budget)
+        if cut:
+            say(cut)
     lowered_from = ir  # the typed model below is another model: it is lowered afresh (its Quant nodes)
     if float_reference is None and choose_types:
         t0 = time.perf_counter()
@@ -255,9 +263,10 @@ def compile_hls4ml(
             timings["csim_build_s"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             with step(f"C-simulating {samples} samples against the reference"):
-                report = verify_hls4ml(ir, build, samples)
+                report = verify_hls4ml(ir, build, samples, budget_s=csim_budget)
                 if float_reference is not None:
-                    float_reference.check(ir, build)
+                    n_float = csim.plan_samples(cost, opts.io, len(float_reference.inputs), csim_budget)[0]
+                    float_reference.check(ir, build, n_float, csim_budget)
             verdict = judge_hls4ml(ir, report.to_dict(), float_reference.verify if float_reference else None,
                                    float_reference.criterion if float_reference else None)  # fmt: skip
             if not verdict.passed and report.mismatched:

@@ -110,7 +110,10 @@ def execute(model: Model, inputs: Mapping[str, np.ndarray] | np.ndarray) -> dict
 
 
 def predict(model: Model, x: np.ndarray, batch: int = 1000) -> np.ndarray:
-    """First output for a whole array of samples, in chunks of ``batch``."""
+    """First output for a whole array of samples, in chunks of ``batch`` (cut to the activation budget)."""
+    from codesign.passes.workload import batch_size
+
+    batch = batch_size(model, batch)
     executor = ReferenceExecutor(model)
     out_name = model.outputs[0]
     parts = [executor.run(x[i : i + batch])[out_name] for i in range(0, len(x), batch)]

@@ -83,13 +83,15 @@ def require_tool(tool: str) -> str:
 # ------------------------------------------------------------------ trace + write
 def trace(ir: Model, opts: RtlOptions) -> tuple[Any, Any]:
     """(CombLogic, Pipeline) of the whole model with QONNX-exact rounding."""
-    from codesign.passes.estimate.da_model import trace_model
+    from codesign.passes.estimate.da_model import check_supported, check_unrolled, trace_model
 
     try:
         from alkaid.codegen import RTLModel
     except ImportError:
         raise UnsupportedModelError("the rtl backend needs alkaid: pip install alkaid") from None
     try:
+        check_supported(ir)
+        check_unrolled(ir)  # before alkaid solves a constant-matrix multiply per output pixel for hours
         comb = trace_model(ir, opts.latency_cutoff, exact_rounding=True)
     except UnsupportedModelError as exc:  # the shared tracer words it for the estimator
         msg = str(exc).replace("the 'da' estimator", "alkaid")

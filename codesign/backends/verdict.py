@@ -89,11 +89,9 @@ def judge_hls4ml(ir: Model, report: dict[str, Any], float_verify: dict[str, Any]
     top1 = report.get("argmax_agreement")
     top1_txt = f", top-1 agreement {top1:.2%}" if top1 is not None else ""
     if float_verify is not None and criterion is not None:  # a float model typed by the selection
-        q = Quality(float(float_verify["max_abs_error"]), float_verify.get("top1_agreement"))
-        measured = f"max abs error {q.max_abs_error:.3g}" + (
-            f", top-1 agreement {q.top1:.2%}" if q.top1 is not None else ""
-        )
-        return Verdict(criterion.met(q, margin=False), f"{criterion.describe()} vs the float model", measured)
+        q = Quality(float(float_verify["max_abs_error"]), float_verify.get("top1_agreement"),
+                    float_verify.get("top1_flips"), float_verify.get("max_flip_margin"))  # fmt: skip
+        return Verdict(criterion.met(q, margin=False), f"{criterion.describe()} vs the float model", q.describe())
     measured = (
         f"{report['bit_exact_share']:.2%} of outputs bit-exact, max abs diff {report['max_abs_diff']:.3g}{top1_txt}"
     )

@@ -139,10 +139,32 @@ def verify_inputs(ir: Model, build: Any, samples: int, seed: int = 0) -> tuple[n
     return x, {ir.inputs[0]: (given or FLOAT_INPUT_TYPE).hls()}
 
 
-def verify_hls4ml(ir: Model, build: Any, samples: int = 100, seed: int = 0) -> VerifyReport:
-    """hls4ml C-simulation (already compiled) vs the IR's reference execution."""
+def verify_hls4ml(
+    ir: Model, build: Any, samples: int = 100, seed: int = 0, budget_s: float | None = None
+) -> VerifyReport:
+    """hls4ml C-simulation (already compiled) vs the IR's reference execution (within ``budget_s``)."""
     x, types = verify_inputs(ir, build, samples, seed)
-    return compare(reference_outputs(ir, x), hls4ml_outputs(ir, build, x), types)
+    got = hls4ml_outputs_within(ir, build, x, budget_s)
+    return compare(reference_outputs(ir, x[: len(got)]), got, types)
+
+
+def hls4ml_outputs_within(ir: Model, build: Any, x: np.ndarray, budget_s: float | None = None) -> np.ndarray:
+    """The C-simulation's outputs for the first samples of ``x`` that fit ``budget_s`` seconds (at least one).
+
+    The first sample is timed and the rest cut to what the budget leaves, so a loaded machine
+    verifies fewer samples instead of running past the estimate the plan was made with.
+    """
+    import time
+
+    from codesign.passes.workload import samples_within
+
+    if budget_s is None or len(x) <= 1:
+        return hls4ml_outputs(ir, build, x)
+    t0 = time.monotonic()
+    first = hls4ml_outputs(ir, build, x[:1])
+    spent = time.monotonic() - t0
+    n = 1 + samples_within(len(x) - 1, spent, budget_s - spent, minimum=0)
+    return first if n <= 1 else np.concatenate([first, hls4ml_outputs(ir, build, x[1:n])])
 
 
 def hls4ml_outputs(ir: Model, build: Any, x: np.ndarray) -> np.ndarray:
@@ -251,5 +273,5 @@ def first_divergence(ir: Model, build: Any, x: np.ndarray, memory_gb: float | No
 
 __all__ = [
     "MAX_TRACED", "VerifyReport", "channels_perm", "compare", "first_divergence", "hls4ml_inputs", "hls4ml_outputs",
-    "reference_outputs", "sample_inputs", "verify_hls4ml", "verify_inputs",
+    "hls4ml_outputs_within", "reference_outputs", "sample_inputs", "verify_hls4ml", "verify_inputs",
 ]  # fmt: skip

@@ -146,9 +146,12 @@ def calibrate(
     iterable of batches (a torch DataLoader works: tensors or (x, y) pairs).
     """
     from codesign.backends.reference import ReferenceExecutor
+    from codesign.passes.workload import batch_size
 
     wanted = tensors if tensors is not None else _dynamic_tensors(model)
-    executor = ReferenceExecutor(_exposed(model, wanted))
+    exposed = _exposed(model, wanted)
+    batch = batch_size(exposed, batch, copies=4.0)  # every tensor is an output; float64 sums and samples of it
+    executor = ReferenceExecutor(exposed)
     lo: dict[str, float] = {}
     hi: dict[str, float] = {}
     samples = 0

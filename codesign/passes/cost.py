@@ -151,6 +151,20 @@ def _mac_geometry(model: Model, node: onnx.NodeProto) -> tuple[float, int, str |
     return float(macs), int(fan_in), w
 
 
+def dense_macs_by_node(model: Model) -> dict[str, float]:
+    """MACs per MAC node before sparsity (what a simulation or an unrolled circuit executes)."""
+    return {
+        n.name: _mac_geometry(model, n)[0]
+        for n in model.nodes_of(list(MAC_OPS))
+        if len(n.input) > 1 and all(model.shape(t) is not None for t in (n.input[0], n.input[1], n.output[0]))
+    }
+
+
+def dense_macs(model: Model) -> float:
+    """MACs of one forward pass before sparsity."""
+    return sum(dense_macs_by_node(model).values())
+
+
 def _params(model: Model, node: onnx.NodeProto) -> tuple[int, int]:
     if node.op_type not in PARAM_OPS:
         return 0, 0

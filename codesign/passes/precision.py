@@ -47,9 +47,24 @@ class Quality:
 
     max_abs_error: float
     top1: float | None
+    #: samples whose top-1 differs, and the largest float top-1/top-2 margin among them (how near a tie they were)
+    flips: int | None = None
+    flip_margin: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"max_abs_error": self.max_abs_error, "top1_agreement": self.top1}
+        d: dict[str, Any] = {"max_abs_error": self.max_abs_error, "top1_agreement": self.top1}
+        if self.flips:
+            d.update(top1_flips=self.flips, max_flip_margin=self.flip_margin)
+        return d
+
+    def describe(self) -> str:
+        """``max abs error E[, top-1 agreement P (N flips, float top-2 margin <= M)]``."""
+        text = f"max abs error {self.max_abs_error:.3g}"
+        if self.top1 is not None:
+            text += f", top-1 agreement {self.top1:.2%}"
+            if self.flips:
+                text += f" ({self.flips} flipped, float top-2 margin <= {self.flip_margin:.2g})"
+        return text
 
 
 @dataclass
@@ -80,6 +95,8 @@ class PrecisionInfo:
     data_source: str
     cost: dict[str, float] = field(default_factory=dict)
     evaluations: int = 0
+    #: the search's evaluation cap (cut from ``max_evaluations`` to fit the work budget on big models)
+    evaluation_limit: int = 0
     #: the inputs the types were chosen on (verification reuses them; not in ``to_dict``)
     inputs: np.ndarray | None = None
 
@@ -91,6 +108,7 @@ class PrecisionInfo:
             "layers": {k: {"bits": self.bits[k], "types": self.types.get(k, {})} for k in self.bits},
             "cost": self.cost,
             "evaluations": self.evaluations,
+            "evaluation_limit": self.evaluation_limit,
         }
 
 
@@ -118,22 +136,33 @@ def run_outputs(model: Model, x: np.ndarray) -> np.ndarray:
         return np.concatenate([executor.run(x[i : i + 1])[name] for i in range(len(x))]).astype(np.float64)
 
 
+def class_scores(reference: np.ndarray) -> bool:
+    """Whether per-sample outputs are one vector of several scores (an image or a map has no top-1)."""
+    ref = np.asarray(reference)
+    return ref.ndim >= 2 and sum(d > 1 for d in ref.shape[1:]) == 1
+
+
 def quality(reference: np.ndarray, got: np.ndarray) -> Quality:
-    """Max abs error and (for multi-class outputs) top-1 agreement of ``got`` vs ``reference``."""
+    """Max abs error and (for class-score outputs) top-1 agreement of ``got`` vs ``reference``."""
     ref = np.asarray(reference, dtype=np.float64).reshape(len(reference), -1)
     out = np.asarray(got, dtype=np.float64).reshape(ref.shape)
-    top1 = float(np.mean(ref.argmax(1) == out.argmax(1))) if ref.shape[1] > 1 else None
-    return Quality(float(np.abs(ref - out).max(initial=0.0)), top1)
+    err = float(np.abs(ref - out).max(initial=0.0))
+    if not class_scores(reference):
+        return Quality(err, None)
+    flipped = ref.argmax(1) != out.argmax(1)
+    top2 = np.sort(ref[flipped], axis=1)[:, -2:]
+    margin = float((top2[:, 1] - top2[:, 0]).max()) if flipped.any() else None
+    return Quality(err, float(np.mean(~flipped)), int(flipped.sum()), margin)
 
 
 def criterion_for(reference: np.ndarray, tolerance: float | None) -> Criterion:
-    """``--tolerance`` if given; else top-1 for multi-class outputs, else 1% of the output's peak."""
+    """``--tolerance`` if given; else top-1 for class-score outputs, else 1% of the output's peak."""
     if tolerance is not None:
         if not tolerance > 0:
             raise CodesignError(f"--tolerance must be a positive max abs error, not {tolerance}")
         return Criterion("max_abs_error", float(tolerance))
     ref = np.asarray(reference).reshape(len(reference), -1)
-    if ref.shape[1] > 1:
+    if class_scores(reference):
         return Criterion("top1", TOP1)
     return Criterion("max_abs_error", REL_TOLERANCE * max(float(np.abs(ref).max()), 1e-6))
 
@@ -272,15 +301,28 @@ class SelectPrecision(Pass):
 
     # --- helpers
     def _inputs(self, model: Model) -> tuple[np.ndarray, str]:
+        """The calibration set, cut to :data:`~codesign.passes.workload.EVAL_MACS` per evaluation (said so)."""
+        from codesign.passes.workload import EVAL_MACS, MIN_SAMPLES, sample_cost, samples_within
+
+        macs = sample_cost(model).macs
         if self.data is None:
-            return synthetic_inputs(model, self.samples), SYNTHETIC.format(n=self.samples, seed=0)
+            n = samples_within(self.samples, macs, EVAL_MACS, MIN_SAMPLES)
+            cut = f"; cut from {self.samples}: {macs:.3g} MACs per sample" if n < self.samples else ""
+            return synthetic_inputs(model, n), SYNTHETIC.format(n=n, seed=0) + cut
         x = np.asarray(self.data, dtype=np.float32)
         if x.ndim == 0 or len(x) == 0:
             raise CodesignError("calibration data is empty")
+        n = samples_within(len(x), macs, EVAL_MACS, MIN_SAMPLES)
+        if n < len(x):  # evenly spaced: data sorted by class keeps every class
+            picked = x[np.linspace(0, len(x) - 1, n).round().astype(int)]
+            return picked, f"calibration data ({n} of {len(x)} samples, evenly spaced: {macs:.3g} MACs per sample)"
         return x, f"calibration data ({len(x)} samples)"
 
-    def _quantized(self, model: Model, calib: Calibration, bits: dict[str, dict[str, int]]) -> Model:
-        cfg = QuantConfig(bits=32, layers={k: dict(v) for k, v in bits.items()}, act_signed=None)
+    def _quantized(
+        self, model: Model, calib: Calibration, bits: dict[str, dict[str, int]], clip_outliers: bool = True
+    ) -> Model:
+        cfg = QuantConfig(bits=32, layers={k: dict(v) for k, v in bits.items()}, act_signed=None,
+                          clip_outliers=clip_outliers)  # fmt: skip
         return hoist_quantizers(quantize_softmax_inputs(Quantize(cfg, calib)(model).model, calib, cfg))
 
     def _cost(self, model: Model) -> tuple[float, dict[str, float]]:
@@ -297,7 +339,12 @@ class SelectPrecision(Pass):
         layers = [n.name for n in model.nodes_of(list(MAC_OPS))]
         if not layers:
             raise CodesignError("model has no MatMul/Gemm/Conv layer to choose types for")
+        from codesign.passes.workload import MIN_EVALUATIONS, SEARCH_MACS, sample_cost, samples_within
+
         x, source = self._inputs(model)
+        max_evaluations = samples_within(
+            self.max_evaluations, len(x) * sample_cost(model).macs, SEARCH_MACS, MIN_EVALUATIONS
+        )
         reference = run_outputs(model, x)
         crit = criterion_for(reference, self.tolerance)
         calib = calibrate(model, x)
@@ -306,7 +353,7 @@ class SelectPrecision(Pass):
         def evaluate(bits: dict[str, dict[str, int]]) -> tuple[Model, Quality]:
             nonlocal evals
             evals += 1
-            q = self._quantized(model, calib, bits)
+            q = self._quantized(model, calib, bits, clip_outliers=crit.kind == "top1")
             return q, quality(reference, run_outputs(q, x))
 
         bits: dict[str, dict[str, int]] = {}
@@ -325,7 +372,7 @@ class SelectPrecision(Pass):
         total, per = self._cost(current)
         frozen: set[tuple[str, str]] = set()
         step = 2
-        while evals < self.max_evaluations:
+        while evals < max_evaluations:
             candidates = [
                 (layer, kind)
                 for layer in layers
@@ -351,7 +398,7 @@ class SelectPrecision(Pass):
                         accepted = True
                         break
                 frozen.add((layer, kind))
-                if evals >= self.max_evaluations:
+                if evals >= max_evaluations:
                     break
             if not accepted and not candidates:
                 break
@@ -363,6 +410,7 @@ class SelectPrecision(Pass):
             data_source=source,
             cost={"LUT+DSP": total},
             evaluations=evals,
+            evaluation_limit=max_evaluations,
             inputs=x,
         )
         return PassResult(current, True, info)

@@ -74,6 +74,9 @@ class QuantConfig:
     scale: str = "pow2"
     per_channel: bool = False
     bias_correction: bool = True  # shift biases by the mean output error of quantized weights
+    #: activation scales may clip calibration outliers (MSE-best); False keeps the whole calibrated range,
+    #: as a max-abs-error tolerance needs (a subsample's MSE never sees the rare values it clips)
+    clip_outliers: bool = True
 
     def __post_init__(self) -> None:
         if self.scale not in SCALES:
@@ -126,16 +129,18 @@ def _int_min(bits: int, signed: bool, narrow: bool) -> int:
     return -(2 ** (bits - 1)) + int(narrow) if signed else 0
 
 
-def best_pow2(values: np.ndarray, bits: int, signed: bool, narrow: bool, tries: int = 4) -> float:
+def best_pow2(values: np.ndarray, bits: int, signed: bool, narrow: bool, tries: int = 4, peak: float = 0.0) -> float:
     """The power-of-two scale with the least squared error on ``values``.
 
     The smallest scale that clips nothing wastes up to one bit when the maximum is an
     outlier; trying a few halvings (clipping the outliers) recovers it, as ap_fixed
-    users do by hand when they pick the integer bits.
+    users do by hand when they pick the integer bits. ``peak``: the tensor's true largest
+    magnitude when ``values`` is a subsample (which may miss it): the search starts there.
     """
     values = np.asarray(values, dtype=np.float64).reshape(-1)
     lo_q, hi_q = _int_min(bits, signed, narrow), _int_max(bits, signed, narrow)
     m = float(np.max(values)) if not signed else float(np.max(np.abs(values)))
+    m = max(m, float(peak))
     if m <= 0:
         return 1.0
     start = float(_pow2_ceil(np.asarray(m / max(hi_q, 1))))
@@ -198,9 +203,9 @@ def act_scale(
     lo: float, hi: float, bits: int, signed: bool, cfg: QuantConfig, sample: np.ndarray | None = None
 ) -> np.float32:
     """Scale for an activation in [lo, hi]; with calibration samples, the MSE-best power of 2."""
-    if cfg.scale == "pow2" and sample is not None and sample.size:
-        return np.float32(best_pow2(sample, bits, signed, cfg.narrow))
     m = max(hi, -lo if signed else 0.0)
+    if cfg.scale == "pow2" and cfg.clip_outliers and sample is not None and sample.size:  # from the whole range
+        return np.float32(best_pow2(sample, bits, signed, cfg.narrow, peak=m))
     m = m if m > 0 else 1.0
     scale = m / _int_max(bits, signed, cfg.narrow)
     return np.float32(_pow2_ceil(np.asarray(scale)) if cfg.scale == "pow2" else scale)

@@ -1,0 +1,41 @@
+"""Near-tie classifiers: the float verdict keeps its top-1 bar and says how near a tie every flipped sample was."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import shared_path
+from helpers import mlp_proto
+
+import codesign
+from codesign.backends.verdict import judge_hls4ml
+from codesign.frontends import load
+from codesign.passes.precision import Criterion, quality
+
+
+def test_quality_counts_flips_and_their_float_margin():
+    ref = np.array([[0.30, 0.29, 0.0], [1.0, 0.0, 0.2], [0.1, 0.5, 0.4]])
+    got = np.array([[0.29, 0.30, 0.0], [0.9, 0.1, 0.2], [0.1, 0.4, 0.5]])
+    q = quality(ref, got)
+    assert q.top1 == pytest.approx(1 / 3) and q.flips == 2 and q.flip_margin == pytest.approx(0.1)
+    assert q.describe() == "max abs error 0.1, top-1 agreement 33.33% (2 flipped, float top-2 margin <= 0.1)"
+    assert quality(ref, ref).to_dict() == {"max_abs_error": 0.0, "top1_agreement": 1.0}
+
+
+def test_float_verdict_names_the_flips_but_keeps_the_bar():
+    """Ties are not excused: 99.4% fails even when every flip was a near tie."""
+    crit = Criterion("top1", 0.995)
+    verify = {"max_abs_error": 1e-4, "top1_agreement": 0.994, "top1_flips": 6, "max_flip_margin": 2e-6}
+    v = judge_hls4ml(load(mlp_proto()), {}, verify, crit)
+    assert not v.passed and v.measured.endswith("top-1 agreement 99.40% (6 flipped, float top-2 margin <= 2e-06)")
+
+
+@pytest.mark.slow
+def test_three_layer_pytorch_verifies_and_its_flips_are_ties(tmp_path):
+    """An untrained net (top-2 margins ~3e-3): C-sim top-1 99.8% vs the float model, both flips within 1e-5."""
+    path = shared_path("models", "fastmachinelearning+example-models", "onnx", "three_layer_pytorch.onnx")
+    result = codesign.compile(path, "vu13p", output=tmp_path / "o", verify=True)
+    f = result.manifest["verify_float"]
+    assert result.passed and f["samples"] == 1000 and f["top1_agreement"] == 0.998
+    assert f["top1_flips"] == 2 and f["max_flip_margin"] < 1e-5
+    assert result.verdict_line.endswith("top-1 agreement 99.80% (2 flipped, float top-2 margin <= 9.2e-06)")
