@@ -169,30 +169,35 @@ def front_rows(task: str, objective: str, summary, space, data, estimator: str) 
 
 
 def synthesise_rows(pairs: list[tuple[Row, Any]], cache: Path, jobs: int, max_lut: float) -> None:
-    """Fill real_lut/real_ff by yosys (cached), smallest first, ``jobs`` at a time, with progress lines."""
+    """Fill real_lut/real_ff by yosys (cached; a model on both fronts once), smallest first, ``jobs`` at a time."""
     versions = tool_versions()
-    todo = sorted((p for p in pairs if p[0].est_lut <= max_lut), key=lambda p: p[0].est_lut)
     for row, _ in pairs:
         if row.est_lut > max_lut:
             row.note = f"not synthesised: estimate {row.est_lut:.0f} > --synth-max-lut {max_lut:.0f}"
+    models: dict[str, tuple[Any, list[Row]]] = {}
+    for row, ir in sorted(pairs, key=lambda p: p[0].est_lut):
+        if row.est_lut <= max_lut:
+            models.setdefault(model_hash(ir), (ir, []))[1].append(row)
     t0 = time.perf_counter()
 
-    def one(i_pair: tuple[int, tuple[Row, Any]]) -> None:
-        i, (row, ir) = i_pair
+    def one(item: tuple[int, tuple[Any, list[Row]]]) -> None:
+        i, (ir, rows) = item
+        what = f"synth {i + 1}/{len(models)} " + ", ".join(f"{r.task}/{r.objective} trial {r.trial}" for r in rows)
         try:
             got = synth_cached(ir, cache, versions)
         except CodesignError as exc:
-            row.note = f"synthesis failed: {exc}"
-            print(f"  synth {i + 1}/{len(todo)} {row.objective} trial {row.trial}: {exc}", flush=True)
+            for row in rows:
+                row.note = f"synthesis failed: {exc}"
+            print(f"  {what}: {exc}", flush=True)
             return
-        row.real_lut, row.real_ff, row.synth_s = float(got["LUT"]), float(got["FF"]), float(got["seconds"])
+        for row in rows:
+            row.real_lut, row.real_ff, row.synth_s = float(got["LUT"]), float(got["FF"]), float(got["seconds"])
         how = "cached" if got["cached"] else f"{got['seconds']:.0f} s"
-        print(f"  synth {i + 1}/{len(todo)} {row.task}/{row.objective} trial {row.trial} ({row.label}): "
-              f"{got['LUT']} LUT, {got['FF']} FF (est. {row.est_lut:.0f}; {how}; {time.perf_counter() - t0:.0f} s in)",
-              flush=True)  # fmt: skip
+        print(f"  {what} ({rows[0].label}): {got['LUT']} LUT, {got['FF']} FF (est. {rows[0].est_lut:.0f}; {how}; "
+              f"{time.perf_counter() - t0:.0f} s in)", flush=True)  # fmt: skip
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        list(pool.map(one, enumerate(todo)))
+        list(pool.map(one, enumerate(models.values())))
 
 
 def compare(rows: list[Row], real: bool) -> dict[str, Any]:
