@@ -52,9 +52,9 @@ TASKS: dict[str, dict[str, Any]] = {
     "bragg": {
         "yaml": "examples/search/braggnn.yaml",
         "model": {"bits": [4, 6, 8]},
-        "data": {"max_rows": 1500},
+        "data": {"max_rows": 4000},
         "estimator": "hls4ml",  # da/rtl refuse MaxPool and Softmax (checked at run time, see estimator_for)
-        "trials": 10, "population": 5, "epochs": 1,
+        "trials": 16, "population": 8, "epochs": 3,
     },
 }  # fmt: skip
 
@@ -115,10 +115,13 @@ def estimator_for(task: str, space) -> tuple[str, str]:
 
 
 def model_hash(ir) -> str:
-    """sha256 of the model proto: the synthesis cache key (with the tool versions)."""
+    """sha256 of the model proto, graph name left out (one model found by both runs is one design): the
+    synthesis cache key (with the tool versions)."""
     import hashlib
 
-    return hashlib.sha256(ir.proto.SerializeToString(deterministic=True)).hexdigest()
+    proto = copy.deepcopy(ir.proto)
+    proto.graph.name = ""
+    return hashlib.sha256(proto.SerializeToString(deterministic=True)).hexdigest()
 
 
 def tool_versions() -> str:
@@ -223,14 +226,15 @@ def compare(rows: list[Row], real: bool) -> dict[str, Any]:
 
 
 def print_table(rows: list[Row]) -> None:
-    head = (f"{'task':6s} {'objective':9s} {'trial':>5s} {'model':22s} {'accuracy':>8s} {'BOPs':>10s} "
+    w = max([22] + [len(r.label) for r in rows])
+    head = (f"{'task':6s} {'objective':9s} {'trial':>5s} {'model':{w}s} {'accuracy':>8s} {'BOPs':>10s} "
             f"{'est. LUT':>9s} {'yosys LUT':>9s} {'yosys FF':>8s}")  # fmt: skip
     print(head)
     print("-" * len(head))
     for r in sorted(rows, key=lambda r: (r.task, r.objective, -r.accuracy)):
         lut = f"{r.real_lut:9.0f}" if r.real_lut is not None else f"{'-':>9s}"
         ff = f"{r.real_ff:8.0f}" if r.real_ff is not None else f"{'-':>8s}"
-        print(f"{r.task:6s} {r.objective:9s} {r.trial:5d} {r.label:22s} {r.accuracy:8.4f} {r.bops:10.4g} "
+        print(f"{r.task:6s} {r.objective:9s} {r.trial:5d} {r.label:{w}s} {r.accuracy:8.4f} {r.bops:10.4g} "
               f"{r.est_lut:9.0f} {lut} {ff}  {r.note}")  # fmt: skip
 
 
@@ -315,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--task", choices=["magic", "bragg", "both"], default="magic")
     ap.add_argument("-o", "--out", default="runs/objective_study", help="output folder (runs/, study.json, plot)")
-    ap.add_argument("--trials", type=int, help="trials per search (default: per task, MAGIC 40, Bragg 10)")
+    ap.add_argument("--trials", type=int, help="trials per search (default: per task, MAGIC 40, Bragg 16)")
     ap.add_argument("--population", type=int)
     ap.add_argument("--epochs", type=int)
     ap.add_argument("--max-rows", type=int, help="cap the data set's rows (a toy run)")
