@@ -99,7 +99,8 @@ def test_objective_study_toy_magic(tmp_path):
         front = [r for r in rows if r["objective"] == obj]
         assert front, obj
         assert all(pareto_mask([[-r["accuracy"], r[key]] for r in front])), obj
-        assert all(0.5 < r["accuracy"] < 1.0 and r["bops"] > 0 and r["est_lut"] > 0 for r in front)
+        assert all(0.0 < r["accuracy"] <= 1.0 and r["bops"] > 0 and r["est_lut"] >= 0 for r in front)
+        assert max(r["accuracy"] for r in front) > 0.75  # the best model learned (MAGIC: 65% majority class)
         assert all(r["real_lut"] is None for r in front)  # --no-synth
     magic = got["tasks"]["magic"]
     assert magic["lut_kind"] == "estimated" and set(magic["hypervolume"]) == {"bops", "lut"}
