@@ -24,6 +24,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,7 +35,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from codesign.errors import CodesignError, UnsupportedModelError  # noqa: E402
+from codesign.errors import CodesignError, UnsupportedModelError
 
 OBJECTIVES = ("bops", "lut")
 #: Where the yosys results live (outside the repo): ``$CODESIGN_CACHE/yosys`` or ``~/.cache/codesign/yosys``.
@@ -222,7 +223,21 @@ def compare(rows: list[Row], real: bool) -> dict[str, Any]:
     gain = (hv[winner] / hv[loser] - 1.0) if winner and hv[loser] > 0 else float("inf")
     return {"lut_kind": "yosys" if real else "estimated", "hypervolume": hv, "reference": ref,
             "front_sizes": {o: len(f) for o, f in fronts.items()}, "common_accuracy": common,
-            "cheapest_at_common_accuracy": cheapest, "winner": winner, "hv_gain": gain}  # fmt: skip
+            "cheapest_at_common_accuracy": cheapest, "winner": winner, "hv_gain": gain,
+            "ranking": ranking(rows) if real else None}  # fmt: skip
+
+
+def ranking(rows: list[Row]) -> dict[str, float]:
+    """How well each objective orders the synthesised models by yosys LUTs (Spearman rho, distinct models),
+    and the estimate's mean absolute percentage error."""
+    from estimator_accuracy import mape, spearman  # the estimator benchmark's definitions
+
+    uniq = sorted({(r.bops, r.est_lut, r.real_lut) for r in rows if r.real_lut})  # a 0-LUT constant net: no ratio
+    if len(uniq) < 3:
+        return {}
+    bops, est, real = (list(c) for c in zip(*uniq))
+    return {"models": len(uniq), "rho_bops": spearman(bops, real), "rho_est_lut": spearman(est, real),
+            "mape_est_lut": mape(est, real)}  # fmt: skip
 
 
 def print_table(rows: list[Row]) -> None:
@@ -243,8 +258,16 @@ def summary_lines(task: str, cmp: dict[str, Any]) -> list[str]:
     out = [f"{task}: hypervolume of (1 - accuracy, log10 {cmp['lut_kind']} LUTs), reference "
            f"({ref[0]:.4f}, {10 ** ref[1]:.0f} LUT): " + ", ".join(f"{o} front {hv[o]:.4f}" for o in hv)]  # fmt: skip
     ch = cmp["cheapest_at_common_accuracy"]
-    out.append(f"{task}: accuracy both fronts reach: {cmp['common_accuracy']:.4f}; cheapest model there: "
-               + ", ".join(f"{o} front {c:.0f} LUT" if c is not None else f"{o} front -" for o, c in ch.items()))
+    out.append(
+        f"{task}: accuracy both fronts reach: {cmp['common_accuracy']:.4f}; cheapest model there: "
+        + ", ".join(f"{o} front {c:.0f} LUT" if c is not None else f"{o} front -" for o, c in ch.items())
+    )
+    rk = cmp.get("ranking")
+    if rk:
+        out.append(
+            f"{task}: over {rk['models']} synthesised models, Spearman rho with yosys LUTs: BOPs "
+            f"{rk['rho_bops']:.3f}, estimated LUTs {rk['rho_est_lut']:.3f} (MAPE {rk['mape_est_lut']:.1f}%)"
+        )
     w = cmp["winner"]
     other = next(o for o in hv if o != w)
     if hv[w] == hv[other]:
@@ -283,6 +306,18 @@ def plot(rows: list[Row], path: Path, real: bool) -> None:
     plt.close(fig)
 
 
+def progress_printer(what: str) -> Callable[[Any], None]:
+    """A search's per-generation progress line (trials, front size, best objectives, seconds)."""
+    t0 = time.perf_counter()
+
+    def show(p: Any) -> None:
+        best = " ".join(f"{k} {v:.4g}" for k, v in p.best.items())
+        print(f"  {what}: {p.done}/{p.total} trials, generation {p.generation}, front {p.pareto_size}"
+              f" ({best}) {time.perf_counter() - t0:.0f} s", flush=True)  # fmt: skip
+
+    return show
+
+
 def run_task(task: str, args: argparse.Namespace, out: Path) -> tuple[list[Row], dict[str, Any], str]:
     """Both searches of one task, their fronts as rows (synthesised when asked and mappable), the comparison."""
     from codesign.search.data import load_dataset
@@ -297,13 +332,7 @@ def run_task(task: str, args: argparse.Namespace, out: Path) -> tuple[list[Row],
     pairs: list[tuple[Row, Any]] = []
     for obj in OBJECTIVES:
         space = study_space(task, obj, trials, population, epochs, args.seed, estimator, args.max_rows)
-        t0 = time.perf_counter()
-
-        def progress(p) -> None:
-            best = " ".join(f"{k} {v:.4g}" for k, v in p.best.items())
-            print(f"  {task}/{obj}: {p.done}/{p.total} trials, generation {p.generation}, front {p.pareto_size}"
-                  f" ({best}) {time.perf_counter() - t0:.0f} s", flush=True)  # fmt: skip
-
+        progress = progress_printer(f"{task}/{obj}")
         print(f"{task}: search with objectives [accuracy, {obj}] ({trials} trials, seed {args.seed}, {estimator})")
         summary = run_search(space, out / "runs" / f"{task}_{obj}", data=data, resume=(out / "runs" / f"{task}_{obj}"
                              / "trials.sqlite").exists(), on_progress=progress)  # fmt: skip
@@ -335,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     result: dict[str, Any] = {"tasks": {}}
     lines: list[str] = []
-    for task in (["magic", "bragg"] if args.task == "both" else [args.task]):
+    for task in ["magic", "bragg"] if args.task == "both" else [args.task]:
         task_rows, cmp, note = run_task(task, args, out)
         rows += task_rows
         result["tasks"][task] = {**cmp, "note": note}
