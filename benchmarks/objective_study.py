@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import json
 import math
 import os
@@ -75,6 +76,7 @@ class Row:
     real_ff: float | None = None
     synth_s: float | None = None
     note: str = ""
+    seed: int = 0
 
 
 def study_space(task: str, objective: str, trials: int, population: int, epochs: int, seed: int,
@@ -155,7 +157,7 @@ def synth_cached(ir, cache: Path, versions: str) -> dict[str, Any]:
     return {**got, "cached": False}
 
 
-def front_rows(task: str, objective: str, summary, space, data, estimator: str) -> list[tuple[Row, Any]]:
+def front_rows(task: str, objective: str, summary, space, data, estimator: str, seed: int = 0) -> list[tuple[Row, Any]]:
     """(row, IR) per front model; the estimated LUTs are the space estimator's for both runs."""
     from codesign.passes.estimate import estimate
     from codesign.search.genome import build_ir
@@ -167,7 +169,7 @@ def front_rows(task: str, objective: str, summary, space, data, estimator: str) 
         if est is None:
             est = estimate(ir, estimator, target=TARGET, reuse_factor=t.genome.reuse_factor).totals["LUT"]
         row = Row(task, objective, int(t.id), t.genome.label(), float(t.metrics["accuracy"]), float(t.metrics["bops"]),
-                  float(est))  # fmt: skip
+                  float(est), seed=seed)  # fmt: skip
         out.append((row, ir))
     return out
 
@@ -242,18 +244,20 @@ def ranking(rows: list[Row]) -> dict[str, float]:
 
 def print_table(rows: list[Row]) -> None:
     w = max([22] + [len(r.label) for r in rows])
-    head = (f"{'task':6s} {'objective':9s} {'trial':>5s} {'model':{w}s} {'accuracy':>8s} {'BOPs':>10s} "
+    head = (f"{'task':6s} {'seed':>4s} {'objective':9s} {'trial':>5s} {'model':{w}s} {'accuracy':>8s} {'BOPs':>10s} "
             f"{'est. LUT':>9s} {'yosys LUT':>9s} {'yosys FF':>8s}")  # fmt: skip
     print(head)
     print("-" * len(head))
-    for r in sorted(rows, key=lambda r: (r.task, r.objective, -r.accuracy)):
+    for r in sorted(rows, key=lambda r: (r.task, r.seed, r.objective, -r.accuracy)):
         lut = f"{r.real_lut:9.0f}" if r.real_lut is not None else f"{'-':>9s}"
         ff = f"{r.real_ff:8.0f}" if r.real_ff is not None else f"{'-':>8s}"
-        print(f"{r.task:6s} {r.objective:9s} {r.trial:5d} {r.label:{w}s} {r.accuracy:8.4f} {r.bops:10.4g} "
+        print(f"{r.task:6s} {r.seed:4d} {r.objective:9s} {r.trial:5d} {r.label:{w}s} {r.accuracy:8.4f} {r.bops:10.4g} "
               f"{r.est_lut:9.0f} {lut} {ff}  {r.note}")  # fmt: skip
 
 
 def summary_lines(task: str, cmp: dict[str, Any]) -> list[str]:
+    """The comparison of one task and seed in words."""
+    task = f"{task} seed {cmp['seed']}"
     hv, ref = cmp["hypervolume"], cmp["reference"]
     out = [f"{task}: hypervolume of (1 - accuracy, log10 {cmp['lut_kind']} LUTs), reference "
            f"({ref[0]:.4f}, {10 ** ref[1]:.0f} LUT): " + ", ".join(f"{o} front {hv[o]:.4f}" for o in hv)]  # fmt: skip
@@ -268,6 +272,8 @@ def summary_lines(task: str, cmp: dict[str, Any]) -> list[str]:
             f"{task}: over {rk['models']} synthesised models, Spearman rho with yosys LUTs: BOPs "
             f"{rk['rho_bops']:.3f}, estimated LUTs {rk['rho_est_lut']:.3f} (MAPE {rk['mape_est_lut']:.1f}%)"
         )
+    out.append(f"{task}: search wall time (every session of the run): "
+               + ", ".join(f"{o} {t:.0f} s" for o, t in cmp.get("search_wall_s", {}).items()))  # fmt: skip
     w = cmp["winner"]
     other = next(o for o in hv if o != w)
     if hv[w] == hv[other]:
@@ -275,6 +281,16 @@ def summary_lines(task: str, cmp: dict[str, Any]) -> list[str]:
     else:
         out.append(f"{task}: {w.upper()} as the objective wins: hypervolume {cmp['hv_gain']:+.1%} over {other.upper()}")
     return out
+
+
+def over_seeds(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
+    """Across seeds: the LUT-objective front's hypervolume relative to the BOPs-objective front's, per seed."""
+    gains = [c["hypervolume"]["lut"] / c["hypervolume"]["bops"] - 1.0 for c in per_seed if c["hypervolume"]["bops"] > 0]
+    wins = sum(g > 0 for g in gains)
+    mean = sum(gains) / len(gains) if gains else float("nan")
+    line = ("hypervolume of the LUT-objective front vs the BOPs-objective front, per seed: "
+            + ", ".join(f"{g:+.1%}" for g in gains) + f"; mean {mean:+.1%}; LUT ahead in {wins} of {len(gains)}")  # fmt: skip
+    return {"lut_vs_bops_hv_gain": gains, "mean_gain": mean, "lut_wins": wins, "line": line}
 
 
 def plot(rows: list[Row], path: Path, real: bool) -> None:
@@ -288,13 +304,14 @@ def plot(rows: list[Row], path: Path, real: bool) -> None:
     fig, axes = plt.subplots(1, len(tasks), figsize=(6.4 * len(tasks), 4.6), dpi=110, squeeze=False)
     for ax, task in zip(axes[0], tasks):
         real_here = real and any(r.real_lut is not None for r in rows if r.task == task)
-        for obj, colour in zip(OBJECTIVES, ("tab:blue", "tab:red")):
+        seeds = sorted({r.seed for r in rows if r.task == task})
+        for (obj, colour), (k, seed) in itertools.product(zip(OBJECTIVES, ("tab:blue", "tab:red")), enumerate(seeds)):
             pts = sorted(
                 ((r.real_lut if (real and r.real_lut is not None) else r.est_lut, r.accuracy)
-                 for r in rows if r.task == task and r.objective == obj), key=lambda p: p[0]
+                 for r in rows if r.task == task and r.objective == obj and r.seed == seed), key=lambda p: p[0]
             )  # fmt: skip
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", c=colour, ms=5,
-                    label=f"objective {obj.upper()} ({len(pts)})")  # fmt: skip
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], "o" + ("-", "--", ":", "-.")[k % 4], c=colour, ms=4,
+                    label=f"objective {obj.upper()}, seed {seed} ({len(pts)})")  # fmt: skip
         ax.set_xscale("log")
         ax.set_xlabel("LUTs (yosys synth_xilinx -family xcup)" if real_here else "LUTs (estimated)")
         ax.set_ylabel("validation accuracy" if task == "magic" else "- mean distance error (px)")
@@ -318,7 +335,7 @@ def progress_printer(what: str) -> Callable[[Any], None]:
     return show
 
 
-def run_task(task: str, args: argparse.Namespace, out: Path) -> tuple[list[Row], dict[str, Any], str]:
+def run_task(task: str, seed: int, args: argparse.Namespace, out: Path) -> tuple[list[Row], dict[str, Any], str]:
     """Both searches of one task, their fronts as rows (synthesised when asked and mappable), the comparison."""
     from codesign.search.data import load_dataset
     from codesign.search.run import run_search
@@ -326,22 +343,25 @@ def run_task(task: str, args: argparse.Namespace, out: Path) -> tuple[list[Row],
     cfg = TASKS[task]
     trials, population, epochs = (args.trials or cfg["trials"], args.population or cfg["population"],
                                   args.epochs or cfg["epochs"])  # fmt: skip
-    probe = study_space(task, "bops", trials, population, epochs, args.seed, cfg["estimator"], args.max_rows)
+    probe = study_space(task, "bops", trials, population, epochs, seed, cfg["estimator"], args.max_rows)
     estimator, note = estimator_for(task, probe)
     data = load_dataset(probe.data)
     pairs: list[tuple[Row, Any]] = []
+    wall: dict[str, float] = {}
     for obj in OBJECTIVES:
-        space = study_space(task, obj, trials, population, epochs, args.seed, estimator, args.max_rows)
-        progress = progress_printer(f"{task}/{obj}")
-        print(f"{task}: search with objectives [accuracy, {obj}] ({trials} trials, seed {args.seed}, {estimator})")
-        summary = run_search(space, out / "runs" / f"{task}_{obj}", data=data, resume=(out / "runs" / f"{task}_{obj}"
-                             / "trials.sqlite").exists(), on_progress=progress)  # fmt: skip
-        pairs += front_rows(task, obj, summary, space, data, estimator)
+        space = study_space(task, obj, trials, population, epochs, seed, estimator, args.max_rows)
+        progress = progress_printer(f"{task}/seed {seed}/{obj}")
+        print(f"{task}: search with objectives [accuracy, {obj}] ({trials} trials, seed {seed}, {estimator})")
+        run_dir = out / "runs" / f"{task}_s{seed}_{obj}"
+        summary = run_search(space, run_dir, data=data, resume=(run_dir / "trials.sqlite").exists(),
+                             on_progress=progress)  # fmt: skip
+        pairs += front_rows(task, obj, summary, space, data, estimator, seed)
+        wall[obj] = float(json.loads((summary.run_dir / "pareto.json").read_text())["wall_seconds"])
     real = args.synth and estimator == "da"
     if real:
         synthesise_rows(pairs, Path(args.cache), args.jobs, args.synth_max_lut)
     rows = [r for r, _ in pairs]
-    return rows, compare(rows, real), note
+    return rows, {"seed": seed, **compare(rows, real), "search_wall_s": wall}, note
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -352,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--population", type=int)
     ap.add_argument("--epochs", type=int)
     ap.add_argument("--max-rows", type=int, help="cap the data set's rows (a toy run)")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", default="0", help="comma-separated search seeds, one pair of searches each")
     ap.add_argument("--no-synth", dest="synth", action="store_false", help="estimated LUTs only (no yosys)")
     ap.add_argument("--jobs", type=int, default=1, help="yosys runs at a time")
     ap.add_argument("--synth-max-lut", type=float, default=20000, help="skip synthesising bigger estimates")
@@ -364,11 +384,17 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     result: dict[str, Any] = {"tasks": {}}
     lines: list[str] = []
+    seeds = [int(v) for v in args.seeds.split(",") if v.strip()]
     for task in ["magic", "bragg"] if args.task == "both" else [args.task]:
-        task_rows, cmp, note = run_task(task, args, out)
-        rows += task_rows
-        result["tasks"][task] = {**cmp, "note": note}
-        lines += summary_lines(task, cmp) + ([f"{task}: {note}"] if note else [])
+        per_seed, note = [], ""
+        for seed in seeds:
+            task_rows, cmp, note = run_task(task, seed, args, out)
+            rows += task_rows
+            per_seed.append(cmp)
+            lines += summary_lines(task, cmp)
+        overall = over_seeds(per_seed)
+        result["tasks"][task] = {"seeds": per_seed, "overall": overall, "note": note}
+        lines += [f"{task}: {overall['line']}"] + ([f"{task}: {note}"] if note else [])
     print()
     print_table(rows)
     print()

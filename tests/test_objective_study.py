@@ -93,7 +93,7 @@ def test_objective_study_toy_magic(tmp_path):
                                  "--epochs", "1", "--max-rows", "3000", "--no-synth"]) == 0  # fmt: skip
     got = json.loads((out / "study.json").read_text())
     rows = got["rows"]
-    assert set(rows[0]) == {"task", "objective", "trial", "label", "accuracy", "bops", "est_lut", "real_lut",
+    assert set(rows[0]) == {"task", "seed", "objective", "trial", "label", "accuracy", "bops", "est_lut", "real_lut",
                             "real_ff", "synth_s", "note"}  # fmt: skip
     for obj, key in (("bops", "bops"), ("lut", "est_lut")):
         front = [r for r in rows if r["objective"] == obj]
@@ -102,8 +102,10 @@ def test_objective_study_toy_magic(tmp_path):
         assert all(0.0 < r["accuracy"] <= 1.0 and r["bops"] > 0 and r["est_lut"] >= 0 for r in front)
         assert max(r["accuracy"] for r in front) > 0.75  # the best model learned (MAGIC: 65% majority class)
         assert all(r["real_lut"] is None for r in front)  # --no-synth
-    magic = got["tasks"]["magic"]
-    assert magic["lut_kind"] == "estimated" and set(magic["hypervolume"]) == {"bops", "lut"}
+    (magic,) = got["tasks"]["magic"]["seeds"]
+    assert magic["seed"] == 0 and magic["lut_kind"] == "estimated" and set(magic["hypervolume"]) == {"bops", "lut"}
     assert all(v > 0 for v in magic["hypervolume"].values())
+    gain = magic["hypervolume"]["lut"] / magic["hypervolume"]["bops"] - 1
+    assert got["tasks"]["magic"]["overall"]["lut_vs_bops_hv_gain"] == [pytest.approx(gain)]
     png = out / "objective_study.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
