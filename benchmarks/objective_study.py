@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import itertools
 import json
 import math
 import os
@@ -300,24 +299,31 @@ def plot(rows: list[Row], path: Path, real: bool) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from codesign.search.objectives import pareto_mask
+
     tasks = sorted({r.task for r in rows})
     fig, axes = plt.subplots(1, len(tasks), figsize=(6.4 * len(tasks), 4.6), dpi=110, squeeze=False)
     for ax, task in zip(axes[0], tasks):
         real_here = real and any(r.real_lut is not None for r in rows if r.task == task)
         seeds = sorted({r.seed for r in rows if r.task == task})
-        for (obj, colour), (k, seed) in itertools.product(zip(OBJECTIVES, ("tab:blue", "tab:red")), enumerate(seeds)):
-            pts = sorted(
-                ((r.real_lut if (real and r.real_lut is not None) else r.est_lut, r.accuracy)
-                 for r in rows if r.task == task and r.objective == obj and r.seed == seed), key=lambda p: p[0]
-            )  # fmt: skip
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], "o" + ("-", "--", ":", "-.")[k % 4], c=colour, ms=4,
-                    label=f"objective {obj.upper()}, seed {seed} ({len(pts)})")  # fmt: skip
+        for obj, colour in zip(OBJECTIVES, ("tab:blue", "tab:red")):
+            mine = [r for r in rows if r.task == task and r.objective == obj]
+            pooled = [(r.real_lut if (real and r.real_lut is not None) else r.est_lut, r.accuracy) for r in mine]
+            for k, seed in enumerate(seeds):  # each seed's front thin, the non-dominated union over seeds bold
+                pts = sorted(p for p, r in zip(pooled, mine) if r.seed == seed)
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], "o" + ("-", "--", ":", "-.")[k % 4], c=colour,
+                        ms=3, lw=0.8, alpha=0.35 if len(seeds) > 1 else 1.0,
+                        label=f"objective {obj.upper()}, seed {seed} ({len(pts)})")  # fmt: skip
+            if len(seeds) > 1:
+                union = sorted(p for p, k in zip(pooled, pareto_mask([[-a, c] for c, a in pooled])) if k)
+                ax.plot([p[0] for p in union], [p[1] for p in union], "o-", c=colour, ms=5, lw=2,
+                        label=f"objective {obj.upper()}: front of all seeds ({len(union)})")  # fmt: skip
         ax.set_xscale("log")
         ax.set_xlabel("LUTs (yosys synth_xilinx -family xcup)" if real_here else "LUTs (estimated)")
         ax.set_ylabel("validation accuracy" if task == "magic" else "- mean distance error (px)")
         ax.set_title(f"{task}: front of each objective")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
