@@ -7,7 +7,7 @@ front's models are then compiled with the rtl backend (alkaid Verilog) and synth
 re-run is instant), and the fronts are compared on (1 - accuracy, real LUTs): a table, the
 hypervolume of each front against one reference point, and one plot.
 
-    PYTHONPATH=. nice -n 10 python benchmarks/objective_study.py --task magic -o /tmp/objstudy [--jobs 2]
+    PYTHONPATH=. nice -n 10 python benchmarks/objective_study.py --task magic --seeds 0,1,2 -o ~/objstudy [--jobs 2]
 
 Bragg (``--task bragg|both``): the ``da`` estimator and the rtl backend cannot map conv +
 attention (MaxPool, Softmax are refused), so there the LUT objective is the hls4ml estimator's
@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import math
 import os
 import sys
 import tempfile
@@ -41,20 +40,20 @@ OBJECTIVES = ("bops", "lut")
 #: Where the yosys results live (outside the repo): ``$CODESIGN_CACHE/yosys`` or ``~/.cache/codesign/yosys``.
 CACHE = Path(os.environ.get("CODESIGN_CACHE", Path.home() / ".cache" / "codesign")) / "yosys"
 TARGET = "vu13p"
+#: The LUT objective's estimator where alkaid cannot map the space (conv + attention: MaxPool, Softmax).
+FALLBACK_ESTIMATOR = "hls4ml"
 #: Per task: base YAML and the overrides that keep the study small and inside what each backend maps.
 TASKS: dict[str, dict[str, Any]] = {
     "magic": {
         "yaml": "examples/search/magic_small.yaml",
         "model": {"layers": {"min": 1, "max": 2}, "width": [2, 4, 8, 16], "activation": ["relu"], "norm": ["none"],
                   "bits": [3, 4, 6, 8]},  # relu/no norm: what alkaid maps; bits: where BOPs and LUTs disagree
-        "estimator": "da",
         "trials": 40, "population": 8, "epochs": 3,
     },
     "bragg": {
         "yaml": "examples/search/braggnn.yaml",
         "model": {"bits": [4, 6, 8]},
         "data": {"max_rows": 4000},
-        "estimator": "hls4ml",  # da/rtl refuse MaxPool and Softmax (checked at run time, see estimator_for)
         "trials": 16, "population": 8, "epochs": 3,
     },
 }  # fmt: skip
@@ -99,21 +98,19 @@ def study_space(task: str, objective: str, trials: int, population: int, epochs:
     return parse_space(payload, f"{cfg['yaml']} (objective study: {objective})")
 
 
-def estimator_for(task: str, space) -> tuple[str, str]:
-    """(estimator, note): ``da`` when alkaid maps the task's largest genome, else the configured fallback."""
+def estimator_for(space, n_features: int, n_classes: int) -> tuple[str, str]:
+    """(estimator, note): ``da`` when alkaid maps the space's last-choice genome (deepest, every block and
+    pool on), else :data:`FALLBACK_ESTIMATOR`, whose LUTs are then estimates only (no rtl, no yosys)."""
     from codesign.passes.estimate import estimate
     from codesign.search.genome import build_ir, decode
 
-    if task == "magic":
-        return "da", ""
-    genes = space.genes()
-    biggest = decode(space, [len(choices) - 1 for _, choices in genes])  # every block on: attention, pools
-    n_in = int(math.prod(space.model.input_shape or [1]))
+    biggest = decode(space, [len(choices) - 1 for _, choices in space.genes()])
     try:
-        estimate(build_ir(biggest, n_in, 2), "da", target=TARGET)
+        estimate(build_ir(biggest, n_features, n_classes), "da", target=TARGET)
         return "da", ""
     except UnsupportedModelError as exc:
-        return TASKS[task]["estimator"], f"da refused ({exc}); LUTs are hls4ml estimates, not synthesised"
+        return FALLBACK_ESTIMATOR, (f"da refused ({exc}); LUTs are {FALLBACK_ESTIMATOR} estimates, "
+                                    "not synthesised")  # fmt: skip
 
 
 def model_hash(ir) -> str:
@@ -349,9 +346,9 @@ def run_task(task: str, seed: int, args: argparse.Namespace, out: Path) -> tuple
     cfg = TASKS[task]
     trials, population, epochs = (args.trials or cfg["trials"], args.population or cfg["population"],
                                   args.epochs or cfg["epochs"])  # fmt: skip
-    probe = study_space(task, "bops", trials, population, epochs, seed, cfg["estimator"], args.max_rows)
-    estimator, note = estimator_for(task, probe)
+    probe = study_space(task, "bops", trials, population, epochs, seed, "da", args.max_rows)
     data = load_dataset(probe.data)
+    estimator, note = estimator_for(probe, data.n_features, data.n_classes)
     pairs: list[tuple[Row, Any]] = []
     wall: dict[str, float] = {}
     for obj in OBJECTIVES:
@@ -378,19 +375,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--population", type=int)
     ap.add_argument("--epochs", type=int)
     ap.add_argument("--max-rows", type=int, help="cap the data set's rows (a toy run)")
-    ap.add_argument("--seeds", default="0", help="comma-separated search seeds, one pair of searches each")
+    ap.add_argument("--seeds", type=seed_list, default=[0], help="comma-separated search seeds, one pair each")
     ap.add_argument("--no-synth", dest="synth", action="store_false", help="estimated LUTs only (no yosys)")
     ap.add_argument("--jobs", type=int, default=1, help="yosys runs at a time")
     ap.add_argument("--synth-max-lut", type=float, default=20000, help="skip synthesising bigger estimates")
     ap.add_argument("--cache", default=str(CACHE), help=f"yosys result cache (default {CACHE})")
     args = ap.parse_args(argv)
+    if args.synth:  # before any training: the study's point is the synthesised LUTs
+        from codesign.backends.rtl_backend import require_tool
+
+        try:
+            require_tool("yosys")
+        except CodesignError as exc:
+            raise CodesignError(f"{exc}, or run with --no-synth") from None
     torch_threads()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows: list[Row] = []
     result: dict[str, Any] = {"tasks": {}}
     lines: list[str] = []
-    seeds = [int(v) for v in args.seeds.split(",") if v.strip()]
+    seeds = args.seeds
     for task in ["magic", "bragg"] if args.task == "both" else [args.task]:
         per_seed, note = [], ""
         for seed in seeds:
@@ -411,6 +415,17 @@ def main(argv: list[str] | None = None) -> int:
     plot(rows, out / "objective_study.png", real)
     print(f"\nwrote {out / 'study.json'} and {out / 'objective_study.png'}")
     return 0
+
+
+def seed_list(text: str) -> list[int]:
+    """``"0,1,2"`` -> ``[0, 1, 2]`` (argparse type: a bad list is a one-line usage error)."""
+    try:
+        seeds = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds must be comma-separated integers, not {text!r}") from None
+    if not seeds:
+        raise argparse.ArgumentTypeError("give at least one seed")
+    return seeds
 
 
 def torch_threads() -> None:
