@@ -311,12 +311,12 @@ class Search:
             generation += 1
 
     def progress(self, generation: int, new: int, seconds: float = 0.0) -> Progress:
-        from codesign.search.objectives import pareto_trials
+        from codesign.search.objectives import metric_key, pareto_trials
 
         front = pareto_trials(self.space, self.store.trials(include_baselines=False))
         best: dict[str, float] = {}
         for o in self.space.objectives:
-            key = "resources_pct" if o == "resources" else o
+            key = metric_key(o)
             vals = [t.metrics[key] for t in front if key in t.metrics]
             if vals:
                 best[o] = max(vals) if o == "accuracy" else min(vals)

@@ -18,7 +18,9 @@ from codesign.search.space import OBJECTIVES, Space
 
 def needs_estimate(space: Space) -> bool:
     c = space.constraints
-    return bool({"resources", "latency"} & set(space.objectives) or c.resources_max_percent or c.latency_max_cycles)
+    return bool(
+        {"lut", "resources", "latency"} & set(space.objectives) or c.resources_max_percent or c.latency_max_cycles
+    )
 
 
 def check_estimator(space: Space) -> None:
@@ -60,16 +62,18 @@ def measure(space: Space, genome: Genome, params: Params, n_features: int, n_cla
     return out
 
 
+#: The trial metric each objective reads (``lut``: the space's estimator's LUT total).
+METRIC_KEYS = {"resources": "resources_pct", "lut": "LUT"}
+
+
+def metric_key(objective: str) -> str:
+    """The ``Trial.metrics`` key behind ``objective``."""
+    return METRIC_KEYS.get(objective, objective)
+
+
 def objective_vector(space: Space, metrics: dict[str, Any]) -> list[float]:
     """Minimisation vector in the order of ``space.objectives``."""
-    key = {
-        "accuracy": "accuracy",
-        "bops": "bops",
-        "params": "params",
-        "resources": "resources_pct",
-        "latency": "latency",
-    }
-    return [(-1.0 if OBJECTIVES[o] == "max" else 1.0) * float(metrics[key[o]]) for o in space.objectives]
+    return [(-1.0 if OBJECTIVES[o] == "max" else 1.0) * float(metrics[metric_key(o)]) for o in space.objectives]
 
 
 def constraint_vector(space: Space, metrics: dict[str, Any]) -> list[float]:
@@ -117,3 +121,15 @@ def front_hypervolume(points: list[tuple[float, float]], ref_error: float, ref_l
 
     f = np.asarray([[1.0 - a, math.log10(max(b, 1.0))] for a, b in points], dtype=float)
     return float(HV(ref_point=np.array([ref_error, ref_log_bops]))(f)) if len(f) else 0.0
+
+
+def shared_hypervolumes(fronts: dict[str, list[tuple[float, float]]]) -> tuple[dict[str, float], tuple[float, float]]:
+    """Each (accuracy, cost) front's :func:`front_hypervolume` against ONE reference for all of them
+    (worst accuracy - 1e-3, log10 of 1.1x the largest cost), so the numbers compare; returns (hv, ref)."""
+    import math
+
+    pts = [p for front in fronts.values() for p in front]
+    if not pts:
+        return {name: 0.0 for name in fronts}, (0.0, 0.0)
+    ref = (1.0 - min(a for a, _ in pts) + 1e-3, math.log10(max(max(c for _, c in pts), 1.0) * 1.1))
+    return {name: front_hypervolume(front, *ref) for name, front in fronts.items()}, ref

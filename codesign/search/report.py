@@ -189,7 +189,7 @@ def _global_section(run_dir: Path, progress: Progress | None = None) -> tuple[st
 def comparison(run_dirs: list[Path]) -> list[dict[str, Any]]:
     """Per run: method, trials, wall time, front size and hypervolume against one shared reference
     (worst accuracy and 1.1x the largest BOPs over all the fronts), from each run's pareto.json."""
-    from codesign.search.objectives import front_hypervolume
+    from codesign.search.objectives import shared_hypervolumes
 
     rows = []
     for d in run_dirs:
@@ -200,14 +200,10 @@ def comparison(run_dirs: list[Path]) -> list[dict[str, Any]]:
         pts = [(r["accuracy"], r["bops"]) for r in g["pareto"]]
         rows.append({"run": d.name, "method": g.get("method", "nsga2"), "trials": g.get("trials"), "front": len(pts),
                      "wall_s": g.get("wall_seconds"), "points": pts})  # fmt: skip
-    all_pts = [q for r in rows for q in r["points"]]
-    if all_pts:
-        import math
-
-        ref_err = 1.0 - min(a for a, _ in all_pts) + 1e-3
-        ref_bops = math.log10(max(b for _, b in all_pts) * 1.1)
-        for r in rows:
-            r["hypervolume"] = front_hypervolume(r["points"], ref_err, ref_bops)
+    if any(r["points"] for r in rows):
+        hv, _ = shared_hypervolumes({i: r["points"] for i, r in enumerate(rows)})
+        for i, r in enumerate(rows):
+            r["hypervolume"] = hv[i]
     return rows
 
 

@@ -20,7 +20,7 @@ from codesign.errors import CodesignError
 
 ACTIVATIONS = ("relu", "leaky_relu", "gelu", "tanh", "sigmoid", "identity")
 NORMS = ("none", "batch", "layer")
-OBJECTIVES = {"accuracy": "max", "bops": "min", "params": "min", "resources": "min", "latency": "min"}
+OBJECTIVES = {"accuracy": "max", "bops": "min", "params": "min", "lut": "min", "resources": "min", "latency": "min"}
 BLOCK_TYPES_KNOWN = ("dense", "conv1d", "conv2d", "conv_attention")
 #: blocks on a (channels, positions...) tensor, placed before the dense head
 CONV_TYPES = ("conv1d", "conv2d", "conv_attention")
@@ -453,7 +453,7 @@ class Space(_Strict):
 
     @model_validator(mode="after")
     def _target(self) -> Space:
-        needs = {"resources", "latency"} & set(self.objectives)
+        needs = {"lut", "resources", "latency"} & set(self.objectives)
         if (needs or self.constraints.resources_max_percent or self.constraints.latency_max_cycles) and not self.target:
             raise ValueError("resource/latency objectives or budgets need a 'target' (FPGA part or board)")
         return self
