@@ -65,7 +65,7 @@ def test_huge_folded_constant_refused_fast_and_small():
         UnsupportedModelError, match=r"node 'big' \(ConstantOfShape\) would fold to a constant of 268435456 elements"
     ):
         codesign.load(huge_constant_of_shape())
-    assert time.perf_counter() - t0 < 1.0
+    assert time.perf_counter() - t0 < 20.0  # a hang guard (ms in practice); speed lives in benchmarks/
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KiB: nothing near 1 GiB allocated
 
 

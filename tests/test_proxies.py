@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 
 import numpy as np
@@ -51,16 +50,13 @@ def toy(tmp_path):
 
 
 @pytest.mark.parametrize("name", sorted(proxies.PROXIES))
-def test_proxies_deterministic_finite_and_fast(toy, name):
+def test_proxies_deterministic_and_finite(toy, name):
     _, data = toy
     genomes = [Genome((w, w), ("relu", "relu"), ("none", "batch")) for w in (2, 8, 16)]
     proxies.score(genomes[:1], data, name)  # warm-up (torch kernels)
-    t0 = time.perf_counter()
     first = proxies.score(genomes, data, name)
-    per = (time.perf_counter() - t0) / len(genomes)
     assert first == proxies.score(genomes, data, name)
     assert all(math.isfinite(v) for v in first)
-    assert per < 1.0  # milliseconds in practice (~40 ms here); a trained candidate takes seconds
     assert len(set(first)) == 3  # the proxy tells the three widths apart
 
 
