@@ -9,7 +9,7 @@ directly the way qonnx's own generators and QKeras conversions write them (per-c
 Quant on bias, other Quant domains, BipolarQuant, Trunc, MultiThreshold, channels-last nodes).
 ``__main__`` runs them through ``benchmarks/real_models.py``'s runner and classifier:
 
-    PYTHONPATH=. python benchmarks/wild_brevitas.py [--out /tmp/wild_brevitas] [--models 'jet*']
+    PYTHONPATH=. python benchmarks/wild_brevitas.py [--out ~/.cache/codesign-wild-brevitas] [--models 'jet*']
         [--timeout 300] [--samples 100] [--markdown table.md]
 """
 
@@ -187,21 +187,52 @@ def brevitas_specs() -> dict[str, tuple[Callable, tuple[int, ...], int]]:
     jet = (16, 64, 32, 32, 5)
     return {
         "tfc_w2a2_pot": (lambda: _mlp((784, 64, 64, 64, 10), fx_w, fx_u, 2, 2, inp=fx_a), (784,), 10),
-        "sfc_w1a1_bin": (lambda: _mlp((784, 64, 64, 10), q.SignedBinaryWeightPerTensorConst,
-                                      q.SignedBinaryActPerTensorConst, 1, 1, act="sign",
-                                      inp=q.SignedBinaryActPerTensorConst, bias=False), (784,), 10),  # fmt: skip
-        "lfc_w2a2_ternary": (lambda: _mlp((784, 64, 64, 10), q.SignedTernaryWeightPerTensorConst,
-                                          q.SignedTernaryActPerTensorConst, 2, 2, act="sign", inp=fx_a,
-                                          bias=False), (784,), 10),  # fmt: skip
+        "sfc_w1a1_bin": (
+            lambda: _mlp(
+                (784, 64, 64, 10),
+                q.SignedBinaryWeightPerTensorConst,
+                q.SignedBinaryActPerTensorConst,
+                1,
+                1,
+                act="sign",
+                inp=q.SignedBinaryActPerTensorConst,
+                bias=False,
+            ),
+            (784,),
+            10,
+        ),  # fmt: skip
+        "lfc_w2a2_ternary": (
+            lambda: _mlp(
+                (784, 64, 64, 10),
+                q.SignedTernaryWeightPerTensorConst,
+                q.SignedTernaryActPerTensorConst,
+                2,
+                2,
+                act="sign",
+                inp=fx_a,
+                bias=False,
+            ),
+            (784,),
+            10,
+        ),  # fmt: skip
         "jet_default_float_scales": (lambda: _mlp(jet, fl_w, fl_u, 8, 8, inp=fl_a), (16,), 5),
         "jet_default_no_input_quant": (lambda: _mlp(jet, fl_w, fl_u, 8, 8, bn=False), (16,), 5),
-        "jet_pot_w6a6_int16bias": (lambda: _mlp(jet, fx_w, fx_u, 6, 6, inp=fx_a, bias_q=q.Int16Bias, bn=False,
-                                                rqt=True), (16,), 5),  # fmt: skip
+        "jet_pot_w6a6_int16bias": (
+            lambda: _mlp(jet, fx_w, fx_u, 6, 6, inp=fx_a, bias_q=q.Int16Bias, bn=False, rqt=True),
+            (16,),
+            5,
+        ),  # fmt: skip
         "jet_pot_w4a4_perchannel": (lambda: _mlp(jet, fx_w, fx_u, 4, 4, inp=fx_a, per_channel=True), (16,), 5),
-        "jet_pot_w3a4_nobias_narrow": (lambda: _mlp(jet, fx_w, fx_u, 3, 4, inp=fx_a, bias=False, narrow=True),
-                                       (16,), 5),  # fmt: skip
-        "jet_pot_w8a8_int8bias": (lambda: _mlp(jet, fx_w, fx_u, 8, 8, inp=fx_a, bias_q=q.Int8Bias, bn=False,
-                                               rqt=True), (16,), 5),  # fmt: skip
+        "jet_pot_w3a4_nobias_narrow": (
+            lambda: _mlp(jet, fx_w, fx_u, 3, 4, inp=fx_a, bias=False, narrow=True),
+            (16,),
+            5,
+        ),  # fmt: skip
+        "jet_pot_w8a8_int8bias": (
+            lambda: _mlp(jet, fx_w, fx_u, 8, 8, inp=fx_a, bias_q=q.Int8Bias, bn=False, rqt=True),
+            (16,),
+            5,
+        ),  # fmt: skip
         "jet_pot_hardtanh": (lambda: _mlp(jet, fx_w, fx_a, 4, 4, inp=fx_a, act="hardtanh"), (16,), 5),
         "jet_pot_no_input_quant": (lambda: _mlp(jet, fx_w, fx_u, 4, 4), (16,), 5),
         "kws_mlp_w3a3": (lambda: _mlp((490, 64, 64, 12), fx_w, fx_u, 3, 3, inp=fx_a), (490,), 12),
@@ -219,6 +250,7 @@ def export_brevitas(name: str, out: Path) -> Path:
     from brevitas.export import export_qonnx
 
     factory, shape, classes = brevitas_specs()[name]
+    torch.manual_seed(0)  # the same models on every run
     model = _train(factory(), shape, classes)
     export_qonnx(model, torch.randn(1, *shape), str(out), dynamo=False)
     return out
@@ -375,7 +407,7 @@ def generate(out_dir: Path, pattern: str = "*") -> list[Path]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=Path("/tmp/wild_brevitas"), help="model cache folder")
+    ap.add_argument("--out", type=Path, default=Path.home() / ".cache" / "codesign-wild-brevitas", help="model folder")
     ap.add_argument("--models", default="*", help="glob on the model names")
     ap.add_argument("--timeout", type=float, default=300.0)
     ap.add_argument("--memory-gb", type=float, default=6.0)

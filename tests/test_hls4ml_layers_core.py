@@ -55,3 +55,19 @@ def test_one_bit_signed_weight_quant_is_typed_to_hold_plus_and_minus_one():
     t = quant_type(lowered, wq)
     assert t.lo <= -1.0 and t.hi >= 1.0
     assert derive(lowered).layers["fc"].types["weight"] == t
+
+
+def test_float_scale_quant_on_a_fanned_out_tensor_scales_only_its_own_branch(tmp_path):
+    """Brevitas' QuantEltwiseAdd re-quantizes both residual operands with a float scale; the block input also
+    feeds a Conv. hls4ml's Quant optimiser put the x / s ApplyAlpha before the Conv (top-1 26%, then a C++ build
+    failure once its scale_down_add moved the rescale): codesign builds scale, cast and rescale itself."""
+    g = Graph((2, 4, 4))
+    x = g.quant("x", 4, 0)
+    conv = g.node("Conv", [x, g.weight((2, 2, 3, 3))], name="conv", kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    y = g.quant(conv, 4, 0)
+    a, b = g.quant_scaled(x, 0.0339), g.quant_scaled(y, 0.0339)
+    s = g.quant_scaled(g.node("Add", [a, b], name="res_add"), 0.0511)
+    report = csim(g.model(s, (2, 4, 4)), tmp_path)
+    assert report["max_abs_diff"] <= 1e-5, report  # float32 rounding of codes * 0.0511 (one step: 0.05)
+    classes = layer_classes(tmp_path)
+    assert classes["conv"] == "Conv2D" and classes[f"{a}_scale"] == "ApplyAlpha" and classes["res_add"] == "Merge"
