@@ -27,7 +27,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import real_models  # noqa: E402  (the runner/classifier, reused)
+import real_models  # the runner/classifier, reused
 
 QONNX = "qonnx.custom_op.general"
 CHANLAST = "qonnx.custom_op.channels_last"
@@ -200,7 +200,7 @@ def brevitas_specs() -> dict[str, tuple[Callable, tuple[int, ...], int]]:
             ),
             (784,),
             10,
-        ),  # fmt: skip
+        ),
         "lfc_w2a2_ternary": (
             lambda: _mlp(
                 (784, 64, 64, 10),
@@ -214,25 +214,25 @@ def brevitas_specs() -> dict[str, tuple[Callable, tuple[int, ...], int]]:
             ),
             (784,),
             10,
-        ),  # fmt: skip
+        ),
         "jet_default_float_scales": (lambda: _mlp(jet, fl_w, fl_u, 8, 8, inp=fl_a), (16,), 5),
         "jet_default_no_input_quant": (lambda: _mlp(jet, fl_w, fl_u, 8, 8, bn=False), (16,), 5),
         "jet_pot_w6a6_int16bias": (
             lambda: _mlp(jet, fx_w, fx_u, 6, 6, inp=fx_a, bias_q=q.Int16Bias, bn=False, rqt=True),
             (16,),
             5,
-        ),  # fmt: skip
+        ),
         "jet_pot_w4a4_perchannel": (lambda: _mlp(jet, fx_w, fx_u, 4, 4, inp=fx_a, per_channel=True), (16,), 5),
         "jet_pot_w3a4_nobias_narrow": (
             lambda: _mlp(jet, fx_w, fx_u, 3, 4, inp=fx_a, bias=False, narrow=True),
             (16,),
             5,
-        ),  # fmt: skip
+        ),
         "jet_pot_w8a8_int8bias": (
             lambda: _mlp(jet, fx_w, fx_u, 8, 8, inp=fx_a, bias_q=q.Int8Bias, bn=False, rqt=True),
             (16,),
             5,
-        ),  # fmt: skip
+        ),
         "jet_pot_hardtanh": (lambda: _mlp(jet, fx_w, fx_a, 4, 4, inp=fx_a, act="hardtanh"), (16,), 5),
         "jet_pot_no_input_quant": (lambda: _mlp(jet, fx_w, fx_u, 4, 4), (16,), 5),
         "kws_mlp_w3a3": (lambda: _mlp((490, 64, 64, 12), fx_w, fx_u, 3, 3, inp=fx_a), (490,), 12),

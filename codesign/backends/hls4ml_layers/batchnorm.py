@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from codesign.backends.hls4ml_layers.base import Context, Layer, LayerRefused, attr, handles
 from codesign.backends import precision
+from codesign.backends.hls4ml_layers.base import Context, Layer, LayerRefused, handles
 from codesign.backends.precision import affine_types, float_affine_types, range_type
 
 
