@@ -71,3 +71,22 @@ def test_float_scale_quant_on_a_fanned_out_tensor_scales_only_its_own_branch(tmp
     assert report["max_abs_diff"] <= 1e-5, report  # float32 rounding of codes * 0.0511 (one step: 0.05)
     classes = layer_classes(tmp_path)
     assert classes["conv"] == "Conv2D" and classes[f"{a}_scale"] == "ApplyAlpha" and classes["res_add"] == "Merge"
+
+
+def test_trunc_v2_after_average_pool_is_two_quants_bit_exact(tmp_path):
+    """Brevitas' TruncAvgPool2d exports AveragePool + Trunc v2 (x, scale, zeropt, in bits, out scale, out bits);
+    the door read its output scale as the output bit width ("0.125 is not an integer")."""
+    from onnx import helper
+
+    g = Graph((2, 4, 4))
+    x = g.quant("x", 4, -1, signed=False)
+    conv = g.node("Conv", [x, g.weight((3, 2, 3, 3))], name="conv", kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    h = g.quant(g.node("Relu", [conv], name="relu"), 4, -3, signed=False)
+    pooled = g.node("AveragePool", [h], name="pool", kernel_shape=[2, 2], strides=[2, 2])
+    params = [g.const(2.0**-5), g.const(0.0), g.const(6.0), g.const(2.0**-3), g.const(4.0)]
+    g.nodes.append(helper.make_node("Trunc", [pooled, *params], ["y"], name="trunc", domain="qonnx.custom_op.general",
+                                    signed=0, narrow=0, rounding_mode="floor"))  # fmt: skip
+    proto = g.model("y", (3, 2, 2))
+    proto.opset_import.append(helper.make_opsetid("qonnx.custom_op.general", 2))
+    report = csim(proto, tmp_path)
+    assert_bit_exact(report)

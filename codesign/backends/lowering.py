@@ -19,6 +19,7 @@ from qonnx.transformation.infer_datatypes import InferDataTypes
 
 from codesign.backends.exact_affine import ExactAffineBeforeQuant
 from codesign.errors import UnsupportedModelError
+from codesign.ir.quant import QONNX_DOMAIN
 from codesign.ir.model import Model
 from codesign.ir.quant import QONNX_DOMAIN
 from codesign.passes.base import Pass, PassResult, QonnxPass, Sequential
@@ -238,6 +239,46 @@ class AveragePoolAsDepthwiseConv(Pass):
         return PassResult(model, modified)
 
 
+class TruncAsQuants(Pass):
+    """Trunc v2 (Brevitas' TruncAvgPool: x, scale, zeropt, in bits, out scale, out bits) -> two Quants.
+
+    ``round(x / s)`` is a ROUND Quant on ``s``'s grid (``in bits`` wide), the truncation to
+    ``out bits`` a Quant with the output scale and the Trunc's rounding mode: the same
+    arithmetic when the output scale is ``s`` times a power of two and the zero point 0
+    (qonnx's trunc_v2); other Truncs are left for the refusal naming them.
+    """
+
+    def call(self, model: Model) -> PassResult:
+        modified = False
+        for node in list(model.nodes_of(["Trunc"])):
+            if len(node.input) != 6:
+                continue
+            s, z, in_bits, out_s, out_bits = (model.constant(t) for t in node.input[1:6])
+            if any(v is None for v in (s, z, in_bits, out_s, out_bits)) or np.any(z != 0):
+                continue
+            ratio = np.asarray(out_s, dtype=np.float64) / np.asarray(s, dtype=np.float64)
+            if ratio.size != 1 or not _pow2_scalar(ratio) or np.size(in_bits) != 1 or np.size(out_bits) != 1:
+                continue
+            attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+            signed, narrow = int(attrs.get("signed", 1)), int(attrs.get("narrow", 0))
+            mode = attrs.get("rounding_mode", "FLOOR")
+            mode = (mode.decode() if isinstance(mode, bytes) else str(mode)).upper()
+            mid = f"{node.output[0]}_rounded"
+            first = helper.make_node("Quant", [node.input[0], node.input[1], node.input[2], node.input[3]], [mid],
+                                     name=f"{node.name}_round", domain=QONNX_DOMAIN, signed=signed, narrow=0,
+                                     rounding_mode="ROUND")  # fmt: skip
+            second = helper.make_node("Quant", [mid, node.input[4], node.input[2], node.input[5]], list(node.output),
+                                      name=node.name, domain=QONNX_DOMAIN, signed=signed, narrow=narrow,
+                                      rounding_mode=mode)  # fmt: skip
+            idx = list(model.graph.node).index(node)
+            model.graph.node.remove(node)
+            model.graph.node.insert(idx, second)
+            model.graph.node.insert(idx, first)
+            model.invalidate()
+            modified = True
+        return PassResult(model, modified)
+
+
 def _pow2_scalar(value: np.ndarray) -> bool:
     flat = np.unique(np.asarray(value, dtype=np.float64).ravel())
     return flat.size == 1 and flat[0] > 0 and np.frexp(flat[0])[0] == 0.5
@@ -342,6 +383,7 @@ def lower_for_hls4ml() -> Sequential:
 
     return Sequential(
         QonnxCleanup(),
+        TruncAsQuants(),
         GemmToMatMul(),
         ExtractWeightScale(),
         ExplicitDefaults(),
