@@ -19,7 +19,6 @@ from qonnx.transformation.infer_datatypes import InferDataTypes
 
 from codesign.backends.exact_affine import ExactAffineBeforeQuant
 from codesign.errors import UnsupportedModelError
-from codesign.ir.quant import QONNX_DOMAIN
 from codesign.ir.model import Model
 from codesign.ir.quant import QONNX_DOMAIN
 from codesign.passes.base import Pass, PassResult, QonnxPass, Sequential
