@@ -90,3 +90,26 @@ def test_trunc_v2_after_average_pool_is_two_quants_bit_exact(tmp_path):
     proto.opset_import.append(helper.make_opsetid("qonnx.custom_op.general", 2))
     report = csim(proto, tmp_path)
     assert_bit_exact(report)
+
+
+def test_bipolar_weight_scale_moves_behind_the_matmul():
+    """Brevitas' SignedBinaryWeightPerTensorConst is BipolarQuant(W, 0.1): hls4ml keeps only +-2**k weights
+    (C-sim top-1 74%); the scale becomes a Mul after the MAC, same values in the lowered graph."""
+    from onnx import helper
+
+    from codesign.backends.hls4ml_backend import lower_model
+    from codesign.backends.reference import ReferenceExecutor
+    from codesign.frontends import load
+
+    g = Graph((16,))
+    x = g.quant("x", 6, -2)
+    w = "wq"
+    g.nodes.append(helper.make_node("BipolarQuant", [g.const(g.rng.normal(size=(16, 4))), g.const(0.1)], [w],
+                                    name="wq", domain="qonnx.custom_op.general"))  # fmt: skip
+    ir = load(g.model(g.node("MatMul", [x, w], name="fc"), (4,)))
+    lowered = lower_model(ir)
+    assert [n.op_type for n in lowered.graph.node][-2:] == ["MatMul", "BatchNormalization"]  # exact affine
+    assert np.all(np.abs(lowered.constant(lowered.node("fc").input[1])) == 1.0)
+    xs = g.rng.normal(size=(8, 16)).astype(np.float32)
+    want, got = ReferenceExecutor(ir).run(xs)[ir.outputs[0]], ReferenceExecutor(lowered).run(xs)[lowered.outputs[0]]
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)

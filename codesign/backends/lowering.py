@@ -286,6 +286,8 @@ def _pow2_scalar(value: np.ndarray) -> bool:
 class ExtractWeightScale(Pass):
     """MatMul(x, Quant(W, s)) with a per-channel or non-power-of-two ``s`` -> Mul(MatMul(x, Quant(W/s, 1)), s).
 
+    BipolarQuant weights too (Brevitas' SignedBinaryWeightPerTensorConst: +-0.1).
+
     hls4ml only keeps power-of-two scales inside fixed-point weights; moving the scale
     behind the MatMul leaves it integer weights plus one per-output-channel multiply
     (an ApplyAlpha it can fuse with a following BatchNorm). Exact up to float rounding.
@@ -295,9 +297,14 @@ class ExtractWeightScale(Pass):
         modified = False
         for mm in list(model.nodes_of(["MatMul"])):
             quant = model.producer(mm.input[1])
-            if quant is None or quant.op_type != "Quant" or model.initializer(quant.input[0]) is None:
+            if (
+                quant is None
+                or quant.op_type not in ("Quant", "BipolarQuant")
+                or model.initializer(quant.input[0]) is None
+            ):
                 continue
-            scale, zero = model.initializer(quant.input[1]), model.initializer(quant.input[2])
+            scale = model.initializer(quant.input[1])
+            zero = model.initializer(quant.input[2]) if quant.op_type == "Quant" else np.zeros(1, dtype=np.float32)
             w = model.initializer(quant.input[0])
             if scale is None or zero is None or np.any(zero != 0) or _pow2_scalar(scale) or w.ndim != 2:
                 continue
