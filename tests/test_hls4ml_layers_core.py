@@ -73,9 +73,11 @@ def test_float_scale_quant_on_a_fanned_out_tensor_scales_only_its_own_branch(tmp
     assert classes["conv"] == "Conv2D" and classes[f"{a}_scale"] == "ApplyAlpha" and classes["res_add"] == "Merge"
 
 
-def test_trunc_v2_after_average_pool_is_two_quants_bit_exact(tmp_path):
-    """Brevitas' TruncAvgPool2d exports AveragePool + Trunc v2 (x, scale, zeropt, in bits, out scale, out bits);
-    the door read its output scale as the output bit width ("0.125 is not an integer")."""
+@pytest.mark.parametrize("version", [1, 2])
+def test_trunc_after_average_pool_is_power_of_two_quants_bit_exact(tmp_path, version):
+    """Brevitas' TruncAvgPool2d exports AveragePool + Trunc: v2 (x, scale, zeropt, in bits, out scale, out bits;
+    the door read its output scale as the output bit width: "0.125 is not an integer") or v1 (no output scale:
+    hls4ml had no Trunc)."""
     from onnx import helper
 
     g = Graph((2, 4, 4))
@@ -84,10 +86,13 @@ def test_trunc_v2_after_average_pool_is_two_quants_bit_exact(tmp_path):
     h = g.quant(g.node("Relu", [conv], name="relu"), 4, -3, signed=False)
     pooled = g.node("AveragePool", [h], name="pool", kernel_shape=[2, 2], strides=[2, 2])
     params = [g.const(2.0**-5), g.const(0.0), g.const(6.0), g.const(2.0**-3), g.const(4.0)]
+    if version == 1:
+        del params[3]
+    attrs = {"signed": 0, "narrow": 0} if version == 2 else {}
     g.nodes.append(helper.make_node("Trunc", [pooled, *params], ["y"], name="trunc", domain="qonnx.custom_op.general",
-                                    signed=0, narrow=0, rounding_mode="floor"))  # fmt: skip
+                                    rounding_mode="floor", **attrs))  # fmt: skip
     proto = g.model("y", (3, 2, 2))
-    proto.opset_import.append(helper.make_opsetid("qonnx.custom_op.general", 2))
+    proto.opset_import.append(helper.make_opsetid("qonnx.custom_op.general", version))
     report = csim(proto, tmp_path)
     assert_bit_exact(report)
 

@@ -239,40 +239,60 @@ class AveragePoolAsDepthwiseConv(Pass):
 
 
 class TruncAsQuants(Pass):
-    """Trunc v2 (Brevitas' TruncAvgPool: x, scale, zeropt, in bits, out scale, out bits) -> two Quants.
+    """Trunc (Brevitas' TruncAvgPool) with power-of-two scales and zero point 0 -> power-of-two Quants.
 
-    ``round(x / s)`` is a ROUND Quant on ``s``'s grid (``in bits`` wide), the truncation to
-    ``out bits`` a Quant with the output scale and the Trunc's rounding mode: the same
-    arithmetic when the output scale is ``s`` times a power of two and the zero point 0
-    (qonnx's trunc_v2); other Truncs are left for the refusal naming them.
+    v2 (x, scale, zeropt, in bits, out scale, out bits): ``round(x / s)`` is a ROUND Quant on
+    ``s``'s grid, the truncation a Quant with the output scale (``s`` times a power of two),
+    ``out bits`` and the Trunc's rounding mode. v1 (x, scale, zeropt, in bits, out bits) does
+    not clamp and rescales by ``s``: the Quants get spare bits and a Mul by ``2**-(in - out)``
+    follows (qonnx's trunc_v1/v2). Other Truncs are left for the refusal naming them.
     """
 
     def call(self, model: Model) -> PassResult:
         modified = False
         for node in list(model.nodes_of(["Trunc"])):
-            if len(node.input) != 6:
+            params = [model.constant(t) for t in node.input[1:]]
+            if len(node.input) not in (5, 6) or any(v is None or np.size(v) != 1 for v in params):
                 continue
-            s, z, in_bits, out_s, out_bits = (model.constant(t) for t in node.input[1:6])
-            if any(v is None for v in (s, z, in_bits, out_s, out_bits)) or np.any(z != 0):
-                continue
-            ratio = np.asarray(out_s, dtype=np.float64) / np.asarray(s, dtype=np.float64)
-            if ratio.size != 1 or not _pow2_scalar(ratio) or np.size(in_bits) != 1 or np.size(out_bits) != 1:
+            s, z, in_bits = (float(np.asarray(v).ravel()[0]) for v in params[:3])
+            v2 = len(node.input) == 6
+            out_s = (
+                float(np.asarray(params[3]).ravel()[0]) if v2 else s * 2.0 ** (in_bits - float(params[3].ravel()[0]))
+            )
+            if z != 0 or not _pow2_scalar(np.array([s])) or not _pow2_scalar(np.array([out_s / s])):
                 continue
             attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-            signed, narrow = int(attrs.get("signed", 1)), int(attrs.get("narrow", 0))
             mode = attrs.get("rounding_mode", "FLOOR")
             mode = (mode.decode() if isinstance(mode, bytes) else str(mode)).upper()
-            mid = f"{node.output[0]}_rounded"
-            first = helper.make_node("Quant", [node.input[0], node.input[1], node.input[2], node.input[3]], [mid],
-                                     name=f"{node.name}_round", domain=QONNX_DOMAIN, signed=signed, narrow=0,
-                                     rounding_mode="ROUND")  # fmt: skip
-            second = helper.make_node("Quant", [mid, node.input[4], node.input[2], node.input[5]], list(node.output),
-                                      name=node.name, domain=QONNX_DOMAIN, signed=signed, narrow=narrow,
-                                      rounding_mode=mode)  # fmt: skip
+            signed, narrow = (int(attrs.get("signed", 1)), int(attrs.get("narrow", 0))) if v2 else (1, 0)
+            spare = 0 if v2 else 2  # v1 never clamps
+            out_bits = float(np.asarray(params[-1]).ravel()[0])
+            consts = {
+                "in_bits": in_bits + spare,
+                "out_scale": out_s,
+                "out_bits": out_bits + spare,
+                "unscale": s / out_s,
+            }
+            names = {k: f"{node.name}_{k}" for k in consts}
+            for k, v in consts.items():
+                model.set_initializer(names[k], np.asarray(v, dtype=np.float32))
+            mid, out = f"{node.output[0]}_rounded", node.output[0] if v2 else f"{node.output[0]}_codes"
+            new = [
+                helper.make_node("Quant", [node.input[0], node.input[1], node.input[2], names["in_bits"]], [mid],
+                                 name=f"{node.name}_round", domain=QONNX_DOMAIN, signed=signed, narrow=0,
+                                 rounding_mode="ROUND"),
+                helper.make_node("Quant", [mid, names["out_scale"], node.input[2], names["out_bits"]], [out],
+                                 name=node.name, domain=QONNX_DOMAIN, signed=signed, narrow=narrow,
+                                 rounding_mode=mode),
+            ]  # fmt: skip
+            if not v2:
+                new.append(
+                    helper.make_node("Mul", [out, names["unscale"]], list(node.output), name=f"{node.name}_rescale")
+                )
             idx = list(model.graph.node).index(node)
             model.graph.node.remove(node)
-            model.graph.node.insert(idx, second)
-            model.graph.node.insert(idx, first)
+            for offset, n in enumerate(new):
+                model.graph.node.insert(idx + offset, n)
             model.invalidate()
             modified = True
         return PassResult(model, modified)
