@@ -48,6 +48,14 @@ class Graph:
                                            narrow=int(narrow), rounding_mode="ROUND"))  # fmt: skip
         return out
 
+    def quant_scaled(self, x: str, scale: float, bits: int = 8, signed: bool = True, narrow: bool = False) -> str:
+        """A Quant with a float (non-power-of-two) scale, as Brevitas' default quantizers export it."""
+        s, z, b = self.const(scale, "s"), self.const(0.0, "z"), self.const(float(bits), "b")
+        out = self._name("fq")
+        self.nodes.append(helper.make_node("Quant", [x, s, z, b], [out], name=out, domain=QONNX, signed=int(signed),
+                                           narrow=int(narrow), rounding_mode="ROUND"))  # fmt: skip
+        return out
+
     def weight(self, shape: tuple[int, ...], bits: int = 4, exp: int = -3) -> str:
         """A quantized weight: integers within ``bits`` (narrow) times ``2**exp``."""
         top = 2 ** (bits - 1) - 1

@@ -146,3 +146,20 @@ def test_espcn_quant_model_static_shapes_matches_qonnx():
     ref = ref.transform(InferShapes())
     expected = execute_onnx(ref, {ref.graph.input[0].name: x})[ref.graph.output[0].name]
     np.testing.assert_allclose(execute(model, x)[model.outputs[0]], expected, rtol=0, atol=1e-6)
+
+
+def test_channels_last_window_nodes_get_onnx_defaults():
+    """A qonnx channels-last Conv/MaxPool without strides/pads/dilations/group (ONNX lets the original omit
+    them; qonnx's wrappers require them): loaded with ONNX's defaults, shapes inferred."""
+    from codesign.frontends import load
+
+    cl = "qonnx.custom_op.channels_last"
+    w = numpy_helper.from_array(np.ones((4, 3, 3, 3), dtype=np.float32), "w")
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv", domain=cl, kernel_shape=[3, 3]),
+             helper.make_node("MaxPool", ["c"], ["y"], name="pool", domain=cl, kernel_shape=[2, 2], strides=[2, 2])]  # fmt: skip
+    graph = helper.make_graph(nodes, "cl", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 8, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 3, 4])], [w])  # fmt: skip
+    model = load(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
+    assert model.shape("c") == (1, 6, 6, 4) and model.shape("y") == (1, 3, 3, 4)
+    attrs = {a.name: helper.get_attribute_value(a) for a in model.node("conv").attribute}
+    assert attrs["pads"] == [0, 0, 0, 0] and attrs["strides"] == [1, 1] and attrs["group"] == 1

@@ -55,3 +55,66 @@ def test_one_bit_signed_weight_quant_is_typed_to_hold_plus_and_minus_one():
     t = quant_type(lowered, wq)
     assert t.lo <= -1.0 and t.hi >= 1.0
     assert derive(lowered).layers["fc"].types["weight"] == t
+
+
+def test_float_scale_quant_on_a_fanned_out_tensor_scales_only_its_own_branch(tmp_path):
+    """Brevitas' QuantEltwiseAdd re-quantizes both residual operands with a float scale; the block input also
+    feeds a Conv. hls4ml's Quant optimiser put the x / s ApplyAlpha before the Conv (top-1 26%, then a C++ build
+    failure once its scale_down_add moved the rescale): codesign builds scale, cast and rescale itself."""
+    g = Graph((2, 4, 4))
+    x = g.quant("x", 4, 0)
+    conv = g.node("Conv", [x, g.weight((2, 2, 3, 3))], name="conv", kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    y = g.quant(conv, 4, 0)
+    a, b = g.quant_scaled(x, 0.0339), g.quant_scaled(y, 0.0339)
+    s = g.quant_scaled(g.node("Add", [a, b], name="res_add"), 0.0511)
+    report = csim(g.model(s, (2, 4, 4)), tmp_path)
+    assert report["max_abs_diff"] <= 1e-5, report  # float32 rounding of codes * 0.0511 (one step: 0.05)
+    classes = layer_classes(tmp_path)
+    assert classes["conv"] == "Conv2D" and classes[f"{a}_scale"] == "ApplyAlpha" and classes["res_add"] == "Merge"
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_trunc_after_average_pool_is_power_of_two_quants_bit_exact(tmp_path, version):
+    """Brevitas' TruncAvgPool2d exports AveragePool + Trunc: v2 (x, scale, zeropt, in bits, out scale, out bits;
+    the door read its output scale as the output bit width: "0.125 is not an integer") or v1 (no output scale:
+    hls4ml had no Trunc)."""
+    from onnx import helper
+
+    g = Graph((2, 4, 4))
+    x = g.quant("x", 4, -1, signed=False)
+    conv = g.node("Conv", [x, g.weight((3, 2, 3, 3))], name="conv", kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    h = g.quant(g.node("Relu", [conv], name="relu"), 4, -3, signed=False)
+    pooled = g.node("AveragePool", [h], name="pool", kernel_shape=[2, 2], strides=[2, 2])
+    params = [g.const(2.0**-5), g.const(0.0), g.const(6.0), g.const(2.0**-3), g.const(4.0)]
+    if version == 1:
+        del params[3]
+    attrs = {"signed": 0, "narrow": 0} if version == 2 else {}
+    g.nodes.append(helper.make_node("Trunc", [pooled, *params], ["y"], name="trunc", domain="qonnx.custom_op.general",
+                                    rounding_mode="floor", **attrs))  # fmt: skip
+    proto = g.model("y", (3, 2, 2))
+    proto.opset_import.append(helper.make_opsetid("qonnx.custom_op.general", version))
+    report = csim(proto, tmp_path)
+    assert_bit_exact(report)
+
+
+def test_bipolar_weight_scale_moves_behind_the_matmul():
+    """Brevitas' SignedBinaryWeightPerTensorConst is BipolarQuant(W, 0.1): hls4ml keeps only +-2**k weights
+    (C-sim top-1 74%); the scale becomes a Mul after the MAC, same values in the lowered graph."""
+    from onnx import helper
+
+    from codesign.backends.hls4ml_backend import lower_model
+    from codesign.backends.reference import ReferenceExecutor
+    from codesign.frontends import load
+
+    g = Graph((16,))
+    x = g.quant("x", 6, -2)
+    w = "wq"
+    g.nodes.append(helper.make_node("BipolarQuant", [g.const(g.rng.normal(size=(16, 4))), g.const(0.1)], [w],
+                                    name="wq", domain="qonnx.custom_op.general"))  # fmt: skip
+    ir = load(g.model(g.node("MatMul", [x, w], name="fc"), (4,)))
+    lowered = lower_model(ir)
+    assert [n.op_type for n in lowered.graph.node][-2:] == ["MatMul", "BatchNormalization"]  # exact affine
+    assert np.all(np.abs(lowered.constant(lowered.node("fc").input[1])) == 1.0)
+    xs = g.rng.normal(size=(8, 16)).astype(np.float32)
+    want, got = ReferenceExecutor(ir).run(xs)[ir.outputs[0]], ReferenceExecutor(lowered).run(xs)[lowered.outputs[0]]
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)

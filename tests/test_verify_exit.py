@@ -138,3 +138,14 @@ def test_rtl_iverilog_mismatch_exits_3(tmp_path, monkeypatch):
                                  "--verify", "--samples", "20"])  # fmt: skip
     assert r.exit_code == 3, r.output
     assert "0 mismatches in alkaid's interpreter, 1 in iverilog" in r.output
+
+
+def test_top1_agreement_counts_exact_ties_as_ties():
+    """A binary net's logits are integers times a float scale: ties broken by float32 rounding are still ties."""
+    from codesign.backends.verify import top1_agreement
+
+    ref = np.array([[3.0000002, 3.0, -1.0], [0.5, 2.0, 1.0]])  # row 0: a tie, 1 float32 ulp apart
+    assert top1_agreement(ref, np.array([[3.0, 3.0000002, -1.0], [0.5, 2.0, 1.0]])) == 1.0
+    assert top1_agreement(ref, np.array([[3.0, 3.0, 4.0], [2.5, 2.0, 1.0]])) == 0.0  # real disagreements
+    assert top1_agreement(ref, np.array([[2.9, 3.0, -1.0], [0.5, 2.0, 1.0]])) == 1.0
+    assert top1_agreement(np.array([[3.001, 3.0]]), np.array([[3.0, 3.001]])) == 0.0  # not a tie

@@ -40,4 +40,25 @@ def binary_dense_fixed() -> Iterator[None]:
         QuantizeDenseOutput.transform = original
 
 
-__all__ = ["binary_dense_fixed"]
+@contextlib.contextmanager
+def scales_kept() -> Iterator[None]:
+    """hls4ml's ``scale_down_*``/``bias_down_add`` passes move ApplyAlphas past Add/MatMul/Conv; off on codesign's path.
+
+    codesign types every ApplyAlpha where the IR has it, so a moved one computes in other
+    types; moving a Quant's rescale past a residual Add also left its output variable
+    undeclared (a C++ build failure).
+    """
+    from hls4ml.model.optimizer.passes import move_scales
+
+    passes = [move_scales.ScaleDownAdd, move_scales.BiasDownAdd, move_scales.ScaleDownMatMul, move_scales.ScaleDownConv]
+    originals = [p.match for p in passes]
+    for p in passes:
+        p.match = lambda self, node: False
+    try:
+        yield
+    finally:
+        for p, original in zip(passes, originals, strict=True):
+            p.match = original
+
+
+__all__ = ["binary_dense_fixed", "scales_kept"]

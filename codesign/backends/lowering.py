@@ -238,6 +238,66 @@ class AveragePoolAsDepthwiseConv(Pass):
         return PassResult(model, modified)
 
 
+class TruncAsQuants(Pass):
+    """Trunc (Brevitas' TruncAvgPool) with power-of-two scales and zero point 0 -> power-of-two Quants.
+
+    v2 (x, scale, zeropt, in bits, out scale, out bits): ``round(x / s)`` is a ROUND Quant on
+    ``s``'s grid, the truncation a Quant with the output scale (``s`` times a power of two),
+    ``out bits`` and the Trunc's rounding mode. v1 (x, scale, zeropt, in bits, out bits) does
+    not clamp and rescales by ``s``: the Quants get spare bits and a Mul by ``2**-(in - out)``
+    follows (qonnx's trunc_v1/v2). Other Truncs are left for the refusal naming them.
+    """
+
+    def call(self, model: Model) -> PassResult:
+        modified = False
+        for node in list(model.nodes_of(["Trunc"])):
+            params = [model.constant(t) for t in node.input[1:]]
+            if len(node.input) not in (5, 6) or any(v is None or np.size(v) != 1 for v in params):
+                continue
+            s, z, in_bits = (float(np.asarray(v).ravel()[0]) for v in params[:3])
+            v2 = len(node.input) == 6
+            out_s = (
+                float(np.asarray(params[3]).ravel()[0]) if v2 else s * 2.0 ** (in_bits - float(params[3].ravel()[0]))
+            )
+            if z != 0 or not _pow2_scalar(np.array([s])) or not _pow2_scalar(np.array([out_s / s])):
+                continue
+            attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+            mode = attrs.get("rounding_mode", "FLOOR")
+            mode = (mode.decode() if isinstance(mode, bytes) else str(mode)).upper()
+            signed, narrow = (int(attrs.get("signed", 1)), int(attrs.get("narrow", 0))) if v2 else (1, 0)
+            spare = 0 if v2 else 2  # v1 never clamps
+            out_bits = float(np.asarray(params[-1]).ravel()[0])
+            consts = {
+                "in_bits": in_bits + spare,
+                "out_scale": out_s,
+                "out_bits": out_bits + spare,
+                "unscale": s / out_s,
+            }
+            names = {k: f"{node.name}_{k}" for k in consts}
+            for k, v in consts.items():
+                model.set_initializer(names[k], np.asarray(v, dtype=np.float32))
+            mid, out = f"{node.output[0]}_rounded", node.output[0] if v2 else f"{node.output[0]}_codes"
+            new = [
+                helper.make_node("Quant", [node.input[0], node.input[1], node.input[2], names["in_bits"]], [mid],
+                                 name=f"{node.name}_round", domain=QONNX_DOMAIN, signed=signed, narrow=0,
+                                 rounding_mode="ROUND"),
+                helper.make_node("Quant", [mid, names["out_scale"], node.input[2], names["out_bits"]], [out],
+                                 name=node.name, domain=QONNX_DOMAIN, signed=signed, narrow=narrow,
+                                 rounding_mode=mode),
+            ]  # fmt: skip
+            if not v2:
+                new.append(
+                    helper.make_node("Mul", [out, names["unscale"]], list(node.output), name=f"{node.name}_rescale")
+                )
+            idx = list(model.graph.node).index(node)
+            model.graph.node.remove(node)
+            for offset, n in enumerate(new):
+                model.graph.node.insert(idx + offset, n)
+            model.invalidate()
+            modified = True
+        return PassResult(model, modified)
+
+
 def _pow2_scalar(value: np.ndarray) -> bool:
     flat = np.unique(np.asarray(value, dtype=np.float64).ravel())
     return flat.size == 1 and flat[0] > 0 and np.frexp(flat[0])[0] == 0.5
@@ -245,6 +305,8 @@ def _pow2_scalar(value: np.ndarray) -> bool:
 
 class ExtractWeightScale(Pass):
     """MatMul(x, Quant(W, s)) with a per-channel or non-power-of-two ``s`` -> Mul(MatMul(x, Quant(W/s, 1)), s).
+
+    BipolarQuant weights too (Brevitas' SignedBinaryWeightPerTensorConst: +-0.1).
 
     hls4ml only keeps power-of-two scales inside fixed-point weights; moving the scale
     behind the MatMul leaves it integer weights plus one per-output-channel multiply
@@ -255,9 +317,14 @@ class ExtractWeightScale(Pass):
         modified = False
         for mm in list(model.nodes_of(["MatMul"])):
             quant = model.producer(mm.input[1])
-            if quant is None or quant.op_type != "Quant" or model.initializer(quant.input[0]) is None:
+            if (
+                quant is None
+                or quant.op_type not in ("Quant", "BipolarQuant")
+                or model.initializer(quant.input[0]) is None
+            ):
                 continue
-            scale, zero = model.initializer(quant.input[1]), model.initializer(quant.input[2])
+            scale = model.initializer(quant.input[1])
+            zero = model.initializer(quant.input[2]) if quant.op_type == "Quant" else np.zeros(1, dtype=np.float32)
             w = model.initializer(quant.input[0])
             if scale is None or zero is None or np.any(zero != 0) or _pow2_scalar(scale) or w.ndim != 2:
                 continue
@@ -342,6 +409,7 @@ def lower_for_hls4ml() -> Sequential:
 
     return Sequential(
         QonnxCleanup(),
+        TruncAsQuants(),
         GemmToMatMul(),
         ExtractWeightScale(),
         ExplicitDefaults(),

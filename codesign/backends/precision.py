@@ -332,7 +332,8 @@ def derive(model: Model) -> ModelPrecision:
         elif node.op_type == "Relu" and src is not None:
             tensors[out] = relu_type(src)
             cons = model.consumers(out)
-            if not (len(cons) == 1 and cons[0].op_type == "Quant" and out not in model.outputs):
+            fused = len(cons) == 1 and quant_type(model, cons[0]) is not None  # hls4ml folds it into the cast
+            if not (fused and out not in model.outputs):
                 # hls4ml types an unquantized activation with its default (fixed<16,6>: truncates)
                 layers[node.name] = LayerPrecision(node.name, node.op_type, {"result": tensors[out]})
         elif node.op_type in _ACTIVATIONS:
@@ -359,6 +360,8 @@ def derive(model: Model) -> ModelPrecision:
                 layers[node.name] = lp
                 if "result" in lp.types:
                     tensors[out] = lp.types["result"]
+            elif src is not None and (params := bn_affine(model, node)) is not None:
+                tensors[out] = any_affine_types(src, *params)[2]
         elif node.op_type in ("MatMul", "Conv") and src is not None and len(node.input) > 1:
             lp = _mac_layer(model, node, src, tensors, constants)
             if lp is not None:
@@ -423,6 +426,32 @@ def affine_types(x: Fixed, scale: np.ndarray, bias: np.ndarray) -> tuple[Fixed, 
     return s_t, b_t, out
 
 
+#: Significant bits of the float constants and of the result of an affine that no fixed-point type holds exactly.
+AFFINE_CONST_WIDTH = 24
+AFFINE_RESULT_WIDTH = 32
+
+
+def float_affine_types(x: Fixed, scale: np.ndarray, bias: np.ndarray) -> tuple[Fixed, Fixed, Fixed]:
+    """(scale, bias, result) types of ``x * scale + bias`` with float constants (a non-power-of-two weight
+    scale moved behind its MAC, a float bias, Brevitas' float BatchNorm): rounded to 24/32 significant bits.
+
+    hls4ml's default ``fixed<16,6>`` rounded a weight scale of 0.002 to 2**-9 (top-1 93%).
+    """
+    s, b = np.asarray(scale, dtype=np.float64), np.asarray(bias, dtype=np.float64)
+    s_t, b_t = range_type(s, AFFINE_CONST_WIDTH), range_type(b, AFFINE_CONST_WIDTH)
+    peak = max(abs(x.lo), abs(x.hi)) * float(np.max(np.abs(s), initial=0.0)) + float(np.max(np.abs(b), initial=0.0))
+    out = range_type(np.array([-peak, peak]), AFFINE_RESULT_WIDTH)
+    return s_t, b_t, Fixed(out.width, out.integer, True, "RND", "SAT")
+
+
+def any_affine_types(x: Fixed, scale: np.ndarray, bias: np.ndarray) -> tuple[Fixed, Fixed, Fixed]:
+    """Exact types when the constants are fixed-point numbers and the result fits, else :func:`float_affine_types`."""
+    types = affine_types(x, scale, bias)
+    if types is not None and types[2].width <= MAX_WIDTH:
+        return types
+    return float_affine_types(x, scale, bias)
+
+
 def _binary_type(model: Model, node: onnx.NodeProto, tensors: dict[str, Fixed]) -> Fixed | None:
     """Exact output type of Sub/Mul of two typed tensors (hls4ml's Merge inference) or of an affine op."""
     a, b = node.input[0], node.input[1]
@@ -437,8 +466,7 @@ def _binary_type(model: Model, node: onnx.NodeProto, tensors: dict[str, Fixed]) 
     found = affine(model, node)
     if found is None or found[0] not in tensors:
         return None
-    types = affine_types(tensors[found[0]], found[1], found[2])
-    return None if types is None or types[2].width > MAX_WIDTH else types[2]
+    return any_affine_types(tensors[found[0]], found[1], found[2])[2]
 
 
 #: Extra fractional bits of an average over a window that is not a power of two (1/n is inexact).
@@ -476,6 +504,16 @@ def bipolar_type(model: Model, node: onnx.NodeProto) -> Fixed | None:
     """
     k = pow2_exponent(model.constant(node.input[1]))
     return Fixed(2, 2 + k) if k is not None else None
+
+
+def bn_affine(model: Model, node: onnx.NodeProto) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per-channel (scale, bias) of an inference BatchNormalization; None unless its parameters are constants."""
+    params = [model.constant(t) for t in node.input[1:5]]
+    if len(params) != 4 or any(p is None for p in params):
+        return None
+    gamma, beta, mean, var = (np.asarray(p, dtype=np.float64).ravel() for p in params)
+    scale = gamma / np.sqrt(var + float(_attr(node, "epsilon", 1e-5)))
+    return scale, beta - mean * scale
 
 
 def exact_affine_layer(model: Model, node: onnx.NodeProto) -> LayerPrecision | None:
@@ -640,12 +678,15 @@ __all__ = [
     "acc_type",
     "affine",
     "affine_types",
+    "any_affine_types",
     "avg_pool_types",
     "bipolar_type",
+    "bn_affine",
     "cell_preserved",
     "derive",
     "exact_affine_layer",
     "exact_type",
+    "float_affine_types",
     "input_type",
     "nudge_bias",
     "quant_type",

@@ -57,6 +57,13 @@ def expects_bit_exact(ir: Model) -> tuple[bool, str]:
             if not _pow2(ir.constant(n.input[1])):
                 return False, f"quantizer {n.name} has a non-power-of-two scale"
             continue
+        if n.op_type == "Trunc":  # power-of-two in and out scales: a shift (lowered to two Quants)
+            outs = [n.input[1]] + ([n.input[4]] if len(n.input) >= 6 else [])
+            if not all(_pow2(ir.constant(t)) for t in outs):
+                return False, f"Trunc {n.name} has a non-power-of-two scale"
+            if np.any(np.asarray(ir.constant(n.input[2])) != 0):
+                return False, f"Trunc {n.name} has a non-zero zero point"
+            continue
         if n.op_type != "Quant":
             return False, f"{n.op_type} {n.name} is not a fixed-point quantizer"
         if not _pow2(ir.constant(n.input[1])):

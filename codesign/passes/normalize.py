@@ -65,6 +65,34 @@ def _drop_opset(proto: onnx.ModelProto, domain: str) -> None:
             proto.opset_import.remove(o)
 
 
+class FillChannelsLastDefaults(Pass):
+    """ONNX's defaults (strides/dilations 1, pads 0, group 1) written on qonnx channels-last Conv/MaxPool nodes.
+
+    qonnx's wrappers require every window attribute; a channels-last graph converted from
+    an ONNX node that left them out failed shape inference with "Required attribute pads".
+    """
+
+    def call(self, model: Model) -> PassResult:
+        from onnx import helper
+
+        modified = False
+        for node in model.graph.node:
+            if node.domain != "qonnx.custom_op.channels_last" or node.op_type not in ("Conv", "MaxPool"):
+                continue
+            have = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+            if "kernel_shape" not in have:
+                continue
+            n = len(have["kernel_shape"])
+            defaults: dict[str, object] = {"strides": [1] * n, "pads": [0] * (2 * n)}
+            if node.op_type == "Conv":
+                defaults.update(dilations=[1] * n, group=1)
+            for key, value in defaults.items():
+                if key not in have:
+                    node.attribute.append(helper.make_attribute(key, value))
+                    modified = True
+        return PassResult(model, modified)
+
+
 class NameNodesAndTensors(Pass):
     """Unique, code-safe node names; unsafe tensor names replaced (safe ones kept)."""
 
@@ -297,6 +325,7 @@ def normalize(
     return Sequential(
         CanonicalizeQuantDomains(),
         FillQuantizerDefaults(),
+        FillChannelsLastDefaults(),
         NameNodesAndTensors(),
         RemoveStaticGraphInputs(),
         SetInputShapes(input_shapes or {}),

@@ -173,7 +173,10 @@ def check_quantizer(model: Model, node: onnx.NodeProto) -> None:
         _check_scale(node, _scalar_param(model, node, 1, "scale"), shape)
         _check_zero_point(node, _scalar_param(model, node, 2, "zero point"), shape)
         _check_bits(node, _scalar_param(model, node, 3, "input bit width"), "input bit width")
-        _check_bits(node, _scalar_param(model, node, 4, "output bit width"), "output bit width")
+        if len(node.input) >= 6:  # Trunc v2 (Brevitas >= 0.11): x, scale, zeropt, in bits, out scale, out bits
+            _check_scale(node, _scalar_param(model, node, 4, "output scale"), shape, "output scale")
+        out_bits = 5 if len(node.input) >= 6 else 4
+        _check_bits(node, _scalar_param(model, node, out_bits, "output bit width"), "output bit width")
         _check_flags(node)
     elif op == "FloatQuant":
         _check_scale(node, _scalar_param(model, node, 1, "scale"), shape)

@@ -5,18 +5,17 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from codesign.backends.hls4ml_layers.base import Context, Layer, LayerRefused, attr, handles
-from codesign.backends.precision import affine_types, range_type
+from codesign.backends import precision
+from codesign.backends.hls4ml_layers.base import Context, Layer, LayerRefused, handles
+from codesign.backends.precision import affine_types, float_affine_types, range_type
 
 
 def bn_affine(ctx: Context, node: onnx.NodeProto) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel (scale, bias) of an inference BatchNormalization."""
-    params = [ctx.const(t) for t in node.input[1:5]]
-    if len(params) != 4 or any(p is None for p in params):
+    found = precision.bn_affine(ctx.model, node)
+    if found is None:
         raise LayerRefused(node, "scale, bias, mean and variance must be constants")
-    gamma, beta, mean, var = (np.asarray(p, dtype=np.float64).ravel() for p in params)
-    scale = gamma / np.sqrt(var + float(attr(node, "epsilon", 1e-5)))
-    return scale, beta - mean * scale
+    return found
 
 
 @handles("BatchNormalization")
@@ -37,7 +36,10 @@ def batchnorm(ctx: Context, node: onnx.NodeProto) -> list[Layer]:
     elif types is not None:
         s_t, b_t, out_t = types
         ctx.set_precision(node.name, scale=s_t.hls(), bias=b_t.hls(), result=out_t.hls())
-    else:  # float constants: 16 bits where their values are (the result type is hls4ml's inference)
+    elif x_t is not None:  # float constants (Brevitas' BN between accumulator and quantizer): 24/32 bits
+        s_t, b_t, out_t = float_affine_types(x_t, scale, bias)
+        ctx.set_precision(node.name, scale=s_t.hls(), bias=b_t.hls(), result=out_t.hls())
+    else:  # float constants, untyped input: 16 bits where their values are (the result type is hls4ml's inference)
         ctx.set_precision(node.name, scale=range_type(scale).hls(), bias=range_type(bias).hls())
     return [ctx.base(node, "BatchNormalization", n_in=int(np.prod(shape)), n_filt=n_filt if len(shape) > 1 else -1,
                      scale_data=scale, bias_data=bias, data_format="channels_last")]  # fmt: skip

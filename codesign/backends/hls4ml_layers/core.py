@@ -25,30 +25,43 @@ def _constant_layers(ctx: Context, tensors: list[str]) -> list[Layer]:
 def quant(ctx: Context, node: onnx.NodeProto) -> list[Layer]:
     """A power-of-two Quant is a cast to ``fixed<b, b+log2 s>`` (a linear activation with that result type).
 
-    Other scales go to hls4ml's own Quant layer, which its QONNX optimisers turn into
-    scale -> integer cast -> rescale (ApplyAlpha around a linear activation).
+    Other scales become scale -> integer cast -> rescale (ApplyAlpha, linear activation, ApplyAlpha),
+    built here: hls4ml's own Quant optimiser inserts its scale ApplyAlpha before the *first* consumer
+    of the Quant's input, so a tensor that also feeds a residual branch reached the wrong layer scaled.
     """
     from hls4ml.model.optimizer.passes.quant_opt import _calculate_precision_quantizer
 
     t = quant_type(ctx.model, node)
+    mode = str(attr(node, "rounding_mode", "ROUND")).upper()
+    narrow, signed = bool(attr(node, "narrow", 0)), bool(attr(node, "signed", 1))
     if t is not None:
-        mode = str(attr(node, "rounding_mode", "ROUND")).upper()
-        precision, quantizer = _calculate_precision_quantizer(
-            t.width, t.integer, t.signed, bool(attr(node, "narrow", 0)), mode
-        )
+        precision, quantizer = _calculate_precision_quantizer(t.width, t.integer, t.signed, narrow, mode)
         ctx.set_precision(node.name, result=str(precision))
         return [ctx.base(node, "Activation", activation="linear", quantizer=quantizer)]
-    params = list(node.input[1:4])
-    if any(ctx.const(p) is None for p in params):
-        raise LayerRefused(node, "scale, zero point and bit width must be constants")
-    ctx.set_precision(node.name, **{k: t.hls() for k, t in rescaled_quant_types(ctx.model, node).items()})
-    return [
-        *_constant_layers(ctx, params),
-        ctx.base(
-            node, "Quant", inputs=[node.input[0], *params], narrow=bool(attr(node, "narrow", 0)),
-            rounding_mode=str(attr(node, "rounding_mode", "ROUND")), signed=bool(attr(node, "signed", 1)),
-        ),
-    ]  # fmt: skip
+    scale, zero, bits = (ctx.const(p) for p in node.input[1:4])
+    if scale is None or zero is None or bits is None or np.size(bits) != 1:
+        raise LayerRefused(node, "scale, zero point and bit width must be constants (one bit width)")
+    shape = ctx.shape(node.input[0])
+    try:
+        s = np.broadcast_to(np.asarray(scale, dtype=np.float64), [1, *shape]).reshape(shape)
+        z = np.broadcast_to(np.asarray(zero, dtype=np.float64), [1, *shape]).reshape(shape)
+    except ValueError:
+        raise LayerRefused(node, f"scale/zero point of shape {np.shape(scale)} do not broadcast onto {shape}") from None
+    b = int(np.ceil(float(np.asarray(bits).ravel()[0])))
+    precision, quantizer = _calculate_precision_quantizer(b, b, signed, narrow, mode)
+    types = {k: t.hls() for k, t in rescaled_quant_types(ctx.model, node).items()}
+    out = node.output[0]
+    n_in = int(np.prod(shape))
+    scaled = ctx.base(node, "ApplyAlpha", n_in=n_in, n_filt=-1, scale_data=1.0 / s, bias_data=z)
+    scaled["name"], scaled["outputs"] = f"{node.name}_scale", [f"{out}_scaled"]
+    cast = {"name": f"{node.name}_act", "class_name": "Activation", "inputs": [f"{out}_scaled"],
+            "outputs": [f"{out}_codes"], "activation": "linear", "quantizer": quantizer}  # fmt: skip
+    rescaled = ctx.base(node, "ApplyAlpha", inputs=[], n_in=n_in, n_filt=-1, scale_data=s, bias_data=-z * s)
+    rescaled["name"], rescaled["inputs"] = f"{node.name}_rescale", [f"{out}_codes"]
+    for layer in (scaled, rescaled):
+        ctx.set_precision(layer["name"], **types)
+    ctx.set_precision(cast["name"], result=str(precision))
+    return [scaled, cast, rescaled]
 
 
 @handles("BipolarQuant")

@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 
 from codesign.backends.hls4ml_layers.base import Context, Layer, LayerRefused, attr, handles
-from codesign.backends.precision import affine, affine_types, union_type
+from codesign.backends.precision import affine, any_affine_types, union_type
 
 _MERGE = {"Add": "add", "Sub": "subtract", "Mul": "multiply", "Max": "maximum", "Min": "minimum", "Sum": "add"}
 
@@ -41,9 +41,8 @@ def _apply_alpha(ctx: Context, node: onnx.NodeProto) -> Layer:
         raise LayerRefused(node, "the constant operand must broadcast onto the computed one (and be non-zero for Div)")
     x, scale, bias = found
     x_t = ctx.precision.tensors.get(x)
-    types = affine_types(x_t, scale, bias) if x_t is not None else None
-    if types is not None:
-        s_t, b_t, out_t = types
+    if x_t is not None:
+        s_t, b_t, out_t = any_affine_types(x_t, scale, bias)
         ctx.set_precision(node.name, scale=s_t.hls(), bias=b_t.hls(), result=out_t.hls())
     shape = ctx.shape(x)
     return ctx.base(
