@@ -149,3 +149,29 @@ def test_synthetic_samples_shrink_with_the_activation_size():
         )
     )
     assert synthetic_count(huge, 1000) == MIN_SYNTHETIC
+
+
+def test_output_mse_scales_are_the_per_column_search_s():
+    """The vectorised per-column power-of-two search (fuzz: dense_big_keras type selection) picks what the loop did."""
+    from codesign.passes.quantize import QuantConfig, _int_max, _int_min, _output_mse_pow2, _pow2_ceil
+
+    def per_column(w, bits, x):  # the former loop: min((error, scale)) over 4 candidates, per column
+        lo, hi, out = _int_min(bits, True, False), _int_max(bits, True, False), []
+        for c in range(w.shape[1]):
+            col = w[:, [c]]
+            start = float(_pow2_ceil(np.asarray((float(np.abs(col).max()) or 1.0) / hi)))
+            errs = [(float(np.sum((x @ (np.clip(np.round(col / s), lo, hi) * s - col)) ** 2)), s)
+                    for s in (start / 2**k for k in range(4))]  # fmt: skip
+            out.append(min(errs)[1])
+        return np.array(out)
+
+    rng = np.random.default_rng(0)
+    for trial in range(20):
+        k, c = rng.integers(1, 40, size=2)
+        w = rng.normal(size=(k, c)) * 10.0 ** rng.integers(-3, 2)
+        w[:, 0] = 0 if trial % 4 == 0 else w[:, 0]
+        x = rng.normal(size=(50, k)).astype(np.float32).astype(np.float64)
+        for bits in (2, 5, 8):
+            np.testing.assert_array_equal(
+                _output_mse_pow2(w, bits, QuantConfig(bits=bits), 1, x), per_column(w, bits, x)
+            )
