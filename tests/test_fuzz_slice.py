@@ -105,6 +105,29 @@ def test_compile_slice_has_no_new_kind_of_failure(backend, tmp_path):
     assert not new, "\n".join(new)
 
 
+# ------------------------------------------------------------------ mutants that found bugs in the full run
+#: (model path suffix, family, generate() seed, label): hls4ml compiles the full run (docs/fuzzing.md) saw fail.
+FOUND = [
+    ("floatquant_exec/qonnx_act_weight_fp8.onnx", "attr", 1, "input dim 1=1099511627776"),  # MemoryError, 4 TiB
+    ("kwsmlp_w3a3/kwsmlp_w3a3.onnx", "attr", 1, "input dim 1=1099511627776"),  # MemoryError, 1.9 PiB
+]
+
+
+@pytest.mark.parametrize("suffix,family,seed,label", FOUND, ids=[f"{f[0].split('/')[-1]}:{f[3]}" for f in FOUND])
+def test_found_mutants_compile_ok_or_refused(suffix, family, seed, label):
+    require_shared()
+    pytest.importorskip("hls4ml")
+    model = next((p for p in all_shared_models() if str(p).endswith(suffix)), None)
+    if model is None:
+        pytest.skip(f"{suffix} not in ../shared")
+    mutant = next((m for m in generate([model], {family: 60}, seed, MODELS) if m.label == label), None)
+    assert mutant is not None, f"{suffix}: no {family} mutant {label!r} with seed {seed}"
+    preload({"compile"})
+    (o,) = run_all([mutant], ["compile", "-t", "vu13p", "--backend", "hls4ml", "-o", "{out}"], 60.0, 4096)
+    assert o.cls in GOOD, o.line()
+    assert "CODESIGN_MAX_ACTIVATION_BYTES" in o.stderr, o.stderr
+
+
 # ------------------------------------------------------------------ hypothesis: valid quantizers are accepted
 def _quant_mlp(bits: int, scale_exp: int, signed: int, narrow: int) -> bytes:
     """x -> Quant(8b) -> MatMul(Quant(W, ``bits``)) -> y: a model whose weight type follows the parameters."""

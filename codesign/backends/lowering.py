@@ -8,6 +8,7 @@ two backends lower the same IR the same way.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable
 
@@ -32,7 +33,6 @@ class QonnxCleanup(Pass):
     def call(self, model: Model) -> PassResult:
         from qonnx.transformation.fold_constants import FoldConstants
         from qonnx.transformation.general import (
-            GiveReadableTensorNames,
             GiveUniqueParameterTensors,
             RemoveStaticGraphInputs,
             RemoveUnusedTensors,
@@ -51,7 +51,7 @@ class QonnxCleanup(Pass):
             QonnxPass(RemoveUnusedTensors()),
             QonnxPass(RemoveStaticGraphInputs()),
             CIdentifierNames(),
-            QonnxPass(GiveReadableTensorNames()),
+            ReadableTensorNames(),
             InferShapes(),
         )(model).model
         for node in out.graph.node:  # what cleanup_model's "temporary fix" does
@@ -82,6 +82,102 @@ class CIdentifierNames(Pass):
                 node.name, modified = name, True
         model.invalidate()
         return PassResult(model, modified)
+
+
+class ReadableTensorNames(Pass):
+    """qonnx's ``GiveReadableTensorNames`` (``NODE_outK``, ``NODE_paramK``, ``global_in``/``global_out``) in one sweep.
+
+    qonnx renames tensor by tensor, each rename a scan of the whole graph: a 2,000-node chain
+    took minutes. Here the same sequence of renames is replayed on a name map, applied once.
+    """
+
+    def call(self, model: Model) -> PassResult:
+        from qonnx.transformation.general import SortCommutativeInputsInitializerLast
+
+        before = model.proto.SerializeToString()
+        _sort_like_qonnx(model.graph)  # what qonnx's rename step runs first (ModelWrapper.cleanup), in linear time
+        model = QonnxPass(SortCommutativeInputsInitializerLast())(model).model
+        g = model.graph
+        refs = [*g.input, *g.output, *g.value_info, *g.initializer]
+        names = {x for n in g.node for x in (*n.input, *n.output) if x} | {r.name for r in refs}
+        names |= {a.tensor_name for a in g.quantization_annotation}
+        now = {x: x for x in names}  # original name -> current name
+        members: dict[str, set[str]] = {x: {x} for x in names}  # current name -> original names
+        inits = {t.name for t in g.initializer}
+
+        def rename(old: str, new: str) -> None:  # ModelWrapper.rename_tensor, on the map
+            if old == new or old not in members:
+                return
+            moved = members.pop(old)
+            for x in moved:
+                now[x] = new
+            members.setdefault(new, set()).update(moved)
+
+        for i, x in enumerate([*(v.name for v in g.value_info), *(v.name for v in g.input),
+                               *(v.name for v in g.output)]):  # fmt: skip
+            rename(x, f"tensor_{i}")  # GiveUniqueTensorNames first, as qonnx does (a name listed twice keeps the first)
+        for node in g.node:
+            if not node.name:
+                raise UnsupportedModelError(f"unnamed {node.op_type} node reached tensor naming")
+            for k, o in enumerate(node.output):
+                if o:
+                    rename(now[o], f"{node.name}_out{k}")
+            k = 0
+            for x in node.input:
+                if x and members.get(now[x], set()) & inits:
+                    rename(now[x], f"{node.name}_param{k}")
+                    k += 1
+        for prefix, coll in (("global_in", g.input), ("global_out", g.output)):
+            for i, v in enumerate(coll):
+                rename(now[v.name], prefix if i == 0 else f"{prefix}_{i}")
+        for r in refs:
+            r.name = now[r.name]
+        for a in g.quantization_annotation:
+            a.tensor_name = now[a.tensor_name]
+        for node in g.node:
+            node.input[:] = [now[x] if x else x for x in node.input]
+            node.output[:] = [now[x] if x else x for x in node.output]
+        model.invalidate()
+        return PassResult(model, model.proto.SerializeToString() != before)
+
+
+def _sort_like_qonnx(graph: onnx.GraphProto) -> None:
+    """qonnx's ``SortGraph`` order (``toposort_flatten``: level by level, each sorted) in linear time."""
+    nodes = list(graph.node)
+    if len(nodes) < 2:
+        return
+    producer: dict[str, int] = {}
+    for k, n in enumerate(nodes):
+        for o in n.output:
+            producer.setdefault(o, k)
+    known = {t.name for t in graph.initializer} | {i.name for i in graph.input}
+    deps: dict[int, set[int]] = {}
+    for k, n in enumerate(nodes):
+        preds = {producer[x] for x in n.input if x in producer}
+        if preds or any(x in known for x in n.input):
+            deps[k] = preds
+    for k, d in list(deps.items()):
+        d.discard(k)
+        for p in d:
+            deps.setdefault(p, set())
+    waiting = {k: len(d) for k, d in deps.items()}
+    users: dict[int, list[int]] = {}
+    for k, d in deps.items():
+        for p in d:
+            users.setdefault(p, []).append(k)
+    order: list[int] = []
+    level = sorted(k for k, w in waiting.items() if w == 0)
+    while level:
+        order += level
+        ready = []
+        for k in level:
+            for u in users.get(k, []):
+                waiting[u] -= 1
+                if not waiting[u]:
+                    ready.append(u)
+        level = sorted(ready)
+    del graph.node[:]
+    graph.node.extend(nodes[k] for k in order)
 
 
 class GemmToMatMul(Pass):
@@ -428,8 +524,35 @@ def lower_for_finn() -> Sequential:
     return Sequential(QonnxCleanup(), ExplicitDefaults(), QonnxPass(InferDataTypes(allow_scaledint_dtypes=True)))
 
 
+#: Float32 activations of one sample, all tensors together: qonnx's executor (constant folding
+#: included) allocates every tensor of the graph at once, so a 2**40-wide input dim is refused here.
+DEFAULT_MAX_ACTIVATION_BYTES = 1 << 30
+
+
+def max_activation_bytes() -> int:
+    """The activation limit in bytes (``CODESIGN_MAX_ACTIVATION_BYTES`` overrides the default)."""
+    raw = os.environ.get("CODESIGN_MAX_ACTIVATION_BYTES", "")
+    return int(raw) if raw.isdigit() and int(raw) > 0 else DEFAULT_MAX_ACTIVATION_BYTES
+
+
+def refuse_oversized(model: Model, backend: str) -> None:
+    """Refuse, naming the largest tensor, a model whose activations of one sample exceed the limit."""
+    from codesign.passes.shapes import activation_sizes
+
+    sizes = activation_sizes(model)
+    total, limit = 4 * sum(sizes.values()), max_activation_bytes()
+    if total > limit:
+        big = max(sizes, key=sizes.__getitem__)
+        raise UnsupportedModelError(
+            f"cannot compile for {backend}: activations of one sample take {total / 2**30:,.1f} GiB as float32 "
+            f"(largest: {big!r} of shape {model.shape(big)}), over the {limit / 2**30:g} GiB limit "
+            "(CODESIGN_MAX_ACTIVATION_BYTES)"
+        )
+
+
 def lower(model: Model, steps: Sequential, backend: str) -> Model:
-    """Run ``steps``; a toolflow crash becomes one line naming the backend and the cause."""
+    """Run ``steps`` (after :func:`refuse_oversized`); a toolflow crash becomes one line naming the backend."""
+    refuse_oversized(model, backend)
     try:
         return steps(model).model
     except UnsupportedModelError:

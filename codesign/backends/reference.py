@@ -63,7 +63,7 @@ class ReferenceExecutor:
 
         if n not in self._sessions:
             opts = ort.SessionOptions()
-            opts.log_severity_level = 3
+            opts.log_severity_level = 4  # fatal only: errors arrive as exceptions
             opts.intra_op_num_threads = 1
             self._sessions[n] = ort.InferenceSession(
                 self._batch_model(n).proto.SerializeToString(), opts, providers=["CPUExecutionProvider"]

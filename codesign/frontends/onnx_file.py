@@ -109,7 +109,7 @@ def _quiet_third_party_logs() -> None:
     try:
         import onnxruntime
 
-        onnxruntime.set_default_logger_severity(3)
+        onnxruntime.set_default_logger_severity(4)  # errors arrive as exceptions
     except ImportError:  # pragma: no cover - onnxruntime is a core dependency
         pass
 

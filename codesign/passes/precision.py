@@ -38,6 +38,10 @@ ERR_MARGIN = 0.8
 #: Width of a Softmax's input: hls4ml's stable Softmax indexes its exp table with the input's bits,
 #: so a quantizer there makes the table lookup exact and the IR models it.
 SOFTMAX_INPUT_BITS = 13
+#: Synthetic samples are cut to this many activation values (one float32 each) per evaluation, but
+#: never below MIN_SYNTHETIC: 1,000 samples of a 200x200 conv model took minutes per selection.
+SYNTHETIC_BUDGET = 32_000_000
+MIN_SYNTHETIC = 16
 SYNTHETIC = "synthetic N(0, 1) per input element ({n} samples, seed {seed}); pass --calib X.npy for real data"
 
 
@@ -120,6 +124,14 @@ def synthetic_inputs(model: Model, n: int = 1000, seed: int = 0) -> np.ndarray:
     if shape is None:
         raise CodesignError(f"input {model.inputs[0]!r} has no static shape; pass --input-shape")
     return np.random.default_rng(seed).normal(size=(n, *shape[1:])).astype(np.float32)
+
+
+def synthetic_count(model: Model, wanted: int) -> int:
+    """How many synthetic samples to draw: ``wanted``, fewer when one sample's activations are large."""
+    from codesign.passes.shapes import activation_sizes
+
+    per_sample = max(1, sum(activation_sizes(model).values()))
+    return max(min(wanted, MIN_SYNTHETIC), min(wanted, SYNTHETIC_BUDGET // per_sample))
 
 
 def run_outputs(model: Model, x: np.ndarray) -> np.ndarray:
@@ -306,7 +318,7 @@ class SelectPrecision(Pass):
 
         macs = sample_cost(model).macs
         if self.data is None:
-            n = samples_within(self.samples, macs, EVAL_MACS, MIN_SAMPLES)
+            n = min(samples_within(self.samples, macs, EVAL_MACS, MIN_SAMPLES), synthetic_count(model, self.samples))
             cut = f"; cut from {self.samples}: {macs:.3g} MACs per sample" if n < self.samples else ""
             return synthetic_inputs(model, n), SYNTHETIC.format(n=n, seed=0) + cut
         x = np.asarray(self.data, dtype=np.float32)

@@ -185,18 +185,25 @@ def _output_mse_pow2(w: np.ndarray, bits: int, cfg: QuantConfig, axis: int | Non
     if x.shape[1] != wk.shape[0]:
         return np.array([best_pow2(r, bits, True, cfg.narrow) for r in (wk.reshape(1, -1) if axis is None else wk.T)])
     lo_q, hi_q = _int_min(bits, True, cfg.narrow), _int_max(bits, True, cfg.narrow)
-    cols = [wk] if axis is None else [wk[:, [c]] for c in range(wk.shape[1])]
-    out = []
-    for col in cols:
-        m = float(np.abs(col).max()) or 1.0
-        start = float(_pow2_ceil(np.asarray(m / max(hi_q, 1))))
-        errs = []
-        for k in range(4):
-            s = start / 2**k
-            dq = np.clip(np.round(col / s), lo_q, hi_q) * s - col
-            errs.append((float(np.sum((x @ dq) ** 2)), s))
-        out.append(min(errs)[1])
-    return np.array(out)
+    if axis is None:
+        m = float(np.abs(wk).max()) or 1.0
+        start = np.array([float(_pow2_ceil(np.asarray(m / max(hi_q, 1))))])
+    else:  # every column at once (one product per candidate, not one per column: float models took minutes)
+        m = np.abs(wk).max(axis=0)
+        start = np.array([float(_pow2_ceil(np.asarray(v / max(hi_q, 1)))) for v in np.where(m > 0, m, 1.0)])
+    cols = wk.reshape(wk.shape[0], -1) if axis is not None else wk.reshape(-1, 1) if wk.ndim == 1 else wk
+    best_err, best = np.full(len(start), np.inf), start.copy()
+    for k in range(4):
+        s = start / 2**k
+        if axis is None:
+            dq = np.clip(np.round(wk / s[0]), lo_q, hi_q) * s[0] - wk
+            err = np.array([float(np.sum((x @ dq) ** 2))])
+        else:
+            dq = np.clip(np.round(cols / s), lo_q, hi_q) * s - cols
+            err = np.sum((x @ dq) ** 2, axis=0)
+        take = (err < best_err) | ((err == best_err) & (s < best))  # min((err, s)) per column
+        best_err, best = np.where(take, err, best_err), np.where(take, s, best)
+    return best
 
 
 def act_scale(

@@ -165,3 +165,10 @@ class InferShapes(Pass):
         infer_shapes(model)
         after = {vi.name for vi in model.graph.value_info}
         return PassResult(model, after != before)
+
+
+def activation_sizes(model: Model) -> dict[str, int]:
+    """Elements per tensor of one sample, for every non-initializer tensor with a known shape (what running costs)."""
+    inits = {t.name for t in model.graph.initializer}
+    names = {x for n in model.graph.node for x in (*n.input, *n.output) if x} | set(model.inputs)
+    return {x: math.prod(s) for x in names - inits if (s := model.shape(x)) is not None}
