@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.real_models import Row, codesign_steps, is_quantized, table  # noqa: E402
+from benchmarks.real_models import Row, codesign_steps, is_quantized, table
 
 DEFAULT_OUT = Path.home() / ".cache" / "codesign" / "wild"
 
@@ -76,7 +76,7 @@ def main() -> None:
         return
     print(f"{len(models)} models, timeout {args.timeout:g} s, memory {args.memory_gb:g} GiB", file=sys.stderr)
     t0, rows = time.perf_counter(), []
-    for key, (path, note) in models.items():
+    for key, (path, _note) in models.items():
         row = Row(key, is_quantized(path), codesign_steps(path, False, args, backends=["hls4ml"]))
         rows.append(row)
         print(f"  {key}: " + "; ".join(f"{k} {v.cell()}" for k, v in row.steps.items()), file=sys.stderr, flush=True)

@@ -35,7 +35,7 @@ ENTRIES: list[QdqEntry] = [
         activation="QUInt8",
         symmetric=False,
         note="per-channel weights, uint8 activations",
-    ),  # fmt: skip
+    ),
     QdqEntry("resnet8_qdq_pc_s8", "resnet8_cifar", per_channel=True, note="per-channel, int8 symmetric"),
     QdqEntry("conv1d_qdq_s8_asym", "conv1d_radio", symmetric=False, note="int8 asymmetric activations"),
     QdqEntry("autoencoder_qdq_pc_s8", "autoencoder_ad", per_channel=True, note="per-channel Gemm"),
@@ -47,7 +47,7 @@ ENTRIES: list[QdqEntry] = [
         activation="QUInt8",
         symmetric=False,
         note="QLinearConv (refusal ok)",
-    ),  # fmt: skip
+    ),
 ]
 
 

@@ -8,6 +8,7 @@ architecture is shrunk to keep a 2-core compile affordable.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,7 +93,7 @@ def autoencoder() -> nn.Module:
     """MLPerf Tiny anomaly detection dense AutoEncoder 640-128-128-128-8-128-128-128-640 with BN."""
     sizes = [640, 128, 128, 128, 8, 128, 128, 128]
     layers: list[nn.Module] = []
-    for a, b in zip(sizes, sizes[1:]):
+    for a, b in itertools.pairwise(sizes):
         layers += [nn.Linear(a, b), nn.BatchNorm1d(b), nn.ReLU()]
     return nn.Sequential(*layers, nn.Linear(128, 640))
 
