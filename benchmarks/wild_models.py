@@ -26,8 +26,13 @@ DEFAULT_OUT = Path.home() / ".cache" / "codesign" / "wild"
 
 
 def generate(out: Path, pattern: str, regen: bool) -> dict[str, tuple[Path, str]]:
-    """{``family/name.onnx``: (path, note)} of every zoo entry matching ``pattern``, written if missing."""
+    """{``family/name.onnx``: (path, note)} of every zoo entry matching ``pattern`` (globs, comma-separated)."""
     from benchmarks.wild import qdq_zoo, torch_zoo
+
+    globs = pattern.split(",")
+
+    def wanted(key: str) -> bool:
+        return any(fnmatch.fnmatch(key, g) for g in globs)
 
     floats = {e.name: e for e in torch_zoo.ENTRIES}
     models: dict[str, tuple[Path, str]] = {}
@@ -42,11 +47,11 @@ def generate(out: Path, pattern: str, regen: bool) -> dict[str, tuple[Path, str]
 
     for e in torch_zoo.ENTRIES:
         key = f"torch/{e.name}.onnx"
-        if fnmatch.fnmatch(key, pattern):
+        if wanted(key):
             models[key] = (float_model(e.name), f"opset {e.opset}; {e.note}".rstrip("; "))
     for q in qdq_zoo.ENTRIES:
         key = f"ort-{q.fmt.lower()}/{q.name}.onnx"
-        if not fnmatch.fnmatch(key, pattern):
+        if not wanted(key):
             continue
         path = out / f"ort-{q.fmt.lower()}" / f"{q.name}.onnx"
         if regen or not path.exists():
@@ -60,7 +65,7 @@ def generate(out: Path, pattern: str, regen: bool) -> dict[str, tuple[Path, str]
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"model cache folder (default {DEFAULT_OUT})")
-    ap.add_argument("--models", default="*", help="glob on family/name.onnx (default: all)")
+    ap.add_argument("--models", default="*", help="globs on family/name.onnx, comma-separated (default: all)")
     ap.add_argument("--regen", action="store_true", help="re-export models already in the cache")
     ap.add_argument("--generate-only", action="store_true", help="write the models, run nothing")
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds per step (default 300)")

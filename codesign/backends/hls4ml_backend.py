@@ -143,6 +143,18 @@ def lower_model(model: Model) -> Model:
     return lowered
 
 
+def check_expressible(lowered: Model) -> None:
+    """Build the layer list once, without hls4ml: attribute limits (Clip bounds, grouped conv, ...) refused now.
+
+    Before a float model's type selection (minutes on a conv net), not after it, at convert time.
+    """
+    if uses_onnx_frontend(lowered):
+        return
+    from codesign.backends import hls4ml_layers
+
+    hls4ml_layers.build(lowered, derive(lowered))
+
+
 def uses_onnx_frontend(lowered: Model) -> bool:
     """Whether ``lowered`` has an op only hls4ml's ONNX frontend handles (then the whole model takes that path)."""
     native = supported_ops()
