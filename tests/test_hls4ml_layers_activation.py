@@ -50,3 +50,15 @@ def test_unsupported_clip_is_refused_naming_the_node():
     lowered = lower_model(load(g.model(y, (4,))))
     with pytest.raises(UnsupportedModelError, match="Clip odd_clip: only Clip"):
         hls4ml_layers.build(lowered, derive(lowered))
+
+
+def test_reduce_mean_pool_and_hard_sigmoid_are_bit_exact(tmp_path):
+    """PyTorch's ``x.mean((2, 3))`` (ReduceMean, keepdims 0) -> GlobalAveragePool, and HardSigmoid -> hard_sigmoid."""
+    g = Graph((3, 4, 4))
+    h = g.node("ReduceMean", [g.quant("x", 8, -4)], name="mean", axes=[2, 3], keepdims=0)
+    h = g.quant(h, 10, -6)
+    y = g.quant(g.node("HardSigmoid", [h], name="hsig", alpha=0.25, beta=0.5), 10, -8)
+    report = csim(g.model(y, (3,)), tmp_path)
+    assert_bit_exact(report)
+    classes = layer_classes(tmp_path)
+    assert classes["mean"] == "GlobalPooling2D" and classes["hsig"] == "HardActivation"

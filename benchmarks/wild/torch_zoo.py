@@ -180,6 +180,22 @@ class UNetMini(nn.Module):
         return self.d1(torch.cat([a, b], dim=1))
 
 
+class MeanPoolNet(nn.Module):
+    """Conv net pooled by ``x.mean((2, 3))`` (ReduceMean: the PyTorch idiom for global average pooling), ZeroPad2d."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pad = nn.ZeroPad2d(1)
+        self.c1 = nn.Conv2d(3, 8, 3)
+        self.b1 = nn.BatchNorm2d(8)
+        self.c2 = nn.Conv2d(8, 8, 3, 2, 1)
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.b1(self.c1(self.pad(x))))
+        return self.fc(torch.relu(self.c2(x)).mean((2, 3)))
+
+
 ENTRIES: list[TorchEntry] = [
     TorchEntry("ds_cnn_kws", ds_cnn, (1, 1, 49, 10), 13, "MLPerf Tiny KWS, 16 ch (real 64)"),
     TorchEntry("resnet8_cifar", ResNet8, (1, 3, 16, 16), 11, "MLPerf Tiny IC, 16x16 (real 32x32), 8/16/16 ch"),
@@ -199,6 +215,9 @@ ENTRIES: list[TorchEntry] = [
     TorchEntry("mlp_selu", lambda: Mlp(nn.SELU()), (1, 16), 9),
     TorchEntry("pool_padding", PoolPad, (1, 3, 16, 16), 13, "padded Max/AvgPool, torch.flatten"),
     TorchEntry("unet_upsample_concat", UNetMini, (1, 1, 8, 8), 11, "Upsample nearest + Concat skip"),
+    TorchEntry("unet_upsample_opset9", UNetMini, (1, 1, 8, 8), 9, "opset-9 Upsample op"),
+    TorchEntry("mean_pool_zeropad", MeanPoolNet, (1, 3, 8, 8), 11, "x.mean((2, 3)) (ReduceMean), ZeroPad2d"),
+    TorchEntry("mlp_hardsigmoid", lambda: Mlp(nn.Hardsigmoid()), (1, 16), 14, "HardSigmoid"),
     TorchEntry("unet_convtranspose", lambda: UNetMini(True), (1, 1, 8, 8), 13, "ConvTranspose2d (refusal ok)"),
 ]
 

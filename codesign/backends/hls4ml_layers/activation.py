@@ -1,4 +1,4 @@
-"""Elementwise activations: Relu, LeakyRelu, Elu, Selu, Sigmoid, Tanh, Softmax, Clip (ReLU6/ReLU1/Hardtanh)."""
+"""Elementwise activations: Relu, LeakyRelu, Elu, Selu, Sigmoid, Tanh, Softmax, Clip (ReLU6/ReLU1/Hardtanh), HardSigmoid."""
 
 from __future__ import annotations
 
@@ -33,6 +33,14 @@ def parametrized(ctx: Context, node: onnx.NodeProto) -> list[Layer]:
     return _typed(ctx, node, ctx.base(node, cls, activation=cls, activ_param=alpha))
 
 
+@handles("HardSigmoid")
+def hard_sigmoid(ctx: Context, node: onnx.NodeProto) -> list[Layer]:
+    """HardSigmoid(alpha, beta) = clip(alpha x + beta, 0, 1): hls4ml's hard_sigmoid with slope alpha, shift beta."""
+    alpha, beta = float(attr(node, "alpha", 0.2)), float(attr(node, "beta", 0.5))
+    layer = ctx.base(node, "HardActivation", activation="hard_sigmoid", slope=alpha, shift=beta)
+    return _typed(ctx, node, layer)
+
+
 @handles("Softmax")
 def softmax(ctx: Context, node: onnx.NodeProto) -> list[Layer]:
     """Softmax over the last axis (hls4ml's only axis; the channels-last graph puts channels there)."""
@@ -65,4 +73,4 @@ def clip(ctx: Context, node: onnx.NodeProto) -> list[Layer]:
     return _typed(ctx, node, ctx.base(node, "Activation", activation=_CLIPPED_RELU[float(hi)]))
 
 
-__all__ = ["clip", "parametrized", "plain", "softmax"]
+__all__ = ["clip", "hard_sigmoid", "parametrized", "plain", "softmax"]
