@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from codesign.backends.hls4ml_patches import binary_dense_fixed
+from codesign.backends.hls4ml_patches import binary_dense_fixed, no_affine_fusion
 from codesign.backends.lowering import lower, lower_for_hls4ml, refuse_unsupported
 from codesign.backends.precision import ModelPrecision, derive
 from codesign.backends.targets import Target
@@ -372,7 +372,7 @@ def convert(model: Model, target: Target, options: Hls4mlOptions, output_dir: Pa
                     io_type=IO_TYPES[options.io], hls_config=config,
                 )  # fmt: skip
         else:
-            with binary_dense_fixed():  # hls4ml's optimisers run on this path too
+            with binary_dense_fixed(), no_affine_fusion():  # hls4ml's optimisers run on this path too
                 config, hls_model = _from_layer_list(lowered, precision, options, target, clock, output_dir)
     except CodesignError:
         raise

@@ -41,14 +41,32 @@ def quant(ctx: Context, node: onnx.NodeProto) -> list[Layer]:
     params = list(node.input[1:4])
     if any(ctx.const(p) is None for p in params):
         raise LayerRefused(node, "scale, zero point and bit width must be constants")
-    ctx.set_precision(node.name, **{k: t.hls() for k, t in rescaled_quant_types(ctx.model, node).items()})
-    return [
-        *_constant_layers(ctx, params),
-        ctx.base(
-            node, "Quant", inputs=[node.input[0], *params], narrow=bool(attr(node, "narrow", 0)),
-            rounding_mode=str(attr(node, "rounding_mode", "ROUND")), signed=bool(attr(node, "signed", 1)),
-        ),
-    ]  # fmt: skip
+    types = {k: t.hls() for k, t in rescaled_quant_types(ctx.model, node).items()}
+    ctx.set_precision(node.name, **types)
+    layer = ctx.base(
+        node, "Quant", inputs=[node.input[0], *params], narrow=bool(attr(node, "narrow", 0)),
+        rounding_mode=str(attr(node, "rounding_mode", "ROUND")), signed=bool(attr(node, "signed", 1)),
+    )  # fmt: skip
+    return [*_constant_layers(ctx, params), layer, *_output_after_split(ctx, node, layer, types.get("result"))]
+
+
+def _output_after_split(ctx: Context, node: onnx.NodeProto, layer: Layer, result: str | None) -> list[Layer]:
+    """A linear layer after a model-output Quant that hls4ml splits into scale -> cast -> rescale.
+
+    hls4ml 1.3 names the output layer's type ``result_t`` when it creates it and keeps that name
+    on the cast once the rescale is inserted after it: the writer emits one ``result_t`` (the
+    cast's integer codes) and the model output loses its fraction (QDQ models, which end in a
+    quantizer, output zeros). Behind this layer the Quant is no longer the output.
+    """
+    out = node.output[0]
+    if out not in ctx.model.outputs:
+        return []
+    layer["outputs"] = [f"{out}_dequantized"]
+    name = f"{node.name}_output"
+    if result is not None:
+        ctx.set_precision(name, result=result)
+    return [{"name": name, "class_name": "Activation", "activation": "linear", "inputs": layer["outputs"],
+             "outputs": [out]}]  # fmt: skip
 
 
 @handles("BipolarQuant")
