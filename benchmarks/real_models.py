@@ -117,12 +117,16 @@ def is_quantized(path: Path) -> bool:
     return any(n.op_type in QUANTIZERS for n in model.graph.node)
 
 
-def codesign_steps(path: Path, quantized: bool, args: argparse.Namespace) -> dict[str, Outcome]:
+def codesign_steps(
+    path: Path, quantized: bool, args: argparse.Namespace, backends: list[str] | None = None
+) -> dict[str, Outcome]:
+    """inspect, then compile with each backend (default: hls4ml, and FINN + rtl for quantized models)."""
     py = [sys.executable, "-m", "codesign.cli"]
     steps: dict[str, Outcome] = {}
     rc, out, err, s = run_step([*py, "inspect", str(path), "--json"], args.timeout, args.memory_gb)
     steps["inspect"] = classify(rc, out, err, s, verify=False)
-    backends = ["hls4ml", "finn", "rtl"] if quantized else ["hls4ml"]
+    if backends is None:
+        backends = ["hls4ml", "finn", "rtl"] if quantized else ["hls4ml"]
     for backend in backends:
         verify = backend != "finn"
         with tempfile.TemporaryDirectory(prefix="codesign-bench-") as tmp:
@@ -218,8 +222,7 @@ def bench_one(path: Path, args: argparse.Namespace) -> Row:
     return row
 
 
-def table(rows: list[Row]) -> str:
-    cols = ["inspect", "hls4ml", "finn", "rtl", "plain hls4ml"]
+def table(rows: list[Row], cols: tuple[str, ...] = ("inspect", "hls4ml", "finn", "rtl", "plain hls4ml")) -> str:
     lines = ["| model | quantized | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 2)]
     for r in rows:
         cells = [r.steps[c].cell() if c in r.steps else "-" for c in cols]

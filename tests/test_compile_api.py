@@ -75,6 +75,22 @@ def test_float_model_with_unsupported_op_is_refused_in_seconds(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_attribute_limit_is_refused_before_the_type_search(tmp_path):
+    """A supported op with attributes hls4ml cannot express (Clip(-2, 3)) is refused at lowering, in seconds."""
+    m = mlp_proto()
+    m.graph.initializer.extend([numpy_helper.from_array(np.float32(v), n) for n, v in (("lo", -2.0), ("hi", 3.0))])
+    relu = next(n for n in m.graph.node if n.name == "relu0")
+    relu.op_type = "Clip"
+    relu.input.extend(["lo", "hi"])
+    path = tmp_path / "clip.onnx"
+    onnx.save(m, path)
+    t0 = time.perf_counter()
+    with pytest.raises(UnsupportedModelError, match=r"hls4ml cannot express Clip relu0: only Clip\(0, 6\)"):
+        codesign.compile(path, "vu13p", output=tmp_path / "out", verify=True)
+    assert time.perf_counter() - t0 < 10.0  # the float type search (tens of seconds here) never ran
+    assert not (tmp_path / "out").exists()
+
+
 def test_cli_refusal_is_one_line_exit_2(tmp_path):
     path = _float_mlp_with("Sin", tmp_path)
     t0 = time.perf_counter()

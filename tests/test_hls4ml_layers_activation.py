@@ -9,16 +9,19 @@ pytest.importorskip("hls4ml")
 
 
 def test_piecewise_linear_activations_are_bit_exact(tmp_path):
-    """Relu, LeakyRelu (alpha 1/8: exact in fixed point) and Clip(0, 6) (ReLU6), each re-quantized."""
+    """Relu, LeakyRelu (alpha 1/8: exact in fixed point), Clip(0, 6) (ReLU6), Clip(-1, 1) (Hardtanh), re-quantized."""
     g = Graph((16,))
     h = g.quant("x", 8, -3)
     h = g.quant(g.node("Relu", [h], name="relu"), 8, -3)
     h = g.quant(g.node("LeakyRelu", [g.node("Sub", [h, g.const(2.0)], name="shift")], name="leaky", alpha=0.125), 8, -3)
-    y = g.quant(g.node("Clip", [h, g.const(0.0), g.const(6.0)], name="relu6"), 8, -3)
+    h = g.quant(g.node("Clip", [h, g.const(0.0), g.const(6.0)], name="relu6"), 8, -3)
+    y = g.quant(g.node("Clip", [g.node("Sub", [h, g.const(2.0)], name="centre"), g.const(-1.0), g.const(1.0)],
+                       name="hardtanh"), 8, -3)  # fmt: skip
     report = csim(g.model(y, (16,)), tmp_path)
     assert_bit_exact(report)
     classes = layer_classes(tmp_path)
     assert classes["leaky"] == "ParametrizedActivation" and "relu6" in classes
+    assert classes["hardtanh"] == "HardActivation"
 
 
 @pytest.mark.slow
@@ -47,3 +50,15 @@ def test_unsupported_clip_is_refused_naming_the_node():
     lowered = lower_model(load(g.model(y, (4,))))
     with pytest.raises(UnsupportedModelError, match="Clip odd_clip: only Clip"):
         hls4ml_layers.build(lowered, derive(lowered))
+
+
+def test_reduce_mean_pool_and_hard_sigmoid_are_bit_exact(tmp_path):
+    """PyTorch's ``x.mean((2, 3))`` (ReduceMean, keepdims 0) -> GlobalAveragePool, and HardSigmoid -> hard_sigmoid."""
+    g = Graph((3, 4, 4))
+    h = g.node("ReduceMean", [g.quant("x", 8, -4)], name="mean", axes=[2, 3], keepdims=0)
+    h = g.quant(h, 10, -6)
+    y = g.quant(g.node("HardSigmoid", [h], name="hsig", alpha=0.25, beta=0.5), 10, -8)
+    report = csim(g.model(y, (3,)), tmp_path)
+    assert_bit_exact(report)
+    classes = layer_classes(tmp_path)
+    assert classes["mean"] == "GlobalPooling2D" and classes["hsig"] == "HardActivation"

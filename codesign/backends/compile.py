@@ -225,6 +225,7 @@ def compile_hls4ml(
     t0 = time.perf_counter()
     with step("lowering the model for hls4ml"):
         lowered = hb.lower_model(ir)  # refuses, naming every op and node hls4ml cannot express
+        hb.check_expressible(lowered)  # and every attribute limit, before type selection
     timings["lower_s"] = time.perf_counter() - t0
     cost = csim.csim_cost(lowered, _reuse_map(opts))  # a float model's lowering has the same layers
     io, why = csim.plan_io(cost, opts.io, memory_gb if verify else float("inf"))

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from codesign.backends.hls4ml_patches import binary_dense_fixed, scales_kept
+from codesign.backends.hls4ml_patches import binary_dense_fixed, no_affine_fusion, scales_kept
 from codesign.backends.lowering import lower, lower_for_hls4ml, refuse_unsupported
 from codesign.backends.precision import ModelPrecision, derive
 from codesign.backends.targets import Target
@@ -141,6 +141,18 @@ def lower_model(model: Model) -> Model:
     lowered = lower(model, lower_for_hls4ml(), "hls4ml")
     refuse_unsupported(lowered, supported_ops() | onnx_frontend_ops(), "hls4ml", UNSUPPORTED_WHY)
     return lowered
+
+
+def check_expressible(lowered: Model) -> None:
+    """Build the layer list once, without hls4ml: attribute limits (Clip bounds, grouped conv, ...) refused now.
+
+    Before a float model's type selection (minutes on a conv net), not after it, at convert time.
+    """
+    if uses_onnx_frontend(lowered):
+        return
+    from codesign.backends import hls4ml_layers
+
+    hls4ml_layers.build(lowered, derive(lowered))
 
 
 def uses_onnx_frontend(lowered: Model) -> bool:
@@ -360,7 +372,7 @@ def convert(model: Model, target: Target, options: Hls4mlOptions, output_dir: Pa
                     io_type=IO_TYPES[options.io], hls_config=config,
                 )  # fmt: skip
         else:
-            with binary_dense_fixed(), scales_kept():  # hls4ml's optimisers run on this path too
+            with binary_dense_fixed(), scales_kept(), no_affine_fusion():  # hls4ml's optimisers run on this path too
                 config, hls_model = _from_layer_list(lowered, precision, options, target, clock, output_dir)
     except CodesignError:
         raise

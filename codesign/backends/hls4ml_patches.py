@@ -61,4 +61,24 @@ def scales_kept() -> Iterator[None]:
             p.match = original
 
 
-__all__ = ["binary_dense_fixed", "scales_kept"]
+@contextlib.contextmanager
+def no_affine_fusion() -> Iterator[None]:
+    """hls4ml's ``FuseConsecutiveBatchNormalization`` off: codesign's layers keep the types derived for them.
+
+    It folds an untyped BatchNorm/ApplyAlpha into the next one, whose scale and bias types
+    were sized for its own constants: a float BN or a weight-scale Mul + bias Add before a
+    non-power-of-two Quant lands in that Quant's scale ApplyAlpha, whose bias type holds only
+    the zero point, and the bias is lost (onnxruntime QDQ models: top-1 30%). The layer list
+    codesign builds already has the affines it means; fusing them saves one multiplier per channel.
+    """
+    from hls4ml.model.optimizer.passes.batchnorm_opt import FuseConsecutiveBatchNormalization
+
+    original = FuseConsecutiveBatchNormalization.match
+    FuseConsecutiveBatchNormalization.match = lambda self, node: False
+    try:
+        yield
+    finally:
+        FuseConsecutiveBatchNormalization.match = original
+
+
+__all__ = ["binary_dense_fixed", "no_affine_fusion", "scales_kept"]

@@ -17,6 +17,7 @@ from onnx.external_data_helper import ExternalDataInfo, uses_external_data
 
 from codesign.errors import CodesignError, ModelLoadError, UnsupportedModelError
 from codesign.frontends.door import check_door
+from codesign.frontends.qoperator import qoperator_to_qdq
 from codesign.frontends.support import check_supported
 from codesign.frontends.upgrade import upgrade_opset
 from codesign.ir.model import Model
@@ -146,6 +147,7 @@ def from_proto(proto: onnx.ModelProto, *, label: str = "model", **options: Any) 
         raise ModelLoadError(f"{label}: graph has no nodes")
     check_door(proto, label)
     proto = upgrade_opset(proto, label)
+    proto = qoperator_to_qdq(proto)  # onnxruntime's QOperator format, spelled out as QDQ
     check_supported(proto)
     _quiet_third_party_logs()
     try:

@@ -1,4 +1,4 @@
-"""Elementwise activations: Relu, LeakyRelu, Elu, Selu, Sigmoid, Tanh, Softmax, Clip (ReLU6/ReLU1)."""
+"""Elementwise activations: Relu, LeakyRelu, Elu, Selu, Sigmoid, Tanh, Softmax, Clip (ReLU6/ReLU1/Hardtanh), HardSigmoid."""
 
 from __future__ import annotations
 
@@ -33,6 +33,14 @@ def parametrized(ctx: Context, node: onnx.NodeProto) -> list[Layer]:
     return _typed(ctx, node, ctx.base(node, cls, activation=cls, activ_param=alpha))
 
 
+@handles("HardSigmoid")
+def hard_sigmoid(ctx: Context, node: onnx.NodeProto) -> list[Layer]:
+    """HardSigmoid(alpha, beta) = clip(alpha x + beta, 0, 1): hls4ml's hard_sigmoid with slope alpha, shift beta."""
+    alpha, beta = float(attr(node, "alpha", 0.2)), float(attr(node, "beta", 0.5))
+    layer = ctx.base(node, "HardActivation", activation="hard_sigmoid", slope=alpha, shift=beta)
+    return _typed(ctx, node, layer)
+
+
 @handles("Softmax")
 def softmax(ctx: Context, node: onnx.NodeProto) -> list[Layer]:
     """Softmax over the last axis (hls4ml's only axis; the channels-last graph puts channels there)."""
@@ -45,7 +53,11 @@ def softmax(ctx: Context, node: onnx.NodeProto) -> list[Layer]:
 
 @handles("Clip")
 def clip(ctx: Context, node: onnx.NodeProto) -> list[Layer]:
-    """Clip(0, 6) -> relu6, Clip(0, 1) -> relu1 (hls4ml's clipped ReLUs)."""
+    """Clip(0, 6) -> relu6, Clip(0, 1) -> relu1 (hls4ml's clipped ReLUs); Clip(-1, 1) (Hardtanh) -> hard_tanh.
+
+    hls4ml's hard_tanh is ``2 * clip(slope * x + shift, 0, 1) - 1``: slope = shift = 1/2 is exactly
+    clip(x, -1, 1) in fixed point (a one-bit shift and an add).
+    """
     lo, hi = attr(node, "min"), attr(node, "max")
     if len(node.input) > 1 and node.input[1]:
         v = ctx.const(node.input[1])
@@ -53,9 +65,12 @@ def clip(ctx: Context, node: onnx.NodeProto) -> list[Layer]:
     if len(node.input) > 2 and node.input[2]:
         v = ctx.const(node.input[2])
         hi = None if v is None else float(v.ravel()[0])
+    if lo is not None and hi is not None and (float(lo), float(hi)) == (-1.0, 1.0):
+        layer = ctx.base(node, "HardActivation", activation="hard_tanh", slope=0.5, shift=0.5)
+        return _typed(ctx, node, layer)
     if lo is None or hi is None or float(lo) != 0.0 or float(hi) not in _CLIPPED_RELU:
-        raise LayerRefused(node, f"only Clip(0, 6) and Clip(0, 1) map to hls4ml (got min={lo}, max={hi})")
+        raise LayerRefused(node, f"only Clip(0, 6), Clip(0, 1) and Clip(-1, 1) map to hls4ml (got min={lo}, max={hi})")
     return _typed(ctx, node, ctx.base(node, "Activation", activation=_CLIPPED_RELU[float(hi)]))
 
 
-__all__ = ["clip", "parametrized", "plain", "softmax"]
+__all__ = ["clip", "hard_sigmoid", "parametrized", "plain", "softmax"]

@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 
 from codesign.backends.hls4ml_layers.base import Context, Layer, LayerRefused, attr, handles
-from codesign.backends.precision import affine, any_affine_types, union_type
+from codesign.backends.precision import affine, any_affine_types, range_type, union_type
 
 _MERGE = {"Add": "add", "Sub": "subtract", "Mul": "multiply", "Max": "maximum", "Min": "minimum", "Sum": "add"}
 
@@ -44,6 +44,8 @@ def _apply_alpha(ctx: Context, node: onnx.NodeProto) -> Layer:
     if x_t is not None:
         s_t, b_t, out_t = any_affine_types(x_t, scale, bias)
         ctx.set_precision(node.name, scale=s_t.hls(), bias=b_t.hls(), result=out_t.hls())
+    else:  # float constants (a QDQ weight scale, 0.0026): 16 bits where they are, not fixed<16,6>'s 10 fractional
+        ctx.set_precision(node.name, scale=range_type(scale).hls(), bias=range_type(bias).hls())
     shape = ctx.shape(x)
     return ctx.base(
         node, "ApplyAlpha", inputs=[x], n_in=int(np.prod(shape)), n_filt=-1,
