@@ -43,6 +43,28 @@ def test_conv1d_strided_and_flatten_dense_bit_exact(tmp_path):
     assert layer_classes(tmp_path)["conv1d"] == "Conv1D"
 
 
+def test_padded_max_pool_after_relu_bit_exact(tmp_path):
+    """PyTorch's MaxPool2d(3, 2, padding=1) after a ReLU: hls4ml padded the ap_ufixed input with its MSB set (the
+    largest value, not the most negative: max abs diff 4.0, border windows wrong); zeros are padded first now."""
+    g = Graph((3, 7, 7))
+    x = g.quant("x", 8, -4)
+    h = g.node("Conv", [x, g.weight((4, 3, 3, 3)), g.bias(4)], name="conv", kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    h = g.quant(g.node("Relu", [h], name="relu"), 6, -3, signed=False)
+    h = g.node("MaxPool", [h], name="maxpool", kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+    report = csim(g.model(g.node("Flatten", [h], name="flat"), (64,)), tmp_path)
+    assert_bit_exact(report)
+    assert layer_classes(tmp_path)["maxpool_zero_pad"] == "ZeroPadding2D"
+
+
+@pytest.mark.slow
+def test_padded_max_pool_1d_after_relu_bit_exact(tmp_path):
+    g = Graph((2, 9))
+    h = g.node("Conv", [g.quant("x", 8, -4), g.weight((3, 2, 3))], name="conv", kernel_shape=[3], pads=[1, 1])
+    h = g.quant(g.node("Relu", [h], name="relu"), 6, -3, signed=False)
+    h = g.node("MaxPool", [h], name="maxpool", kernel_shape=[3], strides=[2], pads=[1, 1])
+    assert_bit_exact(csim(g.model(g.node("Flatten", [h], name="flat"), (15,)), tmp_path))
+
+
 def test_grouped_conv_is_refused_naming_the_node():
     from codesign.backends import hls4ml_layers
     from codesign.backends.hls4ml_backend import lower_model

@@ -35,8 +35,44 @@ def pool(ctx: Context, node: onnx.NodeProto) -> list[Layer]:
     else:
         geo["pool_height"], geo["pool_width"] = geo["filt_height"], geo["filt_width"]
     _average_types(ctx, node, math.prod(kernel))
-    return [ctx.base(node, f"{kind}Pooling{nsp}D", n_filt=n_filt, data_format="channels_last",
-                     count_pad=bool(attr(node, "count_include_pad", 0)), **geo)]  # fmt: skip
+    padding = _unsigned_max_pool_padding(ctx, node, nsp, geo, n_filt)
+    layer = ctx.base(node, f"{kind}Pooling{nsp}D", n_filt=n_filt, data_format="channels_last",
+                     count_pad=bool(attr(node, "count_include_pad", 0)), **geo)  # fmt: skip
+    if padding:
+        layer["inputs"] = padding[0]["outputs"]
+    return [*padding, layer]
+
+
+def _unsigned_max_pool_padding(ctx: Context, node: onnx.NodeProto, nsp: int, geo: dict, n_filt: int) -> list[Layer]:
+    """A padded MaxPool on an unsigned input pads with zeros first (a ZeroPadding layer), then pools unpadded.
+
+    hls4ml pads max pools with the type's sign bit set, the most negative value of a signed
+    type but the largest of an ``ap_ufixed`` (a ReLU's output): every border window then
+    outputs that value. Zeros are exact here: every value is >= 0 and each window holds one.
+    """
+    x_t = ctx.precision.tensors.get(node.input[0])
+    sides = ("pad_left", "pad_right") if nsp == 1 else ("pad_top", "pad_bottom", "pad_left", "pad_right")
+    if node.op_type != "MaxPool" or x_t is None or x_t.signed or not any(geo[k] for k in sides):
+        return []
+    pads = {k: geo[k] for k in sides}
+    if nsp == 1:
+        size = {"in_width": geo["n_in"], "out_width": geo["n_in"] + pads["pad_left"] + pads["pad_right"]}
+    else:
+        size = {"in_height": geo["in_height"], "in_width": geo["in_width"],
+                "out_height": geo["in_height"] + pads["pad_top"] + pads["pad_bottom"],
+                "out_width": geo["in_width"] + pads["pad_left"] + pads["pad_right"]}  # fmt: skip
+    name = f"{node.name}_zero_pad"
+    padding = {"name": name, "class_name": f"ZeroPadding{nsp}D", "inputs": [ctx.src(node.input[0])],
+               "outputs": [f"{node.output[0]}_padded"], "data_format": "channels_last", "n_chan": n_filt,
+               **size, **pads}  # fmt: skip
+    ctx.set_precision(name, result=x_t.hls())
+    for k in sides:
+        geo[k] = 0
+    if nsp == 1:
+        geo["n_in"] = size["out_width"]
+    else:
+        geo["in_height"], geo["in_width"] = size["out_height"], size["out_width"]
+    return [padding]
 
 
 @handles("GlobalMaxPool", "GlobalAveragePool")
