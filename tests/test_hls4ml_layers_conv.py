@@ -65,6 +65,23 @@ def test_padded_max_pool_1d_after_relu_bit_exact(tmp_path):
     assert_bit_exact(csim(g.model(g.node("Flatten", [h], name="flat"), (15,)), tmp_path))
 
 
+@pytest.mark.slow
+def test_padded_average_pool_counting_the_padding_streams_bit_exact(tmp_path):
+    """count_include_pad=1 (PyTorch's default): zeros padded first, then an unpadded average (io_stream pools
+    assert on padding); a signed padded MaxPool is refused in io_stream, naming the node."""
+    from codesign.errors import CodesignError
+
+    g = Graph((2, 6, 6))
+    x = g.quant("x", 8, -4)
+    h = g.node("AveragePool", [x], name="avg", kernel_shape=[2, 2], strides=[2, 2], pads=[1, 1, 1, 1],
+               count_include_pad=1)  # fmt: skip
+    assert_bit_exact(csim(g.model(g.node("Flatten", [h], name="flat"), (32,)), tmp_path / "a", io="stream"))
+    g = Graph((2, 6, 6))
+    h = g.node("MaxPool", [g.quant("x", 8, -4)], name="maxpool", kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+    with pytest.raises(CodesignError, match="MaxPool maxpool.*io_stream pools take no padding"):
+        csim(g.model(g.node("Flatten", [h], name="flat"), (18,)), tmp_path / "m", io="stream")
+
+
 def test_grouped_conv_is_refused_naming_the_node():
     from codesign.backends import hls4ml_layers
     from codesign.backends.hls4ml_backend import lower_model

@@ -50,3 +50,15 @@ def test_bilinear_upsampling_is_refused_naming_the_node():
     assert lowered.shape(lowered.outputs[0]) == (1, 8, 8, 2)  # the upsampling itself is laid out channels-last
     with pytest.raises(UnsupportedModelError, match="Resize up_lin: mode 'linear'"):
         hls4ml_layers.build(lowered, derive(lowered))
+
+
+@pytest.mark.slow
+def test_flatten_after_conv_in_io_stream_bit_exact(tmp_path):
+    """hls4ml's ReshapeStream looked the Reshape's type up under the layer's name ("KeyError: 'flat'": codesign
+    names outputs after IR tensors); every io_stream conv model ending in Flatten -> Dense hit it."""
+    from hls4ml_graphs import Graph, assert_bit_exact, csim
+
+    g = Graph((2, 6, 6))
+    h = g.node("Conv", [g.quant("x", 8, -4), g.weight((2, 2, 3, 3))], name="conv", kernel_shape=[3, 3])
+    y = g.node("MatMul", [g.node("Flatten", [h], name="flat"), g.weight((32, 3))], name="fc")
+    assert_bit_exact(csim(g.model(y, (3,)), tmp_path, io="stream"))

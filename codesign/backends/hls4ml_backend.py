@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from codesign.backends.hls4ml_patches import binary_dense_fixed, no_affine_fusion, scales_kept
+from codesign.backends.hls4ml_patches import binary_dense_fixed, codesign_path
 from codesign.backends.lowering import lower, lower_for_hls4ml, refuse_unsupported
 from codesign.backends.precision import ModelPrecision, derive
 from codesign.backends.targets import Target
@@ -180,7 +180,7 @@ def hls_config(
     native = not uses_onnx_frontend(lowered)
     if native:
         if layer_list is None:
-            layer_list = hls4ml_layers.build(lowered, precision)
+            layer_list = hls4ml_layers.build(lowered, precision, options.io)
         config = {
             "Model": {"Precision": {"default": DEFAULT_PRECISION}, "ReuseFactor": options.reuse_factor,
                       "Strategy": "Latency", "BramFactor": 1_000_000_000, "TraceOutput": False},
@@ -340,7 +340,7 @@ def _from_layer_list(
 
     from codesign.backends import hls4ml_layers
 
-    layer_list = hls4ml_layers.build(lowered, precision)
+    layer_list = hls4ml_layers.build(lowered, precision, options.io)
     config = hls_config(lowered, precision, options, layer_list)
     full = create_config(
         output_dir=str(output_dir), project_name=options.project_name, backend=options.hls_backend,
@@ -372,7 +372,7 @@ def convert(model: Model, target: Target, options: Hls4mlOptions, output_dir: Pa
                     io_type=IO_TYPES[options.io], hls_config=config,
                 )  # fmt: skip
         else:
-            with binary_dense_fixed(), scales_kept(), no_affine_fusion():  # hls4ml's optimisers run on this path too
+            with codesign_path():  # hls4ml's optimisers run on this path too
                 config, hls_model = _from_layer_list(lowered, precision, options, target, clock, output_dir)
     except CodesignError:
         raise

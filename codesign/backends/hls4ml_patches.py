@@ -81,4 +81,36 @@ def no_affine_fusion() -> Iterator[None]:
         FuseConsecutiveBatchNormalization.match = original
 
 
-__all__ = ["binary_dense_fixed", "no_affine_fusion", "scales_kept"]
+@contextlib.contextmanager
+def stream_reshape_typed() -> Iterator[None]:
+    """hls4ml's ``ReshapeStream`` reads the Reshape's type as ``attributes[node.name]``: a KeyError unless the
+    layer's output variable is named after the layer; codesign names outputs after IR tensors (io_stream
+    Flatten/Reshape: "KeyError: 'flat'"). The output variable's type is taken instead."""
+    from hls4ml.backends.fpga.passes.repack_stream import Repack, ReshapeStream
+
+    original = ReshapeStream.transform
+
+    def transform(self, model, node):
+        if model.config.get_config_value("IOType") != "io_stream":
+            return False
+        repack = model.make_node(Repack, "repack_" + node.name, {"target_shape": node.get_attr("target_shape")},
+                                 node.inputs.copy())  # fmt: skip
+        repack.get_output_variable().type = node.get_output_variable().type
+        model.replace_node(node, repack)
+        return True
+
+    ReshapeStream.transform = transform
+    try:
+        yield
+    finally:
+        ReshapeStream.transform = original
+
+
+@contextlib.contextmanager
+def codesign_path() -> Iterator[None]:
+    """Every patch codesign's own layer-list path needs, for one conversion."""
+    with binary_dense_fixed(), scales_kept(), no_affine_fusion(), stream_reshape_typed():
+        yield
+
+
+__all__ = ["binary_dense_fixed", "codesign_path", "no_affine_fusion", "scales_kept", "stream_reshape_typed"]

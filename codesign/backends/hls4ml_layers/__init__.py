@@ -40,9 +40,9 @@ class LayerList:
     config: dict[str, dict[str, Any]]
 
 
-def build(model: Model, precision: ModelPrecision) -> LayerList:
+def build(model: Model, precision: ModelPrecision, io: str = "parallel") -> LayerList:
     """hls4ml layer dicts for every node of the lowered ``model`` (constants folded into their layers)."""
-    ctx = Context(model, precision)
+    ctx = Context(model, precision, io=io)
     layers: list[Layer] = []
     for name in model.inputs:
         layers.append({"name": name, "class_name": "InputLayer", "input_shape": ctx.shape(name)})

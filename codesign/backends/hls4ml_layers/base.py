@@ -68,6 +68,8 @@ class Context:
     fused: set[str] = field(default_factory=set)
     #: per-layer hls4ml config (``Precision`` etc.) the handlers decide, merged into LayerName
     config: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: "parallel" or "stream": hls4ml's streamed layers lack some options (padded pools)
+    io: str = "parallel"
 
     def src(self, tensor: str) -> str:
         """The hls4ml variable carrying IR tensor ``tensor``."""

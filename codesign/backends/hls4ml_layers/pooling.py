@@ -35,7 +35,7 @@ def pool(ctx: Context, node: onnx.NodeProto) -> list[Layer]:
     else:
         geo["pool_height"], geo["pool_width"] = geo["filt_height"], geo["filt_width"]
     _average_types(ctx, node, math.prod(kernel))
-    padding = _unsigned_max_pool_padding(ctx, node, nsp, geo, n_filt)
+    padding = _explicit_zero_padding(ctx, node, nsp, geo, n_filt)
     layer = ctx.base(node, f"{kind}Pooling{nsp}D", n_filt=n_filt, data_format="channels_last",
                      count_pad=bool(attr(node, "count_include_pad", 0)), **geo)  # fmt: skip
     if padding:
@@ -43,16 +43,25 @@ def pool(ctx: Context, node: onnx.NodeProto) -> list[Layer]:
     return [*padding, layer]
 
 
-def _unsigned_max_pool_padding(ctx: Context, node: onnx.NodeProto, nsp: int, geo: dict, n_filt: int) -> list[Layer]:
-    """A padded MaxPool on an unsigned input pads with zeros first (a ZeroPadding layer), then pools unpadded.
+def _explicit_zero_padding(ctx: Context, node: onnx.NodeProto, nsp: int, geo: dict, n_filt: int) -> list[Layer]:
+    """A ZeroPadding layer before a padded pool where zeros are exact, the pool then unpadded.
 
     hls4ml pads max pools with the type's sign bit set, the most negative value of a signed
-    type but the largest of an ``ap_ufixed`` (a ReLU's output): every border window then
-    outputs that value. Zeros are exact here: every value is >= 0 and each window holds one.
+    type but the largest of an ``ap_ufixed`` (a ReLU's output: every border window took it);
+    zeros are exact there (every value >= 0, each window holds one), and for an average that
+    counts the padding. Its streamed pools take no padding at all (an assert): the other
+    padded pools are refused in ``io_stream``.
     """
     x_t = ctx.precision.tensors.get(node.input[0])
     sides = ("pad_left", "pad_right") if nsp == 1 else ("pad_top", "pad_bottom", "pad_left", "pad_right")
-    if node.op_type != "MaxPool" or x_t is None or x_t.signed or not any(geo[k] for k in sides):
+    if not any(geo[k] for k in sides):
+        return []
+    unsigned_max = node.op_type == "MaxPool" and x_t is not None and not x_t.signed
+    counted_average = node.op_type == "AveragePool" and bool(attr(node, "count_include_pad", 0))
+    if not (unsigned_max or counted_average):
+        if ctx.io == "stream":
+            what = "a signed (or untyped) input" if node.op_type == "MaxPool" else "count_include_pad=0"
+            raise LayerRefused(node, f"padded {node.op_type} with {what}: hls4ml's io_stream pools take no padding")
         return []
     pads = {k: geo[k] for k in sides}
     if nsp == 1:
@@ -65,7 +74,8 @@ def _unsigned_max_pool_padding(ctx: Context, node: onnx.NodeProto, nsp: int, geo
     padding = {"name": name, "class_name": f"ZeroPadding{nsp}D", "inputs": [ctx.src(node.input[0])],
                "outputs": [f"{node.output[0]}_padded"], "data_format": "channels_last", "n_chan": n_filt,
                **size, **pads}  # fmt: skip
-    ctx.set_precision(name, result=x_t.hls())
+    if x_t is not None:
+        ctx.set_precision(name, result=x_t.hls())
     for k in sides:
         geo[k] = 0
     if nsp == 1:
