@@ -426,7 +426,7 @@ class SelectPrecision(Pass):
         return PassResult(current, True, info)
 
 
-def uniform_types(model: Model, bits: int, data: np.ndarray) -> Model:
+def uniform_types(model: Model, bits: int, data: Mapping[str, np.ndarray] | np.ndarray) -> Model:
     """Every MAC layer's weight, bias and input at one width (the baseline the selection must beat)."""
     layers = {n.name: {k: bits for k in KINDS} for n in model.nodes_of(list(MAC_OPS))}
     return SelectPrecision(data)._quantized(model, calibrate(model, data), layers)
