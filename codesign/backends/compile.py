@@ -202,8 +202,8 @@ def compile_hls4ml(
 
     from codesign.backends import csim
     from codesign.backends import hls4ml_backend as hb
-    from codesign.backends.verdict import judge_hls4ml
     from codesign.backends.reference import n_samples, take
+    from codesign.backends.verdict import judge_hls4ml
     from codesign.backends.verify import first_divergence, verify_hls4ml, verify_inputs
     from codesign.passes.precision import is_float_model
 
