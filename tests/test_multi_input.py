@@ -123,3 +123,22 @@ def test_sdp_sequence_first_inputs_are_refused_in_one_line(tmp_path):
 
     with pytest.raises(CodesignError, match=r"input onnx::Reshape_0 has leading dimension 64, not a batch of 1"):
         compile_hls4ml(load(SDP), "vu13p", tmp_path / "prj", verify=True)
+
+
+def test_layer_trace_feeds_every_input(tmp_path):
+    """``first_divergence`` (hls4ml trace vs the lowered IR's tensors) runs on a two-input model: all layers match."""
+    from codesign.backends import hls4ml_backend as hb
+    from codesign.backends.reference import take
+    from codesign.backends.targets import get_target
+    from codesign.backends.verify import first_divergence, verify_inputs
+
+    ir = load(_quant_concat())
+    build = hb.convert(ir, get_target("vu13p"), hb.Hls4mlOptions(), tmp_path / "prj")
+    hb.write(build)
+    hb.compile_csim(build)
+    x, _ = verify_inputs(ir, build, 4)
+    found = first_divergence(ir, build, take(x, [0, 2]))
+    assert found["layer"] is None and found["note"].endswith(
+        "layers matched the IR exactly; the difference arises after them"
+    )
+    assert found["note"].startswith("6 layers"), found  # both input quantizers, relu, concat, dense, output
