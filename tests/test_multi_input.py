@@ -141,4 +141,4 @@ def test_layer_trace_feeds_every_input(tmp_path):
     assert found["layer"] is None and found["note"].endswith(
         "layers matched the IR exactly; the difference arises after them"
     )
-    assert found["note"].startswith("6 layers"), found  # both input quantizers, relu, concat, dense, output
+    assert found["note"].startswith("6 layers"), found  # every traced layer of both branches
