@@ -134,7 +134,9 @@ def inspect(
     ranges: bool = typer.Option(
         False, "--ranges", help="per-tensor value ranges on --calib data (or synthetic N(0,1))"
     ),
-    calib: Path | None = typer.Option(None, "--calib", help="with --ranges: .npy inputs to profile on"),
+    calib: Path | None = typer.Option(
+        None, "--calib", help="with --ranges: .npy inputs (.npz by input name) to profile on"
+    ),
     plot: Path | None = typer.Option(None, "--plot", help="with --ranges: per-layer range plot as .png"),
 ) -> None:
     """Per-layer cost table: shapes, datatypes, params, sparsity, MACs, BOPs (+ estimates with --target)."""
@@ -345,7 +347,9 @@ def quantize(
         None, "--layer", help="per-layer width: NAME=BITS, NAME=float, NAME=weight:4,act:6 (NAME may be an op type)"
     ),
     calib: Path | None = typer.Option(
-        None, "--calib", help="calibration inputs (.npy, N x input shape); without it ranges are estimated"
+        None,
+        "--calib",
+        help="calibration inputs (.npy, N x input shape; several inputs: .npz by input name); else ranges are estimated",
     ),
     scale: str = typer.Option("pow2", "--scale", help="pow2 (fixed point, ap_fixed) or float"),
     per_channel: bool = typer.Option(False, "--per-channel", help="one weight scale per output channel"),
@@ -532,7 +536,11 @@ def compile(
     target_fps: int | None = typer.Option(None, "--target-fps", help="FINN: frames/s target (default: from estimates)"),
     inputs: Path | None = typer.Option(None, "--inputs", help="FINN: .npy sample for input.npy/expected_output.npy"),
     input_shape: list[str] | None = typer.Option(None, "--input-shape", help="NAME=D0,D1,... for dynamic inputs"),
-    calib: Path | None = typer.Option(None, "--calib", help="float models: .npy inputs to choose fixed-point types on"),
+    calib: Path | None = typer.Option(
+        None,
+        "--calib",
+        help="float models: inputs to choose fixed-point types on (.npy; several inputs: .npz by input name)",
+    ),
     tolerance: float | None = typer.Option(
         None, "--tolerance", help="float models: max abs output error (default: top-1 agreement >= 99.5%)"
     ),

@@ -24,6 +24,12 @@ class Graph:
         self.inits: list[onnx.TensorProto] = []
         self.rng = np.random.default_rng(seed)
         self.n = 0
+        self.inputs: list[tuple[str, tuple[int, ...]]] = [("x", self.shape)]
+
+    def input(self, name: str, shape: tuple[int, ...]) -> str:
+        """Another graph input (after ``x``) of shape ``(1, *shape)``."""
+        self.inputs.append((name, (1, *shape)))
+        return name
 
     def _name(self, base: str) -> str:
         self.n += 1
@@ -68,7 +74,7 @@ class Graph:
     def model(self, out: str, out_shape: tuple[int, ...]) -> onnx.ModelProto:
         """The graph with output ``out`` of shape ``(1, *out_shape)``."""
         graph = helper.make_graph(
-            self.nodes, "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(self.shape))],
+            self.nodes, "tiny", [helper.make_tensor_value_info(n, TensorProto.FLOAT, list(s)) for n, s in self.inputs],
             [helper.make_tensor_value_info(out, TensorProto.FLOAT, [1, *out_shape])], self.inits,
         )  # fmt: skip
         return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])

@@ -77,13 +77,14 @@ def test_precision_search_cuts_samples_and_evaluations_to_its_work_budget(monkey
     monkeypatch.setattr(workload, "EVAL_MACS", 50 * macs)
     monkeypatch.setattr(workload, "SEARCH_MACS", 50 * macs * 6)
     info = SelectPrecision()(m).info
-    assert len(info.inputs) == 50 and "(50 samples, seed 0)" in info.data_source
+    assert len(info.inputs[m.inputs[0]]) == 50 and "(50 samples, seed 0)" in info.data_source
     assert "cut from 1000: 4.61e+03 MACs per sample" in info.data_source
     assert info.evaluation_limit == 6 and info.evaluations <= 6 + 1
     data = np.random.default_rng(2).normal(size=(200, 2, 8, 8)).astype(np.float32)
     info = SelectPrecision(data)(m).info
-    assert len(info.inputs) == 50 and info.data_source.startswith("calibration data (50 of 200 samples, evenly spaced")
-    assert np.array_equal(info.inputs[-1], data[-1])
+    x = info.inputs[m.inputs[0]]
+    assert len(x) == 50 and info.data_source.startswith("calibration data (50 of 200 samples, evenly spaced")
+    assert np.array_equal(x[-1], data[-1])
 
 
 def test_csim_samples_fit_the_time_budget_or_are_refused_in_seconds():
@@ -175,12 +176,12 @@ def test_csim_is_cut_to_the_time_the_first_sample_took(monkeypatch):
     calls: list[int] = []
 
     def slow(ir, build, x):  # 0.2 s per sample
-        calls.append(len(x))
-        time.sleep(0.2 * len(x))
-        return x[:, :2]
+        calls.append(len(x["in"]))
+        time.sleep(0.2 * len(x["in"]))
+        return x["in"][:, :2]
 
     monkeypatch.setattr(verify, "hls4ml_outputs", slow)
-    x = np.arange(50.0)[:, None] * np.ones((1, 3))
+    x = {"in": np.arange(50.0)[:, None] * np.ones((1, 3))}
     got = verify.hls4ml_outputs_within(None, None, x, budget_s=1.0)
     assert calls[0] == 1 and 2 <= len(got) <= 5 and got[:, 0].tolist() == list(range(len(got)))
-    assert len(verify.hls4ml_outputs_within(None, None, np.zeros((7, 3)))) == 7  # no budget: all of them
+    assert len(verify.hls4ml_outputs_within(None, None, {"in": np.zeros((7, 3))})) == 7  # no budget: all of them

@@ -48,7 +48,11 @@ def test_jet_tagger_types_meet_top1_and_cost_less_than_uniform32():
     result = select_precision(ir, target="vu13p")
     info = result.info
     x = info.inputs
-    assert x.shape == (1000, 16) and info.data_source == SYNTHETIC.format(n=1000, seed=0)
+    assert (
+        list(x) == ir.inputs
+        and x[ir.inputs[0]].shape == (1000, 16)
+        and info.data_source == SYNTHETIC.format(n=1000, seed=0)
+    )
     ref = run_outputs(ir, x)
     q = quality(ref, run_outputs(result.model, x))
     assert q.top1 >= 0.995 and q.top1 == info.quality.top1

@@ -11,7 +11,7 @@ import contextlib
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,13 +129,13 @@ class FloatReference:
 
     def check(self, ir: Model, build: Any, limit: int | None = None, budget_s: float | None = None) -> None:
         """C-simulation vs the float model (onnxruntime) on the (first ``limit``) calibration inputs."""
+        from codesign.backends.reference import take
         from codesign.backends.verify import hls4ml_outputs_within
         from codesign.passes.precision import quality, run_outputs
 
-        got = hls4ml_outputs_within(ir, build, self.inputs[:limit], budget_s)
-        x = self.inputs[: len(got)]
-        q = quality(run_outputs(self.model, x), got)
-        self.verify = {"samples": len(x), **q.to_dict()}
+        got = hls4ml_outputs_within(ir, build, take(self.inputs, slice(limit)), budget_s)
+        q = quality(run_outputs(self.model, take(self.inputs, slice(len(got)))), got)
+        self.verify = {"samples": len(got), **q.to_dict()}
 
     def to_manifest(self) -> dict[str, Any]:
         return {"precision_selection": self.selection, "verify_float": self.verify}
@@ -146,7 +146,8 @@ def select_float_precision(
 ) -> tuple[Model, FloatReference | None]:
     """Float model -> (typed IR, FloatReference); quantized models pass through unchanged.
 
-    Per-layer fixed-point types are chosen on ``calib`` (one array, N x input shape), else on a
+    Per-layer fixed-point types are chosen on ``calib`` (an array (N, ...) for a single input, else a dict of
+    them by input name), else on a
     synthetic N(0, 1) set (said so), to meet ``tolerance`` (else top-1 >= 99.5% / 1% of the peak).
     """
     from codesign.passes.precision import SelectPrecision, is_float_model
@@ -155,8 +156,8 @@ def select_float_precision(
         if calib is not None or tolerance is not None:
             raise CodesignError("--calib/--tolerance choose types for float models; this model is already quantized")
         return ir, None
-    if calib is not None and not hasattr(calib, "shape"):
-        raise CodesignError("--calib: give one array (N, ...) for the model's single input")
+    if calib is not None and not hasattr(calib, "shape") and not isinstance(calib, Mapping):
+        raise CodesignError("--calib: give an array (N, ...) for a single input, or one per input name (.npz)")
     with step("float model: choosing per-layer fixed-point types"):
         result = SelectPrecision(calib, tolerance, target=target.part)(ir)
     info = result.info
@@ -201,6 +202,7 @@ def compile_hls4ml(
 
     from codesign.backends import csim
     from codesign.backends import hls4ml_backend as hb
+    from codesign.backends.reference import n_samples, take
     from codesign.backends.verdict import judge_hls4ml
     from codesign.backends.verify import first_divergence, verify_hls4ml, verify_inputs
     from codesign.passes.precision import is_float_model
@@ -266,14 +268,14 @@ def compile_hls4ml(
             with step(f"C-simulating {samples} samples against the reference"):
                 report = verify_hls4ml(ir, build, samples, budget_s=csim_budget)
                 if float_reference is not None:
-                    n_float = csim.plan_samples(cost, opts.io, len(float_reference.inputs), csim_budget)[0]
+                    n_float = csim.plan_samples(cost, opts.io, n_samples(float_reference.inputs), csim_budget)[0]
                     float_reference.check(ir, build, n_float, csim_budget)
             verdict = judge_hls4ml(ir, report.to_dict(), float_reference.verify if float_reference else None,
                                    float_reference.criterion if float_reference else None)  # fmt: skip
             if not verdict.passed and report.mismatched:
                 with step("locating the first diverging layer (hls4ml trace: one more g++ build)"):
                     x, _types = verify_inputs(ir, build, samples)
-                    report.divergence = first_divergence(ir, build, x[report.mismatched], memory_gb)
+                    report.divergence = first_divergence(ir, build, take(x, report.mismatched), memory_gb)
             timings["verify_s"] = time.perf_counter() - t0
         hb.fix_output_dir(tmp, final)
         dropped = csim.relocate_libraries(tmp, final)

@@ -138,6 +138,7 @@ def onnx_frontend_ops() -> set[str]:
 
 def lower_model(model: Model) -> Model:
     """The IR lowered for hls4ml, refused with the op's name if hls4ml cannot express it."""
+    refuse_unbatched(model)
     lowered = lower(model, lower_for_hls4ml(), "hls4ml")
     refuse_unsupported(lowered, supported_ops() | onnx_frontend_ops(), "hls4ml", UNSUPPORTED_WHY)
     return lowered
@@ -153,6 +154,17 @@ def check_expressible(lowered: Model) -> None:
     from codesign.backends import hls4ml_layers
 
     hls4ml_layers.build(lowered, derive(lowered))
+
+
+def refuse_unbatched(model: Model) -> None:
+    """hls4ml (and the verification's sample axis) take dimension 0 of every input as a batch of 1."""
+    for name in model.inputs:
+        shape = model.shape(name)
+        if shape and shape[0] != 1:
+            raise UnsupportedModelError(
+                f"input {name} has leading dimension {shape[0]}, not a batch of 1 "
+                f"(shape {'x'.join(map(str, shape))}); export with a batch axis first (sequence-first layouts too)"
+            )
 
 
 def uses_onnx_frontend(lowered: Model) -> bool:

@@ -9,6 +9,7 @@ call on a copy of the model re-batched to N (the IR itself is normalised to batc
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -109,15 +110,47 @@ def execute(model: Model, inputs: Mapping[str, np.ndarray] | np.ndarray) -> dict
     return ReferenceExecutor(model).run(inputs)
 
 
-def predict(model: Model, x: np.ndarray, batch: int = 1000) -> np.ndarray:
-    """First output for a whole array of samples, in chunks of ``batch`` (cut to the activation budget)."""
+#: Samples: one array (N, ...) per model input name, every input first-class.
+Samples = dict[str, np.ndarray]
+
+
+def as_samples(model: Model, x: Mapping[str, np.ndarray] | np.ndarray) -> Samples:
+    """``x`` by input name: an array is wrapped for a single-input model, a mapping checked once."""
+    names = model.inputs
+    if not isinstance(x, Mapping):
+        if len(names) != 1:
+            raise CodesignError(f"model has {len(names)} inputs ({', '.join(names)}); give one array per input name")
+        return {names[0]: np.asarray(x, dtype=np.float32)}
+    missing = [n for n in names if n not in x]
+    if missing:
+        raise CodesignError(f"no samples for input(s) {', '.join(missing)} (have {', '.join(x) or 'none'})")
+    out = {n: np.asarray(x[n], dtype=np.float32) for n in names}
+    counts = {len(v) if v.ndim else 0 for v in out.values()}
+    if len(counts) != 1 or 0 in counts:
+        raise CodesignError(f"inputs need the same, non-zero number of samples; got {[len(v) for v in out.values()]}")
+    return out
+
+
+def n_samples(x: Samples) -> int:
+    """How many samples ``x`` holds (every input has as many)."""
+    return len(next(iter(x.values())))
+
+
+def take(x: Samples, index: Any) -> Samples:
+    """The same samples (a slice or index array) of every input."""
+    return {k: v[index] for k, v in x.items()}
+
+
+def predict(model: Model, x: Mapping[str, np.ndarray] | np.ndarray, batch: int = 1000) -> np.ndarray:
+    """First output for a whole set of samples, in chunks of ``batch`` (cut to the activation budget)."""
     from codesign.passes.workload import batch_size
 
     batch = batch_size(model, batch)
+    x = as_samples(model, x)
     executor = ReferenceExecutor(model)
     out_name = model.outputs[0]
-    parts = [executor.run(x[i : i + batch])[out_name] for i in range(0, len(x), batch)]
+    parts = [executor.run(take(x, slice(i, i + batch)))[out_name] for i in range(0, n_samples(x), batch)]
     return np.concatenate(parts, axis=0)
 
 
-__all__ = ["ReferenceExecutor", "execute", "predict"]
+__all__ = ["ReferenceExecutor", "Samples", "as_samples", "execute", "n_samples", "predict", "take"]

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from codesign.backends.precision import DEFAULT_INPUT, Fixed
-from codesign.backends.reference import ReferenceExecutor
+from codesign.backends.reference import ReferenceExecutor, Samples, as_samples, n_samples, take
 from codesign.ir.model import Model
 
 #: Samples traced layer by layer when outputs differ (each one C-sim call with every layer's output saved).
@@ -76,15 +76,16 @@ def sample_inputs(model: Model, types: dict[str, Fixed], n: int, seed: int = 0) 
     return out
 
 
-def reference_outputs(model: Model, x: np.ndarray) -> np.ndarray:
-    """The reference output for each sample, one sample at a time.
+def reference_outputs(model: Model, x: Samples | np.ndarray) -> np.ndarray:
+    """The reference output for each sample (by input name; an array feeds a single input), one at a time.
 
     The IR is normalised to batch 1; exporters bake that batch into Reshape/Flatten
     targets, so a re-batched run can fail or mix samples. Per-sample runs cannot.
     """
     executor = ReferenceExecutor(model)
     name = model.outputs[0]
-    return np.concatenate([executor.run(x[i : i + 1])[name] for i in range(x.shape[0])], axis=0)
+    x = as_samples(model, x)
+    return np.concatenate([executor.run(take(x, slice(i, i + 1)))[name] for i in range(n_samples(x))], axis=0)
 
 
 def channels_perm(ir_shape: tuple[int, ...], lowered_shape: tuple[int, ...]) -> tuple[int, ...] | None:
@@ -131,23 +132,32 @@ def compare(reference: np.ndarray, got: np.ndarray, input_types: dict[str, str])
     )
 
 
-def hls4ml_inputs(ir: Model, lowered: Model, x: np.ndarray) -> np.ndarray:
-    """IR-layout inputs ``x`` in the lowered (channels-last) layout hls4ml takes."""
-    in_perm = channels_perm(ir.shape(ir.inputs[0]), lowered.shape(lowered.inputs[0]))
-    return np.ascontiguousarray(x.transpose(in_perm) if in_perm else x)
+def hls4ml_inputs(ir: Model, lowered: Model, x: Samples) -> dict[str, np.ndarray]:
+    """IR-layout inputs ``x`` by lowered input name, each in the (channels-last) layout hls4ml takes."""
+    out = {}
+    for ir_name, name in zip(ir.inputs, lowered.inputs):
+        perm = channels_perm(ir.shape(ir_name), lowered.shape(name))
+        out[name] = np.ascontiguousarray(x[ir_name].transpose(perm) if perm else x[ir_name])
+    return out
 
 
-def verify_inputs(ir: Model, build: Any, samples: int, seed: int = 0) -> tuple[np.ndarray, dict[str, str]]:
-    """The verification's inputs (on the grid of hls4ml's input type) and that type by input name."""
+def hls4ml_feed(hx: dict[str, np.ndarray]) -> np.ndarray | list[np.ndarray]:
+    """What hls4ml's ``predict``/``trace`` take: the array of a single input, else one array per input in order."""
+    arrays = list(hx.values())
+    return arrays[0] if len(arrays) == 1 else arrays
+
+
+def verify_inputs(ir: Model, build: Any, samples: int, seed: int = 0) -> tuple[Samples, dict[str, str]]:
+    """The verification's inputs by name (on the grid of hls4ml's type for each) and those types."""
     lowered = build.lowered
-    if len(ir.inputs) != 1 or len(ir.outputs) != 1:
+    if len(ir.outputs) != 1:
         from codesign.errors import CodesignError
 
-        raise CodesignError("--verify supports models with one input and one output")
-    given = build.precision.input.get(lowered.inputs[0])
-    types = {ir.inputs[0]: given} if given is not None else {}
-    x = sample_inputs(ir, types, samples, seed)[ir.inputs[0]]
-    return x, {ir.inputs[0]: (given or FLOAT_INPUT_TYPE).hls()}
+        raise CodesignError("--verify supports models with one output")
+    given = {ir_name: build.precision.input.get(name) for ir_name, name in zip(ir.inputs, lowered.inputs)}
+    types = {k: t for k, t in given.items() if t is not None}
+    x = sample_inputs(ir, types, samples, seed)
+    return x, {k: (t or FLOAT_INPUT_TYPE).hls() for k, t in given.items()}
 
 
 def verify_hls4ml(
@@ -156,10 +166,10 @@ def verify_hls4ml(
     """hls4ml C-simulation (already compiled) vs the IR's reference execution (within ``budget_s``)."""
     x, types = verify_inputs(ir, build, samples, seed)
     got = hls4ml_outputs_within(ir, build, x, budget_s)
-    return compare(reference_outputs(ir, x[: len(got)]), got, types)
+    return compare(reference_outputs(ir, take(x, slice(len(got)))), got, types)
 
 
-def hls4ml_outputs_within(ir: Model, build: Any, x: np.ndarray, budget_s: float | None = None) -> np.ndarray:
+def hls4ml_outputs_within(ir: Model, build: Any, x: Samples, budget_s: float | None = None) -> np.ndarray:
     """The C-simulation's outputs for the first samples of ``x`` that fit ``budget_s`` seconds (at least one).
 
     The first sample is timed and the rest cut to what the budget leaves, so a loaded machine
@@ -169,16 +179,17 @@ def hls4ml_outputs_within(ir: Model, build: Any, x: np.ndarray, budget_s: float 
 
     from codesign.passes.workload import samples_within
 
-    if budget_s is None or len(x) <= 1:
+    total = n_samples(x)
+    if budget_s is None or total <= 1:
         return hls4ml_outputs(ir, build, x)
     t0 = time.monotonic()
-    first = hls4ml_outputs(ir, build, x[:1])
+    first = hls4ml_outputs(ir, build, take(x, slice(1)))
     spent = time.monotonic() - t0
-    n = 1 + samples_within(len(x) - 1, spent, budget_s - spent, minimum=0)
-    return first if n <= 1 else np.concatenate([first, hls4ml_outputs(ir, build, x[1:n])])
+    n = 1 + samples_within(total - 1, spent, budget_s - spent, minimum=0)
+    return first if n <= 1 else np.concatenate([first, hls4ml_outputs(ir, build, take(x, slice(1, n)))])
 
 
-def hls4ml_outputs(ir: Model, build: Any, x: np.ndarray) -> np.ndarray:
+def hls4ml_outputs(ir: Model, build: Any, x: Samples) -> np.ndarray:
     """The C-simulation's output for IR-layout inputs ``x``, in the IR's output layout.
 
     ``predict`` runs in a thread whose stack holds the largest layer (hls4ml keeps its arrays there).
@@ -189,8 +200,8 @@ def hls4ml_outputs(ir: Model, build: Any, x: np.ndarray) -> np.ndarray:
     lowered = build.lowered
     hx = hls4ml_inputs(ir, lowered, x)
     with quiet():
-        got = np.asarray(with_stack(lambda: build.hls_model.predict(hx), stack_bytes(csim_cost(lowered))))
-    got = got.reshape((len(x), *lowered.shape(lowered.outputs[0])[1:]))
+        got = np.asarray(with_stack(lambda: build.hls_model.predict(hls4ml_feed(hx)), stack_bytes(csim_cost(lowered))))
+    got = got.reshape((n_samples(x), *lowered.shape(lowered.outputs[0])[1:]))
     if lowered.dtype(lowered.outputs[0]).name == "BIPOLAR" and np.isin(got, (0.0, 1.0)).all():
         got = 2.0 * got - 1.0  # hls4ml carries bipolar values as one bit, 0 meaning -1
     out_perm = channels_perm(ir.shape(ir.outputs[0]), lowered.shape(lowered.outputs[0]))
@@ -225,7 +236,7 @@ def _candidates(lowered: Model, node: Any, stops: set[str]) -> list[str]:
     return out
 
 
-def first_divergence(ir: Model, build: Any, x: np.ndarray, memory_gb: float | None = None) -> dict[str, Any] | None:
+def first_divergence(ir: Model, build: Any, x: Samples, memory_gb: float | None = None) -> dict[str, Any] | None:
     """The first hls4ml layer (in dataflow order) whose traced C-sim output differs from the IR's.
 
     hls4ml's ``trace`` (a C-sim rebuilt with every layer's output saved) is compared with the
@@ -239,15 +250,15 @@ def first_divergence(ir: Model, build: Any, x: np.ndarray, memory_gb: float | No
     from codesign.backends.hls4ml_backend import quiet
 
     hm, lowered = build.hls_model, build.lowered
-    hx = hls4ml_inputs(ir, lowered, x)
+    hx, n = hls4ml_inputs(ir, lowered, x), n_samples(x)
     layers = list(hm.get_layers())
     for layer in layers:
         layer.set_attr("trace", True)
     try:
         with quiet(), memory_limited_build(memory_limit_gb(memory_gb)):
-            _, traces = with_stack(lambda: hm.trace(hx), stack_bytes(csim_cost(lowered)))
-        contexts = [execute_onnx(lowered.wrapper, {lowered.inputs[0]: hx[i : i + 1]}, return_full_exec_context=True)
-                    for i in range(len(hx))]  # fmt: skip
+            _, traces = with_stack(lambda: hm.trace(hls4ml_feed(hx)), stack_bytes(csim_cost(lowered)))
+        contexts = [execute_onnx(lowered.wrapper, take(hx, slice(i, i + 1)), return_full_exec_context=True)
+                    for i in range(n)]  # fmt: skip
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
         return {"layer": None, "note": f"could not trace the layers: {type(exc).__name__}: {first}"}
@@ -265,7 +276,7 @@ def first_divergence(ir: Model, build: Any, x: np.ndarray, memory_gb: float | No
         data = traces.get(layer.name)
         if node is None or data is None:
             continue
-        got = np.asarray(data, dtype=np.float64).reshape(len(hx), -1)
+        got = np.asarray(data, dtype=np.float64).reshape(n, -1)
         if isinstance(layer.get_output_variable().type.precision, XnorPrecisionType):
             got = 2.0 * got - 1.0  # hls4ml's 1-bit code of a bipolar value: 0 -> -1
         diffs = []
@@ -277,12 +288,12 @@ def first_divergence(ir: Model, build: Any, x: np.ndarray, memory_gb: float | No
             continue
         matched += 1
         if min(diffs) > 0:
-            return {"layer": layer.name, "class": layer.class_name, "max_abs_diff": min(diffs), "samples": len(hx),
+            return {"layer": layer.name, "class": layer.class_name, "max_abs_diff": min(diffs), "samples": n,
                     "layers_matched_before": matched - 1}  # fmt: skip
     return {"layer": None, "note": f"{matched} layers matched the IR exactly; the difference arises after them"}
 
 
 __all__ = [
-    "MAX_TRACED", "VerifyReport", "channels_perm", "compare", "first_divergence", "hls4ml_inputs", "hls4ml_outputs",
+    "MAX_TRACED", "VerifyReport", "channels_perm", "compare", "first_divergence", "hls4ml_feed", "hls4ml_inputs", "hls4ml_outputs",
     "hls4ml_outputs_within", "reference_outputs", "sample_inputs", "verify_hls4ml", "verify_inputs",
 ]  # fmt: skip

@@ -12,6 +12,7 @@ top-1 agreement >= 99.5% for classifiers, max abs error <= ``tolerance`` otherwi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,8 +102,8 @@ class PrecisionInfo:
     evaluations: int = 0
     #: the search's evaluation cap (cut from ``max_evaluations`` to fit the work budget on big models)
     evaluation_limit: int = 0
-    #: the inputs the types were chosen on (verification reuses them; not in ``to_dict``)
-    inputs: np.ndarray | None = None
+    #: the inputs the types were chosen on, by input name (verification reuses them; not in ``to_dict``)
+    inputs: dict[str, np.ndarray] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -116,14 +117,16 @@ class PrecisionInfo:
         }
 
 
-def synthetic_inputs(model: Model, n: int = 1000, seed: int = 0) -> np.ndarray:
-    """The documented stand-in for calibration data: N(0, 1) per element of the (single) input."""
-    if len(model.inputs) != 1:
-        raise CodesignError("precision selection without --calib supports single-input models; pass --calib")
-    shape = model.shape(model.inputs[0])
-    if shape is None:
-        raise CodesignError(f"input {model.inputs[0]!r} has no static shape; pass --input-shape")
-    return np.random.default_rng(seed).normal(size=(n, *shape[1:])).astype(np.float32)
+def synthetic_inputs(model: Model, n: int = 1000, seed: int = 0) -> dict[str, np.ndarray]:
+    """The documented stand-in for calibration data: N(0, 1) per element of every input, by input name."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name in model.inputs:
+        shape = model.shape(name)
+        if shape is None:
+            raise CodesignError(f"input {name!r} has no static shape; pass --input-shape")
+        out[name] = rng.normal(size=(n, *shape[1:])).astype(np.float32)
+    return out
 
 
 def synthetic_count(model: Model, wanted: int) -> int:
@@ -134,10 +137,11 @@ def synthetic_count(model: Model, wanted: int) -> int:
     return max(min(wanted, MIN_SYNTHETIC), min(wanted, SYNTHETIC_BUDGET // per_sample))
 
 
-def run_outputs(model: Model, x: np.ndarray) -> np.ndarray:
+def run_outputs(model: Model, x: Mapping[str, np.ndarray] | np.ndarray) -> np.ndarray:
     """First output of ``model`` on ``x``: batched, per sample where the graph pins batch 1."""
-    from codesign.backends.reference import ReferenceExecutor, predict
+    from codesign.backends.reference import ReferenceExecutor, as_samples, n_samples, predict, take
 
+    x = as_samples(model, x)
     try:
         return np.asarray(predict(model, x), dtype=np.float64)
     except CodesignError:
@@ -145,7 +149,8 @@ def run_outputs(model: Model, x: np.ndarray) -> np.ndarray:
     except Exception:
         executor = ReferenceExecutor(model)
         name = model.outputs[0]
-        return np.concatenate([executor.run(x[i : i + 1])[name] for i in range(len(x))]).astype(np.float64)
+        rows = [executor.run(take(x, slice(i, i + 1)))[name] for i in range(n_samples(x))]
+        return np.concatenate(rows).astype(np.float64)
 
 
 def class_scores(reference: np.ndarray) -> bool:
@@ -312,8 +317,9 @@ class SelectPrecision(Pass):
         self.max_evaluations = max_evaluations
 
     # --- helpers
-    def _inputs(self, model: Model) -> tuple[np.ndarray, str]:
-        """The calibration set, cut to :data:`~codesign.passes.workload.EVAL_MACS` per evaluation (said so)."""
+    def _inputs(self, model: Model) -> tuple[dict[str, np.ndarray], str]:
+        """The calibration set by input name, cut to :data:`~codesign.passes.workload.EVAL_MACS` per evaluation."""
+        from codesign.backends.reference import as_samples, n_samples, take
         from codesign.passes.workload import EVAL_MACS, MIN_SAMPLES, sample_cost, samples_within
 
         macs = sample_cost(model).macs
@@ -321,14 +327,17 @@ class SelectPrecision(Pass):
             n = min(samples_within(self.samples, macs, EVAL_MACS, MIN_SAMPLES), synthetic_count(model, self.samples))
             cut = f"; cut from {self.samples}: {macs:.3g} MACs per sample" if n < self.samples else ""
             return synthetic_inputs(model, n), SYNTHETIC.format(n=n, seed=0) + cut
-        x = np.asarray(self.data, dtype=np.float32)
-        if x.ndim == 0 or len(x) == 0:
+        if not isinstance(self.data, Mapping) and np.asarray(self.data).ndim == 0:
             raise CodesignError("calibration data is empty")
-        n = samples_within(len(x), macs, EVAL_MACS, MIN_SAMPLES)
-        if n < len(x):  # evenly spaced: data sorted by class keeps every class
-            picked = x[np.linspace(0, len(x) - 1, n).round().astype(int)]
-            return picked, f"calibration data ({n} of {len(x)} samples, evenly spaced: {macs:.3g} MACs per sample)"
-        return x, f"calibration data ({len(x)} samples)"
+        x = as_samples(model, self.data)
+        total = n_samples(x)
+        if total == 0:
+            raise CodesignError("calibration data is empty")
+        n = samples_within(total, macs, EVAL_MACS, MIN_SAMPLES)
+        if n < total:  # evenly spaced: data sorted by class keeps every class
+            picked = take(x, np.linspace(0, total - 1, n).round().astype(int))
+            return picked, f"calibration data ({n} of {total} samples, evenly spaced: {macs:.3g} MACs per sample)"
+        return x, f"calibration data ({total} samples)"
 
     def _quantized(
         self, model: Model, calib: Calibration, bits: dict[str, dict[str, int]], clip_outliers: bool = True
@@ -351,11 +360,12 @@ class SelectPrecision(Pass):
         layers = [n.name for n in model.nodes_of(list(MAC_OPS))]
         if not layers:
             raise CodesignError("model has no MatMul/Gemm/Conv layer to choose types for")
+        from codesign.backends.reference import n_samples
         from codesign.passes.workload import MIN_EVALUATIONS, SEARCH_MACS, sample_cost, samples_within
 
         x, source = self._inputs(model)
         max_evaluations = samples_within(
-            self.max_evaluations, len(x) * sample_cost(model).macs, SEARCH_MACS, MIN_EVALUATIONS
+            self.max_evaluations, n_samples(x) * sample_cost(model).macs, SEARCH_MACS, MIN_EVALUATIONS
         )
         reference = run_outputs(model, x)
         crit = criterion_for(reference, self.tolerance)
@@ -428,7 +438,7 @@ class SelectPrecision(Pass):
         return PassResult(current, True, info)
 
 
-def uniform_types(model: Model, bits: int, data: np.ndarray) -> Model:
+def uniform_types(model: Model, bits: int, data: Mapping[str, np.ndarray] | np.ndarray) -> Model:
     """Every MAC layer's weight, bias and input at one width (the baseline the selection must beat)."""
     layers = {n.name: {k: bits for k in KINDS} for n in model.nodes_of(list(MAC_OPS))}
     return SelectPrecision(data)._quantized(model, calibrate(model, data), layers)
