@@ -295,6 +295,15 @@ def _explicit_window(model: Model, node: onnx.NodeProto, attrs: dict, shape: tup
     return True
 
 
+def replace_node(model: Model, node: onnx.NodeProto, new: list[onnx.NodeProto]) -> None:
+    """``new`` where ``node`` was (topological order kept); the model's caches invalidated."""
+    idx = list(model.graph.node).index(node)
+    model.graph.node.remove(node)
+    for k, n in enumerate(new):
+        model.graph.node.insert(idx + k, n)
+    model.invalidate()
+
+
 class AveragePoolAsDepthwiseConv(Pass):
     """AveragePool (no padding) -> a depthwise Conv with constant ``1/window`` weights.
 
@@ -326,10 +335,7 @@ class AveragePoolAsDepthwiseConv(Pass):
                 kernel_shape=kernel, strides=list(attrs.get("strides", [1] * len(kernel))),
                 pads=[0] * (2 * len(kernel)), dilations=[1] * len(kernel),
             )  # fmt: skip
-            idx = list(model.graph.node).index(node)
-            model.graph.node.remove(node)
-            model.graph.node.insert(idx, conv)
-            model.invalidate()
+            replace_node(model, node, [conv])
             modified = True
         return PassResult(model, modified)
 
@@ -359,11 +365,7 @@ class ReduceMeanAsGlobalPool(Pass):
             new = [helper.make_node("GlobalAveragePool", [node.input[0]], [pooled], name=node.name)]
             if not keep:
                 new.append(helper.make_node("Flatten", [pooled], [node.output[0]], name=f"{node.name}_flatten", axis=1))
-            idx = list(model.graph.node).index(node)
-            model.graph.node.remove(node)
-            for k, n in enumerate(new):
-                model.graph.node.insert(idx + k, n)
-            model.invalidate()
+            replace_node(model, node, new)
             modified = True
         if modified:
             from codesign.passes.shapes import infer_shapes
@@ -423,11 +425,7 @@ class TruncAsQuants(Pass):
                 new.append(
                     helper.make_node("Mul", [out, names["unscale"]], list(node.output), name=f"{node.name}_rescale")
                 )
-            idx = list(model.graph.node).index(node)
-            model.graph.node.remove(node)
-            for offset, n in enumerate(new):
-                model.graph.node.insert(idx + offset, n)
-            model.invalidate()
+            replace_node(model, node, new)
             modified = True
         return PassResult(model, modified)
 
