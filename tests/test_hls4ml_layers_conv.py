@@ -82,6 +82,22 @@ def test_padded_average_pool_counting_the_padding_streams_bit_exact(tmp_path):
         csim(g.model(g.node("Flatten", [h], name="flat"), (18,)), tmp_path / "m", io="stream")
 
 
+def test_overlapping_pool_is_refused_in_io_stream_naming_the_node():
+    """hls4ml's streamed 2-D pools assert pool == stride: SqueezeNet's MaxPool(3, 2) aborted the whole process."""
+    from codesign.backends import hls4ml_layers
+    from codesign.backends.hls4ml_backend import lower_model
+    from codesign.backends.precision import derive
+    from codesign.errors import UnsupportedModelError
+    from codesign.frontends import load
+
+    g = Graph((2, 7, 7))
+    y = g.node("MaxPool", [g.quant("x", 8, -4)], name="pool", kernel_shape=[3, 3], strides=[2, 2])
+    lowered = lower_model(load(g.model(y, (2, 3, 3))))
+    hls4ml_layers.build(lowered, derive(lowered))  # io_parallel takes it
+    with pytest.raises(UnsupportedModelError, match="MaxPool pool: 3x3 window with stride 2x2: hls4ml's io_stream"):
+        hls4ml_layers.build(lowered, derive(lowered), io="stream")
+
+
 def test_grouped_conv_is_refused_naming_the_node():
     from codesign.backends import hls4ml_layers
     from codesign.backends.hls4ml_backend import lower_model

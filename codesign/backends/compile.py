@@ -227,13 +227,14 @@ def compile_hls4ml(
     t0 = time.perf_counter()
     with step("lowering the model for hls4ml"):
         lowered = hb.lower_model(ir)  # refuses, naming every op and node hls4ml cannot express
-        hb.check_expressible(lowered)  # and every attribute limit, before type selection
+        hb.check_expressible(lowered, opts.io)  # and every attribute limit, before type selection
     timings["lower_s"] = time.perf_counter() - t0
     cost = csim.csim_cost(lowered, _reuse_map(opts))  # a float model's lowering has the same layers
     io, why = csim.plan_io(cost, opts.io, memory_gb if verify else float("inf"))
     if why:
         say(why)
         opts = replace(opts, io=io)
+        hb.check_expressible(lowered, io)  # io_stream's own limits (pools), still before type selection
     float_check = float_reference is not None or (choose_types and is_float_model(ir))
     csim_budget = csim.time_limit_s() / (2 if float_check else 1) if verify else 0.0  # float check: as much again
     if verify:  # refused here, in seconds, when one sample alone is over the budget

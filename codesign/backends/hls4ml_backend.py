@@ -144,7 +144,7 @@ def lower_model(model: Model) -> Model:
     return lowered
 
 
-def check_expressible(lowered: Model) -> None:
+def check_expressible(lowered: Model, io: str = "parallel") -> None:
     """Build the layer list once, without hls4ml: attribute limits (Clip bounds, grouped conv, ...) refused now.
 
     Before a float model's type selection (minutes on a conv net), not after it, at convert time.
@@ -153,7 +153,7 @@ def check_expressible(lowered: Model) -> None:
         return
     from codesign.backends import hls4ml_layers
 
-    hls4ml_layers.build(lowered, derive(lowered))
+    hls4ml_layers.build(lowered, derive(lowered), io)
 
 
 def refuse_unbatched(model: Model) -> None:

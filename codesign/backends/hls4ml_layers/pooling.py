@@ -27,6 +27,12 @@ def pool(ctx: Context, node: onnx.NodeProto) -> list[Layer]:
     if attr(node, "ceil_mode", 0):
         raise LayerRefused(node, "ceil_mode=1 pooling")
     geo = window(ctx, node, nsp, kernel)
+    strides = [int(s) for s in attr(node, "strides", [1] * nsp)]
+    if ctx.io == "stream" and nsp == 2 and strides != [int(k) for k in kernel]:
+        raise LayerRefused(
+            node, f"{'x'.join(map(str, kernel))} window with stride {'x'.join(map(str, strides))}: hls4ml's "
+            "io_stream 2-D pools need the stride equal to the window (its C-simulation aborts otherwise)"
+        )  # fmt: skip
     kind = "Max" if node.op_type == "MaxPool" else "Average"
     n_filt = int(ctx.shape(node.input[0])[-1])
     if nsp == 1:
