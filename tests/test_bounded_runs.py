@@ -186,3 +186,18 @@ def test_csim_is_cut_to_the_time_the_first_sample_took(monkeypatch):
     got = verify.hls4ml_outputs_within(None, None, x, budget_s=1.0)
     assert calls[0] == 1 and 2 <= len(got) <= 5 and got[:, 0].tolist() == list(range(len(got)))
     assert len(verify.hls4ml_outputs_within(None, None, {"in": np.zeros((7, 3))})) == 7  # no budget: all of them
+
+
+def test_an_abort_inside_the_csimulation_is_one_error_not_a_dead_process():
+    """hls4ml's C++ asserts abort: the C-simulation runs in a forked child, its last stderr line reported."""
+    import os as _os
+
+    def boom() -> None:
+        _os.write(2, b"nnet_pooling_stream.h:102: Assertion `pool_height == stride_height' failed.\n")
+        _os.abort()
+
+    with pytest.raises(csim.CsimAbortedError, match=r"aborted \(SIGABRT\): nnet_pooling_stream.h:102: Assertion"):
+        csim.isolated(boom)
+    assert csim.isolated(lambda: np.arange(3)).tolist() == [0, 1, 2]
+    with pytest.raises(ZeroDivisionError):
+        csim.isolated(lambda: 1 / 0)

@@ -208,6 +208,59 @@ def with_stack(fn: Callable[[], T], size: int) -> T:
     return box["value"]
 
 
+class CsimAbortedError(CodesignError):
+    """The C-simulation died by a signal (an hls4ml ``assert``, a stack overflow): reported, not inherited."""
+
+
+def isolated(fn: Callable[[], T]) -> T:
+    """``fn()`` in a forked child: an abort inside hls4ml's C++ (its asserts) ends the child, not codesign.
+
+    The C-simulation is a shared library called in-process; an ``assert`` in it used to kill the
+    whole command with a C++ message and no folder. The child's result (or exception) comes back
+    pickled; its stderr's last line names the failed assertion.
+    """
+    import pickle
+    import signal
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="codesign-csim-") as tmp:
+        result, err = Path(tmp) / "result.pkl", Path(tmp) / "stderr.txt"
+        pid = os.fork()
+        if pid == 0:  # child: never returns
+            code = 0
+            try:
+                fd = os.open(err, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+                os.dup2(fd, 2)
+                try:
+                    payload = ("value", fn())
+                except BaseException as exc:  # carried to the parent
+                    payload = ("error", exc)
+                try:
+                    data = pickle.dumps(payload)
+                except Exception:
+                    data = pickle.dumps(("error", RuntimeError(repr(payload[1]))))
+                result.write_bytes(data)
+            except BaseException:
+                code = 1
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        if os.WIFSIGNALED(status) or not result.exists():
+            sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
+            lines = (
+                [ln.strip() for ln in err.read_text(errors="replace").splitlines() if ln.strip()]
+                if err.exists()
+                else []
+            )
+            why = lines[-1][:300] if lines else "no message"
+            name = signal.Signals(sig).name if sig else f"exit {os.WEXITSTATUS(status)}"
+            raise CsimAbortedError(f"hls4ml's C-simulation aborted ({name}): {why}")
+        kind, value = pickle.loads(result.read_bytes())
+    if kind == "error":
+        raise value
+    return value
+
+
 class _LimitedSubprocess:
     """Stand-in for the ``subprocess`` module inside hls4ml: every ``run`` under an address-space cap."""
 
@@ -284,7 +337,7 @@ def relocate_libraries(tmp: Path, final: Path) -> list[str]:
 
 
 __all__ = [
-    "DEFAULT_MEMORY_GB", "DEFAULT_SECONDS", "PARALLEL_MULT_LIMIT", "CsimCost", "CsimLimitError", "csim_cost",
-    "memory_limit_gb", "memory_limited_build", "plan_io", "plan_samples", "relocate_libraries", "seconds_per_sample",
+    "DEFAULT_MEMORY_GB", "DEFAULT_SECONDS", "PARALLEL_MULT_LIMIT", "CsimAbortedError", "CsimCost", "CsimLimitError", "csim_cost",
+    "isolated", "memory_limit_gb", "memory_limited_build", "plan_io", "plan_samples", "relocate_libraries", "seconds_per_sample",
     "stack_bytes", "time_limit_s", "with_stack",
 ]  # fmt: skip

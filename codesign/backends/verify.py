@@ -194,13 +194,14 @@ def hls4ml_outputs(ir: Model, build: Any, x: Samples) -> np.ndarray:
 
     ``predict`` runs in a thread whose stack holds the largest layer (hls4ml keeps its arrays there).
     """
-    from codesign.backends.csim import csim_cost, stack_bytes, with_stack
+    from codesign.backends.csim import csim_cost, isolated, stack_bytes, with_stack
     from codesign.backends.hls4ml_backend import quiet
 
     lowered = build.lowered
     hx = hls4ml_inputs(ir, lowered, x)
     with quiet():
-        got = np.asarray(with_stack(lambda: build.hls_model.predict(hls4ml_feed(hx)), stack_bytes(csim_cost(lowered))))
+        stack = stack_bytes(csim_cost(lowered))
+        got = np.asarray(isolated(lambda: with_stack(lambda: build.hls_model.predict(hls4ml_feed(hx)), stack)))
     got = got.reshape((n_samples(x), *lowered.shape(lowered.outputs[0])[1:]))
     if lowered.dtype(lowered.outputs[0]).name == "BIPOLAR" and np.isin(got, (0.0, 1.0)).all():
         got = 2.0 * got - 1.0  # hls4ml carries bipolar values as one bit, 0 meaning -1
