@@ -247,7 +247,14 @@ def first_divergence(ir: Model, build: Any, x: Samples, memory_gb: float | None 
     from hls4ml.model.types import XnorPrecisionType
     from qonnx.core.onnx_exec import execute_onnx
 
-    from codesign.backends.csim import csim_cost, memory_limit_gb, memory_limited_build, stack_bytes, with_stack
+    from codesign.backends.csim import (
+        csim_cost,
+        isolated,
+        memory_limit_gb,
+        memory_limited_build,
+        stack_bytes,
+        with_stack,
+    )  # fmt: skip
     from codesign.backends.hls4ml_backend import quiet
 
     hm, lowered = build.hls_model, build.lowered
@@ -257,7 +264,8 @@ def first_divergence(ir: Model, build: Any, x: Samples, memory_gb: float | None 
         layer.set_attr("trace", True)
     try:
         with quiet(), memory_limited_build(memory_limit_gb(memory_gb)):
-            _, traces = with_stack(lambda: hm.trace(hls4ml_feed(hx)), stack_bytes(csim_cost(lowered)))
+            stack = stack_bytes(csim_cost(lowered))
+            _, traces = isolated(lambda: with_stack(lambda: hm.trace(hls4ml_feed(hx)), stack))
         contexts = [execute_onnx(lowered.wrapper, take(hx, slice(i, i + 1)), return_full_exec_context=True)
                     for i in range(n)]  # fmt: skip
     except Exception as exc:
