@@ -189,7 +189,7 @@ def hls4ml_outputs_within(ir: Model, build: Any, x: Samples, budget_s: float | N
     return first if n <= 1 else np.concatenate([first, hls4ml_outputs(ir, build, take(x, slice(1, n)))])
 
 
-def hls4ml_outputs(ir: Model, build: Any, x: Samples) -> np.ndarray:
+def hls4ml_outputs(ir: Model, build: Any, x: Samples | np.ndarray) -> np.ndarray:
     """The C-simulation's output for IR-layout inputs ``x``, in the IR's output layout.
 
     ``predict`` runs in a thread whose stack holds the largest layer (hls4ml keeps its arrays there).
@@ -197,6 +197,7 @@ def hls4ml_outputs(ir: Model, build: Any, x: Samples) -> np.ndarray:
     from codesign.backends.csim import csim_cost, isolated, stack_bytes, with_stack
     from codesign.backends.hls4ml_backend import quiet
 
+    x = as_samples(ir, x)  # a single-input model's plain array too
     lowered = build.lowered
     hx = hls4ml_inputs(ir, lowered, x)
     with quiet():
