@@ -26,6 +26,7 @@ import numpy as np
 
 from codesign.errors import CodesignError
 from codesign.ir.model import Model
+from codesign.passes.workload import env_number
 
 T = TypeVar("T")
 
@@ -57,27 +58,14 @@ class CsimLimitError(CodesignError):
     """The C-simulation build would exceed (or exceeded) its memory or time limit."""
 
 
-def _env_number(name: str, value: float | None, default: float, unit: str) -> float:
-    """``value``, else the environment variable ``name``, else ``default``; refused unless > 0."""
-    if value is None:
-        env = os.environ.get(name)
-        try:
-            value = float(env) if env else default
-        except ValueError:
-            raise CodesignError(f"{name}={env!r}: expected a number of {unit}") from None
-    if not value > 0:
-        raise CodesignError(f"{name} must be > 0 {unit}, got {value}")
-    return float(value)
-
-
 def memory_limit_gb(value: float | None = None) -> float:
     """The g++ memory cap: the given one, else ``CODESIGN_CSIM_MEMORY_GB``, else :data:`DEFAULT_MEMORY_GB`."""
-    return _env_number("CODESIGN_CSIM_MEMORY_GB", value, DEFAULT_MEMORY_GB, "GiB")
+    return env_number("CODESIGN_CSIM_MEMORY_GB", value, DEFAULT_MEMORY_GB, "GiB")
 
 
 def time_limit_s(value: float | None = None) -> float:
     """The C-simulation time budget: the given one, else ``CODESIGN_CSIM_SECONDS``, else :data:`DEFAULT_SECONDS`."""
-    return _env_number("CODESIGN_CSIM_SECONDS", value, DEFAULT_SECONDS, "seconds")
+    return env_number("CODESIGN_CSIM_SECONDS", value, DEFAULT_SECONDS, "seconds")
 
 
 @dataclass

@@ -8,8 +8,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from unittest.mock import patch
 
 import numpy as np
+
+
+def _never(self, node) -> bool:
+    """An optimiser pass's ``match`` that turns the pass off."""
+    return False
 
 
 @contextlib.contextmanager
@@ -33,11 +39,8 @@ def binary_dense_fixed() -> Iterator[None]:
                 weights.data = np.where(data > 0, 1.0, -1.0)
         return original(self, model, node)
 
-    QuantizeDenseOutput.transform = transform
-    try:
+    with patch.object(QuantizeDenseOutput, "transform", transform):
         yield
-    finally:
-        QuantizeDenseOutput.transform = original
 
 
 @contextlib.contextmanager
@@ -51,14 +54,10 @@ def scales_kept() -> Iterator[None]:
     from hls4ml.model.optimizer.passes import move_scales
 
     passes = [move_scales.ScaleDownAdd, move_scales.BiasDownAdd, move_scales.ScaleDownMatMul, move_scales.ScaleDownConv]
-    originals = [p.match for p in passes]
-    for p in passes:
-        p.match = lambda self, node: False
-    try:
+    with contextlib.ExitStack() as stack:
+        for p in passes:
+            stack.enter_context(patch.object(p, "match", _never))
         yield
-    finally:
-        for p, original in zip(passes, originals, strict=True):
-            p.match = original
 
 
 @contextlib.contextmanager
@@ -73,12 +72,8 @@ def no_affine_fusion() -> Iterator[None]:
     """
     from hls4ml.model.optimizer.passes.batchnorm_opt import FuseConsecutiveBatchNormalization
 
-    original = FuseConsecutiveBatchNormalization.match
-    FuseConsecutiveBatchNormalization.match = lambda self, node: False
-    try:
+    with patch.object(FuseConsecutiveBatchNormalization, "match", _never):
         yield
-    finally:
-        FuseConsecutiveBatchNormalization.match = original
 
 
 @contextlib.contextmanager
@@ -87,8 +82,6 @@ def stream_reshape_typed() -> Iterator[None]:
     layer's output variable is named after the layer; codesign names outputs after IR tensors (io_stream
     Flatten/Reshape: "KeyError: 'flat'"). The output variable's type is taken instead."""
     from hls4ml.backends.fpga.passes.repack_stream import Repack, ReshapeStream
-
-    original = ReshapeStream.transform
 
     def transform(self, model, node):
         if model.config.get_config_value("IOType") != "io_stream":
@@ -99,11 +92,8 @@ def stream_reshape_typed() -> Iterator[None]:
         model.replace_node(node, repack)
         return True
 
-    ReshapeStream.transform = transform
-    try:
+    with patch.object(ReshapeStream, "transform", transform):
         yield
-    finally:
-        ReshapeStream.transform = original
 
 
 @contextlib.contextmanager

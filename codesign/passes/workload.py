@@ -53,16 +53,22 @@ def sample_cost(model: Model) -> SampleCost:
     return SampleCost(dense_macs(model), total, largest, largest_bytes)
 
 
+def env_number(name: str, value: float | None, default: float, unit: str) -> float:
+    """``value``, else the environment variable ``name``, else ``default``; refused unless > 0."""
+    if value is None:
+        env = os.environ.get(name)
+        try:
+            value = float(env) if env else default
+        except ValueError:
+            raise CodesignError(f"{name}={env!r}: expected a number of {unit}") from None
+    if not value > 0:
+        raise CodesignError(f"{name} must be > 0 {unit}, got {value}")
+    return float(value)
+
+
 def batch_memory_bytes() -> int:
     """The activation budget of one batch: ``CODESIGN_BATCH_MEMORY_GB`` or :data:`DEFAULT_BATCH_MEMORY_GB`."""
-    env = os.environ.get("CODESIGN_BATCH_MEMORY_GB")
-    try:
-        gb = float(env) if env else DEFAULT_BATCH_MEMORY_GB
-    except ValueError:
-        raise CodesignError(f"CODESIGN_BATCH_MEMORY_GB={env!r}: expected a number of GiB") from None
-    if not gb > 0:
-        raise CodesignError(f"CODESIGN_BATCH_MEMORY_GB must be > 0, got {gb}")
-    return int(gb * (1 << 30))
+    return int(env_number("CODESIGN_BATCH_MEMORY_GB", None, DEFAULT_BATCH_MEMORY_GB, "GiB") * (1 << 30))
 
 
 def batch_size(model: Model, requested: int, copies: float = 3.0) -> int:
@@ -78,4 +84,4 @@ def samples_within(requested: int, cost_per_sample: float, budget: float, minimu
     return int(max(min(minimum, requested), min(requested, budget // cost_per_sample)))
 
 
-__all__ = ["SampleCost", "batch_memory_bytes", "batch_size", "sample_cost", "samples_within"]
+__all__ = ["SampleCost", "batch_memory_bytes", "batch_size", "env_number", "sample_cost", "samples_within"]
