@@ -149,3 +149,18 @@ def test_top1_agreement_counts_exact_ties_as_ties():
     assert top1_agreement(ref, np.array([[3.0, 3.0, 4.0], [2.5, 2.0, 1.0]])) == 0.0  # real disagreements
     assert top1_agreement(ref, np.array([[2.9, 3.0, -1.0], [0.5, 2.0, 1.0]])) == 1.0
     assert top1_agreement(np.array([[3.001, 3.0]]), np.array([[3.0, 3.001]])) == 0.0  # not a tie
+
+
+def test_non_pow2_output_codes_are_counted_and_reported():
+    """q * (1/127) in fixed point is never the float32 value: the report also counts outputs on the reference's code."""
+    from codesign.backends.verdict import judge_hls4ml
+    from codesign.backends.verify import compare
+
+    s = 1 / 127
+    ref = np.array([[100, 20, 7], [3, 120, 4]]) * s
+    got = np.array([[100, 20, 8], [3, 120, 4]]) * s + 2e-6  # one code off; the rest hold q * s to 2e-6
+    report = compare(ref, got, {}, code_scale=s)
+    assert report.bit_exact_share == 0.0 and report.same_code_share == pytest.approx(5 / 6)
+    assert "(83.33% on the output quantizer's reference code)" in report.summary()
+    assert compare(ref, got, {}).same_code_share is None
+    assert "83.33% on the output quantizer's reference code" in judge_hls4ml(load(EXAMPLE), report.to_dict()).measured

@@ -256,36 +256,45 @@ PROB_TYPE = "fixed<18,2,RND,SAT>"
 def activation_tables(lowered: Model) -> dict[str, dict[str, Any]]:
     """hls4ml settings for Sigmoid/Softmax LUTs, sized from the IR (hls4ml's defaults lose up to ~0.5).
 
-    A Softmax whose input is a power-of-two Quant of b bits runs hls4ml's stable
-    implementation with an exp table indexed exactly by those bits; the sum of
-    exponentials (in [1, n]) and its inverse get types that hold their real ranges.
+    A Softmax whose input is a power-of-two Quant of b bits, or the codes of a non-power-of-two
+    one (:func:`softmax_code_scale`), runs hls4ml's stable implementation with an exp table
+    indexed exactly by those bits; the sum of exponentials (in [1, n]) and its inverse get
+    types that hold their real ranges.
     """
     import math
 
+    from codesign.backends.hls4ml_layers.activation import softmax_code_scale
     from codesign.backends.precision import quant_type
 
+    index_cap = int(math.log2(TABLE_SIZE))
     out: dict[str, dict[str, Any]] = {}
     for node in lowered.nodes_of(["Sigmoid", "Softmax"]):
         if node.op_type == "Sigmoid":
             out[node.name] = {"TableSize": TABLE_SIZE, "table_t": PROB_TYPE, "Precision": {"result": PROB_TYPE}}
             continue
         producer = lowered.producer(node.input[0])
-        t = quant_type(lowered, producer) if producer is not None else None
         shape = lowered.shape(node.input[0])
-        if t is None or not t.signed or shape is None:
+        coded = softmax_code_scale(lowered, producer)
+        t = quant_type(lowered, producer) if producer is not None else None
+        if shape is None or (coded is None and (t is None or not t.signed)):
             continue
+        if coded is not None:  # integer codes q; exp(-s * (q_max - q)) ~ 0 past 2**NORM_INT / s codes
+            scale, bits = coded
+            norm_int = min(bits, max(1, math.ceil(math.log2(2.0**NORM_INT / scale))))
+            norm_width = min(norm_int, index_cap)
+        else:  # x_max - x past 2**(NORM_INT) has exp ~ 0: saturated there, however wide the logits' type
+            norm_int = min(t.integer - 1, max(NORM_INT, index_cap - t.frac))
+            norm_width = norm_int + t.frac
         n = int(shape[-1])
         sum_int = max(1, math.ceil(math.log2(n + 1))) + 1
-        inv_bits = int(math.log2(TABLE_SIZE))
-        # x_max - x past 2**(NORM_INT) has exp ~ 0: saturated there, however wide the logits' type
-        norm_int = min(t.integer - 1, max(NORM_INT, int(math.log2(TABLE_SIZE)) - t.frac))
         out[node.name] = {
             "Implementation": "stable",
             "TableSize": TABLE_SIZE,
             # x_max - x indexes the exp table exactly; saturating (not wrapping) past the range, where exp ~ 0
-            "ExpTableSize": 2 ** min(norm_int + t.frac, int(math.log2(TABLE_SIZE))),
-            "inp_norm_t": f"ufixed<{norm_int + t.frac},{norm_int},TRN,SAT>",
-            "exp_table_t": PROB_TYPE, "inv_table_t": PROB_TYPE, "inv_inp_t": f"ufixed<{inv_bits},{sum_int}>",
+            "ExpTableSize": 2 ** min(norm_width, index_cap),
+            "InvTableSize": TABLE_SIZE,  # set, so hls4ml's FixSoftmaxTableSize leaves it (it cut it to 2**input bits)
+            "inp_norm_t": f"ufixed<{norm_width},{norm_int},TRN,SAT>",
+            "exp_table_t": PROB_TYPE, "inv_table_t": PROB_TYPE, "inv_inp_t": f"ufixed<{index_cap},{sum_int}>",
             "Precision": {"result": PROB_TYPE, "accum": f"ufixed<{16 + sum_int},{sum_int}>"},
         }  # fmt: skip
     return out

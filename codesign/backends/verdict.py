@@ -99,9 +99,10 @@ def judge_hls4ml(ir: Model, report: dict[str, Any], float_verify: dict[str, Any]
         q = Quality(float(float_verify["max_abs_error"]), float_verify.get("top1_agreement"),
                     float_verify.get("top1_flips"), float_verify.get("max_flip_margin"))  # fmt: skip
         return Verdict(criterion.met(q, margin=False), f"{criterion.describe()} vs the float model", q.describe())
-    measured = (
-        f"{report['bit_exact_share']:.2%} of outputs bit-exact, max abs diff {report['max_abs_diff']:.3g}{top1_txt}"
-    )
+    code = report.get("same_code_share")
+    code_txt = f" ({code:.2%} on the output quantizer's reference code)" if code is not None else ""
+    measured = (f"{report['bit_exact_share']:.2%} of outputs bit-exact{code_txt}, "
+                f"max abs diff {report['max_abs_diff']:.3g}{top1_txt}")  # fmt: skip
     if exact and float_tail(ir):
         limit = FLOAT_TAIL_RTOL * max(float(report.get("reference_peak") or 0.0), 1.0)
         ok = report["max_abs_diff"] <= limit and (top1 is None or top1 == 1.0)

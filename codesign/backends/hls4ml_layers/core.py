@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
+from codesign.backends.hls4ml_layers.activation import softmax_code_scale
 from codesign.backends.hls4ml_layers.base import Context, Layer, LayerRefused, attr, handles
 from codesign.backends.precision import _bias_after, quant_type, rescaled_quant_types
 
@@ -61,6 +62,9 @@ def quant(ctx: Context, node: onnx.NodeProto) -> list[Layer]:
     for layer in (scaled, rescaled):
         ctx.set_precision(layer["name"], **types)
     ctx.set_precision(cast["name"], result=str(precision))
+    if softmax_code_scale(ctx.model, node) is not None:  # its Softmaxes read the codes, scaled in their table
+        ctx.alias[out] = f"{out}_codes"
+        return [scaled, cast]
     return [scaled, cast, rescaled]
 
 
