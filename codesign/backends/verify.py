@@ -150,7 +150,9 @@ def compare(
         input_types=input_types,
         reference_peak=float(np.abs(ref).max(initial=0.0)),
         mismatched=bad,
-        same_code_share=float(np.mean(np.round(ref / code_scale) == np.round(out / code_scale))) if code_scale else None,
+        same_code_share=float(np.mean(np.round(ref / code_scale) == np.round(out / code_scale)))
+        if code_scale
+        else None,
     )
 
 
