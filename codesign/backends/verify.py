@@ -81,16 +81,21 @@ def sample_inputs(model: Model, types: dict[str, Fixed], n: int, seed: int = 0) 
     return out
 
 
-def reference_outputs(model: Model, x: Samples | np.ndarray) -> np.ndarray:
-    """The reference output for each sample (by input name; an array feeds a single input), one at a time.
+def reference_output_arrays(model: Model, x: Samples | np.ndarray) -> dict[str, np.ndarray]:
+    """Every reference output for each sample (by input name; an array feeds a single input), one at a time.
 
     The IR is normalised to batch 1; exporters bake that batch into Reshape/Flatten
     targets, so a re-batched run can fail or mix samples. Per-sample runs cannot.
     """
     executor = ReferenceExecutor(model)
-    name = model.outputs[0]
     x = as_samples(model, x)
-    return np.concatenate([executor.run(take(x, slice(i, i + 1)))[name] for i in range(n_samples(x))], axis=0)
+    runs = [executor.run(take(x, slice(i, i + 1))) for i in range(n_samples(x))]
+    return {name: np.concatenate([r[name] for r in runs], axis=0) for name in model.outputs}
+
+
+def reference_outputs(model: Model, x: Samples | np.ndarray) -> np.ndarray:
+    """The reference's first output for each sample (see :func:`reference_output_arrays`)."""
+    return reference_output_arrays(model, x)[model.outputs[0]]
 
 
 def channels_perm(ir_shape: tuple[int, ...], lowered_shape: tuple[int, ...]) -> tuple[int, ...] | None:
@@ -115,11 +120,11 @@ def top1_agreement(ref: np.ndarray, out: np.ndarray) -> float:
     return float(np.mean(ref.max(axis=1) - picked <= tie))
 
 
-def output_code_scale(model: Model) -> float | None:
-    """The scale of a per-tensor non-power-of-two Quant that produces the (single) output, else None."""
+def output_code_scale(model: Model, output: str | None = None) -> float | None:
+    """The scale of a per-tensor non-power-of-two Quant that produces ``output`` (the first), else None."""
     from codesign.backends.precision import pow2_exponent
 
-    producer = model.producer(model.outputs[0])
+    producer = model.producer(output or model.outputs[0])
     if producer is None or producer.op_type != "Quant" or len(producer.input) < 2:
         return None
     scale = model.constant(producer.input[1])
@@ -150,10 +155,43 @@ def compare(
         input_types=input_types,
         reference_peak=float(np.abs(ref).max(initial=0.0)),
         mismatched=bad,
-        same_code_share=float(np.mean(np.round(ref / code_scale) == np.round(out / code_scale)))
-        if code_scale
-        else None,
+        same_code_share=_same_code_share(ref, out, code_scale),
     )
+
+
+def _same_code_share(ref: np.ndarray, out: np.ndarray, scale: float | None) -> float | None:
+    return float(np.mean(np.round(ref / scale) == np.round(out / scale))) if scale else None
+
+
+def compare_outputs(
+    reference: dict[str, np.ndarray],
+    got: dict[str, np.ndarray],
+    input_types: dict[str, str],
+    code_scales: dict[str, float | None] | None = None,
+) -> VerifyReport:
+    """One report over every output: worst diff, pooled shares, the lowest top-1 of the class-score outputs."""
+    reports = [compare(reference[k], got[k], input_types, (code_scales or {}).get(k)) for k in reference]
+    if len(reports) == 1:
+        return reports[0]
+    sizes = np.array([r.outputs for r in reports], dtype=np.float64)
+
+    def pooled(values: list[float]) -> float:
+        return float(np.dot(values, sizes) / max(sizes.sum(), 1.0))
+
+    top1 = [r.argmax_agreement for r in reports if r.argmax_agreement is not None]
+    codes = [r.same_code_share if r.same_code_share is not None else r.bit_exact_share for r in reports]
+    return VerifyReport(
+        samples=reports[0].samples,
+        outputs=int(sizes.sum()),
+        max_abs_diff=max(r.max_abs_diff for r in reports),
+        mean_abs_diff=pooled([r.mean_abs_diff for r in reports]),
+        bit_exact_share=pooled([r.bit_exact_share for r in reports]),
+        argmax_agreement=min(top1) if top1 else None,
+        input_types=input_types,
+        reference_peak=max(r.reference_peak or 0.0 for r in reports),
+        mismatched=sorted({i for r in reports for i in r.mismatched or []})[:MAX_TRACED],
+        same_code_share=pooled(codes) if any(r.same_code_share is not None for r in reports) else None,
+    )  # fmt: skip
 
 
 def hls4ml_inputs(ir: Model, lowered: Model, x: Samples) -> dict[str, np.ndarray]:
@@ -174,10 +212,6 @@ def hls4ml_feed(hx: dict[str, np.ndarray]) -> np.ndarray | list[np.ndarray]:
 def verify_inputs(ir: Model, build: Any, samples: int, seed: int = 0) -> tuple[Samples, dict[str, str]]:
     """The verification's inputs by name (on the grid of hls4ml's type for each) and those types."""
     lowered = build.lowered
-    if len(ir.outputs) != 1:
-        from codesign.errors import CodesignError
-
-        raise CodesignError("--verify supports models with one output")
     given = {ir_name: build.precision.input.get(name) for ir_name, name in zip(ir.inputs, lowered.inputs)}
     types = {k: t for k, t in given.items() if t is not None}
     x = sample_inputs(ir, types, samples, seed)
@@ -189,12 +223,17 @@ def verify_hls4ml(
 ) -> VerifyReport:
     """hls4ml C-simulation (already compiled) vs the IR's reference execution (within ``budget_s``)."""
     x, types = verify_inputs(ir, build, samples, seed)
-    got = hls4ml_outputs_within(ir, build, x, budget_s)
-    return compare(reference_outputs(ir, take(x, slice(len(got)))), got, types, output_code_scale(ir))
+    got = hls4ml_outputs_within(ir, build, x, budget_s, every_output=True)
+    n = n_samples(got)
+    reference = reference_output_arrays(ir, take(x, slice(n)))
+    return compare_outputs(reference, got, types, {k: output_code_scale(ir, k) for k in ir.outputs})
 
 
-def hls4ml_outputs_within(ir: Model, build: Any, x: Samples, budget_s: float | None = None) -> np.ndarray:
-    """The C-simulation's outputs for the first samples of ``x`` that fit ``budget_s`` seconds (at least one).
+def hls4ml_outputs_within(
+    ir: Model, build: Any, x: Samples, budget_s: float | None = None, every_output: bool = False
+) -> Any:
+    """The C-simulation's (first, or ``every_output`` by name) outputs for the first samples of ``x``
+    that fit ``budget_s`` seconds (at least one).
 
     The first sample is timed and the rest cut to what the budget leaves, so a loaded machine
     verifies fewer samples instead of running past the estimate the plan was made with.
@@ -203,18 +242,31 @@ def hls4ml_outputs_within(ir: Model, build: Any, x: Samples, budget_s: float | N
 
     from codesign.passes.workload import samples_within
 
+    def fetch(part: Samples) -> Any:
+        return hls4ml_output_arrays(ir, build, part) if every_output else hls4ml_outputs(ir, build, part)
+
     total = n_samples(x)
     if budget_s is None or total <= 1:
-        return hls4ml_outputs(ir, build, x)
+        return fetch(x)
     t0 = time.monotonic()
-    first = hls4ml_outputs(ir, build, take(x, slice(1)))
+    first = fetch(take(x, slice(1)))
     spent = time.monotonic() - t0
     n = 1 + samples_within(total - 1, spent, budget_s - spent, minimum=0)
-    return first if n <= 1 else np.concatenate([first, hls4ml_outputs(ir, build, take(x, slice(1, n)))])
+    if n <= 1:
+        return first
+    rest = fetch(take(x, slice(1, n)))
+    if every_output:
+        return {k: np.concatenate([first[k], rest[k]]) for k in first}
+    return np.concatenate([first, rest])
 
 
 def hls4ml_outputs(ir: Model, build: Any, x: Samples | np.ndarray) -> np.ndarray:
-    """The C-simulation's output for IR-layout inputs ``x``, in the IR's output layout.
+    """The C-simulation's first output for IR-layout inputs ``x`` (see :func:`hls4ml_output_arrays`)."""
+    return hls4ml_output_arrays(ir, build, x)[ir.outputs[0]]
+
+
+def hls4ml_output_arrays(ir: Model, build: Any, x: Samples | np.ndarray) -> dict[str, np.ndarray]:
+    """The C-simulation's outputs for IR-layout inputs ``x`` by IR output name, in the IR's layouts.
 
     ``predict`` runs in a thread whose stack holds the largest layer (hls4ml keeps its arrays there).
     """
@@ -226,14 +278,17 @@ def hls4ml_outputs(ir: Model, build: Any, x: Samples | np.ndarray) -> np.ndarray
     hx = hls4ml_inputs(ir, lowered, x)
     with quiet():
         stack = stack_bytes(csim_cost(lowered))
-        got = np.asarray(isolated(lambda: with_stack(lambda: build.hls_model.predict(hls4ml_feed(hx)), stack)))
-    got = got.reshape((n_samples(x), *lowered.shape(lowered.outputs[0])[1:]))
-    if lowered.dtype(lowered.outputs[0]).name == "BIPOLAR" and np.isin(got, (0.0, 1.0)).all():
-        got = 2.0 * got - 1.0  # hls4ml carries bipolar values as one bit, 0 meaning -1
-    out_perm = channels_perm(ir.shape(ir.outputs[0]), lowered.shape(lowered.outputs[0]))
-    if out_perm:
-        got = got.transpose(np.argsort(out_perm))
-    return got
+        raw = isolated(lambda: with_stack(lambda: build.hls_model.predict(hls4ml_feed(hx)), stack))
+    n = n_samples(x)
+    raw = [raw] if len(lowered.outputs) == 1 else list(raw)  # hls4ml: one array per output when several
+    out = {}
+    for ir_name, name, got in zip(ir.outputs, lowered.outputs, raw):
+        got = np.asarray(got).reshape((n, *lowered.shape(name)[1:]))
+        if lowered.dtype(name).name == "BIPOLAR" and np.isin(got, (0.0, 1.0)).all():
+            got = 2.0 * got - 1.0  # hls4ml carries bipolar values as one bit, 0 meaning -1
+        out_perm = channels_perm(ir.shape(ir_name), lowered.shape(name))
+        out[ir_name] = got.transpose(np.argsort(out_perm)) if out_perm else got
+    return out
 
 
 def _layer_key(name: str) -> str:
@@ -328,6 +383,7 @@ def first_divergence(ir: Model, build: Any, x: Samples, memory_gb: float | None 
 
 
 __all__ = [
-    "MAX_TRACED", "VerifyReport", "channels_perm", "compare", "first_divergence", "hls4ml_feed", "hls4ml_inputs", "hls4ml_outputs",
-    "hls4ml_outputs_within", "reference_outputs", "sample_inputs", "verify_hls4ml", "verify_inputs",
+    "MAX_TRACED", "VerifyReport", "channels_perm", "compare", "compare_outputs", "first_divergence", "hls4ml_feed",
+    "hls4ml_inputs", "hls4ml_output_arrays", "hls4ml_outputs", "hls4ml_outputs_within", "output_code_scale",
+    "reference_output_arrays", "reference_outputs", "sample_inputs", "verify_hls4ml", "verify_inputs",
 ]  # fmt: skip
