@@ -529,7 +529,11 @@ def compile(
     verify: bool = typer.Option(
         False, "--verify", help="hls4ml: C-simulate, rtl: simulate (iverilog), vs the reference; exit 3 if it fails"
     ),
-    samples: int = typer.Option(100, "--samples", help="samples for --verify"),
+    samples: int = typer.Option(
+        100,
+        "--samples",
+        help="random samples for --verify (a float model is verified on its calibration inputs instead)",
+    ),
     latency_cutoff: float = typer.Option(5.0, "--latency-cutoff", help="rtl: alkaid delay (~ns) per pipeline stage"),
     hdl: str = typer.Option("verilog", "--hdl", help="rtl: verilog or vhdl"),
     synth: bool = typer.Option(False, "--synth", help="rtl: yosys synth_xilinx, report yosys LUT/FF/CARRY"),

@@ -77,7 +77,7 @@ def test_padded_average_pool_counting_the_padding_streams_bit_exact(tmp_path):
                count_include_pad=1)  # fmt: skip
     assert_bit_exact(csim(g.model(g.node("Flatten", [h], name="flat"), (32,)), tmp_path / "a", io="stream"))
     g = Graph((2, 6, 6))
-    h = g.node("MaxPool", [g.quant("x", 8, -4)], name="maxpool", kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+    h = g.node("MaxPool", [g.quant("x", 8, -4)], name="maxpool", kernel_shape=[2, 2], strides=[2, 2], pads=[1, 1, 1, 1])
     with pytest.raises(CodesignError, match="MaxPool maxpool.*io_stream pools take no padding"):
         csim(g.model(g.node("Flatten", [h], name="flat"), (18,)), tmp_path / "m", io="stream")
 

@@ -127,13 +127,11 @@ class FloatReference:
     #: the selection's tolerance (a ``codesign.passes.precision.Criterion``): what verification must meet
     criterion: Any = None
 
-    def check(self, ir: Model, build: Any, limit: int | None = None, budget_s: float | None = None) -> None:
-        """C-simulation vs the float model (onnxruntime) on the (first ``limit``) calibration inputs."""
+    def check(self, got: Any) -> None:
+        """The C-simulation's (first) outputs ``got`` on the first calibration inputs vs the float model (onnxruntime)."""
         from codesign.backends.reference import take
-        from codesign.backends.verify import hls4ml_outputs_within
         from codesign.passes.precision import quality, run_outputs
 
-        got = hls4ml_outputs_within(ir, build, take(self.inputs, slice(limit)), budget_s)
         q = quality(run_outputs(self.model, take(self.inputs, slice(len(got)))), got)
         self.verify = {"samples": len(got), **q.to_dict()}
 
@@ -204,8 +202,7 @@ def compile_hls4ml(
     from codesign.backends import hls4ml_backend as hb
     from codesign.backends.reference import n_samples, take
     from codesign.backends.verdict import judge_hls4ml
-    from codesign.backends.verify import first_divergence, verify_hls4ml, verify_inputs
-    from codesign.passes.precision import is_float_model
+    from codesign.backends.verify import first_divergence, verify_hls4ml, verify_hls4ml_on, verify_inputs
 
     tgt = target if isinstance(target, Target) else get_target(target)
     if "hls4ml" not in tgt.backends:
@@ -235,8 +232,7 @@ def compile_hls4ml(
         say(why)
         opts = replace(opts, io=io)
         hb.check_expressible(lowered, io)  # io_stream's own limits (pools), still before type selection
-    float_check = float_reference is not None or (choose_types and is_float_model(ir))
-    csim_budget = csim.time_limit_s() / (2 if float_check else 1) if verify else 0.0  # float check: as much again
+    csim_budget = csim.time_limit_s() if verify else 0.0
     if verify:  # refused here, in seconds, when one sample alone is over the budget
         samples, cut = csim.plan_samples(cost, opts.io, samples, csim_budget)
         if cut:
@@ -267,15 +263,18 @@ def compile_hls4ml(
             timings["csim_build_s"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             with step(f"C-simulating {samples} samples against the reference"):
-                report = verify_hls4ml(ir, build, samples, budget_s=csim_budget)
-                if float_reference is not None:
+                if float_reference is not None:  # one C-sim run on the calibration inputs: vs typed IR and float
                     n_float = csim.plan_samples(cost, opts.io, n_samples(float_reference.inputs), csim_budget)[0]
-                    float_reference.check(ir, build, n_float, csim_budget)
+                    x = take(float_reference.inputs, slice(n_float))
+                    report, got, x = verify_hls4ml_on(ir, build, x, csim_budget)
+                    float_reference.check(got[ir.outputs[0]])
+                else:
+                    x, _types = verify_inputs(ir, build, samples)
+                    report = verify_hls4ml(ir, build, samples, budget_s=csim_budget)
             verdict = judge_hls4ml(ir, report.to_dict(), float_reference.verify if float_reference else None,
                                    float_reference.criterion if float_reference else None)  # fmt: skip
             if not verdict.passed and report.mismatched:
                 with step("locating the first diverging layer (hls4ml trace: one more g++ build)"):
-                    x, _types = verify_inputs(ir, build, samples)
                     report.divergence = first_divergence(ir, build, take(x, report.mismatched), memory_gb)
             timings["verify_s"] = time.perf_counter() - t0
         hb.fix_output_dir(tmp, final)

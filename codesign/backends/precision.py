@@ -78,6 +78,26 @@ class Fixed:
         step = 2.0**-self.frac
         return np.clip(np.round(np.asarray(x, dtype=np.float64) / step) * step, self.lo, self.hi)
 
+    def cast(self, x: np.ndarray) -> np.ndarray:
+        """What assigning float ``x`` to this ``ap_fixed`` does: its rounding (default truncation) and
+        overflow (default wrap-around) modes, so a port fed ``cast(x)`` computes as one fed ``x``."""
+        step = 2.0**-self.frac
+        v = np.asarray(x, dtype=np.float64) / step
+        rounding = self.rounding or "TRN"
+        rounders = {"TRN": np.floor, "RND_CONV": np.round, "RND": lambda u: np.floor(u + 0.5),
+                    "RND_MIN_INF": lambda u: np.ceil(u - 0.5), "TRN_ZERO": np.trunc,
+                    "RND_ZERO": lambda u: np.sign(u) * np.ceil(np.abs(u) - 0.5),
+                    "RND_INF": lambda u: np.sign(u) * np.floor(np.abs(u) + 0.5)}  # fmt: skip
+        q = rounders.get(rounding, np.floor)(v)
+        lo, hi = self.lo / step, self.hi / step
+        if self.saturation in ("SAT", "SAT_SYM"):
+            q = np.clip(q, -hi if self.saturation == "SAT_SYM" and self.signed else lo, hi)
+        elif self.saturation == "SAT_ZERO":
+            q = np.where((q < lo) | (q > hi), 0.0, q)
+        else:  # wrap-around: the low ``width`` bits
+            q = np.mod(q - lo, 2.0**self.width) + lo
+        return q * step
+
 
 #: The port type of an input the IR leaves float: hls4ml's default precision.
 DEFAULT_INPUT = Fixed(16, 6, True)

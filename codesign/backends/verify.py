@@ -39,6 +39,8 @@ class VerifyReport:
     mismatched: list[int] | None = None
     #: the first hls4ml layer whose traced output differs from the IR's tensor there
     divergence: dict[str, Any] | None = None
+    #: what the samples were: random on the input types' grids, or a float model's calibration inputs
+    source: str = "random"
     #: share of outputs on the reference's code of a non-power-of-two output quantizer (whose
     #: ``q * s`` no fixed type holds exactly, so bit-exactness cannot be asked of it)
     same_code_share: float | None = None
@@ -57,7 +59,12 @@ class VerifyReport:
         if not self.bit_exact and self.same_code_share is not None:
             exact += f" ({self.same_code_share:.2%} on the output quantizer's reference code)"
         top1 = f", top-1 agreement {self.argmax_agreement:.2%}" if self.argmax_agreement is not None else ""
-        line = f"verified {self.samples} samples: {exact}, max abs diff {self.max_abs_diff:.3g}{top1}"
+        what = (
+            f"verified {self.samples} samples"
+            if self.source == "random"
+            else (f"vs the typed IR (its fixed-point types) on {self.samples} {self.source} inputs")
+        )
+        line = f"{what}: {exact}, max abs diff {self.max_abs_diff:.3g}{top1}"
         d = self.divergence
         if d and d.get("layer"):
             line += f"; first divergence at layer {d['layer']} ({d['class']}): max abs diff {d['max_abs_diff']:.3g}"
@@ -229,6 +236,24 @@ def verify_hls4ml(
     return compare_outputs(reference, got, types, {k: output_code_scale(ir, k) for k in ir.outputs})
 
 
+def verify_hls4ml_on(
+    ir: Model, build: Any, x: Samples, budget_s: float | None = None
+) -> tuple[VerifyReport, dict[str, np.ndarray], Samples]:
+    """C-simulation vs the (typed) IR on given inputs ``x`` (a float model's calibration set) snapped
+    onto hls4ml's input types: the report, the C-sim outputs and the snapped inputs they were run on."""
+    lowered = build.lowered
+    types = {
+        ir_name: build.precision.input.get(name) or FLOAT_INPUT_TYPE for ir_name, name in zip(ir.inputs, lowered.inputs)
+    }
+    snapped = {k: types[k].cast(v).astype(np.float32) for k, v in as_samples(ir, x).items()}  # as the port does
+    got = hls4ml_outputs_within(ir, build, snapped, budget_s, every_output=True)
+    snapped = take(snapped, slice(n_samples(got)))
+    report = compare_outputs(reference_output_arrays(ir, snapped), got, {k: t.hls() for k, t in types.items()},
+                             {k: output_code_scale(ir, k) for k in ir.outputs})  # fmt: skip
+    report.source = "calibration"
+    return report, got, snapped
+
+
 def hls4ml_outputs_within(
     ir: Model, build: Any, x: Samples, budget_s: float | None = None, every_output: bool = False
 ) -> Any:
@@ -385,5 +410,6 @@ def first_divergence(ir: Model, build: Any, x: Samples, memory_gb: float | None 
 __all__ = [
     "MAX_TRACED", "VerifyReport", "channels_perm", "compare", "compare_outputs", "first_divergence", "hls4ml_feed",
     "hls4ml_inputs", "hls4ml_output_arrays", "hls4ml_outputs", "hls4ml_outputs_within", "output_code_scale",
-    "reference_output_arrays", "reference_outputs", "sample_inputs", "verify_hls4ml", "verify_inputs",
+    "reference_output_arrays", "reference_outputs", "sample_inputs", "verify_hls4ml", "verify_hls4ml_on",
+    "verify_inputs",
 ]  # fmt: skip
