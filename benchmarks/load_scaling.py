@@ -1,4 +1,4 @@
-"""Load + normalise + cost time against node count: must grow linearly.
+"""Load + normalise + cost time, and the hls4ml/FINN lowering, against node count: must grow linearly.
 
 A generated chain of quantized dense blocks (weight Quant -> MatMul -> Add -> Relu ->
 activation Quant, 5 nodes a block) is loaded from bytes through the frontend, then
@@ -57,8 +57,9 @@ def quant_chain(n_nodes: int, width: int = 8, seed: int = 0) -> onnx.ModelProto:
     )
 
 
-def time_load_and_cost(n_nodes: int) -> tuple[float, float, int]:
-    """(load seconds, cost seconds, node count) for a chain of ``n_nodes``."""
+def time_load_and_cost(n_nodes: int) -> tuple[float, float, float, int]:
+    """(load, cost, hls4ml-lowering seconds, node count) for a chain of ``n_nodes``."""
+    from codesign.backends.hls4ml_backend import check_expressible, lower_model
     from codesign.frontends import load
     from codesign.passes.cost import cost_report
 
@@ -68,18 +69,23 @@ def time_load_and_cost(n_nodes: int) -> tuple[float, float, int]:
     t1 = time.perf_counter()
     cost_report(model)
     t2 = time.perf_counter()
-    return t1 - t0, t2 - t1, len(model.graph.node)
+    check_expressible(lower_model(model), "parallel")  # cleanup, folding, datatypes, layout, layer list
+    t3 = time.perf_counter()
+    return t1 - t0, t2 - t1, t3 - t2, len(model.graph.node)
 
 
 def main(sizes: list[int]) -> None:
-    print(f"{'nodes':>7} {'load s':>8} {'cost s':>8} {'total s':>8} {'us/node':>8} {'ratio':>6}")
-    base = None
+    print(
+        f"{'nodes':>7} {'load s':>8} {'cost s':>8} {'lower s':>8} {'us/node':>8} {'ratio':>6} {'lower us/node':>14} {'ratio':>6}"
+    )
+    base = base_lower = None
     for n in sizes:
-        load_s, cost_s, count = time_load_and_cost(n)
-        per_node = (load_s + cost_s) / count * 1e6
-        base = base or per_node
+        load_s, cost_s, lower_s, count = time_load_and_cost(n)
+        per_node, lower_per_node = (load_s + cost_s) / count * 1e6, lower_s / count * 1e6
+        base, base_lower = base or per_node, base_lower or lower_per_node
         print(
-            f"{count:>7} {load_s:>8.2f} {cost_s:>8.2f} {load_s + cost_s:>8.2f} {per_node:>8.1f} {per_node / base:>6.2f}",
+            f"{count:>7} {load_s:>8.2f} {cost_s:>8.2f} {lower_s:>8.2f} {per_node:>8.1f} {per_node / base:>6.2f} "
+            f"{lower_per_node:>14.1f} {lower_per_node / base_lower:>6.2f}",
             flush=True,
         )
 

@@ -16,37 +16,35 @@ import numpy as np
 import onnx
 from onnx import helper
 from qonnx.transformation.channels_last import ConvertToChannelsLastAndClean
-from qonnx.transformation.infer_datatypes import InferDataTypes
 
 from codesign.backends.exact_affine import ExactAffineBeforeQuant
 from codesign.errors import UnsupportedModelError
 from codesign.ir.model import Model
 from codesign.ir.quant import QONNX_DOMAIN
 from codesign.passes.base import Pass, PassResult, QonnxPass, Sequential
+from codesign.passes.datatypes import InferDatatypes
 
 
 class QonnxCleanup(Pass):
     """qonnx ``cleanup_model`` (quantizers preserved): the form both toolflows read."""
 
     #: ``cleanup_model``'s list, with codesign's shape inference in place of qonnx's
-    #: (qonnx's stand-in for a channels-last Conv is a full-size random tensor: minutes).
+    #: (qonnx's stand-in for a channels-last Conv is a full-size random tensor: minutes) and
+    #: codesign's linear-time folding, parameter copies and datatype inference (qonnx's: quadratic).
     def call(self, model: Model) -> PassResult:
-        from qonnx.transformation.fold_constants import FoldConstants
-        from qonnx.transformation.general import (
-            GiveUniqueParameterTensors,
-            RemoveStaticGraphInputs,
-            RemoveUnusedTensors,
-        )
+        from qonnx.transformation.general import RemoveStaticGraphInputs, RemoveUnusedTensors
         from qonnx.transformation.quant_constant_folding import FoldTransposeIntoQuantInit
 
+        from codesign.passes.fold import FoldConstantSubgraphs
         from codesign.passes.shapes import InferShapes
+        from codesign.passes.unique_params import UniqueParameterTensors
 
         keep = ["Quant", "BipolarQuant", "QuantizeLinear", "DequantizeLinear"]
         before = model.proto.SerializeToString()
         out = Sequential(
             InferShapes(),
-            QonnxPass(GiveUniqueParameterTensors()),
-            QonnxPass(FoldConstants(exclude_op_types=keep)),
+            UniqueParameterTensors(),  # qonnx's GiveUniqueParameterTensors and FoldConstants, linear time
+            FoldConstantSubgraphs(exclude=frozenset(keep)),
             QonnxPass(FoldTransposeIntoQuantInit()),
             QonnxPass(RemoveUnusedTensors()),
             QonnxPass(RemoveStaticGraphInputs()),
@@ -84,6 +82,20 @@ class CIdentifierNames(Pass):
         return PassResult(model, modified)
 
 
+#: qonnx ``SortCommutativeInputsInitializerLast``'s ops
+_COMMUTATIVE = frozenset({"Add", "Mul", "And", "Or", "Xor", "Sum"})
+
+
+def _initializers_last(g: onnx.GraphProto) -> None:
+    """qonnx's ``SortCommutativeInputsInitializerLast`` (constants after dynamic inputs, each group in order),
+    with one set of initializer names instead of a scan per input."""
+    inits = {t.name for t in g.initializer}
+    for node in g.node:
+        if node.op_type in _COMMUTATIVE:
+            ordered = [i for i in node.input if i not in inits] + [i for i in node.input if i in inits]
+            node.input[:] = ordered
+
+
 class ReadableTensorNames(Pass):
     """qonnx's ``GiveReadableTensorNames`` (``NODE_outK``, ``NODE_paramK``, ``global_in``/``global_out``) in one sweep.
 
@@ -92,11 +104,9 @@ class ReadableTensorNames(Pass):
     """
 
     def call(self, model: Model) -> PassResult:
-        from qonnx.transformation.general import SortCommutativeInputsInitializerLast
-
         before = model.proto.SerializeToString()
         _sort_like_qonnx(model.graph)  # what qonnx's rename step runs first (ModelWrapper.cleanup), in linear time
-        model = QonnxPass(SortCommutativeInputsInitializerLast())(model).model
+        _initializers_last(model.graph)
         g = model.graph
         refs = [*g.input, *g.output, *g.value_info, *g.initializer]
         names = {x for n in g.node for x in (*n.input, *n.output) if x} | {r.name for r in refs}
@@ -551,14 +561,14 @@ def lower_for_hls4ml() -> Sequential:
         ExactAffineBeforeQuant(),
         QonnxCleanup(),
         ExplicitDefaults(),
-        QonnxPass(InferDataTypes(allow_scaledint_dtypes=True)),
+        InferDatatypes(),
         ChannelsLastLayout(),
     )
 
 
 def lower_for_finn() -> Sequential:
     """IR -> the QONNX graph FINN's ``step_qonnx_to_finn`` reads (FINN does its own layout)."""
-    return Sequential(QonnxCleanup(), ExplicitDefaults(), QonnxPass(InferDataTypes(allow_scaledint_dtypes=True)))
+    return Sequential(QonnxCleanup(), ExplicitDefaults(), InferDatatypes())
 
 
 #: Float32 activations of one sample, all tensors together: qonnx's executor (constant folding

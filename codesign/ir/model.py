@@ -172,6 +172,15 @@ class Model:
         return arr
 
     def set_initializer(self, name: str, value: np.ndarray) -> None:
+        """Set (or add) initializer ``name``; a same-shape, same-type update is in place, in O(1)
+        (qonnx's scans every initializer and value_info: quadratic over a model's biases)."""
+        old = self._initializers().get(name)
+        new = numpy_helper.from_array(np.asarray(value), name)
+        if old is not None and list(old.dims) == list(new.dims) and old.data_type == new.data_type:
+            old.CopyFrom(new)
+            self._arrays.pop(name, None)
+            self._consts, self._nonzeros = {}, {}  # values derived from constants
+            return
         self.wrapper.set_initializer(name, value)
         self.invalidate()
 
