@@ -33,10 +33,12 @@ def _shared_params() -> Model:
 def test_unique_parameter_tensors_reads_each_initializer_once_like_qonnx():
     from qonnx.transformation.general import GiveUniqueParameterTensors
 
-    from codesign.passes.unique_params import unique_parameter_tensors
+    from codesign.passes.tidy import UniqueParameterTensors
 
     ours, theirs = _shared_params(), _shared_params()
-    assert unique_parameter_tensors(ours)
+    result = UniqueParameterTensors()(ours)
+    assert result.modified
+    ours = result.model
     theirs = Model(theirs.wrapper.transform(GiveUniqueParameterTensors(), cleanup=False).model)
     for m in (ours, theirs):
         reads = [i for n in m.graph.node for i in n.input if m.initializer(i) is not None]
@@ -44,7 +46,7 @@ def test_unique_parameter_tensors_reads_each_initializer_once_like_qonnx():
     copies = [n.input[1] for n in ours.graph.node if n.name == "mul2"] + [ours.graph.node[3].input[0]]
     for name in copies:  # each copy holds the value and the datatype of the tensor it copies
         assert np.array_equal(ours.initializer(name), np.full((4,), 0.5)) and ours.dtype(name).name == "INT4"
-    assert not unique_parameter_tensors(ours)
+    assert not UniqueParameterTensors()(ours).modified
 
 
 def test_commutative_constants_go_last_like_qonnx():

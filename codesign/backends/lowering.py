@@ -32,12 +32,11 @@ class QonnxCleanup(Pass):
     #: (qonnx's stand-in for a channels-last Conv is a full-size random tensor: minutes) and
     #: codesign's linear-time folding, parameter copies and datatype inference (qonnx's: quadratic).
     def call(self, model: Model) -> PassResult:
-        from qonnx.transformation.general import RemoveStaticGraphInputs, RemoveUnusedTensors
         from qonnx.transformation.quant_constant_folding import FoldTransposeIntoQuantInit
 
         from codesign.passes.fold import FoldConstantSubgraphs
         from codesign.passes.shapes import InferShapes
-        from codesign.passes.unique_params import UniqueParameterTensors
+        from codesign.passes.tidy import RemoveStaticGraphInputs, RemoveUnusedTensors, UniqueParameterTensors
 
         keep = ["Quant", "BipolarQuant", "QuantizeLinear", "DequantizeLinear"]
         before = model.proto.SerializeToString()
@@ -46,8 +45,8 @@ class QonnxCleanup(Pass):
             UniqueParameterTensors(),  # qonnx's GiveUniqueParameterTensors and FoldConstants, linear time
             FoldConstantSubgraphs(exclude=frozenset(keep)),
             QonnxPass(FoldTransposeIntoQuantInit()),
-            QonnxPass(RemoveUnusedTensors()),
-            QonnxPass(RemoveStaticGraphInputs()),
+            RemoveUnusedTensors(),
+            RemoveStaticGraphInputs(),
             CIdentifierNames(),
             ReadableTensorNames(),
             InferShapes(),
