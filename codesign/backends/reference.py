@@ -1,8 +1,9 @@
 """The IR's reference execution: what every backend is verified against.
 
 Graphs of standard ONNX ops run in onnxruntime as a whole; graphs with QONNX custom
-ops (Quant, MultiThreshold, channels-last ...) run node by node in qonnx's
-``execute_onnx``, the QONNX reference semantics. A batch of N samples runs as one
+ops (Quant, MultiThreshold, channels-last ...) run with qonnx's ``execute_onnx``
+semantics, the QONNX reference, one session per run of standard nodes
+(``segments.SegmentedExecutor``). A batch of N samples runs as one
 call on a copy of the model re-batched to N (the IR itself is normalised to batch 1).
 """
 
@@ -53,6 +54,7 @@ class ReferenceExecutor:
         self.standard = _is_standard(model)
         self._sessions: dict[int, object] = {}
         self._models: dict[int, Model] = {}
+        self._segmented: dict[int, Any] = {}
 
     def _batch_model(self, n: int) -> Model:
         if n not in self._models:
@@ -79,11 +81,12 @@ class ReferenceExecutor:
             sess = self._ort(n)
             names = [o.name for o in sess.get_outputs()]
             return dict(zip(names, sess.run(names, feeds)))
-        from qonnx.core.onnx_exec import execute_onnx
+        from codesign.backends.segments import SegmentedExecutor
 
-        model = self._batch_model(n)
-        out = execute_onnx(model.wrapper, feeds)
-        return {name: out[name] for name in model.outputs}
+        if n not in self._segmented:
+            self._segmented[n] = SegmentedExecutor(self._batch_model(n))
+        out = self._segmented[n].run(feeds)
+        return {name: out[name] for name in self.model.outputs}
 
     def _feeds(self, inputs: Mapping[str, np.ndarray] | np.ndarray) -> dict[str, np.ndarray]:
         names = self.model.inputs

@@ -244,6 +244,14 @@ class Model:
             self._consumers = cons
         return self._consumers.get(name, [])
 
+    def node_bypassed(self, node: onnx.NodeProto, src: str, dst: str) -> None:
+        """``node`` (``src`` -> ``dst``) is gone and ``dst``'s readers read ``src``: the topology caches follow."""
+        if self._consumers is not None:
+            readers = self._consumers.pop(dst, [])
+            self._consumers[src] = [c for c in self._consumers.get(src, []) if c is not node] + readers
+        if self._producers is not None:
+            self._producers.pop(dst, None)
+
     def node(self, name: str) -> onnx.NodeProto:
         for n in self.graph.node:
             if n.name == name:

@@ -9,11 +9,10 @@ from __future__ import annotations
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
-from qonnx.transformation.general import RemoveUnusedTensors, SortGraph
 
 from codesign.ir.model import Model
 from codesign.ir.names import uniquify
-from codesign.passes.base import PassResult, QonnxPass, Sequential
+from codesign.passes.base import PassResult, Sequential
 
 
 def fresh_name(model: Model, base: str) -> str:
@@ -94,7 +93,7 @@ def bypass(model: Model, node: onnx.NodeProto) -> bool:
             if i == dst:
                 consumer.input[k] = src
     model.graph.node.remove(node)
-    model.invalidate()
+    model.node_bypassed(node, src, dst)  # topology caches updated, not dropped: a run of bypasses stays linear
     return True
 
 
@@ -123,12 +122,13 @@ def tidy() -> Sequential:
     """Names, order, unused tensors, shapes and datatypes: what every edit ends with."""
     from codesign.passes.normalize import CanonicalizeQuantDomains, InferDatatypes, NameNodesAndTensors
     from codesign.passes.shapes import InferShapes
+    from codesign.passes.tidy import RemoveUnusedTensors, SortGraph
 
     return Sequential(
         CanonicalizeQuantDomains(),  # also imports the opset of every custom domain used
         NameNodesAndTensors(),
-        QonnxPass(RemoveUnusedTensors()),
-        QonnxPass(SortGraph()),
+        RemoveUnusedTensors(),  # linear (qonnx's scan per tensor: quadratic)
+        SortGraph(),
         InferShapes(),
         InferDatatypes(),
     )
