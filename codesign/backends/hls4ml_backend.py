@@ -225,7 +225,10 @@ def hls_config(
     for layer in layers.values():
         if "ReuseFactor" in layer:
             layer["ReuseFactor"] = options.reuse_factor
+    pinned = {n for n, extra in layer_list.config.items() if "Strategy" in extra} if native else set()
     for name, layer in layers.items():
+        if name in pinned:
+            continue  # a layer with one strategy only (Einsum: Latency)
         if options.strategy == "resource" or (options.strategy == "da" and name in mac_layers):
             layer["Strategy"] = STRATEGIES[options.strategy]
     for name, extra in [*activation_tables(lowered).items(), *options.layer_config.items()]:
