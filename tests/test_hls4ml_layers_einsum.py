@@ -82,6 +82,18 @@ def test_batched_heads_with_a_broadcast_operand_are_bit_exact(tmp_path):
     assert_bit_exact(csim(g.model(g.out, (2, 4, 3)), tmp_path))
 
 
+def test_attention_softmax_normalises_each_row(tmp_path):
+    """softmax(q k^T) over the last axis: one softmax per query row (hls4ml's n_outer). hls4ml normalised all
+    4x5 scores as one vector (every probability ~4x too small); now within one output step of the IR's float exp."""
+    g = Graph((4, 6))
+    k = g.node("Transpose", [g.quant(g.input("k", (5, 6)), 5, -2)], name="k_t", perm=[0, 2, 1])
+    logits = g.quant(g.node("MatMul", [g.quant("x", 6, -3), k], name="att_logits"), 6, -1)
+    p = g.quant(g.node("Softmax", [logits], name="att_softmax", axis=-1), 7, -6, signed=False)
+    report = csim(g.model(p, (4, 5)), tmp_path)
+    assert report["max_abs_diff"] <= 2.0**-6, report
+    assert report["reference_peak"] >= 0.5  # rows, not the whole tensor: a row's largest probability
+
+
 def test_exact_accumulator_types_follow_the_operand_types():
     """q fixed<6,3> x k^T fixed<5,3> over 6 terms: 5 fractional bits, range 6 * 4 * 4 = 96 -> fixed<13,8>."""
     from codesign.backends.precision import derive
@@ -92,12 +104,17 @@ def test_exact_accumulator_types_follow_the_operand_types():
     assert types["accum"].hls() == "fixed<13,8>" and types["result"] == types["accum"]
 
 
-def test_attention_after_convs_reads_channels_first_operands(tmp_path):
-    """BraggNN's block: conv -> Reshape (C, positions) -> q^T k -> Quant -> @ v^T -> Transpose -> Reshape -> conv.
+def test_csim_cost_counts_the_activation_products():
+    """No weights, but C-simulation time: 4x5 logits over 6 terms + 4x3 outputs over 5 terms."""
+    from codesign.backends.csim import csim_cost
 
-    The convs' outputs are stored channels-last: the Reshapes must see channels-first data, or every
-    position would be mixed with the wrong channel (the IR reference would disagree).
-    """
+    g = _attention()
+    cost = csim_cost(_lowered(g.model(g.out, (4, 3))))
+    assert (cost.macs, cost.weights, cost.parallel_mults) == (4 * 5 * 6 + 4 * 3 * 5, 0, 0)
+
+
+def _conv_attention() -> tuple[Graph, str]:
+    """BraggNN's block: conv -> Reshape (C, positions) -> q^T k -> Quant -> @ v^T -> Transpose -> Reshape -> conv."""
     g = Graph((3, 3, 4))  # not a cube: verify tells the layouts apart by shape
     x = g.quant("x", 6, -3)
     flat = _shape(g, [1, 4, 12])
@@ -112,9 +129,33 @@ def test_attention_after_convs_reads_channels_first_operands(tmp_path):
     z = g.node("Reshape", [g.node("Transpose", [z], name="z_t", perm=[0, 2, 1]), _shape(g, [1, 4, 3, 4])], name="z_r")
     z = g.quant(z, 8, -1)
     y = g.node("Conv", [z, g.weight((2, 4, 1, 1)), g.bias(2)], name="out_conv", kernel_shape=[1, 1])
-    y = g.quant(g.node("Flatten", [y], name="flat_out"), 10, -2)
+    return g, g.quant(g.node("Flatten", [y], name="flat_out"), 10, -2)
+
+
+def test_attention_after_convs_reads_channels_first_operands(tmp_path):
+    """The convs' outputs are stored channels-last: the Reshapes must see channels-first data, or every
+    position would be mixed with the wrong channel (the IR reference would disagree)."""
+    g, y = _conv_attention()
     assert_bit_exact(csim(g.model(y, (24,)), tmp_path))
     assert layer_classes(tmp_path)["z_mm"] == "Einsum"
+
+
+def test_io_stream_switch_is_skipped_for_a_model_io_stream_cannot_express(tmp_path, monkeypatch):
+    """A big conv model is built io_stream instead of unrolled; one with attention stays io_parallel (BraggNN's
+    search winner: 1.2M multipliers was refused outright)."""
+    import codesign
+    from codesign.backends import csim as csim_module
+
+    monkeypatch.setattr(csim_module, "PARALLEL_MULT_LIMIT", 100)
+    g, y = _conv_attention()
+    msgs: list[str] = []
+    result = codesign.compile(g.model(y, (24,)), "vu13p", output=tmp_path / "o", verify=True, samples=10,
+                              log=msgs.append)  # fmt: skip
+    assert any(m.startswith("io_parallel would unroll 528 multipliers (> 100; largest q_conv), but io_stream cannot "
+                            "express it (hls4ml cannot express MatMul att_logits: ") and m.endswith("kept io_parallel")
+               for m in msgs), msgs  # fmt: skip
+    assert result.manifest["options"]["io"] == "parallel"
+    assert_bit_exact(result.verify)
 
 
 def test_activation_matmul_is_refused_in_io_stream_naming_the_node():
