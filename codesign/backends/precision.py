@@ -198,10 +198,10 @@ def acc_type(x: Fixed, w: np.ndarray, w_t: Fixed, bias: np.ndarray | None, b_t: 
     return _covering(float(np.min(lo, initial=0.0)), float(np.max(hi, initial=0.0)), frac)
 
 
-def product_acc_type(a: Fixed, b: Fixed, k: int) -> Fixed:
-    """Accumulator of ``sum_k a_k b_k`` over two computed tensors: exact grid, worst case of the types' ranges."""
+def product_acc_type(a: Fixed, b: Fixed, n: int) -> Fixed:
+    """Accumulator of ``n`` products ``a_i b_i`` of two computed tensors: exact grid, worst case of the types' ranges."""
     corners = [x * y for x in (a.lo, a.hi) for y in (b.lo, b.hi)]
-    return _covering(k * min(corners), k * max(corners), a.frac + b.frac)
+    return _covering(n * min(corners), n * max(corners), a.frac + b.frac)
 
 
 def is_activation_matmul(model: Model, node: onnx.NodeProto) -> bool:
@@ -215,7 +215,7 @@ def _product_layer(model: Model, node: onnx.NodeProto, tensors: dict[str, Fixed]
     shape = model.shape(node.input[0])
     if a is None or b is None or not shape:
         return None
-    acc = product_acc_type(a, b, int(shape[-1]) if len(shape) > 0 else 1)
+    acc = product_acc_type(a, b, int(shape[-1]))  # the inner dimension
     if acc.width > MAX_WIDTH:
         return None
     return LayerPrecision(node.name, node.op_type, {"accum": acc, "result": acc})
