@@ -76,6 +76,18 @@ def test_attention_without_softmax_is_bit_exact(tmp_path):
     assert classes["att_logits"] == "Einsum" and classes["z_mm"] == "Einsum"
 
 
+def test_einsum_stays_latency_under_the_resource_strategy(tmp_path):
+    """hls4ml's Einsum template asserts the Latency strategy: ``--strategy resource`` leaves it Latency."""
+    import json
+
+    g = _attention()
+    assert_bit_exact(csim(g.model(g.out, (4, 3)), tmp_path, strategy="resource"))
+    cfg = json.loads((tmp_path / "prj" / "codesign.json").read_text())
+    assert cfg["options"]["strategy"] == "resource"
+    text = (tmp_path / "prj" / "hls4ml_config.yml").read_text()
+    assert "Strategy: Resource" in text and "Strategy: Latency" in text
+
+
 def test_batched_heads_with_a_broadcast_operand_are_bit_exact(tmp_path):
     """Rank-3 (per sample) q/k over 2 heads; v (5, 3) is broadcast over the heads as ONNX MatMul does."""
     g = _attention(heads=2)
