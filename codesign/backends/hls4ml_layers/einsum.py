@@ -53,7 +53,7 @@ def activation_matmul(ctx: Context, node: onnx.NodeProto) -> list[Layer]:
     """``MatMul(A, B)``, both computed -> one Einsum layer (types: the exact accumulator of ``precision.derive``)."""
     if ctx.io == "stream":
         raise LayerRefused(node, "a product of two computed tensors has no io_stream layer (hls4ml's Einsum is "
-                                 "io_parallel only); compile with --io parallel")  # fmt: skip
+                                 "io_parallel only)")  # fmt: skip
     a, b = (ctx.model.shape(t) for t in node.input)
     if a is None or b is None:
         raise LayerRefused(node, "operands without static shapes")
