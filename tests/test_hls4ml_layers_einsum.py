@@ -127,7 +127,7 @@ def test_csim_cost_counts_the_activation_products():
 
 def _conv_attention() -> tuple[Graph, str]:
     """BraggNN's block: conv -> Reshape (C, positions) -> q^T k -> Quant -> @ v^T -> Transpose -> Reshape -> conv."""
-    g = Graph((3, 3, 4))  # not a cube: verify tells the layouts apart by shape
+    g = Graph((3, 3, 4))  # 12 positions of 4 channels
     x = g.quant("x", 6, -3)
     flat = _shape(g, [1, 4, 12])
     qkv = []
