@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from codesign.backends.hls4ml_layers.base import LayerRefused
 from codesign.backends.output import atomic_output_dir, check_destination
 from codesign.backends.progress import step
 from codesign.backends.targets import Target, get_target
@@ -229,9 +230,15 @@ def compile_hls4ml(
     cost = csim.csim_cost(lowered, _reuse_map(opts))  # a float model's lowering has the same layers
     io, why = csim.plan_io(cost, opts.io, memory_gb if verify else float("inf"))
     if why:
+        try:
+            hb.check_expressible(lowered, io)  # io_stream's own limits (pools, Einsum), still before type selection
+        except LayerRefused as exc:  # the switch is a preference: a model io_stream cannot express stays unrolled
+            io, why = (
+                opts.io,
+                f"{why.split(': building')[0]}, but io_stream cannot express it ({exc}): kept io_{opts.io}",
+            )
         say(why)
         opts = replace(opts, io=io)
-        hb.check_expressible(lowered, io)  # io_stream's own limits (pools), still before type selection
     csim_budget = csim.time_limit_s() if verify else 0.0
     if verify:  # refused here, in seconds, when one sample alone is over the budget
         samples, cut = csim.plan_samples(cost, opts.io, samples, csim_budget)

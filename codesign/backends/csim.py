@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
+import onnx
 
 from codesign.errors import CodesignError
 from codesign.ir.model import Model
@@ -102,6 +103,7 @@ def csim_cost(lowered: Model, reuse: int | dict[str, int] = 1) -> CsimCost:
     for node in lowered.nodes_of(["MatMul", "Conv", "Gemm"]):
         w = lowered.constant(node.input[1]) if len(node.input) > 1 else None
         if w is None:
+            cost.macs += _activation_matmul_macs(lowered, node)
             continue
         rf = _reuse(node.name, reuse)
         n_w = int(np.asarray(w).size)
@@ -121,6 +123,14 @@ def csim_cost(lowered: Model, reuse: int | dict[str, int] = 1) -> CsimCost:
         if par > cost.largest_mults:
             cost.largest_layer, cost.largest_mults = node.name, par
     return cost
+
+
+def _activation_matmul_macs(lowered: Model, node: onnx.NodeProto) -> int:
+    """Multiplies of a MatMul of two computed tensors (an Einsum): C-simulation time, no weights, no unrolling."""
+    a, out = lowered.shape(node.input[0]), lowered.shape(node.output[0])
+    if node.op_type != "MatMul" or not a or not out:
+        return 0
+    return int(np.prod(out)) * int(a[-1])
 
 
 def plan_io(cost: CsimCost, io: str, memory_gb: float) -> tuple[str, str | None]:

@@ -225,7 +225,10 @@ def hls_config(
     for layer in layers.values():
         if "ReuseFactor" in layer:
             layer["ReuseFactor"] = options.reuse_factor
+    pinned = {n for n, extra in layer_list.config.items() if "Strategy" in extra} if native else set()
     for name, layer in layers.items():
+        if name in pinned:
+            continue  # a layer with one strategy only (Einsum: Latency)
         if options.strategy == "resource" or (options.strategy == "da" and name in mac_layers):
             layer["Strategy"] = STRATEGIES[options.strategy]
     for name, extra in [*activation_tables(lowered).items(), *options.layer_config.items()]:
@@ -251,6 +254,8 @@ TABLE_SIZE = 4096
 #: Integer bits of Softmax's ``x_max - x`` (differences past 32 have exp < 1e-13: saturated)
 NORM_INT = 5
 PROB_TYPE = "fixed<18,2,RND,SAT>"
+#: Fractional bits of the exp sum indexing Softmax's inverse table, and that table's largest index width
+INV_FRAC, MAX_INV_BITS = 8, 16
 
 
 def activation_tables(lowered: Model) -> dict[str, dict[str, Any]]:
@@ -287,14 +292,16 @@ def activation_tables(lowered: Model) -> dict[str, dict[str, Any]]:
             norm_width = norm_int + t.frac
         n = int(shape[-1])
         sum_int = max(1, math.ceil(math.log2(n + 1))) + 1
+        # long rows (attention's 121 positions: sum_int 8) kept 4 fractional bits of the sum: 1/sum off by 6%
+        inv_bits = min(MAX_INV_BITS, max(index_cap, sum_int + INV_FRAC))
         out[node.name] = {
             "Implementation": "stable",
             "TableSize": TABLE_SIZE,
             # x_max - x indexes the exp table exactly; saturating (not wrapping) past the range, where exp ~ 0
             "ExpTableSize": 2 ** min(norm_width, index_cap),
-            "InvTableSize": TABLE_SIZE,  # set, so hls4ml's FixSoftmaxTableSize leaves it (it cut it to 2**input bits)
+            "InvTableSize": 2**inv_bits,  # set, so hls4ml's FixSoftmaxTableSize leaves it (it cut it to 2**input bits)
             "inp_norm_t": f"ufixed<{norm_width},{norm_int},TRN,SAT>",
-            "exp_table_t": PROB_TYPE, "inv_table_t": PROB_TYPE, "inv_inp_t": f"ufixed<{index_cap},{sum_int}>",
+            "exp_table_t": PROB_TYPE, "inv_table_t": PROB_TYPE, "inv_inp_t": f"ufixed<{inv_bits},{sum_int}>",
             "Precision": {"result": PROB_TYPE, "accum": f"ufixed<{16 + sum_int},{sum_int}>"},
         }  # fmt: skip
     return out

@@ -23,6 +23,8 @@ from codesign.passes.base import Pass, PassResult
 from codesign.passes.graph_edit import add_initializer, fresh_name
 
 CHANNELS_LAST = "qonnx.custom_op.channels_last"
+#: metadata key: the graph inputs/outputs stored channels-last (a 3x3x3 input's shape cannot tell)
+CHANNELS_LAST_PORTS = "codesign.channels_last_ports"
 #: Ops computed on channels-last data (their inputs are made channels-last first).
 SPATIAL = frozenset({"Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "BatchNormalization",
                      "Resize", "Upsample", "Pad"})  # fmt: skip
@@ -76,6 +78,9 @@ class ChannelsLastLayout(Pass):
         del model.graph.node[:]
         model.graph.node.extend(new_nodes)
         _rewrite_shapes(model, last, cf_shape)
+        ports = [t.name for t in [*model.graph.input, *model.graph.output] if t.name in last]
+        helper.set_model_props(model.proto, {**{p.key: p.value for p in model.proto.metadata_props},
+                                             CHANNELS_LAST_PORTS: ",".join(ports)})  # fmt: skip
         _import_channels_last_opset(model)
         model.invalidate()
         return PassResult(model, True)
@@ -287,4 +292,12 @@ def _rewrite_shapes(model: Model, last: set[str], cf: dict) -> None:
                 d.dim_value = int(v)
 
 
-__all__ = ["ChannelsLastLayout", "cl_axis", "to_first", "to_last"]
+def channels_last_ports(model: Model) -> set[str] | None:
+    """The graph inputs/outputs :class:`ChannelsLastLayout` stored channels-last; None if it never ran on ``model``."""
+    for prop in model.proto.metadata_props:
+        if prop.key == CHANNELS_LAST_PORTS:
+            return {name for name in prop.value.split(",") if name}
+    return None
+
+
+__all__ = ["CHANNELS_LAST_PORTS", "ChannelsLastLayout", "channels_last_ports", "cl_axis", "to_first", "to_last"]

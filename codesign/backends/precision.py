@@ -198,6 +198,29 @@ def acc_type(x: Fixed, w: np.ndarray, w_t: Fixed, bias: np.ndarray | None, b_t: 
     return _covering(float(np.min(lo, initial=0.0)), float(np.max(hi, initial=0.0)), frac)
 
 
+def product_acc_type(a: Fixed, b: Fixed, n: int) -> Fixed:
+    """Accumulator of ``n`` products ``a_i b_i`` of two computed tensors: exact grid, worst case of the types' ranges."""
+    corners = [x * y for x in (a.lo, a.hi) for y in (b.lo, b.hi)]
+    return _covering(n * min(corners), n * max(corners), a.frac + b.frac)
+
+
+def is_activation_matmul(model: Model, node: onnx.NodeProto) -> bool:
+    """A MatMul of two computed tensors (attention's q @ k^T, attn @ v): no weight to fold into a Dense."""
+    return len(node.input) == 2 and all(model.constant(t) is None for t in node.input)
+
+
+def _product_layer(model: Model, node: onnx.NodeProto, tensors: dict[str, Fixed]) -> LayerPrecision | None:
+    """Exact accumulator/result of an activation MatMul (hls4ml's Einsum), when both operands are typed."""
+    a, b = (tensors.get(t) for t in node.input)
+    shape = model.shape(node.input[0])
+    if a is None or b is None or not shape:
+        return None
+    acc = product_acc_type(a, b, int(shape[-1]))  # the inner dimension
+    if acc.width > MAX_WIDTH:
+        return None
+    return LayerPrecision(node.name, node.op_type, {"accum": acc, "result": acc})
+
+
 @dataclass
 class LayerPrecision:
     """Precisions of one lowered node, keyed as in hls4ml's per-layer ``Precision`` config."""
@@ -382,6 +405,11 @@ def derive(model: Model) -> ModelPrecision:
                     tensors[out] = lp.types["result"]
             elif src is not None and (params := bn_affine(model, node)) is not None:
                 tensors[out] = any_affine_types(src, *params)[2]
+        elif node.op_type == "MatMul" and is_activation_matmul(model, node):
+            lp = _product_layer(model, node, tensors)
+            if lp is not None:
+                layers[node.name] = lp
+                tensors[out] = lp.types["result"]
         elif node.op_type in ("MatMul", "Conv") and src is not None and len(node.input) > 1:
             lp = _mac_layer(model, node, src, tensors, constants)
             if lp is not None:
@@ -708,7 +736,9 @@ __all__ = [
     "exact_type",
     "float_affine_types",
     "input_type",
+    "is_activation_matmul",
     "nudge_bias",
+    "product_acc_type",
     "quant_type",
     "range_type",
     "relu_type",

@@ -105,6 +105,17 @@ def reference_outputs(model: Model, x: Samples | np.ndarray) -> np.ndarray:
     return reference_output_arrays(model, x)[model.outputs[0]]
 
 
+def port_perm(ir: Model, ir_name: str, lowered: Model, name: str) -> tuple[int, ...] | None:
+    """The permutation taking IR input/output ``ir_name`` to lowered ``name``: the layout pass's record (shapes alone
+    took a 3x3x3 input for channels-first), else by shape (a model the layout pass never ran on)."""
+    from codesign.backends.layout import channels_last_ports, to_last
+
+    ports, shape = channels_last_ports(lowered), ir.shape(ir_name)
+    if ports is None or shape is None:
+        return channels_perm(ir.shape(ir_name), lowered.shape(name))
+    return tuple(to_last(len(shape))) if name in ports and len(shape) >= 3 else None
+
+
 def channels_perm(ir_shape: tuple[int, ...], lowered_shape: tuple[int, ...]) -> tuple[int, ...] | None:
     """The permutation taking an IR tensor to the lowered (channels-last) layout, None if identical."""
     if tuple(ir_shape) == tuple(lowered_shape):
@@ -205,7 +216,7 @@ def hls4ml_inputs(ir: Model, lowered: Model, x: Samples) -> dict[str, np.ndarray
     """IR-layout inputs ``x`` by lowered input name, each in the (channels-last) layout hls4ml takes."""
     out = {}
     for ir_name, name in zip(ir.inputs, lowered.inputs):
-        perm = channels_perm(ir.shape(ir_name), lowered.shape(name))
+        perm = port_perm(ir, ir_name, lowered, name)
         out[name] = np.ascontiguousarray(x[ir_name].transpose(perm) if perm else x[ir_name])
     return out
 
@@ -311,7 +322,7 @@ def hls4ml_output_arrays(ir: Model, build: Any, x: Samples | np.ndarray) -> dict
         got = np.asarray(got).reshape((n, *lowered.shape(name)[1:]))
         if lowered.dtype(name).name == "BIPOLAR" and np.isin(got, (0.0, 1.0)).all():
             got = 2.0 * got - 1.0  # hls4ml carries bipolar values as one bit, 0 meaning -1
-        out_perm = channels_perm(ir.shape(ir_name), lowered.shape(name))
+        out_perm = port_perm(ir, ir_name, lowered, name)
         out[ir_name] = got.transpose(np.argsort(out_perm)) if out_perm else got
     return out
 
@@ -409,7 +420,7 @@ def first_divergence(ir: Model, build: Any, x: Samples, memory_gb: float | None 
 
 __all__ = [
     "MAX_TRACED", "VerifyReport", "channels_perm", "compare", "compare_outputs", "first_divergence", "hls4ml_feed",
-    "hls4ml_inputs", "hls4ml_output_arrays", "hls4ml_outputs", "hls4ml_outputs_within", "output_code_scale",
+    "hls4ml_inputs", "hls4ml_output_arrays", "hls4ml_outputs", "hls4ml_outputs_within", "output_code_scale", "port_perm",
     "reference_output_arrays", "reference_outputs", "sample_inputs", "verify_hls4ml", "verify_hls4ml_on",
     "verify_inputs",
 ]  # fmt: skip

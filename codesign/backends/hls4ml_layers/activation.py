@@ -95,12 +95,20 @@ def softmax_code_scale(model: Model, quant: onnx.NodeProto | None) -> tuple[floa
 
 @handles("Softmax")
 def softmax(ctx: Context, node: onnx.NodeProto) -> list[Layer]:
-    """Softmax over the last axis (hls4ml's only axis; the channels-last graph puts channels there)."""
-    rank = len(ctx.shape(node.input[0])) + 1
+    """Softmax over the last axis (hls4ml's only axis; the channels-last graph puts channels there).
+
+    io_parallel: one softmax per row (``n_outer`` rows; attention's (positions, positions) scores);
+    without it hls4ml normalised the whole tensor as one vector. io_stream normalises each pixel's channels.
+    """
+    shape = ctx.shape(node.input[0])
+    rank = len(shape) + 1
     axis = int(attr(node, "axis", -1))
-    if axis not in (-1, rank - 1) and not all(d == 1 for d in ctx.shape(node.input[0])[axis:-1]):
+    if axis not in (-1, rank - 1) and not all(d == 1 for d in shape[axis:-1]):
         raise LayerRefused(node, f"softmax over axis {axis} of a rank-{rank} tensor (hls4ml: last axis only)")
     layer = ctx.base(node, "Softmax", activation="softmax", axis=-1)
+    rows = int(np.prod(shape[:-1], dtype=np.int64))
+    if ctx.io == "parallel" and rows > 1:
+        layer["n_outer"], layer["n_inner"] = rows, 1
     coded = softmax_code_scale(ctx.model, ctx.model.producer(node.input[0]))
     if coded is not None:
         layer["exp_scale"] = coded[0]  # the input is the Quant's codes (see the Quant handler)

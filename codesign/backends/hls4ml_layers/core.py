@@ -1,4 +1,4 @@
-"""Quantizers, removed ops (Identity/Dropout) and MatMul -> Dense (bias Add fused)."""
+"""Quantizers, removed ops (Identity/Dropout) and MatMul -> Dense (bias Add fused) or, two computed operands, Einsum."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import onnx
 
 from codesign.backends.hls4ml_layers.activation import softmax_code_scale
 from codesign.backends.hls4ml_layers.base import Context, Layer, LayerRefused, attr, handles
-from codesign.backends.precision import _bias_after, quant_type, rescaled_quant_types
+from codesign.backends.hls4ml_layers.einsum import activation_matmul
+from codesign.backends.precision import _bias_after, is_activation_matmul, quant_type, rescaled_quant_types
 
 
 @handles("Identity", "Dropout")
@@ -76,9 +77,14 @@ def bipolar_quant(ctx: Context, node: onnx.NodeProto) -> list[Layer]:
 
 @handles("MatMul", "Gemm")
 def dense(ctx: Context, node: onnx.NodeProto) -> list[Layer]:
-    """``x @ W (+ b)`` -> Dense; the constant bias Add right after is fused (hls4ml adds it in the accumulator)."""
+    """``x @ W (+ b)`` -> Dense; the constant bias Add right after is fused (hls4ml adds it in the accumulator).
+
+    Two computed operands (attention) are an Einsum instead (:mod:`einsum`).
+    """
     if node.op_type == "Gemm":
         raise LayerRefused(node, "Gemm should have been lowered to MatMul")
+    if is_activation_matmul(ctx.model, node):
+        return activation_matmul(ctx, node)
     w = ctx.const(node.input[1])
     if w is None or w.ndim != 2:
         raise LayerRefused(node, "only a constant 2-D weight (x @ W) maps to a Dense layer")
