@@ -225,7 +225,8 @@ def test_kill9_then_resume_conv_genomes_in_both_stages(tmp_path):
 @pytest.mark.slow
 def test_braggnn_example_global_local_compile_from_the_cli(tmp_path):
     """`codesign search examples/search/braggnn.yaml --stage all --compile` end to end (scaled down:
-    fewer patches, trials and epochs): the local winner compiles and is bit-exact in hls4ml C-sim."""
+    fewer patches, trials and epochs): the local winner compiles and verifies in hls4ml C-sim (bit-exact
+    unless it has attention's Softmax or another table/non-power-of-two op)."""
     import yaml
     from typer.testing import CliRunner
 
@@ -243,7 +244,15 @@ def test_braggnn_example_global_local_compile_from_the_cli(tmp_path):
     r = CliRunner().invoke(app, ["search", str(yml), "-o", str(run), "--stage", "all", "--compile"])
     assert r.exit_code == 0, r.output
     chosen = json.loads((run / "chosen.json").read_text())
-    assert chosen["verify"]["bit_exact"] is True and chosen["verify"]["samples"] == 50
+    verify, verdict = chosen["verify"], chosen["verdict"]
+    assert verdict["passed"] is True and verify["samples"] == 50
+    from codesign.backends.verdict import expects_bit_exact
+    from codesign.frontends import load
+
+    if expects_bit_exact(load(run / chosen["file"]))[0]:
+        assert verify["bit_exact"] is True
+    else:  # attention's Softmax table (and a non-power-of-two LeakyRelu slope) cannot be bit-exact: within a few LSB
+        assert verify["bit_exact_share"] >= 0.9 and verify["max_abs_diff"] < 0.05, verify
     base = json.loads((run / "pareto.json").read_text())["baselines"][0]
     assert base["name"] == "braggnn" and base["label"].startswith("c64k3-a32-c32k3-c8k3mp")
     assert -1.0 < base["accuracy"] < 0 and -1.0 < chosen["model"]["accuracy"] < 0  # minus distances in pixels

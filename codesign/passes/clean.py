@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx
 from onnx import helper
-from qonnx.transformation.gemm_to_matmul import GemmToMatMul as _QonnxGemmToMatMul
 from qonnx.transformation.quant_constant_folding import FoldTransposeIntoQuantInit
 
 from codesign.errors import UnsupportedModelError
@@ -110,10 +109,56 @@ class FoldConstantsPass(Pass):
 
 
 # --------------------------------------------------------------------- Gemm
-def _float64_to_float32(model: Model) -> None:
-    for t in model.graph.initializer:
-        if t.data_type == onnx.TensorProto.DOUBLE:
-            replace_initializer(model, t.name, model.initializer(t.name).astype(np.float32))
+def _split_gemm(g: onnx.GraphProto, gemm: onnx.NodeProto, fresh) -> list[onnx.NodeProto]:
+    """``Gemm`` -> [Transpose] MatMul [Mul alpha] + [Mul beta] C (constants added to ``g``)."""
+    a, b, c = gemm.input[0], gemm.input[1], gemm.input[2]
+    alpha, beta = float(_attr(gemm, "alpha", 1.0)), float(_attr(gemm, "beta", 1.0))
+    new: list[onnx.NodeProto] = []
+
+    def add(op: str, inputs: list[str], out: str | None = None) -> str:
+        out = out or fresh(f"{gemm.name}_{op.lower()}_out")
+        new.append(helper.make_node(op, inputs, [out], name=fresh(f"{gemm.name}_{op.lower()}")))
+        return out
+
+    def const(value: float, what: str) -> str:
+        name = fresh(f"{gemm.name}_{what}")
+        g.initializer.append(onnx.numpy_helper.from_array(np.asarray(value, dtype=np.float32), name))
+        return name
+
+    if int(_attr(gemm, "transA", 0)):
+        a = add("Transpose", [a])
+    if int(_attr(gemm, "transB", 0)):
+        b = add("Transpose", [b])
+    y = add("MatMul", [a, b])
+    if alpha != 1.0:
+        y = add("Mul", [y, const(alpha, "alpha")])
+    if beta != 1.0:
+        c = add("Mul", [c, const(beta, "beta")])
+    add("Add", [y, c], gemm.output[0])
+    return new
+
+
+def _split_gemms(model: Model, gemms: list[onnx.NodeProto]) -> None:
+    """Every ``Gemm`` split in one sweep (qonnx's ``GemmToMatMul`` converts one Gemm per pass and re-runs
+    shape inference and cleanup after each: quadratic)."""
+    from codesign.ir.names import uniquify
+
+    g = model.graph
+    taken = {t.name for t in g.initializer} | {v.name for c in (g.input, g.output, g.value_info) for v in c}
+    taken |= {x for n in g.node for x in (n.name, *n.input, *n.output)}
+
+    def fresh(base: str) -> str:
+        name = uniquify(base, taken)
+        taken.add(name)
+        return name
+
+    nodes = list(g.node)
+    for gemm in gemms:
+        k = nodes.index(gemm)
+        nodes[k : k + 1] = _split_gemm(g, gemm, fresh)
+    del g.node[:]
+    g.node.extend(nodes)
+    model.invalidate()
 
 
 class GemmToMatMul(Pass):
@@ -135,11 +180,8 @@ class GemmToMatMul(Pass):
                 while len(node.input) < 3:
                     node.input.append("")
                 node.input[2] = zero
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            result = QonnxPass(_QonnxGemmToMatMul())(model)
-        _float64_to_float32(result.model)  # qonnx stores alpha/beta as float64 scalars
-        model = Sequential(tidy(), FoldConstantSubgraphs(), QonnxPass(FoldTransposeIntoQuantInit()))(result.model).model
+        _split_gemms(model, gemms)
+        model = Sequential(tidy(), FoldConstantSubgraphs(), QonnxPass(FoldTransposeIntoQuantInit()))(model).model
         model = RemoveIdentity(arithmetic=True)(tidy()(model).model).model
         return PassResult(model, True, {"converted": [n.name for n in gemms]})
 
