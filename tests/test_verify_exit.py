@@ -164,3 +164,16 @@ def test_non_pow2_output_codes_are_counted_and_reported():
     assert "(83.33% on the output quantizer's reference code)" in report.summary()
     assert compare(ref, got, {}).same_code_share is None
     assert "83.33% on the output quantizer's reference code" in judge_hls4ml(load(EXAMPLE), report.to_dict()).measured
+
+
+def test_divergence_skips_the_inner_layers_of_a_non_pow2_quant():
+    """A QDQ input quantizer's x / s layer was reported as the first divergence (diff 92.9): it holds no IR tensor."""
+    from hls4ml_graphs import Graph
+
+    from codesign.backends.verify import quant_inner_layers
+
+    g = Graph((4,))
+    y = g.quant(g.quant_scaled("x", 0.0244, 8), 8, -4)
+    lowered = hb.lower_model(load(g.model(y, (4,))))
+    (scaled,) = [n.name for n in lowered.nodes_of(["Quant"]) if n.input[0] == lowered.inputs[0]]
+    assert quant_inner_layers(lowered) == {f"{scaled}_scale", f"{scaled}_act"}

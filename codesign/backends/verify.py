@@ -353,6 +353,19 @@ def _candidates(lowered: Model, node: Any, stops: set[str]) -> list[str]:
     return out
 
 
+def quant_inner_layers(lowered: Model) -> set[str]:
+    """hls4ml layers inside a non-power-of-two Quant's scale -> cast -> rescale (``hls4ml_layers.core.quant``):
+    named after the Quant, they hold ``x / s + z`` and its codes, never the IR tensor (q - z) * s."""
+    from codesign.backends.precision import quant_type
+
+    return {
+        f"{n.name}{suffix}"
+        for n in lowered.nodes_of(["Quant"])
+        if quant_type(lowered, n) is None
+        for suffix in ("_scale", "_act")
+    }
+
+
 def first_divergence(ir: Model, build: Any, x: Samples, memory_gb: float | None = None) -> dict[str, Any] | None:
     """The first hls4ml layer (in dataflow order) whose traced C-sim output differs from the IR's.
 
@@ -395,8 +408,11 @@ def first_divergence(ir: Model, build: Any, x: Samples, memory_gb: float | None 
             hm.write()  # the shipped sources without the trace hooks (the loaded library keeps working)
     nodes = {_layer_key(n.name): n for n in lowered.graph.node}
     stops = {k for layer in layers for k in _name_keys(layer.name)}
+    inner = quant_inner_layers(lowered)
     matched = 0
     for layer in layers:
+        if layer.name in inner:
+            continue  # x / s and its codes: no IR tensor holds them (the rescale's output is the Quant's)
         node = next((nodes[k] for k in _name_keys(layer.name) if k in nodes), None)
         data = traces.get(layer.name)
         if node is None or data is None:
@@ -420,7 +436,7 @@ def first_divergence(ir: Model, build: Any, x: Samples, memory_gb: float | None 
 
 __all__ = [
     "MAX_TRACED", "VerifyReport", "channels_perm", "compare", "compare_outputs", "first_divergence", "hls4ml_feed",
-    "hls4ml_inputs", "hls4ml_output_arrays", "hls4ml_outputs", "hls4ml_outputs_within", "output_code_scale", "port_perm",
+    "hls4ml_inputs", "hls4ml_output_arrays", "hls4ml_outputs", "hls4ml_outputs_within", "output_code_scale", "port_perm", "quant_inner_layers",
     "reference_output_arrays", "reference_outputs", "sample_inputs", "verify_hls4ml", "verify_hls4ml_on",
     "verify_inputs",
 ]  # fmt: skip
