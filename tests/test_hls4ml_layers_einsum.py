@@ -158,16 +158,30 @@ def test_io_stream_switch_is_skipped_for_a_model_io_stream_cannot_express(tmp_pa
     import codesign
     from codesign.backends import csim as csim_module
 
-    monkeypatch.setattr(csim_module, "PARALLEL_MULT_LIMIT", 100)
+    monkeypatch.setattr(csim_module, "PARALLEL_MULT_LIMIT", 200)  # 528 unrolled: 2.6x, within KEEP_PARALLEL_FACTOR
     g, y = _conv_attention()
     msgs: list[str] = []
     result = codesign.compile(g.model(y, (24,)), "vu13p", output=tmp_path / "o", verify=True, samples=10,
                               log=msgs.append)  # fmt: skip
-    assert any(m.startswith("io_parallel would unroll 528 multipliers (> 100; largest q_conv), but io_stream cannot "
+    assert any(m.startswith("io_parallel would unroll 528 multipliers (> 200; largest q_conv), but io_stream cannot "
                             "express it (hls4ml cannot express MatMul att_logits: ") and m.endswith("kept io_parallel")
                for m in msgs), msgs  # fmt: skip
     assert result.manifest["options"]["io"] == "parallel"
     assert_bit_exact(result.verify)
+
+
+def test_far_too_big_for_io_parallel_and_not_streamable_is_refused_at_once(tmp_path, monkeypatch):
+    """Over KEEP_PARALLEL_FACTOR x the limit (light_squeezenet: 333x, g++ ran out of memory after 48 s): one line."""
+    import codesign
+    from codesign.backends import csim as csim_module
+
+    monkeypatch.setattr(csim_module, "PARALLEL_MULT_LIMIT", 100)  # 528: 5.3x
+    g, y = _conv_attention()
+    with pytest.raises(csim_module.CsimLimitError, match=r"would unroll 528 multipliers \(> 100; largest q_conv\), "
+                                                          r"and io_stream cannot express it \(hls4ml cannot express "
+                                                          r"MatMul att_logits"):  # fmt: skip
+        codesign.compile(g.model(y, (24,)), "vu13p", output=tmp_path / "o", verify=True, samples=10)
+    assert not (tmp_path / "o").exists()
 
 
 def test_activation_matmul_is_refused_in_io_stream_naming_the_node():

@@ -233,6 +233,10 @@ def compile_hls4ml(
         try:
             hb.check_expressible(lowered, io)  # io_stream's own limits (pools, Einsum), still before type selection
         except LayerRefused as exc:  # the switch is a preference: a model io_stream cannot express stays unrolled
+            if cost.parallel_mults > csim.KEEP_PARALLEL_FACTOR * csim.PARALLEL_MULT_LIMIT:  # unless g++ cannot build it
+                raise csim.CsimLimitError(
+                    f"{why.split(': building')[0]}, and io_stream cannot express it ({exc})"
+                ) from None
             io, why = (
                 opts.io,
                 f"{why.split(': building')[0]}, but io_stream cannot express it ({exc}): kept io_{opts.io}",

@@ -133,6 +133,11 @@ def _activation_matmul_macs(lowered: Model, node: onnx.NodeProto) -> int:
     return int(np.prod(out)) * int(a[-1])
 
 
+#: A model io_stream cannot express stays io_parallel up to this many times :data:`PARALLEL_MULT_LIMIT`
+#: (BraggNN's attention winner: 1.2x builds; light_squeezenet's 333x ran g++ out of 4 GiB after 48 s).
+KEEP_PARALLEL_FACTOR = 4
+
+
 def plan_io(cost: CsimCost, io: str, memory_gb: float) -> tuple[str, str | None]:
     """(io to build with, the one-line reason when it changed); raise when no io fits the memory cap.
 
