@@ -203,7 +203,7 @@ def compile_hls4ml(
     from codesign.backends import hls4ml_backend as hb
     from codesign.backends.reference import n_samples, take
     from codesign.backends.verdict import judge_hls4ml
-    from codesign.backends.verify import first_divergence, verify_hls4ml, verify_hls4ml_on, verify_inputs
+    from codesign.backends.verify import first_divergence, verify_hls4ml_on, verify_inputs
 
     tgt = target if isinstance(target, Target) else get_target(target)
     if "hls4ml" not in tgt.backends:
@@ -233,14 +233,10 @@ def compile_hls4ml(
         try:
             hb.check_expressible(lowered, io)  # io_stream's own limits (pools, Einsum), still before type selection
         except LayerRefused as exc:  # the switch is a preference: a model io_stream cannot express stays unrolled
+            unrolled = why.split(": building")[0]  # "io_parallel would unroll N multipliers (...)"
             if cost.parallel_mults > csim.KEEP_PARALLEL_FACTOR * csim.PARALLEL_MULT_LIMIT:  # unless g++ cannot build it
-                raise csim.CsimLimitError(
-                    f"{why.split(': building')[0]}, and io_stream cannot express it ({exc})"
-                ) from None
-            io, why = (
-                opts.io,
-                f"{why.split(': building')[0]}, but io_stream cannot express it ({exc}): kept io_{opts.io}",
-            )
+                raise csim.CsimLimitError(f"{unrolled}, and io_stream cannot express it ({exc})") from None
+            io, why = opts.io, f"{unrolled}, but io_stream cannot express it ({exc}): kept io_{opts.io}"
         say(why)
         opts = replace(opts, io=io)
     csim_budget = csim.time_limit_s() if verify else 0.0
@@ -276,12 +272,12 @@ def compile_hls4ml(
             with step(f"C-simulating {samples} samples against the reference"):
                 if float_reference is not None:  # one C-sim run on the calibration inputs: vs typed IR and float
                     n_float = csim.plan_samples(cost, opts.io, n_samples(float_reference.inputs), csim_budget)[0]
-                    x = take(float_reference.inputs, slice(n_float))
-                    report, got, x = verify_hls4ml_on(ir, build, x, csim_budget)
-                    float_reference.check(got[ir.outputs[0]])
+                    x, source = take(float_reference.inputs, slice(n_float)), "calibration"
                 else:
-                    x, _types = verify_inputs(ir, build, samples)
-                    report = verify_hls4ml(ir, build, samples, budget_s=csim_budget)
+                    x, source = verify_inputs(ir, build, samples)[0], "random"
+                report, got, x = verify_hls4ml_on(ir, build, x, csim_budget, source)
+                if float_reference is not None:
+                    float_reference.check(got[ir.outputs[0]])
             verdict = judge_hls4ml(ir, report.to_dict(), float_reference.verify if float_reference else None,
                                    float_reference.criterion if float_reference else None)  # fmt: skip
             if not verdict.passed and report.mismatched:

@@ -236,33 +236,23 @@ def verify_inputs(ir: Model, build: Any, samples: int, seed: int = 0) -> tuple[S
     return x, {k: (t or FLOAT_INPUT_TYPE).hls() for k, t in given.items()}
 
 
-def verify_hls4ml(
-    ir: Model, build: Any, samples: int = 100, seed: int = 0, budget_s: float | None = None
-) -> VerifyReport:
-    """hls4ml C-simulation (already compiled) vs the IR's reference execution (within ``budget_s``)."""
-    x, types = verify_inputs(ir, build, samples, seed)
-    got = hls4ml_outputs_within(ir, build, x, budget_s, every_output=True)
-    n = n_samples(got)
-    reference = reference_output_arrays(ir, take(x, slice(n)))
-    return compare_outputs(reference, got, types, {k: output_code_scale(ir, k) for k in ir.outputs})
-
-
 def verify_hls4ml_on(
-    ir: Model, build: Any, x: Samples, budget_s: float | None = None
+    ir: Model, build: Any, x: Samples, budget_s: float | None = None, source: str = "calibration"
 ) -> tuple[VerifyReport, dict[str, np.ndarray], Samples]:
-    """C-simulation vs the (typed) IR on given inputs ``x`` (a float model's calibration set) snapped
-    onto hls4ml's input types: the report, the C-sim outputs and the snapped inputs they were run on."""
+    """C-simulation vs the (typed) IR on inputs ``x`` (``source``: random ones from :func:`verify_inputs`, or a
+    float model's calibration set) cast as hls4ml's input ports cast them (the identity on random ones, already
+    on those grids): the report, the C-sim outputs, and the cast inputs they were run on."""
     lowered = build.lowered
     types = {
         ir_name: build.precision.input.get(name) or FLOAT_INPUT_TYPE for ir_name, name in zip(ir.inputs, lowered.inputs)
     }
-    snapped = {k: types[k].cast(v).astype(np.float32) for k, v in as_samples(ir, x).items()}  # as the port does
-    got = hls4ml_outputs_within(ir, build, snapped, budget_s, every_output=True)
-    snapped = take(snapped, slice(n_samples(got)))
-    report = compare_outputs(reference_output_arrays(ir, snapped), got, {k: t.hls() for k, t in types.items()},
+    cast = {k: types[k].cast(v).astype(np.float32) for k, v in as_samples(ir, x).items()}
+    got = hls4ml_outputs_within(ir, build, cast, budget_s, every_output=True)
+    cast = take(cast, slice(n_samples(got)))
+    report = compare_outputs(reference_output_arrays(ir, cast), got, {k: t.hls() for k, t in types.items()},
                              {k: output_code_scale(ir, k) for k in ir.outputs})  # fmt: skip
-    report.source = "calibration"
-    return report, got, snapped
+    report.source = source
+    return report, got, cast
 
 
 def hls4ml_outputs_within(
@@ -437,6 +427,6 @@ def first_divergence(ir: Model, build: Any, x: Samples, memory_gb: float | None 
 __all__ = [
     "MAX_TRACED", "VerifyReport", "channels_perm", "compare", "compare_outputs", "first_divergence", "hls4ml_feed",
     "hls4ml_inputs", "hls4ml_output_arrays", "hls4ml_outputs", "hls4ml_outputs_within", "output_code_scale", "port_perm", "quant_inner_layers",
-    "reference_output_arrays", "reference_outputs", "sample_inputs", "verify_hls4ml", "verify_hls4ml_on",
+    "reference_output_arrays", "reference_outputs", "sample_inputs", "verify_hls4ml_on",
     "verify_inputs",
 ]  # fmt: skip
