@@ -177,3 +177,10 @@ def test_divergence_skips_the_inner_layers_of_a_non_pow2_quant():
     lowered = hb.lower_model(load(g.model(y, (4,))))
     (scaled,) = [n.name for n in lowered.nodes_of(["Quant"]) if n.input[0] == lowered.inputs[0]]
     assert quant_inner_layers(lowered) == {f"{scaled}_scale", f"{scaled}_act"}
+
+
+def test_zero_samples_is_refused_not_replaced_by_the_default(tmp_path):
+    """`--samples 0` verified 100 samples (``samples or 100``): it is refused in one line, before any output."""
+    r = CliRunner().invoke(app, ["compile", str(EXAMPLE), "-t", "vu13p", "--verify", "--samples", "0",
+                                 "-o", str(tmp_path / "o")])  # fmt: skip
+    assert r.exit_code == 2 and "--samples must be >= 1" in r.output and not (tmp_path / "o").exists()

@@ -77,14 +77,23 @@ def compile(
 
         extra = _split(opts, ("calib", "tolerance", "csim_memory_gb"))
         hopts = Hls4mlOptions(**_split(opts, OPTIONS["hls4ml"]))
-        return compile_hls4ml(ir, tgt, output, options=hopts, verify=verify, samples=samples or 100, log=say,
+        return compile_hls4ml(ir, tgt, output, options=hopts, verify=verify, samples=100 if samples is None else samples, log=say,
                               choose_types=True, **common, **extra)  # fmt: skip
     if backend == "rtl":
         from codesign.backends.rtl_backend import RtlOptions, compile_rtl
 
         synth = bool(opts.pop("synth", False))
         ropts = RtlOptions(**_split(opts, OPTIONS["rtl"]))
-        return compile_rtl(ir, tgt, output, options=ropts, verify=verify, samples=samples or 500, synth=synth, **common)
+        return compile_rtl(
+            ir,
+            tgt,
+            output,
+            options=ropts,
+            verify=verify,
+            samples=500 if samples is None else samples,
+            synth=synth,
+            **common,
+        )
     from codesign.backends.compile import compile_finn
     from codesign.backends.finn_backend import FinnOptions
 
