@@ -54,9 +54,12 @@ class Graph:
                                            narrow=int(narrow), rounding_mode="ROUND"))  # fmt: skip
         return out
 
-    def quant_scaled(self, x: str, scale: float, bits: int = 8, signed: bool = True, narrow: bool = False) -> str:
-        """A Quant with a float (non-power-of-two) scale, as Brevitas' default quantizers export it."""
-        s, z, b = self.const(scale, "s"), self.const(0.0, "z"), self.const(float(bits), "b")
+    def quant_scaled(
+        self, x: str, scale: float, bits: int = 8, signed: bool = True, narrow: bool = False, zero: float = 0.0
+    ) -> str:
+        """A Quant with a float (non-power-of-two) scale, as Brevitas' default quantizers export it
+        (a non-zero ``zero``: onnxruntime's asymmetric QDQ activations)."""
+        s, z, b = self.const(scale, "s"), self.const(zero, "z"), self.const(float(bits), "b")
         out = self._name("fq")
         self.nodes.append(helper.make_node("Quant", [x, s, z, b], [out], name=out, domain=QONNX, signed=int(signed),
                                            narrow=int(narrow), rounding_mode="ROUND"))  # fmt: skip

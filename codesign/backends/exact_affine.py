@@ -493,11 +493,13 @@ class ExactAffineBeforeQuant(Pass):
     """Float affine chains between an integer-grid tensor and a power-of-two quantizer -> exact fixed-point BatchNormalization.
 
     A chain ending at a graph output becomes the same node with float32 constants
-    (:func:`rewrite_tail`). ``info``: {"exact": rewritten layers, "output_ulps": {layer: ulps}}.
+    (:func:`rewrite_tail`), as does a chain to a quantizer that no float32-exact fixed-point affine
+    reproduces. ``info``: {"exact": rewritten layers, "collapsed": those, "output_ulps": {layer: ulps}}.
     """
 
     def call(self, model: Model) -> PassResult:
         done: list[str] = []
+        collapsed: list[str] = []
         tails: dict[str, float] = {}
         for chain in find_chains(model):
             name = chain.nodes[-1].name
@@ -507,11 +509,18 @@ class ExactAffineBeforeQuant(Pass):
                     tails[name] = ulps
             elif rewrite(model, chain):
                 done.append(name)
-        if done or tails:
+            elif len(chain.nodes) > 1 and not any(n.op_type == "Relu" for n in chain.nodes):
+                # no exact step function (an accumulator too wide for float32-exact constants): one float32
+                # affine instead, typed exactly and rounded once by the quantizer, not once per op
+                if rewrite_tail(model, chain) is not None:
+                    collapsed.append(name)
+        if done or tails or collapsed:
             from codesign.passes.shapes import infer_shapes
 
             infer_shapes(model)
-        return PassResult(model, bool(done or tails), {"exact": done, "output_ulps": tails})
+        return PassResult(
+            model, bool(done or tails or collapsed), {"exact": done, "collapsed": collapsed, "output_ulps": tails}
+        )
 
 
 __all__ = [

@@ -445,9 +445,10 @@ def _pow2_scalar(value: np.ndarray) -> bool:
 
 
 class ExtractWeightScale(Pass):
-    """MatMul(x, Quant(W, s)) with a per-channel or non-power-of-two ``s`` -> Mul(MatMul(x, Quant(W/s, 1)), s).
+    """MatMul/Conv(x, Quant(W, s)) with a per-channel or non-power-of-two ``s`` -> Mul(MatMul(x, Quant(W/s, 1)), s).
 
-    BipolarQuant weights too (Brevitas' SignedBinaryWeightPerTensorConst: +-0.1).
+    BipolarQuant weights too (Brevitas' SignedBinaryWeightPerTensorConst: +-0.1). A Conv's
+    bias input becomes an Add after the Mul.
 
     hls4ml only keeps power-of-two scales inside fixed-point weights; moving the scale
     behind the MatMul leaves it integer weights plus one per-output-channel multiply
@@ -456,40 +457,33 @@ class ExtractWeightScale(Pass):
 
     def call(self, model: Model) -> PassResult:
         modified = False
-        for mm in list(model.nodes_of(["MatMul"])):
+        for mm in list(model.nodes_of(["MatMul", "Conv"])):
+            row = self._channel_scale(model, mm)
+            if row is None:
+                continue
             quant = model.producer(mm.input[1])
-            if (
-                quant is None
-                or quant.op_type not in ("Quant", "BipolarQuant")
-                or model.initializer(quant.input[0]) is None
-            ):
-                continue
-            scale = model.initializer(quant.input[1])
-            zero = model.initializer(quant.input[2]) if quant.op_type == "Quant" else np.zeros(1, dtype=np.float32)
             w = model.initializer(quant.input[0])
-            if scale is None or zero is None or np.any(zero != 0) or _pow2_scalar(scale) or w.ndim != 2:
-                continue
-            s, n_out = np.asarray(scale, dtype=np.float32), w.shape[1]
-            if s.size == 1:
-                row = s.reshape(())
-            elif s.shape in ((1, n_out), (n_out,)):  # one scale per output channel
-                row = s.reshape(1, n_out)
-            else:
-                continue
-            if len(model.consumers(mm.input[1])) != 1:
-                continue
-            model.set_initializer(quant.input[0], (w / row).astype(np.float32))
+            model.set_initializer(quant.input[0], (w / row.reshape(_weight_axes(mm, w))).astype(np.float32))
             one = f"{quant.name}_unit_scale"
             model.set_initializer(one, np.ones((), dtype=np.float32))
             quant.input[1] = one
             sname = f"{mm.name}_channel_scale"
-            model.set_initializer(sname, row.astype(np.float32))
+            rank = w.ndim  # a Conv's output has its weight's rank; MatMul's is not used
+            model.set_initializer(sname, row.reshape(_output_axes(mm, row, rank)).astype(np.float32))
             out = mm.output[0]
             mid = f"{out}_unscaled"
             mm.output[0] = mid
-            mul = helper.make_node("Mul", [mid, sname], [out], name=f"{mm.name}_scale")
+            new = [helper.make_node("Mul", [mid, sname], [out], name=f"{mm.name}_scale")]
+            if mm.op_type == "Conv" and len(mm.input) > 2 and mm.input[2]:
+                bias = model.constant(mm.input[2])
+                bname = f"{mm.name}_moved_bias"
+                model.set_initializer(bname, np.asarray(bias, np.float32).reshape(_output_axes(mm, bias, rank)))
+                new = [helper.make_node("Mul", [mid, sname], [f"{out}_scaled"], name=f"{mm.name}_scale"),
+                       helper.make_node("Add", [f"{out}_scaled", bname], [out], name=f"{mm.name}_bias")]  # fmt: skip
+                del mm.input[2]
             idx = list(model.graph.node).index(mm)
-            model.graph.node.insert(idx + 1, mul)
+            for k, node in enumerate(new):
+                model.graph.node.insert(idx + 1 + k, node)
             model.invalidate()
             modified = True
         if modified:
@@ -498,6 +492,49 @@ class ExtractWeightScale(Pass):
 
             infer_shapes(model)
         return PassResult(model, modified)
+
+    @staticmethod
+    def _channel_scale(model: Model, mm: onnx.NodeProto) -> np.ndarray | None:
+        """The weight quantizer's scale as a scalar or one value per output channel; None: nothing to extract."""
+        quant = model.producer(mm.input[1])
+        if quant is None or quant.op_type not in ("Quant", "BipolarQuant") or model.initializer(quant.input[0]) is None:
+            return None
+        scale = model.initializer(quant.input[1])
+        zero = model.initializer(quant.input[2]) if quant.op_type == "Quant" else np.zeros(1, dtype=np.float32)
+        w = model.initializer(quant.input[0])
+        if scale is None or zero is None or np.any(zero != 0) or _pow2_scalar(scale) or np.any(scale <= 0):
+            return None
+        if len(model.consumers(mm.input[1])) != 1:
+            return None
+        if mm.op_type == "MatMul" and w.ndim != 2:
+            return None
+        if mm.op_type == "Conv" and (
+            w.ndim < 3 or (len(mm.input) > 2 and mm.input[2] and model.constant(mm.input[2]) is None)
+        ):
+            return None
+        s, n_out = np.asarray(scale, dtype=np.float32), w.shape[1] if mm.op_type == "MatMul" else w.shape[0]
+        if s.size == 1:
+            return s.reshape(())
+        per_channel = (1, n_out) if mm.op_type == "MatMul" else (n_out,) + (1,) * (w.ndim - 1)
+        if s.shape in (per_channel, (n_out,)):  # one scale per output channel
+            return s.reshape(n_out)
+        return None
+
+
+def _weight_axes(mm: onnx.NodeProto, w: np.ndarray) -> tuple[int, ...]:
+    """Shape that broadcasts a per-output-channel vector onto a MatMul (in, out) or Conv (out, in, k...) weight."""
+    if mm.op_type == "MatMul":
+        return (1, -1)
+    return (-1,) + (1,) * (w.ndim - 1)
+
+
+def _output_axes(mm: onnx.NodeProto, v: np.ndarray, rank: int) -> tuple[int, ...]:
+    """Shape that broadcasts a per-output-channel vector onto the op's output (channels last for MatMul, axis 1 for Conv)."""
+    if np.size(v) == 1:
+        return ()
+    if mm.op_type == "MatMul":
+        return (1, -1)
+    return (1, -1) + (1,) * (rank - 2)
 
 
 class QuantizeTableInputs(Pass):
@@ -546,6 +583,7 @@ class QuantizeTableInputs(Pass):
 
 def lower_for_hls4ml() -> Sequential:
     """IR -> the graph codesign's hls4ml layer builders read (cleaned, MatMul, channels-last)."""
+    from codesign.backends.integer_codes import IntegerCodes
     from codesign.backends.layout import ChannelsLastLayout
 
     return Sequential(
@@ -553,6 +591,7 @@ def lower_for_hls4ml() -> Sequential:
         TruncAsQuants(),
         GemmToMatMul(),
         ExtractWeightScale(),
+        IntegerCodes(),
         ExplicitDefaults(),
         ReduceMeanAsGlobalPool(),
         AveragePoolAsDepthwiseConv(),
