@@ -262,7 +262,7 @@ def test_hls4ml_repository_baselines_are_sourced_and_rebuilt():
     # analytic rules the baselines fixed: a 'same' pool's window is its kernel, and it registers its inputs
     pool = next(r for r in rows if r["model"] == "maxpool1d_121x3_p2_same")
     row = estimate(load_baseline(pool), "hls4ml").layers[0]
-    assert row.FF == pytest.approx(1.0089 * 121 * 3 * 16 + 9.1667, rel=1e-3)  # synthesised: 5810 FF
+    assert row.FF == pytest.approx(5810, rel=0.005)  # synthesised: 5810 FF (121 x 3 inputs x 16 bits + 2)
     dw = next(r for r in rows if r["model"] == "dwconv2d_32x32x3_k3")  # streamed conv: every input pixel
     rep = estimate(load_baseline(dw), "hls4ml", io_type="io_stream")
     assert abs(rep.totals["latency_cycles"] - int(dw["latency_cycles"])) <= 3 and rep.totals["BRAM_18K"] == 0
@@ -270,7 +270,7 @@ def test_hls4ml_repository_baselines_are_sourced_and_rebuilt():
 
 def test_unrolled_calibration_loo_and_intervals_on_the_baselines():
     """LOO on hls4ml's RF-1 baselines (tiny, noisy test models): measured, not the wa-hls4ml bar."""
-    from codesign.passes.estimate.calibration import load_calibration, study_unrolled
+    from codesign.passes.estimate.calibration import load_calibration, row_tool, study_unrolled
 
     rows, load_baseline = _baseline_rows()
     st = study_unrolled(rows, load_baseline)
@@ -286,15 +286,11 @@ def test_unrolled_calibration_loo_and_intervals_on_the_baselines():
     # each baseline reproduced within the interval the estimator reports (in-sample constants)
     inside = {"LUT": 0, "FF": 0, "latency_cycles": 0}
     for r in rows:
-        rep = estimate(load_baseline(r), "hls4ml", strategy=r["strategy"], io_type=r["io_type"])
+        rep = estimate(load_baseline(r), "hls4ml", strategy=r["strategy"], io_type=r["io_type"], tool=row_tool(r))
         assert not rep.extrapolated, r["name"]
         for k in inside:
             inside[k] += rep.interval[k][0] <= float(r[k]) <= rep.interval[k][1]
     assert all(v >= 0.85 * len(rows) for v in inside.values()), inside  # measured 40/42 each
-    dw1 = next(r for r in rows if r["name"] == "Vitis20241_dwconv1d_32x3_k3_io_stream")
-    rep = estimate(load_baseline(dw1), "hls4ml", io_type="io_stream")
-    for k in inside:
-        assert rep.interval[k][0] <= float(dw1[k]) <= rep.interval[k][1], (k, rep.interval[k], dw1[k])
 
 
 def test_effective_reuse_factor_is_hls4mls_closest_valid_one():

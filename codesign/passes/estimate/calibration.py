@@ -365,6 +365,12 @@ def study(rows: list[dict[str, str]], load_row: Callable[[dict[str, str]], Any])
     return Study(rows, regimes, truth, loo, constants, lat_const, bands, ranges)
 
 
+def row_tool(row: dict[str, str]) -> str | None:
+    """The HLS tool of a dataset row (its ``backend`` column: Vivado / Vitis), None when it does not say."""
+    tool = (row.get("backend") or "").strip().lower()
+    return tool or None
+
+
 def regime_bands(regimes: list[str], truth: dict[str, list[float]], loo: dict[str, list[float]]):
     """Per regime, the central 90% band of truth / LOO prediction of each banded quantity."""
     return {g: {k: ratio_band([truth[k][i] for i, r in enumerate(regimes) if r == g],
@@ -382,10 +388,12 @@ def study_unrolled(rows: list[dict[str, str]], load_row: Callable[[dict[str, str
     from codesign.passes.estimate import EstimateConfig
     from codesign.passes.estimate.hls4ml_model import FAMILIES, Hls4mlEstimator
 
-    parts, regimes = [], []
+    parts, regimes, tools = [], [], []
     truth: dict[str, list[float]] = {k: [] for k in MEASURED}
     for row in rows:
-        cfg = EstimateConfig(None, float(row["clock_ns"]), row["strategy"], int(row["reuse_factor"]), row["io_type"])
+        tools.append(row_tool(row))
+        cfg = EstimateConfig(None, float(row["clock_ns"]), row["strategy"], int(row["reuse_factor"]), row["io_type"],
+                             tools[-1])  # fmt: skip
         p = Hls4mlEstimator(cfg).calibration_parts(load_row(row))
         parts.append(p)
         regimes.append(p["regime"])
@@ -395,22 +403,24 @@ def study_unrolled(rows: list[dict[str, str]], load_row: Callable[[dict[str, str
     loo["DSP"] = [p["analytic"]["DSP"] for p in parts]
     loo["BRAM_18K"] = [p["analytic"]["BRAM_18K"] for p in parts]
     unrolled: dict[str, Any] = {}
+    # LUT/FF: one set of per-primitive constants for both io types (a comparator costs the same in either;
+    # the FIFOs are io_stream's own terms), fitted on all unrolled rows together
+    shared: dict[str, dict[str, float]] = {}
+    use = sorted({t for p in parts for t in p["terms"]})
+    for res in FITTED:
+        counts = [{t: v[res] for t, v in p["terms"].items()} for p in parts]
+        y = [truth[res][i] - p["other"][res] for i, p in enumerate(parts)]
+        shared[res] = fit_constants(counts, y, use)
+        for i, pred in enumerate(loo_predictions(counts, y, use)):
+            loo[res][i] = pred + parts[i]["other"][res]
     for g in sorted(set(regimes)):
         idx = [i for i, r in enumerate(regimes) if r == g]
-        fams = [f for f in FAMILIES if any(parts[i]["families"][f]["n"] for i in idx)]
-        consts: dict[str, dict[str, float]] = {}
-        for res in FITTED:
-            counts = [{**{f: parts[i]["families"][f][res] for f in fams},
-                       "layers": sum(parts[i]["families"][f]["n"] for f in fams)} for i in idx]  # fmt: skip
-            y = [truth[res][i] - parts[i]["other"][res] for i in idx]
-            use = [*fams, "layers"]
-            consts[res] = fit_constants(counts, y, use)
-            for i, pred in zip(idx, loo_predictions(counts, y, use)):
-                loo[res][i] = pred + parts[i]["other"][res]
-        counts = [{f: parts[i]["families"][f]["n"] for f in fams} for i in idx]
+        consts: dict[str, dict[str, float]] = {res: dict(c) for res, c in shared.items()}
+        counts = [parts[i]["depth_terms"] for i in idx]
+        depth = sorted({t for c in counts for t in c})
         y = [truth["latency_cycles"][i] - parts[i]["seq"] - parts[i]["other"]["latency"] for i in idx]
-        consts["latency"] = fit_depths(counts, y, fams)
-        for i, pred in zip(idx, loo_predictions(counts, y, fams, relative=None)):
+        consts["latency"] = fit_depths(counts, y, depth)
+        for i, pred in zip(idx, loo_predictions(counts, y, depth, relative=None)):
             loo["latency_cycles"][i] = pred + parts[i]["seq"] + parts[i]["other"]["latency"]
         bits = [b for i in idx for b in parts[i]["mac_bits"] if b[0] is not None]
         data_bits = [b[1] for i in idx for b in parts[i]["mac_bits"]]
