@@ -371,6 +371,39 @@ def row_tool(row: dict[str, str]) -> str | None:
     return tool or None
 
 
+def held_out(rows: list[dict[str, str]], load_row: Callable[[dict[str, str]], Any], use_tool: bool = True
+             ) -> dict[str, dict[str, float]]:  # fmt: skip
+    """MAPE, Spearman and 90%-interval coverage of the *shipped* estimator on rows no fit has seen.
+
+    Why: LOO on the calibration set measures the fit; reports from another tool version or
+    run tell whether the per-primitive constants carry over. ``use_tool``: pass each row's
+    HLS tool (its ``backend``), else estimate as for an unknown tool.
+    """
+    from codesign.passes.estimate import estimate
+
+    truth: dict[str, list[float]] = {k: [] for k in MEASURED}
+    pred: dict[str, list[float]] = {k: [] for k in MEASURED}
+    inside: dict[str, list[bool]] = {k: [] for k in BANDED}
+    for row in rows:
+        rep = estimate(load_row(row), "hls4ml", clock_ns=float(row["clock_ns"]), strategy=row["strategy"],
+                       reuse_factor=int(row["reuse_factor"]), io_type=row["io_type"],
+                       tool=row_tool(row) if use_tool else None)  # fmt: skip
+        for k in MEASURED:
+            truth[k].append(float(row[k]))
+            pred[k].append(float(rep.totals[k]))
+        for k in BANDED:
+            lo, hi = rep.interval[k]
+            inside[k].append(lo <= float(row[k]) <= hi)
+    out = {}
+    for k in MEASURED:
+        flat = len(set(truth[k])) < 2 or len(set(pred[k])) < 2
+        out[k] = {"mape_pct": mape(pred[k], truth[k]), "spearman": float("nan") if flat else spearman(pred[k], truth[k]),
+                  "n": len(rows)}  # fmt: skip
+        if k in BANDED:
+            out[k]["coverage"] = float(np.mean(inside[k])) if rows else float("nan")
+    return out
+
+
 def regime_bands(regimes: list[str], truth: dict[str, list[float]], loo: dict[str, list[float]]):
     """Per regime, the central 90% band of truth / LOO prediction of each banded quantity."""
     return {g: {k: ratio_band([truth[k][i] for i, r in enumerate(regimes) if r == g],

@@ -373,6 +373,11 @@ class Hls4mlEstimator(Estimator):
             row.latency_cycles = round(self._seq.get(row.name, 0) + term_constant(consts["latency"], self.depth_term(fam)))
             row.note = (row.note + ", " if row.note else "") + f"calibrated ({family_of(row)})"
 
+    def _per_tool(self, row: LayerEstimate) -> bool:
+        """Whether a row's calibrated cost has a per-HLS-tool constant (see :meth:`unrolled_terms`, :meth:`depth_term`)."""
+        fam = family_of(row)
+        return fam is not None and ("@" in self.depth_term(fam) or any("@" in t for t in self.unrolled_terms(row)))
+
     def depth_term(self, family: str) -> str:
         """The pipeline-depth constant of a family: per tool for tables (Vitis HLS registers the ROM read: +1)."""
         return f"{family}@{self.config.tool}" if family in TOOL_DEPTH_FAMILIES.get(self.config.io_type, ()) else family
@@ -414,7 +419,9 @@ class Hls4mlEstimator(Estimator):
             row.extrapolated = list(notes or [])
             # a design outside the baselines' range keeps its analytic values: the factor-two band, not the fitted one
             calibrated = design_calibrated and (family_of(row) is not None or not costed)
-            bands = {k: cal.band(glue_regime, k) if calibrated else UNCALIBRATED_BAND
+            # a per-tool primitive (io_stream FIFO, streamed table) of an unknown tool: the tools' mean, a wider band
+            untold = calibrated and cfg.tool is None and self._per_tool(row)
+            bands = {k: cal.band(glue_regime, k, untold) if calibrated else UNCALIBRATED_BAND
                      for k in (*RESOURCES, "latency_cycles")}  # fmt: skip
         else:
             if row.op in MAC_OPS:
