@@ -5,7 +5,8 @@ Part 1 (issue 16): the ``hls4ml`` estimator against real hls4ml C-synthesis repo
 ``benchmarks/data/hls4ml_baselines.csv``; models rebuilt by ``benchmarks/data/build_models.py``):
 per regime, per resource and for latency, MAPE, Spearman and 90%-interval coverage of the
 leave-one-out predictions of the calibrated model, and with ``--rule4ml`` rule4ml on a
-subset of the same rows (the reason in one line when it cannot run). ``--hls4ml-only``
+subset of the same rows (the reason in one line when it cannot run); then the shipped
+constants on held-out baselines of another tool version (``hls4ml_baselines_holdout.csv``). ``--hls4ml-only``
 stops there (seconds; minutes with ``--rule4ml``).
 
 Part 2 (issue 5): reads the cached yosys results (``benchmarks/data/estimator_synth.csv``, made by

@@ -4,7 +4,7 @@ Every estimator is an analysis pass (``in_place = True``) whose ``PassResult.inf
 an :class:`EstimateReport`: per-layer rows of LUT, FF, DSP, BRAM_18K, URAM,
 latency (clock cycles) and initiation interval, plus totals. The search ranks
 candidates with these numbers, so all estimators share the schema and the config
-(:class:`EstimateConfig`: target, clock, strategy, reuse factor, io type).
+(:class:`EstimateConfig`: target, clock, strategy, reuse factor, io type, HLS tool).
 
 Estimators, by name (:func:`get_estimator`):
 

@@ -414,12 +414,14 @@ def regime_bands(regimes: list[str], truth: dict[str, list[float]], loo: dict[st
 def study_unrolled(rows: list[dict[str, str]], load_row: Callable[[dict[str, str]], Any]) -> Study:
     """Fit the unrolled (RF 1) regimes on hls4ml's repository baselines, per io type, with LOO predictions.
 
-    Per regime and resource: ``LUT = sum_f a_f * analytic_LUT_f + a_layers * layers + rest`` over
-    the primitive families ``f`` (Dense, Conv, comparison, table, pool); latency = the sequential
-    cycles (pixel loops) + ``d_f`` cycles of pipeline depth per layer of family ``f``.
+    LUT/FF, one constant set for both io types: ``LUT = sum_t a_t * count_t + rest`` over the
+    primitive counts ``t`` of :meth:`Hls4mlEstimator.unrolled_terms` (each family's analytic
+    LUT/FF, DSP products, layers, io_stream FIFOs per HLS tool, streamed-conv control). Latency,
+    per io type: the sequential cycles (pixel loops) + ``d_f`` cycles of pipeline depth per layer
+    of family ``f`` (streamed tables per tool). The row's tool is its ``backend`` column.
     """
     from codesign.passes.estimate import EstimateConfig
-    from codesign.passes.estimate.hls4ml_model import FAMILIES, Hls4mlEstimator
+    from codesign.passes.estimate.hls4ml_model import Hls4mlEstimator
 
     parts, regimes, tools = [], [], []
     truth: dict[str, list[float]] = {k: [] for k in MEASURED}

@@ -21,21 +21,26 @@ Microseconds per layer, no training data. Each rule below is hls4ml's, with its 
 * **Adder trees**: one adder per non-zero term per output (``k-1`` for ``k`` terms),
   width = product width + 1, capped at the accumulator width; 1 LUT per adder bit on
   UltraScale+ (LUT + CARRY8). Depth ``ceil(log2 k)`` sets the latency.
-* **Activations**: ReLU-like = one comparator/mux per element (1 LUT per bit);
+* **Activations**: ReLU-like = one comparator/mux per element (1 LUT per bit); a leaky
+  slope of 1 is the identity, one of 0 or +-2^-k a shift (hls4ml's test models);
   sigmoid/tanh/softmax/... read hls4ml's lookup tables (``table_size`` 1024 entries of
   18 bits = one BRAM_18K, shared by two elements through the dual port); softmax adds an
   exp table, an inverse table and one 18x18 multiplier (DSP) per element.
 * **Float tensors** use hls4ml's default precision ``ap_fixed<16,6>`` (16 bits).
-* **io_stream** adds FIFOs between layers (SRL LUTs when shallow, BRAM when deep) and
-  runs convolutions pixel by pixel; io_parallel convolutions also reuse one kernel per
+* **io_stream** adds FIFOs between layers (SRL LUTs when shallow, BRAM when deep; one
+  register per stream bit) and runs convolutions pixel by pixel through a line buffer
+  (kernel window in registers, k_h - 1 input rows in SRLs); io_parallel convolutions also reuse one kernel per
   output pixel (ParallelizationFactor 1), so II = pixels * RF.
 * **Calibrated regime** (:mod:`.calibration`): Resource-strategy Dense layers with shared
   multipliers snap the reuse factor to hls4ml's closest valid one, and cost LUT/FF with
   per-primitive constants fitted on real hls4ml C-synthesis reports
   (``hls4ml_calibration.json``); latency = effective RF + a fitted pipeline constant.
-  Designs whose MAC layers all run at RF 1 (latency strategy) scale each primitive
-  family's analytic LUT/FF (Dense, Conv, comparison, table, pool) by constants fitted on
-  hls4ml's own repository baselines, per io type, when every row is inside their range.
+  Designs whose MAC layers all run at RF 1 (latency strategy) cost LUT/FF as constants
+  fitted on hls4ml's own repository baselines times per-primitive counts
+  (:meth:`Hls4mlEstimator.unrolled_terms`: each family's analytic LUT/FF, DSP products,
+  layers, io_stream FIFOs per HLS tool, streamed-conv control), one set for both io types,
+  when every row is inside their range. ``EstimateConfig.tool`` (vivado / vitis) picks the
+  per-tool constants; unknown, they take the tools' mean with a wider band.
 
 Every row carries a 90% ``interval`` per resource and latency (from leave-one-out residuals
 of the calibration, per regime) and ``extrapolated`` notes when it leaves the calibrated
@@ -370,7 +375,9 @@ class Hls4mlEstimator(Estimator):
             terms = self.unrolled_terms(row)
             for res in ("LUT", "FF"):
                 setattr(row, res, sum(term_constant(consts[res], t) * v[res] for t, v in terms.items()))
-            row.latency_cycles = round(self._seq.get(row.name, 0) + term_constant(consts["latency"], self.depth_term(fam)))
+            row.latency_cycles = round(
+                self._seq.get(row.name, 0) + term_constant(consts["latency"], self.depth_term(fam))
+            )
             row.note = (row.note + ", " if row.note else "") + f"calibrated ({family_of(row)})"
 
     def _per_tool(self, row: LayerEstimate) -> bool:
