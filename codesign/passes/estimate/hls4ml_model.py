@@ -29,8 +29,8 @@ Microseconds per layer, no training data. Each rule below is hls4ml's, with its 
 * **Float tensors** use hls4ml's default precision ``ap_fixed<16,6>`` (16 bits).
 * **io_stream** adds FIFOs between layers (SRL LUTs when shallow, BRAM when deep; one
   register per stream bit) and runs convolutions pixel by pixel through a line buffer
-  (kernel window in registers, k_h - 1 input rows in SRLs); io_parallel convolutions also reuse one kernel per
-  output pixel (ParallelizationFactor 1), so II = pixels * RF.
+  (kernel window in registers, k_h - 1 input rows in SRLs); io_parallel convolutions also
+  reuse one kernel per output pixel (ParallelizationFactor 1), so II = pixels * RF.
 * **Calibrated regime** (:mod:`.calibration`): Resource-strategy Dense layers with shared
   multipliers snap the reuse factor to hls4ml's closest valid one, and cost LUT/FF with
   per-primitive constants fitted on real hls4ml C-synthesis reports
@@ -381,12 +381,12 @@ class Hls4mlEstimator(Estimator):
             row.note = (row.note + ", " if row.note else "") + f"calibrated ({family_of(row)})"
 
     def _per_tool(self, row: LayerEstimate) -> bool:
-        """Whether a row's calibrated cost has a per-HLS-tool constant (see :meth:`unrolled_terms`, :meth:`depth_term`)."""
+        """Whether a row's calibrated cost has a per-HLS-tool constant (:meth:`unrolled_terms`, :meth:`depth_term`)."""
         fam = family_of(row)
         return fam is not None and ("@" in self.depth_term(fam) or any("@" in t for t in self.unrolled_terms(row)))
 
     def depth_term(self, family: str) -> str:
-        """The pipeline-depth constant of a family: per tool for tables (Vitis HLS registers the ROM read: +1)."""
+        """The pipeline-depth constant of a family: per tool for streamed tables (Vitis HLS: one cycle more)."""
         return f"{family}@{self.config.tool}" if family in TOOL_DEPTH_FAMILIES.get(self.config.io_type, ()) else family
 
     def unrolled_terms(self, row: LayerEstimate) -> dict[str, dict[str, float]]:
@@ -394,7 +394,8 @@ class Hls4mlEstimator(Estimator):
 
         Its family's analytic LUT/FF (the FIFO apart), its io_stream FIFO under the HLS tool's
         name (``fifo@vivado``: Vivado HLS keeps shallow FIFOs in SRLs; Vitis registers them),
-        the fabric around its DSP products, and one per layer (control).
+        the fabric around its DSP products, one per layer (control), and one per streamed conv
+        (pixel counters, padding and window control).
         """
         fam = family_of(row)
         if fam is None:
@@ -494,8 +495,8 @@ class Hls4mlEstimator(Estimator):
         return {"counts": counts, "rest": rest, "latency_base": latency_base,
                 "regime": unrolled or "+".join(sorted(regimes)),
                 "analytic": {k: float(sum(getattr(r, k) for r in rows)) for k in ("DSP", "BRAM_18K")},
-                "rfs": rfs, "w_bits": w_bits, "ops": sorted(ops), "families": families, "terms": terms, "depth_terms": depth_terms,
-                "other": other,
+                "rfs": rfs, "w_bits": w_bits, "ops": sorted(ops), "families": families, "terms": terms,
+                "depth_terms": depth_terms, "other": other,
                 "seq": float(sum(self._seq.values())), "mac_bits": bits,
                 "fan_in": {n: (("conv" if n in self._conv else "dense"), b[2]) for n, b in self._unrolled_bits.items() if b[2] is not None}}  # fmt: skip
 
@@ -804,8 +805,9 @@ class Hls4mlEstimator(Estimator):
         ops = n * max(window - 1, 0)
         depth = math.ceil(math.log2(max(window, 2)))
         # io_parallel pooling registers its whole input array (hls4ml baselines: FF = inputs x bits + 2)
-        row = LayerEstimate(node.name, node.op_type, LUT=ops * b * (2 if node.op_type.endswith("MaxPool") else 1),
-                            FF=n_in * b, latency_cycles=1 + math.ceil(depth * adder_ns(b) / self.period), ii=1)  # fmt: skip
+        lut = ops * b * (2 if node.op_type.endswith("MaxPool") else 1)
+        cycles = 1 + math.ceil(depth * adder_ns(b) / self.period)
+        row = LayerEstimate(node.name, node.op_type, LUT=lut, FF=n_in * b, latency_cycles=cycles, ii=1)
         if self._keeps_rescale_divider(node):
             # hls4ml rescales a padded average by window / overlap (an int): Vivado HLS 2020.1 keeps a divider and
             # a product per output, ~ b x b x the overlap's bits (baselines: 89-113k LUT, 137-181k FF, 21 cycles
