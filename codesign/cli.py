@@ -693,7 +693,8 @@ def _print_estimate_table(title: str, report: Any, verdict: Any) -> None:
 
     c = report.config
     table = Table(
-        title=f"{title}  ({report.estimator}: {c.strategy}, RF {c.reuse_factor}, {c.io_type}, {c.clock_ns:g} ns)"
+        title=f"{title}  ({report.estimator}: {c.strategy}, RF {c.reuse_factor}, {c.io_type}, {c.clock_ns:g} ns"
+        + (f", {c.tool})" if c.tool else ")")
     )
     for col in ("layer", "op", *RESOURCES, "latency", "II", "note"):
         table.add_column(col, justify="left" if col in ("layer", "op", "note") else "right")
