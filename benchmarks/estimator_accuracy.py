@@ -5,7 +5,8 @@ Part 1 (issue 16): the ``hls4ml`` estimator against real hls4ml C-synthesis repo
 ``benchmarks/data/hls4ml_baselines.csv``; models rebuilt by ``benchmarks/data/build_models.py``):
 per regime, per resource and for latency, MAPE, Spearman and 90%-interval coverage of the
 leave-one-out predictions of the calibrated model, and with ``--rule4ml`` rule4ml on a
-subset of the same rows (the reason in one line when it cannot run). ``--hls4ml-only``
+subset of the same rows (the reason in one line when it cannot run); then the shipped
+constants on held-out baselines of another tool version (``hls4ml_baselines_holdout.csv``). ``--hls4ml-only``
 stops there (seconds; minutes with ``--rule4ml``).
 
 Part 2 (issue 5): reads the cached yosys results (``benchmarks/data/estimator_synth.csv``, made by
@@ -196,7 +197,7 @@ def hls4ml_calibration_table(use_rule4ml: bool = False, rule4ml_every: int = 7) 
             r4[i] = got
     print(f"hls4ml estimator vs {len(st.rows)} real hls4ml C-synthesis reports: {n_synth} wa-hls4ml Dense stacks "
           f"(Resource, RF 1024-4093) + {len(st.rows) - n_synth} hls4ml repository baselines (RF 1, Vivado 2020.1 / "
-          f"Vitis 2024.1); leave-one-out; 90% bands per regime (cover: ties split; plain: edges inside)")  # fmt: skip
+          f"Vitis 2024.1, each with its --tool); leave-one-out; 90% bands per regime (cover: ties split; plain: edges inside)")  # fmt: skip
     print(f"rule4ml: {f'{len(r4)} rows it can parse' if r4 else why}\n")
 
     def cell(v: float | None, fmt: str) -> str:
@@ -225,7 +226,32 @@ def hls4ml_calibration_table(use_rule4ml: bool = False, rule4ml_every: int = 7) 
                   f"{cell(theirs.get('spearman'), '8.3f'):>8s} {cell(theirs.get('ours_mape_pct'), '11.1f'):>11s}")  # fmt: skip
         out[g or "all"] = table
     print(f"(fitted: LUT, FF, latency; DSP and BRAM_18K are hls4ml's own rules; banded: {', '.join(BANDED)})")
-    print(f"constants: shared Dense {json.dumps(st.constants)}; unrolled per family {json.dumps(st.unrolled)}\n")
+    print(f"constants: shared Dense {json.dumps(st.constants)}; unrolled per primitive {json.dumps(st.unrolled)}\n")
+    out["held_out"] = held_out_table()
+    return out
+
+
+def held_out_table() -> dict[str, object]:
+    """The shipped estimator on hls4ml baselines no fit saw (Vitis HLS 2023.1), with and without ``--tool``."""
+    sys.path.insert(0, str(ROOT / "benchmarks" / "data"))
+    from build_models import HOLDOUT_CSV, load_baseline, read_rows
+
+    from codesign.passes.estimate.calibration import MEASURED, held_out
+
+    rows = read_rows(HOLDOUT_CSV)
+    print(f"held out: {len(rows)} hls4ml repository baselines of Vitis HLS 2023.1 (RF 1; never fitted), shipped "
+          f"constants; cover = share inside the reported 90% interval")  # fmt: skip
+    print(f"{'tool given':10s} {'quantity':15s} {'n':>4s} | {'MAPE %':>7s} {'Spearman':>8s} {'cover':>6s}")
+    out: dict[str, object] = {}
+    for use_tool in (True, False):
+        m = held_out(rows, load_baseline, use_tool)
+        for k in MEASURED:
+            o = m[k]
+            cover = f"{o['coverage']:6.1%}" if "coverage" in o else "n/a"
+            print(f"{'vitis' if use_tool else 'no':10s} {k:15s} {o['n']:4d} | {o['mape_pct']:7.1f} "
+                  f"{o['spearman']:8.3f} {cover:>6s}")  # fmt: skip
+        out["tool" if use_tool else "no_tool"] = m
+    print()
     return out
 
 

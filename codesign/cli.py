@@ -660,6 +660,7 @@ def estimate(
     reuse_factor: int = typer.Option(1, "--reuse-factor", help="hls4ml reuse factor (all layers)"),
     clock: float | None = typer.Option(None, "--clock", help="clock period in ns (default: the target's, else 5)"),
     io_type: str = typer.Option("io_parallel", "--io-type", help="io_parallel or io_stream"),
+    tool: str | None = typer.Option(None, "--tool", help="HLS tool the design is synthesised with: vivado or vitis"),
     budget: float = typer.Option(100.0, "--budget", help="percent of the target a design may use to fit"),
     json_out: bool = typer.Option(False, "--json", help="machine-readable JSON on stdout"),
     input_shape: list[str] | None = typer.Option(None, "--input-shape", help="NAME=D0,D1,... for dynamic inputs"),
@@ -672,7 +673,7 @@ def estimate(
         from codesign.backends.targets import get_target
 
         clock = get_target(target).default_clock_ns
-    config = EstimateConfig(target, clock or 5.0, strategy, reuse_factor, io_type)
+    config = EstimateConfig(target, clock or 5.0, strategy, reuse_factor, io_type, tool)
     est = get_estimator(estimator, config)
     ir = load_for_cli(model, input_shape)
     report = est(ir).info
@@ -692,7 +693,8 @@ def _print_estimate_table(title: str, report: Any, verdict: Any) -> None:
 
     c = report.config
     table = Table(
-        title=f"{title}  ({report.estimator}: {c.strategy}, RF {c.reuse_factor}, {c.io_type}, {c.clock_ns:g} ns)"
+        title=f"{title}  ({report.estimator}: {c.strategy}, RF {c.reuse_factor}, {c.io_type}, {c.clock_ns:g} ns"
+        + (f", {c.tool})" if c.tool else ")")
     )
     for col in ("layer", "op", *RESOURCES, "latency", "II", "note"):
         table.add_column(col, justify="left" if col in ("layer", "op", "note") else "right")

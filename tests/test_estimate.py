@@ -262,7 +262,7 @@ def test_hls4ml_repository_baselines_are_sourced_and_rebuilt():
     # analytic rules the baselines fixed: a 'same' pool's window is its kernel, and it registers its inputs
     pool = next(r for r in rows if r["model"] == "maxpool1d_121x3_p2_same")
     row = estimate(load_baseline(pool), "hls4ml").layers[0]
-    assert row.FF == pytest.approx(1.0089 * 121 * 3 * 16 + 9.1667, rel=1e-3)  # synthesised: 5810 FF
+    assert row.FF == pytest.approx(5810, rel=0.005)  # synthesised: 5810 FF (121 x 3 inputs x 16 bits + 2)
     dw = next(r for r in rows if r["model"] == "dwconv2d_32x32x3_k3")  # streamed conv: every input pixel
     rep = estimate(load_baseline(dw), "hls4ml", io_type="io_stream")
     assert abs(rep.totals["latency_cycles"] - int(dw["latency_cycles"])) <= 3 and rep.totals["BRAM_18K"] == 0
@@ -270,15 +270,17 @@ def test_hls4ml_repository_baselines_are_sourced_and_rebuilt():
 
 def test_unrolled_calibration_loo_and_intervals_on_the_baselines():
     """LOO on hls4ml's RF-1 baselines (tiny, noisy test models): measured, not the wa-hls4ml bar."""
-    from codesign.passes.estimate.calibration import load_calibration, study_unrolled
+    from codesign.passes.estimate.calibration import load_calibration, row_tool, study_unrolled
 
     rows, load_baseline = _baseline_rows()
     st = study_unrolled(rows, load_baseline)
     assert set(st.regimes) == {"unrolled_io_parallel", "unrolled_io_stream"}
-    m = st.metrics()  # measured: LUT 45.5% / 0.82, FF 50.4% / 0.93, latency 21% / 0.86; coverage 81-86%
+    m = st.metrics()  # measured: LUT 21.6% / 0.954, FF 19.1% / 0.960, latency 11.5% / 0.974; coverage 83-86%
+    for k in ("LUT", "FF"):
+        assert m[k]["mape_pct"] <= 25 and m[k]["spearman"] >= 0.95, (k, m[k])
+    assert m["latency_cycles"]["mape_pct"] <= 15 and m["latency_cycles"]["spearman"] >= 0.95
     for k in ("LUT", "FF", "latency_cycles"):
-        assert m[k]["mape_pct"] <= 55 and m[k]["spearman"] >= 0.8, (k, m[k])
-        assert 0.75 <= m[k]["coverage"] <= 0.95, (k, m[k])
+        assert 0.80 <= m[k]["coverage"] <= 0.95, (k, m[k])
     shipped = load_calibration()
     for g, consts in st.unrolled.items():
         for k in ("LUT", "FF", "latency"):
@@ -286,15 +288,80 @@ def test_unrolled_calibration_loo_and_intervals_on_the_baselines():
     # each baseline reproduced within the interval the estimator reports (in-sample constants)
     inside = {"LUT": 0, "FF": 0, "latency_cycles": 0}
     for r in rows:
-        rep = estimate(load_baseline(r), "hls4ml", strategy=r["strategy"], io_type=r["io_type"])
+        rep = estimate(load_baseline(r), "hls4ml", strategy=r["strategy"], io_type=r["io_type"], tool=row_tool(r))
         assert not rep.extrapolated, r["name"]
         for k in inside:
             inside[k] += rep.interval[k][0] <= float(r[k]) <= rep.interval[k][1]
     assert all(v >= 0.85 * len(rows) for v in inside.values()), inside  # measured 40/42 each
-    dw1 = next(r for r in rows if r["name"] == "Vitis20241_dwconv1d_32x3_k3_io_stream")
-    rep = estimate(load_baseline(dw1), "hls4ml", io_type="io_stream")
-    for k in inside:
-        assert rep.interval[k][0] <= float(dw1[k]) <= rep.interval[k][1], (k, rep.interval[k], dw1[k])
+
+
+def test_all_real_reports_meet_the_issue_bar_and_held_out_ones_carry_over():
+    """Issue 16's bar on all 175 calibration rows (LOO), and the shipped fit on 12 Vitis 2023.1 baselines never fitted."""
+    from build_models import CSV, HOLDOUT_CSV, load_baseline, load_row, read_rows
+
+    from codesign.passes.estimate.calibration import held_out, merge, study, study_unrolled
+
+    rows, _ = _baseline_rows()
+    m = merge(study(read_rows(CSV), load_row), study_unrolled(rows, load_baseline)).metrics()
+    for k in ("LUT", "FF"):  # measured: LUT 7.4% / 0.981, FF 5.6% / 0.974; coverage 86%
+        assert m[k]["mape_pct"] <= 20 and m[k]["spearman"] >= 0.95, (k, m[k])
+        assert 0.80 <= m[k]["coverage"] <= 0.95, (k, m[k])
+    assert m["latency_cycles"]["mape_pct"] <= 10 and 0.80 <= m["latency_cycles"]["coverage"] <= 0.95
+    hold = read_rows(HOLDOUT_CSV)
+    assert len(hold) == 12 and {r["tool_version"] for r in hold} == {"2023.1"}
+    assert not {(r["model"], r["io_type"], r["tool_version"]) for r in hold} & {
+        (r["model"], r["io_type"], r["tool_version"]) for r in rows}  # fmt: skip
+    h = held_out(hold, load_baseline)  # measured: LUT 18.9% / 0.979, FF 12.4% / 0.942, latency 3.7%
+    for k in ("LUT", "FF"):
+        assert h[k]["mape_pct"] <= 30 and h[k]["spearman"] >= 0.9 and h[k]["coverage"] >= 0.8, (k, h[k])
+    assert h["latency_cycles"]["mape_pct"] <= 10
+    blind = held_out(hold, load_baseline, use_tool=False)  # no --tool: the tools' mean, inside a wider band
+    assert all(blind[k]["coverage"] >= 0.8 for k in ("LUT", "FF", "latency_cycles")), blind
+
+
+def _one_layer(op: str, n: int = 64, **attrs):
+    """Float Dense(1 -> n) followed by ``op`` (hls4ml's activation test model), as IR."""
+    inits = [numpy_helper.from_array(np.linspace(-1.7, 1.7, n, dtype=np.float32).reshape(1, n), "w")]
+    inputs = ["h"]
+    if op == "PRelu":
+        inits.append(numpy_helper.from_array(np.asarray(attrs.pop("slope"), np.float32), "slope"))
+        inputs.append("slope")
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"], name="dense"),
+             helper.make_node(op, inputs, ["y"], name="act", **attrs)]  # fmt: skip
+    graph = helper.make_graph(nodes, "act", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, n])], initializer=inits)  # fmt: skip
+    return load(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
+
+
+def test_relu_variants_slopes_dsp_ports_and_vivado_dividers():
+    """Rules the RF-1 baselines fixed: identity and shift slopes, constants on the 27-bit port, padded-average dividers."""
+    from codesign.passes.estimate.hls4ml_model import dsp_per_product
+
+    def act(op: str, **attrs):  # the analytic row, before the calibration scales it
+        m = _one_layer(op, **attrs)
+        return Hls4mlEstimator().layer(m, next(n for n in m.graph.node if n.name == "act"))
+
+    relu = act("Relu")
+    leaky1 = act("LeakyRelu", alpha=1.0)  # hls4ml's test LeakyReLU(alpha=1.0)
+    assert leaky1.LUT == leaky1.FF == 0 and "identity" in leaky1.note
+    half = act("LeakyRelu", alpha=0.5)  # x/2 is a shift: a plain comparator/mux
+    odd = act("LeakyRelu", alpha=0.3)  # 0.3*x: one shift-add more per element
+    prelu0 = act("PRelu", slope=np.zeros(64))  # keras' zeros initialiser
+    assert half.LUT == prelu0.LUT == relu.LUT == 64 * 16 and odd.LUT == 2 * relu.LUT
+    assert dsp_per_product(32, 21) == 2 and dsp_per_product(32, 32) == 4 and dsp_per_product(19, 24) == 2
+    assert dsp_per_product(18, 24) == 1
+    sys.path.insert(0, str(ROOT / "benchmarks" / "data"))
+    from build_models import load_baseline
+
+    dw = {"model": "dwconv2d_32x32x3_k3"}  # 32-bit data x ~21-bit constants: 2 DSPs each (Vivado: 54 for 27)
+    assert estimate(load_baseline(dw), "hls4ml", io_type="io_stream").totals["DSP"] == 54
+    pool = load_baseline({"model": "avgpool1d_121x3_p2_same"})
+    vivado, vitis = (estimate(pool, "hls4ml", tool=t) for t in ("vivado", "vitis"))
+    assert "divider" in vivado.layers[0].note and "divider" not in vitis.layers[0].note
+    assert vivado.totals["latency_cycles"] == 21 and vitis.totals["latency_cycles"] == 0  # synthesised: 21 / 0
+    assert vivado.totals["LUT"] == pytest.approx(89529, rel=0.25)  # synthesised (Vivado HLS 2020.1): 89529
+    with pytest.raises(CodesignError, match="tool must be one of vivado, vitis"):
+        EstimateConfig(tool="quartus")
 
 
 def test_effective_reuse_factor_is_hls4mls_closest_valid_one():
@@ -411,6 +478,9 @@ def test_cli_estimate_table_json_and_errors():
     bad = _cli(path, "--target", "no-such-fpga")
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "unknown target" in bad.stderr
     assert _cli(path, "--strategy", "fast").returncode == 2
+    tool = _cli(path, "--tool", "quartus")
+    assert tool.returncode == 2 and "tool must be one of vivado, vitis" in tool.stderr
+    assert json.loads(_cli(path, "--tool", "vitis", "--json").stdout)["config"]["tool"] == "vitis"
     assert get_estimator("hls4ml").key == "hls4ml"
 
 

@@ -35,6 +35,8 @@ from estimator_synth_gen import _quant, dense_model
 
 CSV = Path(__file__).resolve().parent / "hls4ml_synth.csv"
 BASELINES_CSV = Path(__file__).resolve().parent / "hls4ml_baselines.csv"
+#: Baselines of a third tool version (Vitis HLS 2023.1), same models: never fitted, the held-out check.
+HOLDOUT_CSV = Path(__file__).resolve().parent / "hls4ml_baselines_holdout.csv"
 
 
 def read_rows(path: Path = CSV) -> list[dict[str, str]]:
@@ -78,8 +80,9 @@ def load_row(row: dict[str, str]):
 
 _CACHE: dict[tuple[str, str], object] = {}
 
-#: keras activations of hls4ml's test models -> ONNX (op, attributes); PReLU's slope is initialised to zeros.
-ACTIVATIONS = {"relu": ("Relu", {}), "leaky_relu": ("LeakyRelu", {"alpha": 0.5}), "elu": ("Elu", {"alpha": 1.0}),
+#: keras activations of hls4ml's test models -> ONNX (op, attributes): the test's LeakyReLU(alpha=1.0), PReLU's slope
+#: initialised to zeros (test/pytest/test_keras_api.py, test_activations).
+ACTIVATIONS = {"relu": ("Relu", {}), "leaky_relu": ("LeakyRelu", {"alpha": 1.0}), "elu": ("Elu", {"alpha": 1.0}),
                "sigmoid": ("Sigmoid", {}), "prelu": ("PRelu", {})}  # fmt: skip
 
 

@@ -5,7 +5,9 @@ calibrated layers, fits the non-negative per-primitive constants (relative error
 stores them with the calibrated range, the per-regime 90% bands of the leave-one-out
 residuals and the LOO metrics. Shared-multiplier Dense layers (Resource strategy, RF > 1)
 come from the wa-hls4ml rows; unrolled designs (RF 1: latency strategy, io_parallel and
-io_stream, Dense/Conv/activations/pools) from hls4ml's own repository baselines.
+io_stream, Dense/Conv/activations/pools) from hls4ml's own repository baselines, each row's HLS
+tool from its ``backend`` column. The held-out rows (``hls4ml_baselines_holdout.csv``, another
+tool version) are never fitted: ``benchmarks/estimator_accuracy.py`` scores the shipped fit on them.
 Seconds; re-run after changing the datasets or the model:
 
     PYTHONPATH=. .venv/bin/python benchmarks/data/fit_hls4ml.py [--check]

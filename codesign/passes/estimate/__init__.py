@@ -4,7 +4,7 @@ Every estimator is an analysis pass (``in_place = True``) whose ``PassResult.inf
 an :class:`EstimateReport`: per-layer rows of LUT, FF, DSP, BRAM_18K, URAM,
 latency (clock cycles) and initiation interval, plus totals. The search ranks
 candidates with these numbers, so all estimators share the schema and the config
-(:class:`EstimateConfig`: target, clock, strategy, reuse factor, io type).
+(:class:`EstimateConfig`: target, clock, strategy, reuse factor, io type, HLS tool).
 
 Estimators, by name (:func:`get_estimator`):
 
@@ -29,6 +29,8 @@ from codesign.passes.base import Pass, PassResult
 RESOURCES = ("LUT", "FF", "DSP", "BRAM_18K", "URAM")
 STRATEGIES = ("latency", "resource")
 IO_TYPES = ("io_parallel", "io_stream")
+#: HLS tools hls4ml's baselines were synthesised with (hls4ml backend names): Vivado HLS 2020.1, Vitis HLS 2024.1.
+TOOLS = ("vivado", "vitis")
 
 #: name -> "module:class" (imported lazily: alkaid / rule4ml are optional).
 ESTIMATORS = {
@@ -51,12 +53,16 @@ class EstimateConfig:
     strategy: str = "latency"
     reuse_factor: int | Mapping[str, int] = 1
     io_type: str = "io_parallel"
+    #: HLS tool (``vivado`` / ``vitis``): selects the per-tool factors of the unrolled calibration; None: pooled
+    tool: str | None = None
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
             raise EstimateError(f"strategy must be one of {', '.join(STRATEGIES)}, not {self.strategy!r}")
         if self.io_type not in IO_TYPES:
             raise EstimateError(f"io type must be one of {', '.join(IO_TYPES)}, not {self.io_type!r}")
+        if self.tool is not None and self.tool not in TOOLS:
+            raise EstimateError(f"tool must be one of {', '.join(TOOLS)}, not {self.tool!r}")
         if not (self.clock_ns > 0 and math.isfinite(self.clock_ns)):
             raise EstimateError(f"clock period must be a positive number of ns, not {self.clock_ns!r}")
         rfs = self.reuse_factor.values() if isinstance(self.reuse_factor, Mapping) else [self.reuse_factor]
@@ -232,6 +238,7 @@ __all__ = [
     "IO_TYPES",
     "RESOURCES",
     "STRATEGIES",
+    "TOOLS",
     "EstimateConfig",
     "EstimateError",
     "EstimateReport",

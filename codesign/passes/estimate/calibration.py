@@ -365,6 +365,45 @@ def study(rows: list[dict[str, str]], load_row: Callable[[dict[str, str]], Any])
     return Study(rows, regimes, truth, loo, constants, lat_const, bands, ranges)
 
 
+def row_tool(row: dict[str, str]) -> str | None:
+    """The HLS tool of a dataset row (its ``backend`` column: Vivado / Vitis), None when it does not say."""
+    tool = (row.get("backend") or "").strip().lower()
+    return tool or None
+
+
+def held_out(rows: list[dict[str, str]], load_row: Callable[[dict[str, str]], Any], use_tool: bool = True
+             ) -> dict[str, dict[str, float]]:  # fmt: skip
+    """MAPE, Spearman and 90%-interval coverage of the *shipped* estimator on rows no fit has seen.
+
+    Why: LOO on the calibration set measures the fit; reports from another tool version or
+    run tell whether the per-primitive constants carry over. ``use_tool``: pass each row's
+    HLS tool (its ``backend``), else estimate as for an unknown tool.
+    """
+    from codesign.passes.estimate import estimate
+
+    truth: dict[str, list[float]] = {k: [] for k in MEASURED}
+    pred: dict[str, list[float]] = {k: [] for k in MEASURED}
+    inside: dict[str, list[bool]] = {k: [] for k in BANDED}
+    for row in rows:
+        rep = estimate(load_row(row), "hls4ml", clock_ns=float(row["clock_ns"]), strategy=row["strategy"],
+                       reuse_factor=int(row["reuse_factor"]), io_type=row["io_type"],
+                       tool=row_tool(row) if use_tool else None)  # fmt: skip
+        for k in MEASURED:
+            truth[k].append(float(row[k]))
+            pred[k].append(float(rep.totals[k]))
+        for k in BANDED:
+            lo, hi = rep.interval[k]
+            inside[k].append(lo <= float(row[k]) <= hi)
+    out = {}
+    for k in MEASURED:
+        flat = len(set(truth[k])) < 2 or len(set(pred[k])) < 2
+        out[k] = {"mape_pct": mape(pred[k], truth[k]), "spearman": float("nan") if flat else spearman(pred[k], truth[k]),
+                  "n": len(rows)}  # fmt: skip
+        if k in BANDED:
+            out[k]["coverage"] = float(np.mean(inside[k])) if rows else float("nan")
+    return out
+
+
 def regime_bands(regimes: list[str], truth: dict[str, list[float]], loo: dict[str, list[float]]):
     """Per regime, the central 90% band of truth / LOO prediction of each banded quantity."""
     return {g: {k: ratio_band([truth[k][i] for i, r in enumerate(regimes) if r == g],
@@ -375,17 +414,21 @@ def regime_bands(regimes: list[str], truth: dict[str, list[float]], loo: dict[st
 def study_unrolled(rows: list[dict[str, str]], load_row: Callable[[dict[str, str]], Any]) -> Study:
     """Fit the unrolled (RF 1) regimes on hls4ml's repository baselines, per io type, with LOO predictions.
 
-    Per regime and resource: ``LUT = sum_f a_f * analytic_LUT_f + a_layers * layers + rest`` over
-    the primitive families ``f`` (Dense, Conv, comparison, table, pool); latency = the sequential
-    cycles (pixel loops) + ``d_f`` cycles of pipeline depth per layer of family ``f``.
+    LUT/FF, one constant set for both io types: ``LUT = sum_t a_t * count_t + rest`` over the
+    primitive counts ``t`` of :meth:`Hls4mlEstimator.unrolled_terms` (each family's analytic
+    LUT/FF, DSP products, layers, io_stream FIFOs per HLS tool, streamed-conv control). Latency,
+    per io type: the sequential cycles (pixel loops) + ``d_f`` cycles of pipeline depth per layer
+    of family ``f`` (streamed tables per tool). The row's tool is its ``backend`` column.
     """
     from codesign.passes.estimate import EstimateConfig
-    from codesign.passes.estimate.hls4ml_model import FAMILIES, Hls4mlEstimator
+    from codesign.passes.estimate.hls4ml_model import Hls4mlEstimator
 
-    parts, regimes = [], []
+    parts, regimes, tools = [], [], []
     truth: dict[str, list[float]] = {k: [] for k in MEASURED}
     for row in rows:
-        cfg = EstimateConfig(None, float(row["clock_ns"]), row["strategy"], int(row["reuse_factor"]), row["io_type"])
+        tools.append(row_tool(row))
+        cfg = EstimateConfig(None, float(row["clock_ns"]), row["strategy"], int(row["reuse_factor"]), row["io_type"],
+                             tools[-1])  # fmt: skip
         p = Hls4mlEstimator(cfg).calibration_parts(load_row(row))
         parts.append(p)
         regimes.append(p["regime"])
@@ -395,22 +438,24 @@ def study_unrolled(rows: list[dict[str, str]], load_row: Callable[[dict[str, str
     loo["DSP"] = [p["analytic"]["DSP"] for p in parts]
     loo["BRAM_18K"] = [p["analytic"]["BRAM_18K"] for p in parts]
     unrolled: dict[str, Any] = {}
+    # LUT/FF: one set of per-primitive constants for both io types (a comparator costs the same in either;
+    # the FIFOs are io_stream's own terms), fitted on all unrolled rows together
+    shared: dict[str, dict[str, float]] = {}
+    use = sorted({t for p in parts for t in p["terms"]})
+    for res in FITTED:
+        counts = [{t: v[res] for t, v in p["terms"].items()} for p in parts]
+        y = [truth[res][i] - p["other"][res] for i, p in enumerate(parts)]
+        shared[res] = fit_constants(counts, y, use)
+        for i, pred in enumerate(loo_predictions(counts, y, use)):
+            loo[res][i] = pred + parts[i]["other"][res]
     for g in sorted(set(regimes)):
         idx = [i for i, r in enumerate(regimes) if r == g]
-        fams = [f for f in FAMILIES if any(parts[i]["families"][f]["n"] for i in idx)]
-        consts: dict[str, dict[str, float]] = {}
-        for res in FITTED:
-            counts = [{**{f: parts[i]["families"][f][res] for f in fams},
-                       "layers": sum(parts[i]["families"][f]["n"] for f in fams)} for i in idx]  # fmt: skip
-            y = [truth[res][i] - parts[i]["other"][res] for i in idx]
-            use = [*fams, "layers"]
-            consts[res] = fit_constants(counts, y, use)
-            for i, pred in zip(idx, loo_predictions(counts, y, use)):
-                loo[res][i] = pred + parts[i]["other"][res]
-        counts = [{f: parts[i]["families"][f]["n"] for f in fams} for i in idx]
+        consts: dict[str, dict[str, float]] = {res: dict(c) for res, c in shared.items()}
+        counts = [parts[i]["depth_terms"] for i in idx]
+        depth = sorted({t for c in counts for t in c})
         y = [truth["latency_cycles"][i] - parts[i]["seq"] - parts[i]["other"]["latency"] for i in idx]
-        consts["latency"] = fit_depths(counts, y, fams)
-        for i, pred in zip(idx, loo_predictions(counts, y, fams, relative=None)):
+        consts["latency"] = fit_depths(counts, y, depth)
+        for i, pred in zip(idx, loo_predictions(counts, y, depth, relative=None)):
             loo["latency_cycles"][i] = pred + parts[i]["seq"] + parts[i]["other"]["latency"]
         bits = [b for i in idx for b in parts[i]["mac_bits"] if b[0] is not None]
         data_bits = [b[1] for i in idx for b in parts[i]["mac_bits"]]

@@ -21,21 +21,26 @@ Microseconds per layer, no training data. Each rule below is hls4ml's, with its 
 * **Adder trees**: one adder per non-zero term per output (``k-1`` for ``k`` terms),
   width = product width + 1, capped at the accumulator width; 1 LUT per adder bit on
   UltraScale+ (LUT + CARRY8). Depth ``ceil(log2 k)`` sets the latency.
-* **Activations**: ReLU-like = one comparator/mux per element (1 LUT per bit);
+* **Activations**: ReLU-like = one comparator/mux per element (1 LUT per bit); a leaky
+  slope of 1 is the identity, one of 0 or +-2^-k a shift (hls4ml's test models);
   sigmoid/tanh/softmax/... read hls4ml's lookup tables (``table_size`` 1024 entries of
   18 bits = one BRAM_18K, shared by two elements through the dual port); softmax adds an
   exp table, an inverse table and one 18x18 multiplier (DSP) per element.
 * **Float tensors** use hls4ml's default precision ``ap_fixed<16,6>`` (16 bits).
-* **io_stream** adds FIFOs between layers (SRL LUTs when shallow, BRAM when deep) and
-  runs convolutions pixel by pixel; io_parallel convolutions also reuse one kernel per
-  output pixel (ParallelizationFactor 1), so II = pixels * RF.
+* **io_stream** adds FIFOs between layers (SRL LUTs when shallow, BRAM when deep; one
+  register per stream bit) and runs convolutions pixel by pixel through a line buffer
+  (kernel window in registers, k_h - 1 input rows in SRLs); io_parallel convolutions also
+  reuse one kernel per output pixel (ParallelizationFactor 1), so II = pixels * RF.
 * **Calibrated regime** (:mod:`.calibration`): Resource-strategy Dense layers with shared
   multipliers snap the reuse factor to hls4ml's closest valid one, and cost LUT/FF with
   per-primitive constants fitted on real hls4ml C-synthesis reports
   (``hls4ml_calibration.json``); latency = effective RF + a fitted pipeline constant.
-  Designs whose MAC layers all run at RF 1 (latency strategy) scale each primitive
-  family's analytic LUT/FF (Dense, Conv, comparison, table, pool) by constants fitted on
-  hls4ml's own repository baselines, per io type, when every row is inside their range.
+  Designs whose MAC layers all run at RF 1 (latency strategy) cost LUT/FF as constants
+  fitted on hls4ml's own repository baselines times per-primitive counts
+  (:meth:`Hls4mlEstimator.unrolled_terms`: each family's analytic LUT/FF, DSP products,
+  layers, io_stream FIFOs per HLS tool, streamed-conv control), one set for both io types,
+  when every row is inside their range. ``EstimateConfig.tool`` (vivado / vitis) picks the
+  per-tool constants; unknown, they take the tools' mean with a wider band.
 
 Every row carries a 90% ``interval`` per resource and latency (from leave-one-out residuals
 of the calibration, per regime) and ``extrapolated`` notes when it leaves the calibrated
@@ -97,8 +102,14 @@ RECURRENT_GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
 COPY_OPS = frozenset({"Resize", "Upsample", "DepthToSpace", "SpaceToDepth", "Tile", "Expand"})
 
 
-#: Primitive families the unrolled (RF 1) calibration scales: Dense and Conv layers, comparisons, tables, pools.
-FAMILIES = ("dense", "conv", "compare", "table", "pool")
+#: Primitive families the unrolled (RF 1) calibration scales: Dense and Conv layers, comparisons, tables, pools,
+#: and the run-time dividers Vivado HLS keeps in padded average pools.
+FAMILIES = ("dense", "conv", "compare", "table", "pool", "divide")
+DIVIDER_NOTE = "rescale divider per output (Vivado HLS)"
+#: Families whose pipeline depth differs per HLS tool: streamed activation tables take 3 cycles in Vivado HLS
+#: 2020.1, 4 in Vitis HLS (2023.1 and 2024.1 baselines alike); io_parallel tables differ between Vitis versions
+#: (2 cycles in 2023.1, 3 in 2024.1), so they keep one pooled depth.
+TOOL_DEPTH_FAMILIES = {"io_stream": frozenset({"table"})}
 
 
 def family_of(row: LayerEstimate) -> str | None:
@@ -110,8 +121,17 @@ def family_of(row: LayerEstimate) -> str | None:
     if row.op in TABLE_OPS or row.op in ("Softmax", "LogSoftmax"):
         return "table"
     if row.op in POOL_OPS:
-        return "pool"
+        return "divide" if row.note.startswith(DIVIDER_NOTE) else "pool"
     return None
+
+
+def term_constant(consts: dict[str, float], term: str) -> float:
+    """A fitted unrolled constant; a per-tool term of an unknown tool (``fifo@None``) takes the tools' mean."""
+    if term in consts:
+        return consts[term]
+    base = term.split("@")[0] + "@"
+    tools = [v for k, v in consts.items() if k.startswith(base)]
+    return float(np.mean(tools)) if tools else (0.0 if term in ("layers", "dsp") else 1.0)
 
 
 def bits_of(dt: BaseDataType) -> int:
@@ -186,9 +206,9 @@ def _is_pow2(x: np.ndarray) -> np.ndarray:
 
 
 def dsp_per_product(a_bits: int, b_bits: int) -> int:
-    """DSP48E2 slices one a x b product needs (27x18 tiles)."""
-    big, small = max(a_bits, b_bits), min(a_bits, b_bits)
-    return math.ceil(big / DSP_A_BITS) * math.ceil(small / DSP_B_BITS)
+    """DSP48E2 slices one a x b product needs (27x18 tiles, either operand on the 27-bit port)."""
+    return min(math.ceil(a_bits / DSP_A_BITS) * math.ceil(b_bits / DSP_B_BITS),
+               math.ceil(b_bits / DSP_A_BITS) * math.ceil(a_bits / DSP_B_BITS))  # fmt: skip
 
 
 def uses_dsp(a_bits: int, w_bits: int) -> bool:
@@ -263,6 +283,7 @@ class WeightStats:
     adders: int  # adder-tree adders: sum over outputs of (non-zero terms - 1)
     max_terms: int
     n_wide: int = 0  # real weights of >= 3 CSD digits: what Vivado maps to a DSP (fewer digits: one shift-add)
+    wide_bits: int = 0  # widest of those constants, sign included: the operand width a DSP actually sees
 
 
 def weight_stats(w: np.ndarray) -> WeightStats:
@@ -279,6 +300,7 @@ def weight_stats(w: np.ndarray) -> WeightStats:
         n_real=int(wr.size), extra_digits=int(d1.sum()), extra_digit_bits=int((d1 * bit_length(wr)).sum()),
         max_digits=int(d1.max(initial=0)) + 1, adders=int(np.maximum(terms - 1, 0).sum()),
         max_terms=int(terms.max(initial=1)), n_wide=n_wide,
+        wide_bits=int(bit_length(wr[d1 >= 2]).max(initial=0)) + 1,
     )  # fmt: skip
 
 
@@ -322,6 +344,7 @@ class Hls4mlEstimator(Estimator):
         # RF-1 MAC row -> (weight bits, data bits, fan-in); compare/table/pool row -> (None, data bits, None)
         self._unrolled_bits: dict[str, tuple[int | None, int, int | None]] = {}
         self._shared = False  # some MAC layer shares its multipliers (RF > 1)
+        self._fifo: dict[str, dict[str, float]] = {}  # io_stream row -> LUT/FF of its output FIFO
         self._conv: set[str] = {n.name for n in model.graph.node if n.op_type == "Conv"}
         rows: list[LayerEstimate] = []
         unsupported: set[str] = set()
@@ -343,16 +366,49 @@ class Hls4mlEstimator(Estimator):
         return None if self._shared or self._calibrated else f"unrolled_{self.config.io_type}"
 
     def _apply_unrolled(self, rows: list[LayerEstimate], consts: dict[str, Any]) -> None:
-        """Scale each row's analytic LUT/FF by its primitive family's fitted constant, latency = loops + depth."""
+        """Each row's LUT/FF = its primitive counts (:meth:`unrolled_terms`) times the fitted constants,
+        latency = loops + depth."""
         for row in rows:
             fam = family_of(row)
             if fam is None:
                 continue
+            terms = self.unrolled_terms(row)
             for res in ("LUT", "FF"):
-                c = consts[res]
-                setattr(row, res, c.get(fam, 1.0) * getattr(row, res) + c.get("layers", 0.0))
-            row.latency_cycles = round(self._seq.get(row.name, 0) + consts["latency"].get(fam, 0.0))
+                setattr(row, res, sum(term_constant(consts[res], t) * v[res] for t, v in terms.items()))
+            row.latency_cycles = round(
+                self._seq.get(row.name, 0) + term_constant(consts["latency"], self.depth_term(fam))
+            )
             row.note = (row.note + ", " if row.note else "") + f"calibrated ({family_of(row)})"
+
+    def _per_tool(self, row: LayerEstimate) -> bool:
+        """Whether a row's calibrated cost has a per-HLS-tool constant (:meth:`unrolled_terms`, :meth:`depth_term`)."""
+        fam = family_of(row)
+        return fam is not None and ("@" in self.depth_term(fam) or any("@" in t for t in self.unrolled_terms(row)))
+
+    def depth_term(self, family: str) -> str:
+        """The pipeline-depth constant of a family: per tool for streamed tables (Vitis HLS: one cycle more)."""
+        return f"{family}@{self.config.tool}" if family in TOOL_DEPTH_FAMILIES.get(self.config.io_type, ()) else family
+
+    def unrolled_terms(self, row: LayerEstimate) -> dict[str, dict[str, float]]:
+        """A row's primitive counts in the unrolled calibration (what the fitted constants multiply).
+
+        Its family's analytic LUT/FF (the FIFO apart), its io_stream FIFO under the HLS tool's
+        name (``fifo@vivado``: Vivado HLS keeps shallow FIFOs in SRLs; Vitis registers them),
+        the fabric around its DSP products, one per layer (control), and one per streamed conv
+        (pixel counters, padding and window control).
+        """
+        fam = family_of(row)
+        if fam is None:
+            return {}
+        fifo = self._fifo.get(row.name, {"LUT": 0.0, "FF": 0.0})
+        terms = {fam: {k: getattr(row, k) - fifo[k] for k in ("LUT", "FF")}, "layers": {"LUT": 1.0, "FF": 1.0}}
+        if fifo["LUT"] or fifo["FF"]:
+            terms[f"fifo@{self.config.tool}"] = dict(fifo)
+        if row.DSP and fam in ("dense", "conv"):
+            terms["dsp"] = {"LUT": row.DSP, "FF": row.DSP}
+        if fam == "conv" and self.config.io_type == "io_stream":  # pixel counters, padding and window control
+            terms["stream_conv"] = {"LUT": 1.0, "FF": 1.0}
+        return terms
 
     def _annotate(
         self, row: LayerEstimate, glue_regime: str | None = None, notes: list[str] | None = None,
@@ -371,7 +427,9 @@ class Hls4mlEstimator(Estimator):
             row.extrapolated = list(notes or [])
             # a design outside the baselines' range keeps its analytic values: the factor-two band, not the fitted one
             calibrated = design_calibrated and (family_of(row) is not None or not costed)
-            bands = {k: cal.band(glue_regime, k) if calibrated else UNCALIBRATED_BAND
+            # a per-tool primitive (io_stream FIFO, streamed table) of an unknown tool: the tools' mean, a wider band
+            untold = calibrated and cfg.tool is None and self._per_tool(row)
+            bands = {k: cal.band(glue_regime, k, untold) if calibrated else UNCALIBRATED_BAND
                      for k in (*RESOURCES, "latency_cycles")}  # fmt: skip
         else:
             if row.op in MAC_OPS:
@@ -402,6 +460,8 @@ class Hls4mlEstimator(Estimator):
         latency_base = 0
         regimes, rfs, w_bits, ops = set(), [], [], {r.op for r in rows}
         families = {f: {"LUT": 0.0, "FF": 0.0, "n": 0.0} for f in FAMILIES}
+        terms: dict[str, dict[str, float]] = {}
+        depth_terms: dict[str, float] = {}
         other = {"LUT": 0.0, "FF": 0.0, "latency": 0.0}
         for row in rows:
             fam = family_of(row)
@@ -409,6 +469,11 @@ class Hls4mlEstimator(Estimator):
                 for k in ("LUT", "FF"):
                     families[fam][k] += getattr(row, k)
                 families[fam]["n"] += 1
+                depth_terms[self.depth_term(fam)] = depth_terms.get(self.depth_term(fam), 0.0) + 1
+                for t, v in self.unrolled_terms(row).items():
+                    acc = terms.setdefault(t, {"LUT": 0.0, "FF": 0.0})
+                    for k in acc:
+                        acc[k] += v[k]
             else:
                 other["LUT"] += row.LUT
                 other["FF"] += row.FF
@@ -430,7 +495,8 @@ class Hls4mlEstimator(Estimator):
         return {"counts": counts, "rest": rest, "latency_base": latency_base,
                 "regime": unrolled or "+".join(sorted(regimes)),
                 "analytic": {k: float(sum(getattr(r, k) for r in rows)) for k in ("DSP", "BRAM_18K")},
-                "rfs": rfs, "w_bits": w_bits, "ops": sorted(ops), "families": families, "other": other,
+                "rfs": rfs, "w_bits": w_bits, "ops": sorted(ops), "families": families, "terms": terms,
+                "depth_terms": depth_terms, "other": other,
                 "seq": float(sum(self._seq.values())), "mac_bits": bits,
                 "fan_in": {n: (("conv" if n in self._conv else "dense"), b[2]) for n, b in self._unrolled_bits.items() if b[2] is not None}}  # fmt: skip
 
@@ -444,8 +510,7 @@ class Hls4mlEstimator(Estimator):
         n = self._elements(model, node.output[0])
         b = self._bits(model, node.input[0]) if node.input else DEFAULT_BITS
         if op in COMPARE_OPS:
-            extra = b * n if op in ("LeakyRelu", "PRelu") else 0.0  # alpha*x shift-add
-            return LayerEstimate(node.name, op, LUT=b * n + extra, FF=b * n, latency_cycles=1, ii=1)
+            return self._compare(model, node, n, b)
         if op in TABLE_OPS:
             return self._table(node, n, b, tables=1)
         if op in ("Softmax", "LogSoftmax"):
@@ -532,7 +597,8 @@ class Hls4mlEstimator(Estimator):
             if dsp_path:
                 # a constant of two CSD digits is one shift-add in LUTs; wider ones take a DSP (hls4ml baselines:
                 # conv2d 28x28x3 of N(0, .05) 16-bit weights: 823 predicted vs 740/792 DSPs synthesised)
-                dsp = float(st.n_wide) * dsp_per_product(s.a_bits, s.w_bits)
+                # a constant is as wide as its value (hls4ml baselines: 32-bit data x 21-bit constants: 2 DSPs each)
+                dsp = float(st.n_wide) * dsp_per_product(s.a_bits, min(s.w_bits, st.wide_bits))
                 lut += (n_real - st.n_wide) * prod_bits
                 mult_ns = DSP_STAGES * self.period if n_real else 0.0
             else:
@@ -576,7 +642,11 @@ class Hls4mlEstimator(Estimator):
         if node.op_type == "Conv" and self.config.io_type == "io_stream":
             # a streamed conv reads every input pixel through its line buffer (baselines: 32x32 -> 1028 cycles)
             in_shape = model.shape(node.input[0]) or ()
-            instances = max(instances, _prod(in_shape[1:-1] if node.domain != "" else in_shape[2:]) or 1)
+            spatial = tuple(in_shape[1:-1] if node.domain != "" else in_shape[2:])
+            instances = max(instances, _prod(spatial) or 1)
+            lb_lut, lb_ff = self._line_buffer(node, spatial, s.n_in, s.a_bits)
+            lut += lb_lut
+            ff += lb_ff
         latency = kernel_latency + (rf - 1) + (instances - 1) * rf
         self._seq[node.name] = (rf - 1) + (instances - 1) * rf
         if rf == 1:
@@ -605,6 +675,20 @@ class Hls4mlEstimator(Estimator):
             latency_cycles=rf + round(cal.latency_per_layer), ii=rf,
             note=f"RF={rf} {'DSP' if dsp_path else 'LUT'} mults, calibrated ({regime})",
         )  # fmt: skip
+
+    @staticmethod
+    def _line_buffer(node: onnx.NodeProto, spatial: tuple[int, ...], fan_in: int, bits: int) -> tuple[float, float]:
+        """LUT/FF of a streamed conv's line buffer: the kernel window in registers (fan-in x bits), and k_h - 1
+        rows of the input in shift registers (SRL32 LUTs) for 2D kernels (hls4ml's ``nnet_conv_stream.h``)."""
+        kernel = list(_attr(node, "kernel_shape", None) or [1])
+        window_ff = float(fan_in * bits)
+        if len(kernel) < 2 or len(spatial) < 2:
+            return 0.0, window_ff
+        channels = fan_in // max(_prod(kernel), 1) or 1
+        group = int(_attr(node, "group", 1))
+        channels = channels * group  # a depthwise kernel sees one channel, its line buffer keeps them all
+        rows = kernel[0] - 1
+        return float(rows * channels * bits * math.ceil(spatial[-1] / 32)), window_ff
 
     def _tree_registers(self, n_out: int, terms: int, depth: int, add_bits: int) -> float:
         """FFs at the pipeline cuts of ``n_out`` adder trees of ``terms`` inputs (HLS registers every live partial sum)."""
@@ -644,6 +728,22 @@ class Hls4mlEstimator(Estimator):
             BRAM_18K=tables.BRAM_18K, latency_cycles=steps * step, ii=steps * step,
             note=f"{steps} steps x {gates} gates",
         )  # fmt: skip
+
+    def _compare(self, model: Model, node: onnx.NodeProto, n: int, b: int) -> LayerEstimate:
+        """ReLU-like: a comparator/mux per element; a leaky slope of 1 is the identity, one of 0 or +-2^-k a shift."""
+        op = node.op_type
+        extra = 0.0
+        if op in ("LeakyRelu", "PRelu"):
+            const = model.constant(node.input[1]) if op == "PRelu" and len(node.input) > 1 else None
+            slope = np.asarray(const if op == "PRelu" else _attr(node, "alpha", 0.01), dtype=np.float64).ravel()
+            if op == "PRelu" and const is None:
+                slope = np.array([0.3])  # a learned slope only known at run time: a real multiplication
+            if np.all(slope == 1.0):  # hls4ml's test LeakyReLU(alpha=1.0): both branches are x (baselines: no logic)
+                return LayerEstimate(node.name, op, note="slope 1: identity")
+            a = np.abs(slope[slope != 0])
+            if a.size and not np.all(np.log2(a) % 1 == 0):
+                extra = b * n  # alpha*x: one shift-add per element
+        return LayerEstimate(node.name, op, LUT=b * n + extra, FF=b * n, latency_cycles=1, ii=1)
 
     def _table(self, node: onnx.NodeProto, n: int, b: int, tables: int) -> LayerEstimate:
         copies = math.ceil(n / 2) * tables  # dual-port BRAM ROM: two reads per copy per cycle
@@ -705,8 +805,23 @@ class Hls4mlEstimator(Estimator):
         ops = n * max(window - 1, 0)
         depth = math.ceil(math.log2(max(window, 2)))
         # io_parallel pooling registers its whole input array (hls4ml baselines: FF = inputs x bits + 2)
-        return LayerEstimate(node.name, node.op_type, LUT=ops * b * (2 if node.op_type.endswith("MaxPool") else 1),
-                             FF=n_in * b, latency_cycles=1 + math.ceil(depth * adder_ns(b) / self.period), ii=1)  # fmt: skip
+        lut = ops * b * (2 if node.op_type.endswith("MaxPool") else 1)
+        cycles = 1 + math.ceil(depth * adder_ns(b) / self.period)
+        row = LayerEstimate(node.name, node.op_type, LUT=lut, FF=n_in * b, latency_cycles=cycles, ii=1)
+        if self._keeps_rescale_divider(node):
+            # hls4ml rescales a padded average by window / overlap (an int): Vivado HLS 2020.1 keeps a divider and
+            # a product per output, ~ b x b x the overlap's bits (baselines: 89-113k LUT, 137-181k FF, 21 cycles
+            # for 120-183 outputs; Vitis HLS folds it: ordinary pool)
+            div = n * b * b * max(1, window).bit_length()
+            row.LUT += div
+            row.FF += div
+            row.note = DIVIDER_NOTE
+        return row
+
+    def _keeps_rescale_divider(self, node: onnx.NodeProto) -> bool:
+        """A padded average pool that excludes its padding, synthesised by Vivado HLS (see :meth:`_pool`)."""
+        return (self.config.tool == "vivado" and node.op_type == "AveragePool"
+                and any(_attr(node, "pads", None) or []) and not _attr(node, "count_include_pad", 0))  # fmt: skip
 
     # ----------------------------------------------------------------- io_stream
     def _add_fifos(self, model: Model, rows: list[LayerEstimate]) -> None:
@@ -723,8 +838,11 @@ class Hls4mlEstimator(Estimator):
                 continue
             width = shape[-1] * self._bits(model, node.output[0])
             depth = max(1, _prod(shape[1:-1]))
-            if depth <= 32:
-                row.LUT += width * math.ceil(depth / 32)  # SRL32
-            else:
+            lut = width * math.ceil(depth / 32) if depth <= 32 else 0.0  # SRL32, else BRAM
+            if not lut:
                 row.BRAM_18K += math.ceil(width / 36) * math.ceil(depth / 512)
+            # one register per stream bit at the FIFO's output (its fitted cost differs per HLS tool)
+            self._fifo[row.name] = {"LUT": lut, "FF": float(width)}
+            row.LUT += lut
+            row.FF += width
             row.latency_cycles += 1
