@@ -110,3 +110,52 @@ def test_mlperf_tiny_int8_resnet_matches_onnxruntime_exactly():
     assert len(mac_rows) == 10  # 9 Conv + 1 Gemm
     assert all(r.weight_dtype == "SCALEDINT<8>" and r.act_dtype == "SCALEDINT<8>" for r in mac_rows)
     assert report.macs == pytest.approx(12349178) and report.bops == pytest.approx(64 * 12349178)
+
+
+def int8_port_proto() -> onnx.ModelProto:
+    """A fully integer model (TFLite int8 through tf2onnx): int8 input -> DQ -> Dense(+int32 bias) -> ReLU -> Q -> int8 output."""
+    rng = np.random.default_rng(5)
+    inits = [
+        numpy_helper.from_array(rng.integers(-127, 128, size=(16, 8)).astype(np.int8), "wq"),
+        numpy_helper.from_array((rng.uniform(0.5, 2.0, size=8) / 80).astype(np.float32), "ws"),
+        numpy_helper.from_array(np.zeros(8, np.int8), "wz"),
+        numpy_helper.from_array(rng.integers(-500, 500, size=8).astype(np.int32), "bq"),
+        numpy_helper.from_array(np.float32(0.0371 / 80), "bs"),
+        numpy_helper.from_array(np.float32(0.0371), "xs"), numpy_helper.from_array(np.int8(-3), "xz"),
+        numpy_helper.from_array(np.float32(0.0519), "ys"), numpy_helper.from_array(np.int8(-128), "yz"),
+    ]  # fmt: skip
+    nodes = [
+        helper.make_node("DequantizeLinear", ["x", "xs", "xz"], ["xd"], name="dqx"),
+        helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["wd"], name="dqw", axis=1),
+        helper.make_node("DequantizeLinear", ["bq", "bs"], ["bd"], name="dqb"),
+        helper.make_node("MatMul", ["xd", "wd"], ["mm"], name="mm"),
+        helper.make_node("Add", ["mm", "bd"], ["acc"], name="bias"),
+        helper.make_node("Relu", ["acc"], ["r"], name="relu"),
+        helper.make_node("QuantizeLinear", ["r", "ys", "yz"], ["y"], name="qy"),
+    ]
+    graph = helper.make_graph(nodes, "int8_ports", [helper.make_tensor_value_info("x", TensorProto.INT8, [1, 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.INT8, [1, 8])], inits)  # fmt: skip
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def test_int8_ports_become_float_ports_of_the_same_codes():
+    """The IR takes and returns the int8 codes as floats and computes exactly what onnxruntime computes."""
+    proto = int8_port_proto()
+    model = codesign.load(proto)
+    assert not {"QuantizeLinear", "DequantizeLinear"} & {n.op_type for n in model.nodes}
+    x = np.random.default_rng(1).integers(-128, 128, size=(200, 16)).astype(np.int8)
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # the spec, not its fused int kernels
+    sess = ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    expected = np.concatenate([sess.run(None, {"x": x[i : i + 1]})[0] for i in range(len(x))]).astype(np.float32)
+    got = execute(model, x.astype(np.float32))[model.outputs[0]]
+    np.testing.assert_array_equal(got, expected)
+    assert model.dtype(model.inputs[0]).name == "FLOAT32" and len(np.unique(expected)) > 20
+
+
+def test_int8_ports_compile_bit_exact(tmp_path):
+    pytest.importorskip("hls4ml")
+    from codesign.backends.compile import compile_hls4ml
+
+    result = compile_hls4ml(codesign.load(int8_port_proto()), "vu13p", tmp_path / "prj", verify=True, samples=100)
+    assert result.verify["bit_exact"] is True and result.verify["max_abs_diff"] == 0.0

@@ -216,6 +216,86 @@ def _float_clips(model: Model) -> None:
         model.invalidate()
 
 
+def _integer_ports(model: Model) -> int:
+    """int8/uint8 graph inputs read by DequantizeLinear and outputs written by QuantizeLinear -> float ports of codes.
+
+    Fully integer models (TFLite int8 converted by tf2onnx, MLPerf Tiny submissions) take and
+    return integer codes. The port keeps those values as float: an input becomes
+    ``Quant(x, 1, 0, bits)`` (the port's integer type) ``-> Sub(z) -> Mul(s)``, an output
+    ``Div(r, s) -> Quant(., 1, z, bits) -> Add(z)``, which is QuantizeLinear's ``clip(round(r / s) + z)``.
+    """
+    g = model.graph
+    taken = _taken(model)
+    changed = 0
+
+    def params(node: onnx.NodeProto, rank: int) -> tuple[str, str, int, int] | None:
+        scale, zp = (model.initializer(i) for i in node.input[1:3])
+        if scale is None or zp is None:
+            return None
+        shape: list[int] = []
+        if scale.size > 1:
+            axis = _attr(node, "axis")
+            shape = [1] * rank
+            shape[axis.i if axis is not None else 1] = scale.size
+        bits, signed = _bits_signed(helper.np_dtype_to_tensor_dtype(zp.dtype))
+        base = node.name or node.output[0]
+        s_name, z_name = uniquify(f"{base}_port_scale", taken), uniquify(f"{base}_port_zero_point", taken)
+        g.initializer.extend([numpy_helper.from_array(scale.astype(np.float32).reshape(shape), s_name),
+                              numpy_helper.from_array(zp.astype(np.float32).reshape(shape), z_name)])  # fmt: skip
+        return s_name, z_name, bits, signed
+
+    def unit_quant(x: str, out: str, zero: str, bits: int, signed: int, base: str) -> onnx.NodeProto:
+        names = [uniquify(f"{base}_{k}", taken) for k in ("unit", "no_zero", "bits")]
+        g.initializer.extend(numpy_helper.from_array(np.float32(v), n) for v, n in zip((1.0, 0.0, bits), names))
+        return helper.make_node("Quant", [x, names[0], zero or names[1], names[2]], [out], name=uniquify(base, taken),
+                                domain=QONNX_DOMAIN, signed=signed, narrow=0, rounding_mode="ROUND")  # fmt: skip
+
+    new_nodes: list[onnx.NodeProto] = []
+    drop: set[int] = set()
+    for port in g.input:
+        readers = model.consumers(port.name)
+        if port.type.tensor_type.elem_type not in _INT_TYPES or not readers:
+            continue
+        if any(r.op_type != "DequantizeLinear" or r.input[0] != port.name for r in readers):
+            continue
+        rank = len(port.type.tensor_type.shape.dim)
+        found = [params(r, rank) for r in readers]
+        if any(f is None for f in found):
+            continue
+        codes = uniquify(f"{port.name}_codes", taken)
+        bits, signed = _bits_signed(port.type.tensor_type.elem_type)
+        new_nodes.append(unit_quant(port.name, codes, "", bits, signed, f"{port.name}_port"))
+        for dq, (s_name, z_name, _, _) in zip(readers, found):
+            centred = uniquify(f"{dq.output[0]}_centred", taken)
+            new_nodes += [helper.make_node("Sub", [codes, z_name], [centred], name=uniquify(f"{dq.name}_centre", taken)),
+                          helper.make_node("Mul", [centred, s_name], [dq.output[0]], name=dq.name or uniquify("dq", taken))]  # fmt: skip
+            drop.add(id(dq))
+        port.type.tensor_type.elem_type = onnx.TensorProto.FLOAT
+        changed += 1
+    for port in g.output:
+        q = model.producer(port.name)
+        if port.type.tensor_type.elem_type not in _INT_TYPES or q is None or q.op_type != "QuantizeLinear":
+            continue
+        found = params(q, len(port.type.tensor_type.shape.dim))
+        if found is None or len(model.consumers(port.name)):
+            continue
+        s_name, z_name, bits, signed = found
+        over, codes = uniquify(f"{port.name}_over_scale", taken), uniquify(f"{port.name}_centred_codes", taken)
+        new_nodes += [helper.make_node("Div", [q.input[0], s_name], [over], name=uniquify(f"{q.name}_divide", taken)),
+                      unit_quant(over, codes, z_name, bits, signed, f"{q.name}_round"),
+                      helper.make_node("Add", [codes, z_name], [port.name], name=q.name or uniquify("q", taken))]  # fmt: skip
+        drop.add(id(q))
+        port.type.tensor_type.elem_type = onnx.TensorProto.FLOAT
+        changed += 1
+    if changed:
+        nodes = [n for n in g.node if id(n) not in drop]
+        g.ClearField("node")
+        g.node.extend(new_nodes + nodes)  # SortGraph later; inputs first keeps most graphs ordered
+        _ensure_qonnx_opset(model.proto)
+        model.invalidate()
+    return changed
+
+
 def _fuse_pairs(model: Model) -> int:
     """QuantizeLinear [-> Clip] -> DequantizeLinear -> one Quant, in one linear sweep.
 
@@ -294,6 +374,7 @@ class QDQToQuant(Pass):
         infer_shapes(model)
         _prepare(model)
         _lone_weight_dequantizers(model)
+        _integer_ports(model)
         _float_clips(model)
         _fuse_pairs(model)
         _ensure_qonnx_opset(model.proto)
