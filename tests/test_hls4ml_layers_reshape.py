@@ -37,7 +37,8 @@ def test_nearest_upsampling_bit_exact(tmp_path):
     assert_bit_exact(csim(g.model(y, (1, 8, 8)), tmp_path))
 
 
-def test_bilinear_upsampling_is_refused_naming_the_node():
+def test_linear_upsampling_by_three_is_refused_naming_the_node():
+    """Linear by 2 is lowered (tests/test_linear_resize.py); other factors stay a named refusal."""
     from codesign.backends import hls4ml_layers
     from codesign.backends.hls4ml_backend import lower_model
     from codesign.backends.precision import derive
@@ -45,9 +46,9 @@ def test_bilinear_upsampling_is_refused_naming_the_node():
     from codesign.frontends import load
 
     g = Graph((2, 4, 4))
-    h = g.node("Resize", [g.quant("x"), "", g.const(np.array([1.0, 1.0, 2.0, 2.0]))], name="up_lin", mode="linear")
-    lowered = lower_model(load(g.model(h, (2, 8, 8))))
-    assert lowered.shape(lowered.outputs[0]) == (1, 8, 8, 2)  # the upsampling itself is laid out channels-last
+    h = g.node("Resize", [g.quant("x"), "", g.const(np.array([1.0, 1.0, 3.0, 3.0]))], name="up_lin", mode="linear")
+    lowered = lower_model(load(g.model(h, (2, 12, 12))))
+    assert lowered.shape(lowered.outputs[0]) == (1, 12, 12, 2)  # the upsampling itself is laid out channels-last
     with pytest.raises(UnsupportedModelError, match="Resize up_lin: mode 'linear'"):
         hls4ml_layers.build(lowered, derive(lowered))
 

@@ -166,12 +166,13 @@ class PoolPad(nn.Module):
 class UNetMini(nn.Module):
     """Encoder/decoder with nearest Upsample and a Concat skip (segmentation / super-resolution idiom)."""
 
-    def __init__(self, transpose: bool = False) -> None:
+    def __init__(self, transpose: bool = False, mode: str = "nearest") -> None:
         super().__init__()
         self.e1 = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU())
         self.down = nn.MaxPool2d(2)
         self.e2 = nn.Sequential(nn.Conv2d(4, 8, 3, padding=1), nn.ReLU())
-        self.up = nn.ConvTranspose2d(8, 8, 2, 2) if transpose else nn.Upsample(scale_factor=2, mode="nearest")
+        linear = {"align_corners": False} if mode == "bilinear" else {}
+        self.up = nn.ConvTranspose2d(8, 8, 2, 2) if transpose else nn.Upsample(scale_factor=2, mode=mode, **linear)
         self.d1 = nn.Sequential(nn.Conv2d(12, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 1, 1), nn.Sigmoid())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -216,6 +217,7 @@ ENTRIES: list[TorchEntry] = [
     TorchEntry("pool_padding", PoolPad, (1, 3, 16, 16), 13, "padded Max/AvgPool, torch.flatten"),
     TorchEntry("unet_upsample_concat", UNetMini, (1, 1, 8, 8), 11, "Upsample nearest + Concat skip"),
     TorchEntry("unet_upsample_opset9", UNetMini, (1, 1, 8, 8), 9, "opset-9 Upsample op"),
+    TorchEntry("unet_bilinear", lambda: UNetMini(mode="bilinear"), (1, 1, 8, 8), 13, "bilinear Upsample (half_pixel)"),
     TorchEntry("mean_pool_zeropad", MeanPoolNet, (1, 3, 8, 8), 11, "x.mean((2, 3)) (ReduceMean), ZeroPad2d"),
     TorchEntry("mlp_hardsigmoid", lambda: Mlp(nn.Hardsigmoid()), (1, 16), 14, "HardSigmoid"),
     TorchEntry("unet_convtranspose", lambda: UNetMini(True), (1, 1, 8, 8), 13, "ConvTranspose2d (refusal ok)"),

@@ -585,12 +585,14 @@ def lower_for_hls4ml() -> Sequential:
     """IR -> the graph codesign's hls4ml layer builders read (cleaned, MatMul, channels-last)."""
     from codesign.backends.integer_codes import IntegerCodes
     from codesign.backends.layout import ChannelsLastLayout
+    from codesign.backends.linear_resize import LinearResizeAsNearestAndConv
 
     return Sequential(
         QonnxCleanup(),
         TruncAsQuants(),
         GemmToMatMul(),
         ExtractWeightScale(),
+        LinearResizeAsNearestAndConv(),
         IntegerCodes(),
         ExplicitDefaults(),
         ReduceMeanAsGlobalPool(),
