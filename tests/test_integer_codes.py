@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 from hls4ml_graphs import Graph, csim
 
+from codesign.frontends import load
+
 pytest.importorskip("hls4ml")
 
 
@@ -61,7 +63,7 @@ def test_the_macs_read_integer_codes():
 def test_qdq_cnn_csim_lands_on_the_reference_codes(tmp_path, zero):
     """C-sim outputs on the IR's codes of the output quantizer for every sample (were 1 LSB off at boundaries).
 
-    A zero point before a padded Conv stays in front of it (padding adds real zeros, not codes ``z``)."""
+    A padded Conv reads the centred codes ``q - z`` (its padding adds real zeros, not codes ``z``)."""
     g = _qdq_cnn(zero)
     report = csim(g.model(g.out, (5,)), tmp_path, samples=200)
     assert report["same_code_share"] == 1.0, report
@@ -105,3 +107,18 @@ def test_a_zero_point_reaches_the_mac_as_a_bias():
     w = model.constant(first.input[1])
     assert add.op_type == "Add" and model.consumers(add.output[0])[0].op_type == "Mul"
     np.testing.assert_allclose(model.constant(add.input[1]), 7.0 * w.sum(axis=0), rtol=1e-6)
+
+
+def test_a_padded_conv_reads_centred_codes():
+    """Zero point 5 before a 3x3 pad-1 Conv: Sub(codes, 5) feeds it, the scale moved behind it."""
+    from codesign.backends.integer_codes import IntegerCodes
+    from codesign.backends.lowering import ExtractWeightScale, QonnxCleanup
+    from codesign.passes.base import Sequential
+
+    g = _qdq_cnn(5.0)
+    model = Sequential(QonnxCleanup(), ExtractWeightScale(), IntegerCodes()).call(load(g.model(g.out, (5,)))).model
+    conv = next(iter(model.nodes_of(["Conv"])))
+    sub = model.producer(conv.input[0])
+    assert sub.op_type == "Sub" and float(model.constant(sub.input[1])) == 5.0
+    assert model.producer(sub.input[0]).op_type == "Quant"
+    assert {n.op_type for n in model.consumers(conv.output[0])} == {"Mul"}

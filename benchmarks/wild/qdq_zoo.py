@@ -39,6 +39,14 @@ ENTRIES: list[QdqEntry] = [
     QdqEntry("resnet8_qdq_pc_s8", "resnet8_cifar", per_channel=True, note="per-channel, int8 symmetric"),
     QdqEntry("conv1d_qdq_s8_asym", "conv1d_radio", symmetric=False, note="int8 asymmetric activations"),
     QdqEntry("autoencoder_qdq_pc_s8", "autoencoder_ad", per_channel=True, note="per-channel Gemm"),
+    QdqEntry(
+        "resnet8_qdq_pc_s8_asym",
+        "resnet8_cifar",
+        per_channel=True,
+        symmetric=False,
+        note="onnxruntime's defaults: int8 asymmetric activations (zero point -128 after ReLU), padded convs",
+    ),
+    QdqEntry("mobilenetv1_qdq_s8_asym", "mobilenetv1_vww", symmetric=False, note="int8 asymmetric, depthwise"),
     QdqEntry("jet_tagger_qop", "jet_tagger", fmt="QOperator", note="QLinearMatMul / QGemm (refusal ok)"),
     QdqEntry(
         "ds_cnn_qop",

@@ -59,8 +59,16 @@ def _attr(node: onnx.NodeProto, name: str, default=None):
 
 
 def value_range(model: Model, tensor: str) -> tuple[int, float, float] | None:
-    """(frac, lo, hi) of a quantized activation: a typed ``Quant`` or a power-of-two ``BipolarQuant`` output."""
+    """(frac, lo, hi) of a quantized activation: a typed ``Quant`` or a power-of-two ``BipolarQuant`` output,
+    or one minus a scalar on its grid (the centred codes ``q - z`` of an asymmetric quantizer)."""
     producer = model.producer(tensor)
+    if producer is not None and producer.op_type == "Sub" and len(producer.input) == 2:
+        inner, c = value_range(model, producer.input[0]), model.constant(producer.input[1])
+        if inner is None or c is None or np.size(c) != 1:
+            return None
+        frac, lo, hi = inner
+        c = float(np.asarray(c, dtype=np.float64).ravel()[0])
+        return (frac, lo - c, hi - c) if c * 2.0**frac == round(c * 2.0**frac) else None
     if producer is not None and producer.op_type == "BipolarQuant":
         k = pow2_exponent(model.constant(producer.input[1]))
         return None if k is None else (-k, -(2.0**k), 2.0**k)

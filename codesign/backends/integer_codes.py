@@ -12,7 +12,7 @@ at every rounding boundary a chain of inexact fixed-point rescales crosses.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import onnx
@@ -184,31 +184,49 @@ def _sink(model: Model, codes: str, real: str, r: Rescale, made: set[str]) -> No
 
     Commuting ops take the codes and pass the rescale on; a MatMul/Conv takes the codes and gets
     ``Mul(s)`` after it (its bias divided by ``s``, the zero point's share of each output folded in);
-    any other consumer reads one materialised ``(codes - z) * s``.
+    where a zero point cannot pass (ReLU, a zero-padded Conv) the centred codes ``codes - z`` (integers,
+    one bit wider) go on instead; any other consumer reads one materialised ``(codes - z) * s``.
     """
     for node in list(model.consumers(real)):
-        if _commutes(model, node, real) and (r.z == 0 or _offset_commutes(node)):
-            node.input[0] = codes
-            y = node.output[0]
-            node.output[0] = f"{y}_codes"
-            model.invalidate()
-            _sink(model, f"{y}_codes", y, r, made)
-        elif _linear(model, node, real) and (r.z == 0 or _offset_through_linear(node)):
-            node.input[0] = codes
-            _after(model, node, "Mul", r.s_name, "codes")
-            _fold_bias(model, node, r)  # after: a MatMul's zero-point Add goes between it and the Mul
-        elif real not in made:  # the consumer keeps reading ``real``, now computed from the codes
-            producer = model.producer(codes)
-            idx = list(model.graph.node).index(producer) + 1 if producer is not None else 0
-            src = codes
-            if r.z != 0:
-                model.graph.node.insert(
-                    idx, helper.make_node("Sub", [codes, r.z_name], [f"{real}_centred"], name=f"{real}_centre")
-                )
-                src, idx = f"{real}_centred", idx + 1
-            model.graph.node.insert(idx, helper.make_node("Mul", [src, r.s_name], [real], name=f"{real}_rescale"))
-            made.add(real)
-            model.invalidate()
+        offset_stuck = (_commutes(model, node, real) and not _offset_commutes(node)) or (
+            _linear(model, node, real) and not _offset_through_linear(node)
+        )
+        if r.z != 0 and offset_stuck:
+            _sink_one(model, node, _centred(model, codes, real, r), real, replace(r, z=0.0), made)
+        else:
+            _sink_one(model, node, codes, real, r, made)
+
+
+def _centred(model: Model, codes: str, real: str, r: Rescale) -> str:
+    """``codes - z`` (one Sub per tensor), placed right after the codes' producer."""
+    name = f"{real}_centred"
+    if model.producer(name) is None:
+        producer = model.producer(codes)
+        idx = list(model.graph.node).index(producer) + 1 if producer is not None else 0
+        model.graph.node.insert(idx, helper.make_node("Sub", [codes, r.z_name], [name], name=f"{real}_centre"))
+        model.invalidate()
+    return name
+
+
+def _sink_one(model: Model, node: onnx.NodeProto, codes: str, real: str, r: Rescale, made: set[str]) -> None:
+    """One consumer ``node`` of ``real``: see :func:`_sink`."""
+    if _commutes(model, node, real) and (r.z == 0 or _offset_commutes(node)):
+        node.input[0] = codes
+        y = node.output[0]
+        node.output[0] = f"{y}_codes"
+        model.invalidate()
+        _sink(model, f"{y}_codes", y, r, made)
+    elif _linear(model, node, real) and (r.z == 0 or _offset_through_linear(node)):
+        node.input[0] = codes
+        _after(model, node, "Mul", r.s_name, "codes")
+        _fold_bias(model, node, r)  # after: a MatMul's zero-point Add goes between it and the Mul
+    elif real not in made:  # the consumer keeps reading ``real``, now computed from the codes
+        src = _centred(model, codes, real, r) if r.z != 0 else codes
+        producer = model.producer(src)
+        idx = list(model.graph.node).index(producer) + 1 if producer is not None else 0
+        model.graph.node.insert(idx, helper.make_node("Mul", [src, r.s_name], [real], name=f"{real}_rescale"))
+        made.add(real)
+        model.invalidate()
 
 
 def _fold_bias(model: Model, node: onnx.NodeProto, r: Rescale) -> None:
