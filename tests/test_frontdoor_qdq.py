@@ -159,3 +159,51 @@ def test_int8_ports_compile_bit_exact(tmp_path):
 
     result = compile_hls4ml(codesign.load(int8_port_proto()), "vu13p", tmp_path / "prj", verify=True, samples=100)
     assert result.verify["bit_exact"] is True and result.verify["max_abs_diff"] == 0.0
+
+
+def tf2onnx_tflite_proto() -> onnx.ModelProto:
+    """What tf2onnx writes for a TFLite int8 conv net: NHWC int8 input -> Transpose -> DQ, a Q -> Squeeze -> DQ
+    pair (its transpose optimiser), node names of several hundred characters."""
+    rng = np.random.default_rng(2)
+    long = "functional_1/re_lu_1/Relu;functional_1/batch_normalization_1/batchnorm/add_1;" * 4
+    inits = [
+        numpy_helper.from_array(rng.integers(-127, 128, size=(3, 2, 1, 1)).astype(np.int8), "wq"),
+        numpy_helper.from_array(np.full(3, 0.0123, np.float32), "ws"), numpy_helper.from_array(np.zeros(3, np.int8), "wz"),
+        numpy_helper.from_array(np.float32(0.05), "xs"), numpy_helper.from_array(np.int8(4), "xz"),
+        numpy_helper.from_array(np.float32(0.07), "ys"), numpy_helper.from_array(np.int8(-2), "yz"),
+        numpy_helper.from_array(np.array([2, 3], np.int64), "axes"),
+    ]  # fmt: skip
+    nodes = [
+        helper.make_node("Transpose", ["x"], ["xt"], perm=[0, 3, 1, 2], name=long + "a"),
+        helper.make_node("DequantizeLinear", ["xt", "xs", "xz"], ["xd"], name=long + "b"),
+        helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["wd"], axis=0, name=long + "c"),
+        helper.make_node("Conv", ["xd", "wd"], ["c"], kernel_shape=[1, 1], name=long + "d"),
+        helper.make_node("QuantizeLinear", ["c", "ys", "yz"], ["cq"], name=long + "e"),
+        helper.make_node("Squeeze", ["cq", "axes"], ["sq"], name=long + "f"),
+        helper.make_node("DequantizeLinear", ["sq", "ys", "yz"], ["y"], name=long + "g"),
+    ]
+    graph = helper.make_graph(nodes, "tflite", [helper.make_tensor_value_info("x", TensorProto.INT8, [1, 1, 1, 2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])], inits)  # fmt: skip
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def test_tf2onnx_tflite_patterns_load_and_match_onnxruntime():
+    proto = tf2onnx_tflite_proto()
+    model = codesign.load(proto)
+    assert not {"QuantizeLinear", "DequantizeLinear"} & {n.op_type for n in model.nodes}
+    assert all(len(n.name) <= 200 for n in model.nodes)
+    x = np.random.default_rng(3).integers(-128, 128, size=(50, 1, 1, 2)).astype(np.int8)
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    expected = np.concatenate([sess.run(None, {"x": x[i : i + 1]})[0] for i in range(len(x))])
+    got = execute(model, x.astype(np.float32))[model.outputs[0]]
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_a_long_name_stays_safe_when_made_unique():
+    from codesign.ir.names import MAX_NAME, is_safe_name, uniquify
+
+    taken: set[str] = set()
+    names = [uniquify("n" * 300, taken) for _ in range(3)]
+    assert len(set(names)) == 3 and all(len(n) <= MAX_NAME and is_safe_name(n) for n in names)

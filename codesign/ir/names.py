@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+#: Longest node/tensor name kept (generated HLS and Verilog identifiers derive from them).
+MAX_NAME = 200
 _SAFE = re.compile(r"^[A-Za-z0-9_.:/\-]+$")
 _UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9_.:/\-]")
 _NON_IDENT = re.compile(r"[^A-Za-z0-9_]")
@@ -16,12 +18,12 @@ _NON_IDENT = re.compile(r"[^A-Za-z0-9_]")
 
 def is_safe_name(name: str) -> bool:
     """A name the IR keeps as the user wrote it."""
-    return bool(_SAFE.match(name)) and len(name) <= 200
+    return bool(_SAFE.match(name)) and len(name) <= MAX_NAME
 
 
 def safe_name(name: str, fallback: str = "t") -> str:
     """Replace every character outside ``[A-Za-z0-9_.:/-]`` with ``_`` (never empty)."""
-    cleaned = _UNSAFE_CHARS.sub("_", name)[:200]
+    cleaned = _UNSAFE_CHARS.sub("_", name)[:MAX_NAME]
     return cleaned if cleaned.strip("_") else fallback
 
 
@@ -34,10 +36,15 @@ def c_identifier(name: str, prefix: str = "n") -> str:
 
 
 def uniquify(name: str, taken: set[str]) -> str:
-    """``name`` if free, else ``name_1``, ``name_2``...; records the result in ``taken``."""
-    candidate, k = name, 0
+    """``name`` if free, else ``name_1``, ``name_2``...; records the result in ``taken``.
+
+    At most :data:`MAX_NAME` characters: a suffix replaces the tail of a long name (tf2onnx writes
+    names of several hundred characters; a cut one plus ``_1`` was no longer a safe name).
+    """
+    candidate, k = name[:MAX_NAME], 0
     while candidate in taken:
         k += 1
-        candidate = f"{name}_{k}"
+        suffix = f"_{k}"
+        candidate = f"{name[: MAX_NAME - len(suffix)]}{suffix}"
     taken.add(candidate)
     return candidate

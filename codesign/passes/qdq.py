@@ -216,6 +216,54 @@ def _float_clips(model: Model) -> None:
         model.invalidate()
 
 
+#: Ops that only move elements: integer codes pass through them unchanged, a per-tensor quantizer commutes.
+_MOVES = frozenset({"Transpose", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity"})
+
+
+def _dequantizers_through_moves(model: Model, tensor: str) -> list[onnx.NodeProto] | None:
+    """The DequantizeLinear nodes reading ``tensor`` directly or through element-moving ops (tf2onnx puts a
+    Transpose between an NHWC int8 input and its DequantizeLinear); None if anything else reads it."""
+    found: list[onnx.NodeProto] = []
+    for reader in model.consumers(tensor):
+        if reader.op_type == "DequantizeLinear" and reader.input[0] == tensor:
+            found.append(reader)
+        elif reader.op_type in _MOVES and reader.input[0] == tensor and reader.output[0] not in model.outputs:
+            more = _dequantizers_through_moves(model, reader.output[0])
+            if not more:
+                return None
+            found += more
+        else:
+            return None
+    return found
+
+
+def _moves_out_of_pairs(model: Model) -> int:
+    """QuantizeLinear -> Squeeze/Reshape/Transpose -> DequantizeLinear (tf2onnx's transpose optimiser) -> the move
+    first, then the pair: a per-tensor quantizer commutes with ops that only move elements."""
+    g = model.graph
+    moved = 0
+    for dq in [n for n in g.node if n.op_type == "DequantizeLinear"]:
+        mid = model.producer(dq.input[0])
+        q = model.producer(mid.input[0]) if mid is not None and mid.op_type in _MOVES and mid.input else None
+        if q is None or q.op_type != "QuantizeLinear" or len(model.consumers(q.output[0])) != 1:
+            continue
+        if len(model.consumers(mid.output[0])) != 1:
+            continue
+        scale = model.initializer(q.input[1])
+        if scale is None or scale.size != 1:
+            continue
+        x, q_out, mid_out = q.input[0], q.output[0], mid.output[0]
+        mid.input[0], mid.output[0] = x, q_out  # x -> move -> (renamed) q_out
+        q.input[0], q.output[0] = q_out, mid_out  # -> Q -> mid_out -> DQ
+        nodes = [n for n in g.node if n is not mid]
+        nodes.insert(nodes.index(q), mid)
+        g.ClearField("node")
+        g.node.extend(nodes)
+        model.invalidate()
+        moved += 1
+    return moved
+
+
 def _integer_ports(model: Model) -> int:
     """int8/uint8 graph inputs read by DequantizeLinear and outputs written by QuantizeLinear -> float ports of codes.
 
@@ -250,26 +298,27 @@ def _integer_ports(model: Model) -> int:
         return helper.make_node("Quant", [x, names[0], zero or names[1], names[2]], [out], name=uniquify(base, taken),
                                 domain=QONNX_DOMAIN, signed=signed, narrow=0, rounding_mode="ROUND")  # fmt: skip
 
-    new_nodes: list[onnx.NodeProto] = []
-    drop: set[int] = set()
+    new_nodes: list[onnx.NodeProto] = []  # the input ports' Quants, first in the graph
+    instead: dict[int, list[onnx.NodeProto]] = {}  # id(DQ/Q node) -> the nodes in its place
     for port in g.input:
-        readers = model.consumers(port.name)
-        if port.type.tensor_type.elem_type not in _INT_TYPES or not readers:
+        if port.type.tensor_type.elem_type not in _INT_TYPES:
             continue
-        if any(r.op_type != "DequantizeLinear" or r.input[0] != port.name for r in readers):
+        readers = _dequantizers_through_moves(model, port.name)
+        if not readers:
             continue
-        rank = len(port.type.tensor_type.shape.dim)
-        found = [params(r, rank) for r in readers]
+        found = [params(r, len(model.shape(r.input[0]) or ())) for r in readers]
         if any(f is None for f in found):
             continue
         codes = uniquify(f"{port.name}_codes", taken)
         bits, signed = _bits_signed(port.type.tensor_type.elem_type)
         new_nodes.append(unit_quant(port.name, codes, "", bits, signed, f"{port.name}_port"))
+        for reader in model.consumers(port.name):  # the codes, not the raw port, go on (moves keep them)
+            reader.input[:] = [codes if i == port.name else i for i in reader.input]
         for dq, (s_name, z_name, _, _) in zip(readers, found):
+            codes_in = dq.input[0]
             centred = uniquify(f"{dq.output[0]}_centred", taken)
-            new_nodes += [helper.make_node("Sub", [codes, z_name], [centred], name=uniquify(f"{dq.name}_centre", taken)),
-                          helper.make_node("Mul", [centred, s_name], [dq.output[0]], name=dq.name or uniquify("dq", taken))]  # fmt: skip
-            drop.add(id(dq))
+            instead[id(dq)] = [helper.make_node("Sub", [codes_in, z_name], [centred], name=uniquify(f"{dq.name}_centre", taken)),
+                               helper.make_node("Mul", [centred, s_name], [dq.output[0]], name=dq.name or uniquify("dq", taken))]  # fmt: skip
         port.type.tensor_type.elem_type = onnx.TensorProto.FLOAT
         changed += 1
     for port in g.output:
@@ -281,16 +330,15 @@ def _integer_ports(model: Model) -> int:
             continue
         s_name, z_name, bits, signed = found
         over, codes = uniquify(f"{port.name}_over_scale", taken), uniquify(f"{port.name}_centred_codes", taken)
-        new_nodes += [helper.make_node("Div", [q.input[0], s_name], [over], name=uniquify(f"{q.name}_divide", taken)),
-                      unit_quant(over, codes, z_name, bits, signed, f"{q.name}_round"),
-                      helper.make_node("Add", [codes, z_name], [port.name], name=q.name or uniquify("q", taken))]  # fmt: skip
-        drop.add(id(q))
+        instead[id(q)] = [helper.make_node("Div", [q.input[0], s_name], [over], name=uniquify(f"{q.name}_divide", taken)),
+                          unit_quant(over, codes, z_name, bits, signed, f"{q.name}_round"),
+                          helper.make_node("Add", [codes, z_name], [port.name], name=q.name or uniquify("q", taken))]  # fmt: skip
         port.type.tensor_type.elem_type = onnx.TensorProto.FLOAT
         changed += 1
     if changed:
-        nodes = [n for n in g.node if id(n) not in drop]
+        nodes = [m for n in g.node for m in instead.get(id(n), [n])]
         g.ClearField("node")
-        g.node.extend(new_nodes + nodes)  # SortGraph later; inputs first keeps most graphs ordered
+        g.node.extend(new_nodes + nodes)
         _ensure_qonnx_opset(model.proto)
         model.invalidate()
     return changed
@@ -375,6 +423,7 @@ class QDQToQuant(Pass):
         _prepare(model)
         _lone_weight_dequantizers(model)
         _integer_ports(model)
+        _moves_out_of_pairs(model)
         _float_clips(model)
         _fuse_pairs(model)
         _ensure_qonnx_opset(model.proto)
