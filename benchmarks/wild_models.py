@@ -1,11 +1,13 @@
 """Generated exporter zoo: realistic models from exporters available here, through codesign like real_models.py.
 
-Writes PyTorch float models (``torch.onnx.export(dynamo=False)``, opsets 9-17) and onnxruntime
-static-quantized versions of some (QDQ per-tensor/per-channel, int8/uint8, and QOperator) into a
-cache folder outside the repository (``--out``, default ``~/.cache/codesign/wild``; kept between
+Writes PyTorch float models (``torch.onnx.export(dynamo=False)``, opsets 9-17; some also with the
+dynamo exporter, torch's default) and onnxruntime static-quantized versions of some (QDQ
+per-tensor/per-channel, int8/uint8, and QOperator) into a cache folder outside the repository (``--out``, default ``~/.cache/codesign/wild``; kept between
 runs, ``--regen`` rewrites), then runs each through ``codesign inspect`` and
 ``codesign compile --target vu13p --backend hls4ml --verify`` with real_models.py's subprocess
-runner (timeout + address-space cap) and classifier, and prints one table with totals.
+runner (timeout + address-space cap) and classifier, and prints one table with totals. Keras and
+TFLite-int8 models (tf2onnx) join when ``benchmarks/wild/keras_zoo.py`` has written them (it needs
+TensorFlow, which codesign's install leaves out).
 
     PYTHONPATH=. python benchmarks/wild_models.py [--models 'torch/jet*'] [--timeout 300] [--markdown FILE]
 """
@@ -27,7 +29,7 @@ DEFAULT_OUT = Path.home() / ".cache" / "codesign" / "wild"
 
 def generate(out: Path, pattern: str, regen: bool) -> dict[str, tuple[Path, str]]:
     """{``family/name.onnx``: (path, note)} of every zoo entry matching ``pattern`` (globs, comma-separated)."""
-    from benchmarks.wild import qdq_zoo, torch_zoo
+    from benchmarks.wild import keras_zoo, qdq_zoo, torch_zoo
 
     globs = pattern.split(",")
 
@@ -59,6 +61,18 @@ def generate(out: Path, pattern: str, regen: bool) -> dict[str, tuple[Path, str]
             print(f"  quantizing {key}", file=sys.stderr, flush=True)
             qdq_zoo.quantize(q, float_model(q.source), path, floats[q.source].shape)
         models[key] = (path, f"from {q.source}; {q.note}")
+    for e in torch_zoo.ENTRIES:  # torch's default exporter since 2.9 (opset 20, its own op spellings)
+        key = f"torch-dynamo/{e.name}.onnx"
+        if e.dynamo and wanted(key):
+            path = out / "torch-dynamo" / f"{e.name}.onnx"
+            if regen or not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                print(f"  exporting {key} (dynamo)", file=sys.stderr, flush=True)
+                torch_zoo.export(e, path, dynamo=True)
+            models[key] = (path, f"dynamo exporter; {e.note}".rstrip("; "))
+    for key, note in keras_zoo.NOTES.items():  # written by keras_zoo.py in a TensorFlow environment, if at all
+        if wanted(key) and (out / key).exists():
+            models[key] = (out / key, note)
     return models
 
 

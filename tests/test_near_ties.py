@@ -41,3 +41,30 @@ def test_three_layer_pytorch_verifies_and_its_flips_are_ties(tmp_path):
     assert result.verdict_line.endswith(
         f"top-1 agreement 99.80% (2 flipped, float top-2 margin <= {f['max_flip_margin']:.2g})"
     )
+
+
+def test_scores_within_one_output_step_are_ties_for_a_model_that_cannot_be_exact():
+    """A quantized Softmax (step 1/256) off by one code: the reference's top-2 within that step is a tie."""
+    from codesign.backends.verify import top1_agreement
+
+    ref = np.array([[26, 25, 3], [40, 10, 2], [30, 29, 1]], dtype=np.float64) / 256
+    out = np.array([[25, 26, 3], [40, 10, 2], [29, 31, 1]], dtype=np.float64) / 256  # rows 0 and 2 flipped
+    assert top1_agreement(ref, out) == 1 / 3
+    assert top1_agreement(ref, out, step=1 / 256) == 1.0
+    assert top1_agreement(ref, out * 0 + np.array([0, 0, 1]) / 256, step=1 / 256) == 0.0  # a real flip stays one
+
+
+def test_the_tie_step_is_the_output_quantizers_through_a_zero_point_shift():
+    from onnx import TensorProto, helper, numpy_helper
+
+    from codesign.backends.verify import output_step
+
+    inits = [
+        numpy_helper.from_array(np.float32(v), n) for v, n in ((0.0039, "s"), (0.0, "z"), (8.0, "b"), (-128.0, "zp"))
+    ]
+    nodes = [helper.make_node("Quant", ["x", "s", "z", "b"], ["q"], domain="qonnx.custom_op.general", name="q"),
+             helper.make_node("Add", ["q", "zp"], ["y"], name="shift")]  # fmt: skip
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], inits)  # fmt: skip
+    model = load(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
+    assert abs(output_step(model, model.outputs[0]) - 0.0039) < 1e-9

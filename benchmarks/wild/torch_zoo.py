@@ -28,6 +28,8 @@ class TorchEntry:
     note: str = ""
     train: bool = True
     dynamic_batch: bool = False
+    #: also exported with the dynamo exporter (torch's default since 2.9) as ``torch-dynamo/<name>``
+    dynamo: bool = False
 
 
 def _ds_block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
@@ -198,14 +200,23 @@ class MeanPoolNet(nn.Module):
 
 
 ENTRIES: list[TorchEntry] = [
-    TorchEntry("ds_cnn_kws", ds_cnn, (1, 1, 49, 10), 13, "MLPerf Tiny KWS, 16 ch (real 64)"),
-    TorchEntry("resnet8_cifar", ResNet8, (1, 3, 16, 16), 11, "MLPerf Tiny IC, 16x16 (real 32x32), 8/16/16 ch"),
-    TorchEntry("mobilenetv1_vww", mobilenet_v1, (1, 3, 32, 32), 13, "MLPerf Tiny VWW, 32x32 (real 96x96), 4 blocks"),
+    TorchEntry("ds_cnn_kws", ds_cnn, (1, 1, 49, 10), 13, "MLPerf Tiny KWS, 16 ch (real 64)", dynamo=True),
+    TorchEntry(
+        "resnet8_cifar", ResNet8, (1, 3, 16, 16), 11, "MLPerf Tiny IC, 16x16 (real 32x32), 8/16/16 ch", dynamo=True
+    ),
+    TorchEntry(
+        "mobilenetv1_vww",
+        mobilenet_v1,
+        (1, 3, 32, 32),
+        13,
+        "MLPerf Tiny VWW, 32x32 (real 96x96), 4 blocks",
+        dynamo=True,
+    ),
     TorchEntry("autoencoder_ad", autoencoder, (1, 640), 17, "MLPerf Tiny AD, real size"),
     TorchEntry("jet_tagger", jet_tagger, (1, 16), 9, "hls4ml jet tagger, real size"),
     TorchEntry("jet_tagger_untrained", jet_tagger, (1, 16), 13, "untrained (kaiming init)", train=False),
-    TorchEntry("jet_tagger_dynbatch", jet_tagger, (1, 16), 11, "dynamic batch axis", dynamic_batch=True),
-    TorchEntry("conv1d_radio", conv1d_net, (1, 2, 32), 11, "1-D conv, 2x32 (RadioML-like, real 2x1024)"),
+    TorchEntry("jet_tagger_dynbatch", jet_tagger, (1, 16), 11, "dynamic batch axis", dynamic_batch=True, dynamo=True),
+    TorchEntry("conv1d_radio", conv1d_net, (1, 2, 32), 11, "1-D conv, 2x32 (RadioML-like, real 2x1024)", dynamo=True),
     TorchEntry("view_flatten_relu", lambda: ViewFlatten(nn.ReLU()), (1, 1, 8, 8), 9, "x.view(x.size(0), -1)"),
     TorchEntry("view_flatten_relu6", lambda: ViewFlatten(nn.ReLU6()), (1, 1, 8, 8), 13, "ReLU6 (Clip)"),
     TorchEntry("view_flatten_hardtanh", lambda: ViewFlatten(nn.Hardtanh()), (1, 1, 8, 8), 11, "Hardtanh (Clip)"),
@@ -214,11 +225,20 @@ ENTRIES: list[TorchEntry] = [
     TorchEntry("mlp_tanh_affine", lambda: Mlp(nn.Tanh(), affine=True), (1, 16), 17, "channel Mul/Add constants"),
     TorchEntry("mlp_elu", lambda: Mlp(nn.ELU()), (1, 16), 13),
     TorchEntry("mlp_selu", lambda: Mlp(nn.SELU()), (1, 16), 9),
-    TorchEntry("pool_padding", PoolPad, (1, 3, 16, 16), 13, "padded Max/AvgPool, torch.flatten"),
-    TorchEntry("unet_upsample_concat", UNetMini, (1, 1, 8, 8), 11, "Upsample nearest + Concat skip"),
+    TorchEntry("pool_padding", PoolPad, (1, 3, 16, 16), 13, "padded Max/AvgPool, torch.flatten", dynamo=True),
+    TorchEntry("unet_upsample_concat", UNetMini, (1, 1, 8, 8), 11, "Upsample nearest + Concat skip", dynamo=True),
     TorchEntry("unet_upsample_opset9", UNetMini, (1, 1, 8, 8), 9, "opset-9 Upsample op"),
-    TorchEntry("unet_bilinear", lambda: UNetMini(mode="bilinear"), (1, 1, 8, 8), 13, "bilinear Upsample (half_pixel)"),
-    TorchEntry("mean_pool_zeropad", MeanPoolNet, (1, 3, 8, 8), 11, "x.mean((2, 3)) (ReduceMean), ZeroPad2d"),
+    TorchEntry(
+        "unet_bilinear",
+        lambda: UNetMini(mode="bilinear"),
+        (1, 1, 8, 8),
+        13,
+        "bilinear Upsample (half_pixel)",
+        dynamo=True,
+    ),
+    TorchEntry(
+        "mean_pool_zeropad", MeanPoolNet, (1, 3, 8, 8), 11, "x.mean((2, 3)) (ReduceMean), ZeroPad2d", dynamo=True
+    ),
     TorchEntry("mlp_hardsigmoid", lambda: Mlp(nn.Hardsigmoid()), (1, 16), 14, "HardSigmoid"),
     TorchEntry("unet_convtranspose", lambda: UNetMini(True), (1, 1, 8, 8), 13, "ConvTranspose2d (refusal ok)"),
 ]
@@ -248,8 +268,8 @@ def _train(module: nn.Module, shape: tuple[int, ...], steps: int = 60, seed: int
     module.eval()
 
 
-def export(entry: TorchEntry, path: Path) -> None:
-    """Build, train (unless untrained) and export one entry to ``path``."""
+def export(entry: TorchEntry, path: Path, dynamo: bool = False) -> None:
+    """Build, train (unless untrained) and export one entry to ``path`` (``dynamo``: torch's default exporter)."""
     torch.manual_seed(0)
     module = entry.build()
     if entry.train:
@@ -257,5 +277,9 @@ def export(entry: TorchEntry, path: Path) -> None:
     module.eval()
     axes = {"input": {0: "batch"}, "output": {0: "batch"}} if entry.dynamic_batch else None
     with torch.no_grad():
-        torch.onnx.export(module, (torch.randn(entry.shape),), str(path), dynamo=False, opset_version=entry.opset,
-                          input_names=["input"], output_names=["output"], dynamic_axes=axes)  # fmt: skip
+        if dynamo:
+            torch.onnx.export(module, (torch.randn(entry.shape),), str(path), dynamo=True, external_data=False,
+                              input_names=["input"], output_names=["output"])  # fmt: skip
+        else:
+            torch.onnx.export(module, (torch.randn(entry.shape),), str(path), dynamo=False, opset_version=entry.opset,
+                              input_names=["input"], output_names=["output"], dynamic_axes=axes)  # fmt: skip

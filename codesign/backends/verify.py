@@ -127,13 +127,15 @@ def channels_perm(ir_shape: tuple[int, ...], lowered_shape: tuple[int, ...]) -> 
     return None
 
 
-def top1_agreement(ref: np.ndarray, out: np.ndarray) -> float:
+def top1_agreement(ref: np.ndarray, out: np.ndarray, step: float | None = None) -> float:
     """Share of rows whose top class in ``out`` is a top class of ``ref``: scores tied in exact arithmetic
-    (binary/ternary nets' integer logits) count as ties, whatever float32 rounding says (within 8 ulps of the peak).
+    (binary/ternary nets' integer logits) count as ties, whatever float32 rounding says (within 8 ulps of the peak),
+    and so do scores within ``step``, the output quantizer's step, of a model that cannot be bit-exact: the
+    reference cannot tell those classes apart at its own output resolution.
     """
     from codesign.backends.verdict import FLOAT_TAIL_RTOL
 
-    tie = FLOAT_TAIL_RTOL * max(float(np.abs(ref).max(initial=0.0)), 1.0)
+    tie = max(FLOAT_TAIL_RTOL * max(float(np.abs(ref).max(initial=0.0)), 1.0), step or 0.0)
     picked = np.take_along_axis(ref, out.argmax(axis=1)[:, None], axis=1)[:, 0]
     return float(np.mean(ref.max(axis=1) - picked <= tie))
 
@@ -151,17 +153,33 @@ def output_code_scale(model: Model, output: str | None = None) -> float | None:
     return float(np.asarray(scale).ravel()[0])
 
 
+def output_step(model: Model, output: str) -> float | None:
+    """The step of the per-tensor quantizer that produces ``output`` (through a zero-point Add/Sub), else None."""
+    producer = model.producer(output)
+    if producer is not None and producer.op_type in ("Add", "Sub") and model.constant(producer.input[1]) is not None:
+        producer = model.producer(producer.input[0])
+    if producer is None or producer.op_type != "Quant" or len(producer.input) < 2:
+        return None
+    scale = model.constant(producer.input[1])
+    return float(np.asarray(scale).ravel()[0]) if scale is not None and np.size(scale) == 1 else None
+
+
 def compare(
-    reference: np.ndarray, got: np.ndarray, input_types: dict[str, str], code_scale: float | None = None
+    reference: np.ndarray,
+    got: np.ndarray,
+    input_types: dict[str, str],
+    code_scale: float | None = None,
+    tie_step: float | None = None,
 ) -> VerifyReport:
-    """The report for ``got`` against ``reference`` (``code_scale``: the output quantizer's non-power-of-two scale)."""
+    """The report for ``got`` against ``reference`` (``code_scale``: the output quantizer's non-power-of-two scale;
+    ``tie_step``: class scores this close count as tied in the top-1 agreement)."""
     ref = np.asarray(reference, dtype=np.float64)
     out = np.asarray(got, dtype=np.float64).reshape(ref.shape)
     diff = np.abs(ref - out)
     argmax = None
     flat_ref, flat_out = ref.reshape(len(ref), -1), out.reshape(len(ref), -1)
     if ref.ndim >= 2 and flat_ref.shape[1] > 1 and max(ref.shape[1:]) == flat_ref.shape[1]:  # class scores
-        argmax = top1_agreement(flat_ref, flat_out)
+        argmax = top1_agreement(flat_ref, flat_out, tie_step)
     bad = np.flatnonzero((flat_ref != flat_out).any(axis=1))[:MAX_TRACED].tolist()
     return VerifyReport(
         samples=int(ref.shape[0]),
@@ -186,9 +204,11 @@ def compare_outputs(
     got: dict[str, np.ndarray],
     input_types: dict[str, str],
     code_scales: dict[str, float | None] | None = None,
+    tie_steps: dict[str, float | None] | None = None,
 ) -> VerifyReport:
     """One report over every output: worst diff, pooled shares, the lowest top-1 of the class-score outputs."""
-    reports = [compare(reference[k], got[k], input_types, (code_scales or {}).get(k)) for k in reference]
+    reports = [compare(reference[k], got[k], input_types, (code_scales or {}).get(k), (tie_steps or {}).get(k))
+               for k in reference]  # fmt: skip
     if len(reports) == 1:
         return reports[0]
     sizes = np.array([r.outputs for r in reports], dtype=np.float64)
@@ -249,8 +269,11 @@ def verify_hls4ml_on(
     cast = {k: types[k].cast(v).astype(np.float32) for k, v in as_samples(ir, x).items()}
     got = hls4ml_outputs_within(ir, build, cast, budget_s, every_output=True)
     cast = take(cast, slice(n_samples(got)))
+    from codesign.backends.verdict import expects_bit_exact
+
+    steps = {} if expects_bit_exact(ir)[0] else {k: output_step(ir, k) for k in ir.outputs}
     report = compare_outputs(reference_output_arrays(ir, cast), got, {k: t.hls() for k, t in types.items()},
-                             {k: output_code_scale(ir, k) for k in ir.outputs})  # fmt: skip
+                             {k: output_code_scale(ir, k) for k in ir.outputs}, steps)  # fmt: skip
     report.source = source
     return report, got, cast
 
@@ -426,7 +449,7 @@ def first_divergence(ir: Model, build: Any, x: Samples, memory_gb: float | None 
 
 __all__ = [
     "MAX_TRACED", "VerifyReport", "channels_perm", "compare", "compare_outputs", "first_divergence", "hls4ml_feed",
-    "hls4ml_inputs", "hls4ml_output_arrays", "hls4ml_outputs", "hls4ml_outputs_within", "output_code_scale", "port_perm", "quant_inner_layers",
+    "hls4ml_inputs", "hls4ml_output_arrays", "hls4ml_outputs", "hls4ml_outputs_within", "output_code_scale", "output_step", "port_perm", "quant_inner_layers",
     "reference_output_arrays", "reference_outputs", "sample_inputs", "verify_hls4ml_on",
     "verify_inputs",
 ]  # fmt: skip

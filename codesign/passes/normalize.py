@@ -16,6 +16,7 @@ from codesign.ir.model import Model
 from codesign.ir.names import is_safe_name, safe_name, uniquify
 from codesign.ir.quant import QONNX_DOMAIN
 from codesign.passes.base import Pass, PassResult, QonnxPass, Sequential
+from codesign.passes.batch import StaticBatchToOne
 from codesign.passes.datatypes import InferDatatypes
 from codesign.passes.fold import FoldConstantSubgraphs as _BoundedFold
 from codesign.passes.qdq import QDQToQuant
@@ -330,6 +331,7 @@ def normalize(
         RemoveStaticGraphInputs(),
         SetInputShapes(input_shapes or {}),
         FixBatchDim(batch),
+        StaticBatchToOne(),
         RefuseDynamicShapes(),
         InferShapes(),
         CheckWindowNodes(),
