@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from hls4ml_graphs import Graph, assert_bit_exact, csim, layer_classes
 
@@ -114,3 +115,36 @@ def test_softmax_on_non_pow2_codes_keeps_top1(tmp_path):
     g, y = _coded_softmax_graph()
     report = csim(g.model(y, (6,)), tmp_path, samples=200)
     assert report["argmax_agreement"] >= 0.995 and report["max_abs_diff"] <= 3 / 127, report
+
+
+def test_prelu_per_channel_after_conv_bit_exact(tmp_path):
+    """PReLU's per-channel slopes (power-of-two here) follow the channels-last layout into hls4ml's PReLU."""
+    g = Graph((3, 5, 5))
+    h = g.node("Conv", [g.quant("x", 6, -3), g.weight((4, 3, 3, 3))], name="conv", kernel_shape=[3, 3], pads=[1] * 4)
+    slope = g.const(np.array([0.25, -0.5, 0.125, 1.0]).reshape(4, 1, 1))
+    y = g.quant(g.node("PRelu", [g.quant(h, 10, -5), slope], name="prelu"), 12, -7)
+    report = csim(g.model(y, (4, 5, 5)), tmp_path)
+    assert_bit_exact(report)
+    assert layer_classes(tmp_path)["prelu"] == "PReLU"
+
+
+def test_hardswish_is_hardsigmoid_times_its_input():
+    """The decomposition computes onnxruntime's HardSwish (opset 14) exactly."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from codesign.backends.decompose import HardSwishAsHardSigmoidMul
+    from codesign.backends.reference import execute
+    from codesign.frontends import load
+
+    graph = helper.make_graph([helper.make_node("HardSwish", ["x"], ["y"], name="hs")], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64])])  # fmt: skip
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+    x = np.linspace(-4, 4, 64, dtype=np.float32).reshape(1, 64)
+    expected = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[
+        0
+    ]
+    result = HardSwishAsHardSigmoidMul().call(load(proto))
+    assert [n.op_type for n in result.model.nodes] == ["HardSigmoid", "Mul"]
+    np.testing.assert_allclose(execute(result.model, x)[result.model.outputs[0]], expected, rtol=1e-6, atol=1e-7)

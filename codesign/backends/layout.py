@@ -31,7 +31,7 @@ SPATIAL = frozenset({"Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "Glo
 #: Ops that do not care about the layout of their (one computed) input.
 ELEMENTWISE = frozenset({"Quant", "BipolarQuant", "Relu", "LeakyRelu", "Clip", "Sigmoid", "Tanh", "Elu", "Selu",
                          "Softplus", "Softsign", "Identity", "Dropout", "Add", "Sub", "Mul", "Div", "Max", "Min",
-                         "Sum", "Trunc"})  # fmt: skip
+                         "Sum", "Trunc", "PRelu", "HardSigmoid"})  # fmt: skip
 
 
 def to_last(rank: int) -> list[int]:

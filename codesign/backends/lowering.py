@@ -583,6 +583,7 @@ class QuantizeTableInputs(Pass):
 
 def lower_for_hls4ml() -> Sequential:
     """IR -> the graph codesign's hls4ml layer builders read (cleaned, MatMul, channels-last)."""
+    from codesign.backends.decompose import HardSwishAsHardSigmoidMul
     from codesign.backends.integer_codes import IntegerCodes
     from codesign.backends.layout import ChannelsLastLayout
     from codesign.backends.linear_resize import LinearResizeAsNearestAndConv
@@ -592,6 +593,7 @@ def lower_for_hls4ml() -> Sequential:
         TruncAsQuants(),
         GemmToMatMul(),
         ExtractWeightScale(),
+        HardSwishAsHardSigmoidMul(),
         LinearResizeAsNearestAndConv(),
         IntegerCodes(),
         ExplicitDefaults(),

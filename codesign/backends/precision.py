@@ -36,7 +36,7 @@ MAX_EXACT_ACC = 52
 #: Bits of a float weight/bias constant the IR gives no datatype for (hls4ml's default width).
 FLOAT_CONST_WIDTH = 16
 
-_ACTIVATIONS = frozenset({"Relu", "LeakyRelu", "Elu", "Selu", "Sigmoid", "Tanh", "Softplus", "HardSigmoid"})
+_ACTIVATIONS = frozenset({"Relu", "LeakyRelu", "PRelu", "Elu", "Selu", "Sigmoid", "Tanh", "Softplus", "HardSigmoid"})
 _PASSTHROUGH = frozenset({"Flatten", "Reshape", "Transpose", "Identity", "Dropout", "MaxPool", "Squeeze", "Unsqueeze"})
 #: Ops that keep every element inside its grid cell: monotone, and grid points map to grid points.
 _CELL_PRESERVING = _PASSTHROUGH | {"Relu"}

@@ -1,4 +1,5 @@
-"""Elementwise activations: Relu, LeakyRelu, Elu, Selu, Sigmoid, Tanh, Softmax, Clip (ReLU6/ReLU1/Hardtanh), HardSigmoid."""
+"""Elementwise activations: Relu, LeakyRelu, PRelu, Elu, Selu, Sigmoid, Tanh, Softmax, Clip (ReLU6/ReLU1/Hardtanh),
+HardSigmoid (HardSwish arrives as HardSigmoid times its input: :mod:`codesign.backends.decompose`)."""
 
 from __future__ import annotations
 
@@ -61,6 +62,20 @@ def parametrized(ctx: Context, node: onnx.NodeProto) -> list[Layer]:
     cls = {"LeakyRelu": "LeakyReLU", "Elu": "ELU"}[node.op_type]
     alpha = float(attr(node, "alpha", 0.01 if node.op_type == "LeakyRelu" else 1.0))
     return _typed(ctx, node, ctx.base(node, cls, activation=cls, activ_param=alpha))
+
+
+@handles("PRelu")
+def prelu(ctx: Context, node: onnx.NodeProto) -> list[Layer]:
+    """PReLU(x, slope): hls4ml's PReLU, one slope per element (ONNX broadcasts it: per channel or one)."""
+    slope = ctx.const(node.input[1])
+    if slope is None:
+        raise LayerRefused(node, "the slope must be a constant")
+    shape = ctx.shape(node.input[0])
+    try:
+        alpha = np.broadcast_to(np.asarray(slope, dtype=np.float32), [1, *shape]).reshape(-1).copy()
+    except ValueError:
+        raise LayerRefused(node, f"slope of shape {np.shape(slope)} does not broadcast onto {shape}") from None
+    return _typed(ctx, node, ctx.base(node, "PReLU", activation="prelu", param_data=alpha))
 
 
 @handles("HardSigmoid")
