@@ -128,13 +128,14 @@ class FloatReference:
     #: the selection's tolerance (a ``codesign.passes.precision.Criterion``): what verification must meet
     criterion: Any = None
 
-    def check(self, got: Any) -> None:
-        """The C-simulation's (first) outputs ``got`` on the first calibration inputs vs the float model (onnxruntime)."""
+    def check(self, got: list[Any]) -> None:
+        """The C-simulation's outputs ``got`` (in output order) on the first calibration inputs vs the float model."""
         from codesign.backends.reference import take
-        from codesign.passes.precision import quality, run_outputs
+        from codesign.passes.precision import quality_all, run_all_outputs
 
-        q = quality(run_outputs(self.model, take(self.inputs, slice(len(got)))), got)
-        self.verify = {"samples": len(got), **q.to_dict()}
+        n = len(got[0])
+        q = quality_all(run_all_outputs(self.model, take(self.inputs, slice(n))), got)
+        self.verify = {"samples": n, **q.to_dict()}
 
     def to_manifest(self) -> dict[str, Any]:
         return {"precision_selection": self.selection, "verify_float": self.verify}
@@ -277,7 +278,7 @@ def compile_hls4ml(
                     x, source = verify_inputs(ir, build, samples)[0], "random"
                 report, got, x = verify_hls4ml_on(ir, build, x, csim_budget, source)
                 if float_reference is not None:
-                    float_reference.check(got[ir.outputs[0]])
+                    float_reference.check([got[k] for k in ir.outputs])
             verdict = judge_hls4ml(ir, report.to_dict(), float_reference.verify if float_reference else None,
                                    float_reference.criterion if float_reference else None)  # fmt: skip
             if not verdict.passed and report.mismatched:

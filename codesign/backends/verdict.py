@@ -96,8 +96,7 @@ def judge_hls4ml(ir: Model, report: dict[str, Any], float_verify: dict[str, Any]
     top1 = report.get("argmax_agreement")
     top1_txt = f", top-1 agreement {top1:.2%}" if top1 is not None else ""
     if float_verify is not None and criterion is not None:  # a float model typed by the selection
-        q = Quality(float(float_verify["max_abs_error"]), float_verify.get("top1_agreement"),
-                    float_verify.get("top1_flips"), float_verify.get("max_flip_margin"))  # fmt: skip
+        q = Quality.from_dict(float_verify)
         return Verdict(criterion.met(q, margin=False), f"{criterion.describe()} vs the float model", q.describe())
     code = report.get("same_code_share")
     code_txt = f" ({code:.2%} on the output quantizer's reference code)" if code is not None else ""

@@ -55,12 +55,23 @@ class Quality:
     #: samples whose top-1 differs, and the largest float top-1/top-2 margin among them (how near a tie they were)
     flips: int | None = None
     flip_margin: float | None = None
+    #: per output, for a model with several (the fields above are then the worst over them)
+    parts: dict[str, Quality] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"max_abs_error": self.max_abs_error, "top1_agreement": self.top1}
         if self.flips:
             d.update(top1_flips=self.flips, max_flip_margin=self.flip_margin)
+        if self.parts:
+            d["outputs"] = {k: q.to_dict() for k, q in self.parts.items()}
         return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Quality:
+        """The inverse of :meth:`to_dict` (a manifest's ``verify_float``)."""
+        parts = {k: cls.from_dict(v) for k, v in d["outputs"].items()} if d.get("outputs") else None
+        return cls(float(d["max_abs_error"]), d.get("top1_agreement"), d.get("top1_flips"), d.get("max_flip_margin"),
+                   parts)  # fmt: skip
 
     def describe(self) -> str:
         """``max abs error E[, top-1 agreement P (N flips, float top-2 margin <= M)]``."""
@@ -78,14 +89,20 @@ class Criterion:
 
     kind: str  # "top1" or "max_abs_error"
     value: float
+    #: per output, for a model with several: met only when every output meets its own
+    parts: dict[str, Criterion] | None = None
 
     def met(self, q: Quality, margin: bool = True) -> bool:
+        if self.parts:
+            return q.parts is not None and all(c.met(q.parts[k], margin) for k, c in self.parts.items())
         if self.kind == "top1":
             need = min(1.0, self.value + TOP1_MARGIN) if margin else self.value
             return q.top1 is not None and q.top1 >= need
         return q.max_abs_error <= (self.value * ERR_MARGIN if margin else self.value)
 
     def describe(self) -> str:
+        if self.parts:
+            return "; ".join(f"{k}: {c.describe()}" for k, c in self.parts.items())
         return f"top-1 agreement >= {self.value:.1%}" if self.kind == "top1" else f"max abs error <= {self.value:.4g}"
 
 
@@ -151,6 +168,40 @@ def run_outputs(model: Model, x: Mapping[str, np.ndarray] | np.ndarray) -> np.nd
         name = model.outputs[0]
         rows = [executor.run(take(x, slice(i, i + 1)))[name] for i in range(n_samples(x))]
         return np.concatenate(rows).astype(np.float64)
+
+
+def run_all_outputs(model: Model, x: Mapping[str, np.ndarray] | np.ndarray) -> dict[str, np.ndarray]:
+    """Every output of ``model`` on ``x``, by name (one entry: :func:`run_outputs`)."""
+    if len(model.outputs) == 1:
+        return {model.outputs[0]: run_outputs(model, x)}
+    from codesign.backends.reference import ReferenceExecutor, as_samples, n_samples, take
+
+    x = as_samples(model, x)
+    executor = ReferenceExecutor(model)
+    rows = [executor.run(take(x, slice(i, i + 1))) for i in range(n_samples(x))]
+    return {k: np.concatenate([r[k] for r in rows]).astype(np.float64) for k in model.outputs}
+
+
+def quality_all(reference: Mapping[str, np.ndarray], got: Mapping[str, np.ndarray] | list[np.ndarray]) -> Quality:
+    """:func:`quality` of every output (``got`` by name, or in ``reference``'s order); several: the worst, with parts."""
+    outs = list(got.values()) if isinstance(got, Mapping) else list(got)
+    parts = {k: quality(ref, out) for (k, ref), out in zip(reference.items(), outs)}
+    if len(parts) == 1:
+        return next(iter(parts.values()))
+    top1 = [q.top1 for q in parts.values() if q.top1 is not None]
+    flips = sum(q.flips or 0 for q in parts.values())
+    margins = [q.flip_margin for q in parts.values() if q.flip_margin is not None]
+    return Quality(max(q.max_abs_error for q in parts.values()), min(top1) if top1 else None, flips or None,
+                   max(margins) if margins else None, parts)  # fmt: skip
+
+
+def criterion_all(reference: Mapping[str, np.ndarray], tolerance: float | None) -> Criterion:
+    """:func:`criterion_for` of every output; several: each output must meet its own."""
+    parts = {k: criterion_for(ref, tolerance) for k, ref in reference.items()}
+    if len(parts) == 1:
+        return next(iter(parts.values()))
+    top1 = any(c.kind == "top1" for c in parts.values())
+    return Criterion("top1" if top1 else "max_abs_error", 0.0, parts)
 
 
 def class_scores(reference: np.ndarray) -> bool:
@@ -367,8 +418,8 @@ class SelectPrecision(Pass):
         max_evaluations = samples_within(
             self.max_evaluations, n_samples(x) * sample_cost(model).macs, SEARCH_MACS, MIN_EVALUATIONS
         )
-        reference = run_outputs(model, x)
-        crit = criterion_for(reference, self.tolerance)
+        reference = run_all_outputs(model, x)
+        crit = criterion_all(reference, self.tolerance)
         calib = calibrate(model, x)
         evals = 0
 
@@ -376,7 +427,7 @@ class SelectPrecision(Pass):
             nonlocal evals
             evals += 1
             q = self._quantized(model, calib, bits, clip_outliers=crit.kind == "top1")
-            return q, quality(reference, run_outputs(q, x))
+            return q, quality_all(reference, run_all_outputs(q, x))
 
         bits: dict[str, dict[str, int]] = {}
         best: tuple[Model, Quality] | None = None
@@ -517,12 +568,15 @@ __all__ = [
     "Quality",
     "SelectPrecision",
     "TensorRange",
+    "criterion_all",
     "criterion_for",
     "estimated_cost",
     "is_float_model",
     "layer_types",
     "profile_ranges",
     "quality",
+    "quality_all",
+    "run_all_outputs",
     "run_outputs",
     "select_precision",
     "synthetic_inputs",
