@@ -89,19 +89,30 @@ def classify(code: int | None, signum: int | None, stderr: str, expect: str, tim
     return OTHER_EXIT
 
 
+#: What a child of each command imports (and its ``--verify`` runs): ``compile`` preloads every backend's.
+PRELOAD: dict[str, tuple[str, ...]] = {
+    "compile-hls4ml": ("codesign.backends.compile", "codesign.backends.hls4ml_backend", "codesign.backends.verify",
+                       "hls4ml"),
+    "compile-rtl": ("codesign.backends.compile", "codesign.backends.rtl_backend", "codesign.backends.verify", "da4ml"),
+    "compile-finn": ("codesign.backends.compile", "codesign.backends.finn_backend", "codesign.backends.verify",
+                     "codesign.backends.verdict", "codesign.backends.segments", "onnxruntime", "qonnx.core.onnx_exec"),
+}  # fmt: skip
+
+
 def preload(commands: set[str]) -> None:
-    """Import in the parent what every child needs, so forks start warm."""
+    """Import in the parent what every child needs, so forks start warm (``compile-<backend>``: one backend's)."""
     import codesign.cli
     import codesign.frontends
     import codesign.passes.cost  # noqa: F401
 
-    if "compile" in commands:
-        for mod in ("codesign.backends.compile", "codesign.backends.hls4ml_backend", "codesign.backends.rtl_backend",
-                    "hls4ml", "da4ml"):  # fmt: skip
-            try:
-                __import__(mod)
-            except Exception:
-                pass
+    mods = [mod for cmd, names in PRELOAD.items() if cmd in commands for mod in names]
+    if "compile" in commands:  # every backend
+        mods += [mod for cmd, names in PRELOAD.items() if cmd.startswith("compile-") for mod in names]
+    for mod in dict.fromkeys(mods):
+        try:
+            __import__(mod)
+        except Exception:
+            pass
 
 
 def _child(argv: list[str], cwd: Path, out: Path, err: Path, mem_mb: int) -> None:
