@@ -6,7 +6,9 @@
 - qonnx's tensor renaming (hls4ml/FINN lowering) was quadratic: a 2,000-node chain took minutes;
 - float-model type selection ran 1,000 synthetic samples whatever their size (minutes, GiBs);
 - a byte flip in a BIPOLAR-annotated weight (FINN's build_dataflow model) stopped qonnx's executor
-  with a multi-line "Rounding error is too high" (internal error): now refused at load, naming it.
+  with a multi-line "Rounding error is too high" (internal error): now refused at load, naming it;
+- onnxruntime rejecting a graph (Relu on int64 indices at opset 11) or failing on it was an internal
+  error: the reference's sessions refuse it in one line naming onnxruntime's reason.
 """
 
 from __future__ import annotations
@@ -90,8 +92,24 @@ def test_onnxruntime_errors_arrive_as_one_exception_not_a_log(tmp_path):
         "try:\n    execute(m, np.full((1, 1), 3.0, np.float32))\nexcept Exception as e:\n    print('raised', type(e).__name__)\n"
     )  # fmt: skip
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
-    assert "raised" in r.stdout, r.stdout + r.stderr
+    assert "raised OnnxruntimeError" in r.stdout, r.stdout + r.stderr  # a CodesignError: one line, exit 2
     assert "onnxruntime" not in r.stderr, r.stderr
+
+
+def test_a_graph_onnxruntime_rejects_is_refused_in_one_line(tmp_path):
+    """fuzz: `chain 2000` on FINN's build_dataflow model put Relu (opset 11: float only) on TopK's int64 indices;
+    onnxruntime's InvalidGraph while building the reference session was an internal error."""
+    k = numpy_helper.from_array(np.array([2], dtype=np.int64), "k")
+    nodes = [helper.make_node("TopK", ["x", "k"], ["v", "i"], name="topk"),
+             helper.make_node("Relu", ["i"], ["y"], name="relu_on_indices")]  # fmt: skip
+    m = _model(nodes, [k], out_shape=(1, 2), opset=11)
+    m.graph.output[0].type.tensor_type.elem_type = TensorProto.INT64
+    with pytest.raises(UnsupportedModelError) as exc:
+        codesign.compile(m, "vu13p", "finn", output=tmp_path / "out")
+    msg = str(exc.value)
+    assert "\n" not in msg and msg.startswith("onnxruntime cannot load the model: [ONNXRuntimeError]"), msg
+    assert "node (relu_on_indices)" in msg, msg
+    assert not (tmp_path / "out").exists()
 
 
 # ------------------------------------------------------------------ linear tensor renaming

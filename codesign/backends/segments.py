@@ -19,6 +19,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
+from codesign.backends.reference import ort_run, ort_session
 from codesign.errors import UnsupportedModelError
 from codesign.ir.model import Model
 
@@ -108,7 +109,7 @@ class SegmentedExecutor:
                 graph, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets.items() if d in _STANDARD]
             )
             proto.ir_version = min(model.proto.ir_version or 8, 10) if model.proto.ir_version else 8
-            session = ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+            session = ort_session(proto, opts)
             self.steps.append(_Run(session, feeds, outs))
             k = end
 
@@ -128,7 +129,7 @@ class SegmentedExecutor:
             context = _sanitized(view, list(context), context)
         for step in self.steps:
             if isinstance(step, _Run):
-                values = step.session.run(step.outputs, {i: context[i] for i in step.inputs})
+                values = ort_run(step.session, step.outputs, {i: context[i] for i in step.inputs})
                 context.update(zip(step.outputs, values))
                 produced = step.outputs
             else:
