@@ -88,6 +88,7 @@ def test_unmutated_models_pass_and_a_broken_one_is_caught(tmp_path):
     assert classify(0, None, "", "refuse", False, 10, MEM_MB) == "accepted-invalid"
     assert classify(None, 9, "", "any", True, 10, MEM_MB) == "timeout"
     assert classify(1, None, "MemoryError", "any", False, 10, MEM_MB) == "memory"
+    assert classify(3, None, "codesign: error: verification FAILED: ...", "any", False, 10, MEM_MB) == "verify-failed"
 
 
 # ------------------------------------------------------------------ compile slice (every backend, then --verify)
@@ -138,6 +139,8 @@ FOUND = [
      "CODESIGN_MAX_ACTIVATION_BYTES"),  # MemoryError, 1.9 PiB
     ("build_dataflow/model.onnx", "bytes", 6, "flip@0.732802", ("finn", "--verify", "--samples", "8"),
      "initializer 'MatMul_0_param0' is annotated BIPOLAR but holds"),  # internal: qonnx's "Rounding error is too high"
+    ("build_dataflow/model.onnx", "graph", 14, "chain 2000", ("finn",),
+     "onnxruntime cannot load the model"),  # internal: onnxruntime's InvalidGraph (Relu on TopK's int64 indices)
 ]  # fmt: skip
 
 

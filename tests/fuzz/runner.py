@@ -29,12 +29,13 @@ MEMORY = "memory"  # hit the RLIMIT_AS cap (MemoryError, bad_alloc) or its RSS w
 SIGNAL = "signal"
 TIMEOUT = "timeout"
 OTHER_EXIT = "other-exit"
+VERIFY_FAILED = "verify-failed"  # exit 3: ``compile --verify`` measured a mismatch vs the reference
 HALF_WRITTEN = "half-written"  # a failed compile left its -o folder, or the next run could not clean up after it
 WRONG = "wrong-result"  # exit 0 with totals other than the unmutated model's (a rename changed the cost)
 GOOD = (OK, REFUSED)
 CLASSES = (
-    OK, REFUSED, ACCEPTED_INVALID, WRONG, INTERNAL, MULTILINE, TRACEBACK, MEMORY, SIGNAL, TIMEOUT, OTHER_EXIT,
-    HALF_WRITTEN,
+    OK, REFUSED, ACCEPTED_INVALID, WRONG, VERIFY_FAILED, INTERNAL, MULTILINE, TRACEBACK, MEMORY, SIGNAL, TIMEOUT,
+    OTHER_EXIT, HALF_WRITTEN,
 )  # fmt: skip
 
 MEMORY_MARKS = ("MemoryError", "Unable to allocate", "bad_alloc", "Cannot allocate memory", "out of memory")
@@ -86,6 +87,8 @@ def classify(code: int | None, signum: int | None, stderr: str, expect: str, tim
         return REFUSED if len(lines) == 1 and lines[0].startswith("codesign: error: ") else MULTILINE
     if code == 1:
         return INTERNAL
+    if code == 3:
+        return VERIFY_FAILED
     return OTHER_EXIT
 
 
