@@ -86,13 +86,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--inspect", type=int, default=5000, help="loader mutants through `inspect --json`")
     ap.add_argument("--compile", type=int, default=500, help="`compile` mutants per backend")
     ap.add_argument("--verify", type=int, default=20, help="`compile --verify --samples 8` mutants per backend")
-    ap.add_argument("--verify-accepted", action="store_true",
-                    help="--verify stages mutate only the models whose unmutated --verify compile ends ok")
+    ap.add_argument(
+        "--verify-accepted",
+        action="store_true",
+        help="--verify stages mutate only the models whose unmutated --verify compile ends ok",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--families", default=",".join(FAMILIES), help="comma-separated mutant families")
     ap.add_argument("--timeout", type=float, default=60.0, help="seconds per mutant")
     ap.add_argument("--mem-mb", type=int, default=4096, help="RLIMIT_AS of each child, MiB")
-    ap.add_argument("--backends", default="hls4ml,rtl,finn", help="backends to compile (and --verify): hls4ml, rtl, finn")
+    ap.add_argument(
+        "--backends", default="hls4ml,rtl,finn", help="backends to compile (and --verify): hls4ml, rtl, finn"
+    )
     ap.add_argument("--jobs", type=int, default=2, help="mutants run at once")
     ap.add_argument("--budget-s", type=float, default=None, help="stop each stage when this much time is spent")
     ap.add_argument("--json", type=Path, default=None, help="write every outcome here")

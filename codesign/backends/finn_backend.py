@@ -224,7 +224,9 @@ def verify_folder(ir: Model, folder: Path, samples: int, seed: int = 0) -> Verif
     got = got.reshape(ref.shape)
     # the pair as a last row: expected_output.npy must be the IR's output on input.npy too
     ref, got = np.concatenate([ref, ref[:1]]), np.concatenate([got, pair_y.reshape(ref[:1].shape)])
-    report = compare(ref, got, {name: (types.get(name) or FLOAT_INPUT_TYPE).hls()}, output_code_scale(ir, ir.outputs[0]))
+    report = compare(
+        ref, got, {name: (types.get(name) or FLOAT_INPUT_TYPE).hls()}, output_code_scale(ir, ir.outputs[0])
+    )
     report.samples = len(x)
     return report
 
@@ -260,8 +262,8 @@ __all__ = [
     "FinnConfigError",
     "FinnOptions",
     "build_config",
-    "reference_pair",
     "grid_types",
+    "reference_pair",
     "validate_config",
     "verify_folder",
     "write_folder",

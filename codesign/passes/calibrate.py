@@ -119,7 +119,9 @@ def _run_chunk(executor: Any, chunk: Any) -> dict[str, np.ndarray]:
             if n == 1:
                 raise
         rows = [
-            executor.run({k: v[i : i + 1] for k, v in chunk.items()} if isinstance(chunk, Mapping) else chunk[i : i + 1])
+            executor.run(
+                {k: v[i : i + 1] for k, v in chunk.items()} if isinstance(chunk, Mapping) else chunk[i : i + 1]
+            )
             for i in range(n)
         ]
         return {k: np.concatenate([r[k] for r in rows]) for k in rows[0]}
