@@ -210,7 +210,8 @@ def _poll(r: _Running, block: bool = False) -> Outcome | None:
     rss_mb = usage.ru_maxrss / 1024
     cls = classify(None if signum else code, signum, stderr, r.mutant.expect, timed_out, rss_mb, r.mem_mb)
     stdout = out.read_text(errors="replace")[:1_000_000] if out.exists() else ""
-    if any("{out}" in a for a in r.command) and not _output_whole(r.workdir / "out", code == 0):
+    # exit 3 (--verify failed) writes the project too, by design: the verdict is in its codesign.json
+    if any("{out}" in a for a in r.command) and not _output_whole(r.workdir / "out", code in (0, 3)):
         cls = HALF_WRITTEN
     return Outcome(r.mutant, r.command[0], cls, code, seconds, rss_mb, stderr, stdout)
 
