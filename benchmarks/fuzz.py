@@ -1,6 +1,6 @@
 """Fuzz the ``codesign`` CLI with mutants of every model in ../shared and print the outcome classes.
 
-    python benchmarks/fuzz.py                         # >= 5,000 inspect, 500 hls4ml + 500 rtl compiles, 20 --verify
+    python benchmarks/fuzz.py                         # >= 5,000 inspect, 500 compiles + 20 --verify per backend
     python benchmarks/fuzz.py --inspect 300 --compile 0 --verify 0 --seed 3   # a quick look
     python benchmarks/fuzz.py --budget-s 1800 --json fuzz.json
 
@@ -25,9 +25,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from fuzz.mutators import FAMILIES, MODEL, Mutant, base_mutant, generate
-from fuzz.runner import CLASSES, GOOD, Outcome, preload, register_bases, run_all
+from fuzz.runner import CLASSES, GOOD, OK, Outcome, preload, register_bases, run_all
 
 SHARED = Path(os.environ.get("CODESIGN_SHARED", ROOT.parent / "shared"))
+#: Backend -> (compile stage seed salt, --verify stage seed salt): hls4ml's and rtl's compile salts are the
+#: earlier runs', hls4ml --verify keeps its 3 (its stage was "verify").
+BACKENDS = {"hls4ml": (1, 3), "rtl": (2, 5), "finn": (4, 6)}
 
 
 def spread(total: int, models: int, families: list[str]) -> dict[str, int]:
@@ -68,16 +71,33 @@ def _msg(o: Outcome) -> str:
     return re.sub(r"\d+(\.\d+)?", "N", text)[:110]
 
 
+def accepted(models: list[Path], bases: list[Mutant], command: list[str], args: argparse.Namespace) -> list[Path]:
+    """The models whose unmutated run of ``command`` ends ok: their mutants reach the backend's verification,
+    where most others' end at the refusal their unmutated model already gets (rtl takes 1 of the shared models)."""
+    outcomes = run_all(bases, command, args.timeout, args.mem_mb, jobs=args.jobs)
+    keep = [p for p, o in zip(models, outcomes) if o.cls == OK]
+    print(f"  {command[4]} --verify: {len(keep)} of {len(models)} unmutated models pass: "
+          + ", ".join(p.name for p in keep), flush=True)  # fmt: skip
+    return keep
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--inspect", type=int, default=5000, help="loader mutants through `inspect --json`")
-    ap.add_argument("--compile", type=int, default=500, help="`compile` mutants per backend (hls4ml, rtl)")
-    ap.add_argument("--verify", type=int, default=20, help="`compile --verify` mutants (hls4ml C-simulation)")
+    ap.add_argument("--compile", type=int, default=500, help="`compile` mutants per backend")
+    ap.add_argument("--verify", type=int, default=20, help="`compile --verify --samples 8` mutants per backend")
+    ap.add_argument(
+        "--verify-accepted",
+        action="store_true",
+        help="--verify stages mutate only the models whose unmutated --verify compile ends ok",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--families", default=",".join(FAMILIES), help="comma-separated mutant families")
     ap.add_argument("--timeout", type=float, default=60.0, help="seconds per mutant")
     ap.add_argument("--mem-mb", type=int, default=4096, help="RLIMIT_AS of each child, MiB")
-    ap.add_argument("--backends", default="hls4ml,rtl", help="compile stages to run: hls4ml, rtl")
+    ap.add_argument(
+        "--backends", default="hls4ml,rtl,finn", help="backends to compile (and --verify): hls4ml, rtl, finn"
+    )
     ap.add_argument("--jobs", type=int, default=2, help="mutants run at once")
     ap.add_argument("--budget-s", type=float, default=None, help="stop each stage when this much time is spent")
     ap.add_argument("--json", type=Path, default=None, help="write every outcome here")
@@ -98,23 +118,31 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"unknown families: {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2
-    register_bases([base_mutant(p, SHARED / "models") for p in models])
-    stages: list[tuple[str, list[str], int, int]] = [
-        ("inspect", ["inspect", "--json"], args.inspect, 0),
-        ("hls4ml", ["compile", "-t", "vu13p", "--backend", "hls4ml", "-o", "{out}"], args.compile, 1),
-        ("rtl", ["compile", "-t", "vu13p", "--backend", "rtl", "-o", "{out}"], args.compile, 2),
-        ("verify", ["compile", "-t", "vu13p", "--backend", "hls4ml", "-o", "{out}", "--verify", "--samples", "8"],
-         args.verify, 3),
-    ]  # fmt: skip
-    preload({"inspect", "compile"} if args.compile or args.verify else {"inspect"})
+    bases = [base_mutant(p, SHARED / "models") for p in models]
+    register_bases(bases)
+    backends = [b for b in args.backends.split(",") if b]
+    if set(backends) - set(BACKENDS):
+        print(f"unknown backends: {', '.join(sorted(set(backends) - set(BACKENDS)))}", file=sys.stderr)
+        return 2
+    stages: list[tuple[str, list[str], int, int]] = [("inspect", ["inspect", "--json"], args.inspect, 0)]
+    for b in backends:  # salts 1, 2 (hls4ml, rtl: as before) and 4 (finn) compile; verify: 3, 5, 6
+        compile_cmd = ["compile", "-t", "vu13p", "--backend", b, "-o", "{out}"]
+        stages.append((b, compile_cmd, args.compile, BACKENDS[b][0]))
+        stages.append((f"{b}-verify", [*compile_cmd, "--verify", "--samples", "8"], args.verify, BACKENDS[b][1]))
+    preload({"inspect", *(f"compile-{b}" for b in backends)} if args.compile or args.verify else {"inspect"})
     report: dict[str, list[dict]] = {}
     bad_total = 0
     for name, command, total, salt in stages:
-        if total <= 0 or (name in ("hls4ml", "rtl") and name not in args.backends.split(",")):
+        if total <= 0:
             continue
-        per = spread(total, len(models), fams)
+        pool = models
+        if args.verify_accepted and name.endswith("-verify"):
+            pool = accepted(models, bases, command, args)
+            if not pool:
+                continue
+        per = spread(total, len(pool), fams)
         while True:  # some families make fewer mutants of some models (no weights to externalise): top up
-            mutants: list[Mutant] = generate(models, per, args.seed * 10 + salt, SHARED / "models")
+            mutants: list[Mutant] = generate(pool, per, args.seed * 10 + salt, SHARED / "models")
             if len(mutants) >= total:
                 break
             per = {f: n + max(1, n // 10) for f, n in per.items()}

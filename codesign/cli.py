@@ -527,7 +527,10 @@ def compile(
     clock: float | None = typer.Option(None, "--clock", help="clock period in ns (default: the target's)"),
     force: bool = typer.Option(False, "--force", help="replace an existing output folder"),
     verify: bool = typer.Option(
-        False, "--verify", help="hls4ml: C-simulate, rtl: simulate (iverilog), vs the reference; exit 3 if it fails"
+        False,
+        "--verify",
+        help="hls4ml: C-simulate, rtl: simulate (iverilog), finn: run the written model and pair, vs the "
+        "reference; exit 3 if it fails",
     ),
     samples: int = typer.Option(
         100,

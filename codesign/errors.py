@@ -23,6 +23,10 @@ class UnsupportedModelError(CodesignError):
     """The model uses ops or shapes that codesign cannot express."""
 
 
+class OnnxruntimeError(UnsupportedModelError):
+    """onnxruntime rejected the graph or failed running it (a batched run may still work per sample)."""
+
+
 class ValidationError(CodesignError):
     """The IR broke one of its invariants (a pass bug or a malformed model)."""
 

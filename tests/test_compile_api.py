@@ -60,8 +60,8 @@ def test_unknown_backend_and_option_are_refused_by_name(tmp_path):
         codesign.compile(EXAMPLE, "vu13p", "vivado", output=tmp_path / "a")
     with pytest.raises(CodesignError, match=r"rtl backend: unknown option 'io'"):
         codesign.compile(EXAMPLE, "vu13p", "rtl", output=tmp_path / "b", io="stream")
-    with pytest.raises(CodesignError, match=r"--verify builds hls4ml's C-simulation"):
-        codesign.compile(EXAMPLE, "vu13p", "finn", output=tmp_path / "c", verify=True)
+    with pytest.raises(CodesignError, match=r"finn backend: unknown option 'strategy'"):
+        codesign.compile(EXAMPLE, "vu13p", "finn", output=tmp_path / "c", verify=True, strategy="resource")
     assert not any(tmp_path.iterdir())
 
 

@@ -154,6 +154,34 @@ def test_cli_finn(tmp_path):
     assert r.exit_code == 2 and "--backend must be one of hls4ml, finn" in r.output
 
 
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "jet_tagger_mlp.onnx"
+
+
+def test_verify_runs_the_written_model_and_pair_bit_exact(tmp_path):
+    """--verify: model.onnx read back from the folder and expected_output.npy equal the IR's reference."""
+    out = tmp_path / "jet"
+    r = CliRunner().invoke(app, ["compile", str(EXAMPLE), "-t", "vu13p", "--backend", "finn", "-o", str(out),
+                                 "--verify", "--samples", "16"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    v = json.loads((out / "codesign.json").read_text())
+    assert v["verify"]["samples"] == 16 and v["verify"]["outputs"] == 17 * 5 and v["verify"]["bit_exact"], v["verify"]
+    assert v["verdict"]["passed"] and "verified 16 samples: bit-exact, max abs diff 0" in r.output, r.output
+
+
+def test_verify_exits_3_on_a_pair_off_the_reference(tmp_path, monkeypatch):
+    """A wrong expected_output.npy (what FINN would check its build against) fails --verify with exit 3."""
+    from codesign.backends import finn_backend as fb
+
+    right = fb.reference_pair
+    monkeypatch.setattr(fb, "reference_pair", lambda m, x: (lambda p: (p[0], p[1] + 0.25))(right(m, x)))
+    out = tmp_path / "jet"
+    r = CliRunner().invoke(app, ["compile", str(EXAMPLE), "-t", "vu13p", "--backend", "finn", "-o", str(out),
+                                 "--verify", "--samples", "4"])  # fmt: skip
+    assert r.exit_code == 3, r.output
+    assert "verification FAILED: required bit-exact (model.onnx and the pair vs the IR)" in r.output, r.output
+    assert "max abs diff 0.25" in r.output and (out / "codesign.json").is_file()
+
+
 #: Runs FINN's Vivado-free steps on a folder, with FINN's own verification of our pair.
 FINN_CHECK = """
 import json, shutil, sys

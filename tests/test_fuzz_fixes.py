@@ -4,7 +4,11 @@
   (it allocates every tensor of the graph at once): now one line naming the largest tensor;
 - onnxruntime's coloured ERROR log reached stderr before our one-line error (multiline);
 - qonnx's tensor renaming (hls4ml/FINN lowering) was quadratic: a 2,000-node chain took minutes;
-- float-model type selection ran 1,000 synthetic samples whatever their size (minutes, GiBs).
+- float-model type selection ran 1,000 synthetic samples whatever their size (minutes, GiBs);
+- a byte flip in a BIPOLAR-annotated weight (FINN's build_dataflow model) stopped qonnx's executor
+  with a multi-line "Rounding error is too high" (internal error): now refused at load, naming it;
+- onnxruntime rejecting a graph (Relu on int64 indices at opset 11) or failing on it was an internal
+  error: the reference's sessions refuse it in one line naming onnxruntime's reason.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from qonnx.core.datatype import DataType
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.transformation.general import GiveReadableTensorNames
 
@@ -87,8 +92,24 @@ def test_onnxruntime_errors_arrive_as_one_exception_not_a_log(tmp_path):
         "try:\n    execute(m, np.full((1, 1), 3.0, np.float32))\nexcept Exception as e:\n    print('raised', type(e).__name__)\n"
     )  # fmt: skip
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
-    assert "raised" in r.stdout, r.stdout + r.stderr
+    assert "raised OnnxruntimeError" in r.stdout, r.stdout + r.stderr  # a CodesignError: one line, exit 2
     assert "onnxruntime" not in r.stderr, r.stderr
+
+
+def test_a_graph_onnxruntime_rejects_is_refused_in_one_line(tmp_path):
+    """fuzz: `chain 2000` on FINN's build_dataflow model put Relu (opset 11: float only) on TopK's int64 indices;
+    onnxruntime's InvalidGraph while building the reference session was an internal error."""
+    k = numpy_helper.from_array(np.array([2], dtype=np.int64), "k")
+    nodes = [helper.make_node("TopK", ["x", "k"], ["v", "i"], name="topk"),
+             helper.make_node("Relu", ["i"], ["y"], name="relu_on_indices")]  # fmt: skip
+    m = _model(nodes, [k], out_shape=(1, 2), opset=11)
+    m.graph.output[0].type.tensor_type.elem_type = TensorProto.INT64
+    with pytest.raises(UnsupportedModelError) as exc:
+        codesign.compile(m, "vu13p", "finn", output=tmp_path / "out")
+    msg = str(exc.value)
+    assert "\n" not in msg and msg.startswith("onnxruntime cannot load the model: [ONNXRuntimeError]"), msg
+    assert "node (relu_on_indices)" in msg, msg
+    assert not (tmp_path / "out").exists()
 
 
 # ------------------------------------------------------------------ linear tensor renaming
@@ -175,3 +196,39 @@ def test_output_mse_scales_are_the_per_column_search_s():
             np.testing.assert_array_equal(
                 _output_mse_pow2(w, bits, QuantConfig(bits=bits), 1, x), per_column(w, bits, x)
             )
+
+
+# ------------------------------------------------------------------ values off their datatype annotation
+def _bipolar_mlp(w: np.ndarray) -> onnx.ModelProto:
+    """x -> MatMul(w annotated BIPOLAR) -> y, as FINN's build_dataflow example annotates its weights."""
+    m = _model([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], [_const("w", w)])
+    ModelWrapper(m).set_tensor_datatype("w", DataType["BIPOLAR"])
+    return m
+
+
+def test_weight_off_its_annotation_is_refused_at_load_naming_it(tmp_path):
+    """fuzz: `flip@0.732802` on Xilinx+finn build_dataflow/model.onnx -> internal error in qonnx's executor."""
+    w = np.where(np.arange(16).reshape(4, 4) % 3, 1.0, -1.0)
+    assert codesign.load(_bipolar_mlp(w)).dtype("w").name == "BIPOLAR"
+    w[2, 1] = -1.72656
+    with pytest.raises(UnsupportedModelError) as exc:
+        codesign.load(_bipolar_mlp(w))
+    assert str(exc.value) == "initializer 'w' is annotated BIPOLAR but holds -1.72656 (1 of 16 values are not BIPOLAR)"
+    w[2, 1] = 3.0  # on the integer grid, out of range: qonnx would execute it as 3, a backend as a bipolar weight
+    with pytest.raises(UnsupportedModelError, match=r"holds 3 \(1 of 16 values"):
+        codesign.compile(_bipolar_mlp(w), "vu13p", "finn", output=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_computed_tensor_off_its_annotation_is_one_line():
+    """A tensor whose annotation the executor's sanitising rejects ends in one line naming it, not qonnx's three."""
+    from codesign.backends.segments import SegmentedExecutor
+
+    m = _model([helper.make_node("Relu", ["x"], ["y"], name="relu")])
+    ModelWrapper(m).set_tensor_datatype("y", DataType["INT2"])
+    run = SegmentedExecutor(Model(m)).run
+    np.testing.assert_array_equal(run({"x": np.array([[1, 0, -1, 1]], np.float32)})["y"], [[1, 0, 0, 1]])
+    with pytest.raises(UnsupportedModelError) as exc:
+        run({"x": np.array([[0.5, 0, 0, 0]], np.float32)})
+    msg = str(exc.value)
+    assert "\n" not in msg and msg.startswith("reference execution: tensor 'y' (INT2) holds values off its"), msg

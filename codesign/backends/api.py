@@ -46,7 +46,8 @@ def compile(
     """Compile ``model`` (a path, ModelProto, ModelWrapper or IR Model) for ``target`` with ``backend``.
 
     ``output``: the project folder (refused if present unless ``force``). ``verify``: hls4ml builds
-    and runs the C-simulation, rtl runs alkaid's interpreter and iverilog; ``result.passed`` says
+    and runs the C-simulation, rtl runs alkaid's interpreter and iverilog, finn runs the written
+    model.onnx and checks the verification pair (bit-exact vs the IR); ``result.passed`` says
     whether the model met what it must (bit-exact when power-of-two quantized, else its
     tolerance) and ``result.verdict_line`` why. ``log`` receives progress lines as they happen.
     Options: hls4ml ``io``, ``strategy``, ``reuse_factor``, ``layer_reuse``, ``clock_ns``,
@@ -62,8 +63,6 @@ def compile(
         raise CodesignError(
             f"{backend} backend: unknown option {unknown[0]!r} (options: {', '.join(OPTIONS[backend])})"
         )
-    if backend == "finn" and verify:
-        raise CodesignError("--verify builds hls4ml's C-simulation; FINN checks input.npy/expected_output.npy itself")
     tgt = get_target(target) if not hasattr(target, "part") else target
     opts = dict(options)
     if isinstance(model, (str, Path)) and source is None:
@@ -98,7 +97,8 @@ def compile(
     from codesign.backends.finn_backend import FinnOptions
 
     inputs = opts.pop("inputs", None)
-    return compile_finn(ir, tgt, output, options=FinnOptions(**_split(opts, OPTIONS["finn"])), inputs=inputs, **common)
+    return compile_finn(ir, tgt, output, options=FinnOptions(**_split(opts, OPTIONS["finn"])), inputs=inputs,
+                        verify=verify, samples=100 if samples is None else samples, **common)  # fmt: skip
 
 
 def _load(model: Any, input_shapes: dict[str, tuple[int, ...]] | None) -> Any:

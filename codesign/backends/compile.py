@@ -330,13 +330,19 @@ def compile_finn(
     force: bool = False,
     inputs: Any = None,
     source: Path | None = None,
+    verify: bool = False,
+    samples: int = 100,
 ) -> CompileResult:
-    """Write a FINN ``build_dataflow`` folder (model, config, verification pair, README)."""
+    """Write a FINN ``build_dataflow`` folder (model, config, verification pair, README); with ``verify`` the
+    written model and pair are checked against the IR's reference on ``samples`` inputs."""
     from codesign.backends import finn_backend as fb
+    from codesign.backends.verdict import judge_finn
 
     tgt = target if isinstance(target, Target) else get_target(target)
     if "finn" not in tgt.backends:
         raise CodesignError(f"target {tgt.name} does not support the FINN backend")
+    if verify and samples < 1:
+        raise CodesignError("--samples must be >= 1")
     opts = options or fb.FinnOptions()
     final = Path(output).absolute()
     check_destination(final, force, keep=source)
@@ -345,7 +351,14 @@ def compile_finn(
         t0 = time.perf_counter()
         info = fb.write_folder(ir, tgt, opts, tmp, inputs=inputs)
         timings["write_s"] = time.perf_counter() - t0
-        manifest = _manifest(ir, source, tgt, "finn", opts.to_dict(), {"finn": info, "timings": timings})
+        report = None
+        if verify:
+            t0 = time.perf_counter()
+            report = fb.verify_folder(ir, tmp, samples).to_dict()
+            timings["verify_s"] = time.perf_counter() - t0
+        verdict = judge_finn(report).to_dict() if report else None
+        manifest = _manifest(ir, source, tgt, "finn", opts.to_dict(),
+                             {"finn": info, "timings": timings, "verify": report, "verdict": verdict})  # fmt: skip
         _write_manifest(tmp, manifest)
     return CompileResult(final, "finn", tgt, manifest, timings)
 

@@ -22,6 +22,7 @@ from codesign.backends.lowering import lower, lower_for_finn, refuse_unsupported
 from codesign.backends.precision import INPUT_GUARD_FRAC, Fixed, input_type
 from codesign.backends.reference import execute
 from codesign.backends.targets import Target
+from codesign.backends.verify import VerifyReport, sample_inputs
 from codesign.errors import CodesignError
 from codesign.ir.model import Model
 
@@ -175,21 +176,27 @@ def build_config(ir: Model, target: Target, options: FinnOptions, has_pair: bool
     return cfg, why
 
 
+def grid_types(model: Model) -> dict[str, Fixed]:
+    """Each quantized input's grid for drawn samples: the input quantizer's own, without rounding ties (which
+    FINN's thresholds break upwards where QONNX's Quant rounds half to even)."""
+    types = {}
+    for name in model.inputs:
+        t = input_type(model, name)
+        if t is not None and not model.dtype(name).is_integer():
+            t = Fixed(t.width - INPUT_GUARD_FRAC, t.integer, t.signed)
+        if t is not None:
+            types[name] = t
+    return types
+
+
 def reference_pair(model: Model, inputs: np.ndarray | None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(input, expected output) for FINN's verification: the given sample or one drawn on the input grid."""
-    from codesign.backends.verify import sample_inputs
-
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise CodesignError("the FINN backend writes a verification pair only for one-input, one-output models")
     name = model.inputs[0]
     shape = model.shape(name)
     if inputs is None:
-        t = input_type(model, name)
-        if t is not None and not model.dtype(name).is_integer():
-            # on the input quantizer's own grid: no rounding ties, which FINN's thresholds break upwards
-            # where QONNX's Quant rounds half to even
-            t = Fixed(t.width - INPUT_GUARD_FRAC, t.integer, t.signed)
-        x = sample_inputs(model, {name: t} if t else {}, 1, seed)[name]
+        x = sample_inputs(model, grid_types(model), 1, seed)[name]
     else:
         x = np.asarray(inputs, dtype=np.float32)
         if x.shape != tuple(shape):
@@ -198,6 +205,30 @@ def reference_pair(model: Model, inputs: np.ndarray | None, seed: int = 0) -> tu
             x = x.reshape(shape)
     y = execute(model, {name: x})[model.outputs[0]]
     return x, y
+
+
+def verify_folder(ir: Model, folder: Path, samples: int, seed: int = 0) -> VerifyReport:
+    """The folder as FINN reads it vs the IR's reference: model.onnx (read back from disk) on input.npy and
+    ``samples - 1`` more inputs on the input grid, and expected_output.npy (what FINN checks against) on input.npy."""
+    import onnx
+
+    from codesign.backends.verify import FLOAT_INPUT_TYPE, compare, output_code_scale, reference_outputs
+
+    written = Model(onnx.load(str(folder / "model.onnx")))
+    name, types = ir.inputs[0], grid_types(ir)
+    pair_x, pair_y = np.load(folder / "input.npy"), np.load(folder / "expected_output.npy")
+    drawn = sample_inputs(ir, types, max(0, samples - 1), seed + 1)[name]
+    x = np.concatenate([pair_x.reshape(1, *drawn.shape[1:]), drawn]).astype(np.float32)
+    ref = reference_outputs(ir, {name: x})
+    got = reference_outputs(written, {written.inputs[0]: x.reshape(len(x), *written.shape(written.inputs[0])[1:])})
+    got = got.reshape(ref.shape)
+    # the pair as a last row: expected_output.npy must be the IR's output on input.npy too
+    ref, got = np.concatenate([ref, ref[:1]]), np.concatenate([got, pair_y.reshape(ref[:1].shape)])
+    report = compare(
+        ref, got, {name: (types.get(name) or FLOAT_INPUT_TYPE).hls()}, output_code_scale(ir, ir.outputs[0])
+    )
+    report.samples = len(x)
+    return report
 
 
 def write_folder(
@@ -231,7 +262,9 @@ __all__ = [
     "FinnConfigError",
     "FinnOptions",
     "build_config",
+    "grid_types",
     "reference_pair",
     "validate_config",
+    "verify_folder",
     "write_folder",
 ]

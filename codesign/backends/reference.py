@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from codesign.errors import CodesignError
+from codesign.errors import CodesignError, OnnxruntimeError
 from codesign.ir.model import Model
 
 
@@ -46,6 +46,32 @@ def _is_standard(model: Model) -> bool:
     return all(n.domain in ("", "ai.onnx") for n in model.graph.node)
 
 
+def _onnxruntime_error(exc: Exception, doing: str) -> OnnxruntimeError | None:
+    """onnxruntime's own exception (a type error in the graph, a Reshape that cannot be) as one line, else None."""
+    if not type(exc).__module__.startswith("onnxruntime"):
+        return None
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return OnnxruntimeError(f"onnxruntime {doing} the model: {first[:300]}")
+
+
+def ort_session(proto: Any, opts: Any) -> Any:
+    """A CPU onnxruntime session of ``proto``; onnxruntime rejecting the graph is refused in one line."""
+    import onnxruntime as ort
+
+    try:
+        return ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise (_onnxruntime_error(exc, "cannot load") or exc) from exc
+
+
+def ort_run(session: Any, outputs: list[str], feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+    """``session.run``; onnxruntime failing on the model's own values or shapes is refused in one line."""
+    try:
+        return session.run(outputs, feeds)
+    except Exception as exc:
+        raise (_onnxruntime_error(exc, "failed running") or exc) from exc
+
+
 class ReferenceExecutor:
     """Runs a model on numpy inputs; reuses sessions/re-batched copies across calls."""
 
@@ -68,9 +94,7 @@ class ReferenceExecutor:
             opts = ort.SessionOptions()
             opts.log_severity_level = 4  # fatal only: errors arrive as exceptions
             opts.intra_op_num_threads = 1
-            self._sessions[n] = ort.InferenceSession(
-                self._batch_model(n).proto.SerializeToString(), opts, providers=["CPUExecutionProvider"]
-            )
+            self._sessions[n] = ort_session(self._batch_model(n).proto, opts)
         return self._sessions[n]
 
     def run(self, inputs: Mapping[str, np.ndarray] | np.ndarray) -> dict[str, np.ndarray]:
@@ -80,7 +104,7 @@ class ReferenceExecutor:
         if self.standard:
             sess = self._ort(n)
             names = [o.name for o in sess.get_outputs()]
-            return dict(zip(names, sess.run(names, feeds)))
+            return dict(zip(names, ort_run(sess, names, feeds)))
         from codesign.backends.segments import SegmentedExecutor
 
         if n not in self._segmented:

@@ -19,6 +19,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
+from codesign.backends.reference import ort_run, ort_session
+from codesign.errors import UnsupportedModelError
 from codesign.ir.model import Model
 
 _STANDARD = ("", "ai.onnx")
@@ -39,6 +41,22 @@ class _Custom:
 
     node: onnx.NodeProto
     opset: int
+
+
+def _sanitized(view: Any, names: list[str], context: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """qonnx's ``sanitize_quant_values``, its multi-line exception (a tensor's values off its integer datatype
+    annotation, e.g. one a mutated attribute made wrong) one line naming the tensor."""
+    from qonnx.util.basic import sanitize_quant_values
+
+    try:
+        return sanitize_quant_values(view, names, context)
+    except Exception as exc:
+        why = " ".join(str(exc).split())
+        bad = next((n for n in names if why.endswith(f" {n}")), None)
+        what = f"tensor {bad!r} ({view.get_tensor_datatype(bad).name})" if bad else "a tensor"
+        raise UnsupportedModelError(
+            f"reference execution: {what} holds values off its datatype annotation (qonnx: {why[:160]})"
+        ) from exc
 
 
 class SegmentedExecutor:
@@ -91,14 +109,14 @@ class SegmentedExecutor:
                 graph, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets.items() if d in _STANDARD]
             )
             proto.ir_version = min(model.proto.ir_version or 8, 10) if model.proto.ir_version else 8
-            session = ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+            session = ort_session(proto, opts)
             self.steps.append(_Run(session, feeds, outs))
             k = end
 
     def run(self, feeds: Mapping[str, np.ndarray], full_context: bool = False) -> dict[str, np.ndarray]:
         """Graph outputs by name (every tensor with ``full_context``)."""
         from qonnx.core.execute_custom_node import execute_custom_node
-        from qonnx.util.basic import get_sanitize_quant_tensors, sanitize_quant_values
+        from qonnx.util.basic import get_sanitize_quant_tensors
 
         from codesign.ir.indexed import IndexedWrapper
 
@@ -108,10 +126,10 @@ class SegmentedExecutor:
         context: dict[str, np.ndarray] = {name: self.model.initializer(name) for name in self.inits}
         context.update(feeds)
         if sanitize:
-            context = sanitize_quant_values(view, list(context), context)
+            context = _sanitized(view, list(context), context)
         for step in self.steps:
             if isinstance(step, _Run):
-                values = step.session.run(step.outputs, {i: context[i] for i in step.inputs})
+                values = ort_run(step.session, step.outputs, {i: context[i] for i in step.inputs})
                 context.update(zip(step.outputs, values))
                 produced = step.outputs
             else:
@@ -122,7 +140,7 @@ class SegmentedExecutor:
                 execute_custom_node(step.node, context, g, step.opset)
                 produced = [o for o in step.node.output if o]
             if sanitize:
-                context = sanitize_quant_values(view, produced, context)
+                context = _sanitized(view, produced, context)
         if full_context:
             return context
         return {o.name: context[o.name] for o in g.output}

@@ -123,4 +123,10 @@ def judge_rtl(report: dict[str, Any]) -> Verdict:
     return Verdict(report["mismatches"] == 0, "bit-exact", measured)
 
 
-__all__ = ["TABLE_OPS", "Verdict", "expects_bit_exact", "judge_hls4ml", "judge_rtl"]
+def judge_finn(report: dict[str, Any]) -> Verdict:
+    """A FINN folder's model.onnx is the IR rewritten (no new arithmetic) and its pair the IR's: any mismatch fails."""
+    measured = f"{report['bit_exact_share']:.2%} of outputs bit-exact, max abs diff {report['max_abs_diff']:.3g}"
+    return Verdict(bool(report["bit_exact_share"] == 1.0), "bit-exact (model.onnx and the pair vs the IR)", measured)
+
+
+__all__ = ["TABLE_OPS", "Verdict", "expects_bit_exact", "judge_finn", "judge_hls4ml", "judge_rtl"]

@@ -20,7 +20,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from codesign.errors import CodesignError
+from codesign.errors import CodesignError, OnnxruntimeError
 from codesign.ir.model import QUANT_OPS, Model
 
 #: Ops whose output never leaves a fixed interval, whatever the input.
@@ -109,21 +109,22 @@ def _batches(data: Any, batch: int) -> Iterable[Any]:
 def _run_chunk(executor: Any, chunk: Any) -> dict[str, np.ndarray]:
     """Run one batch; models whose graph pins batch 1 (keras Reshape targets) run per sample."""
     try:
+        n = len(next(iter(chunk.values()))) if isinstance(chunk, Mapping) else len(chunk)
         try:
             return executor.run(chunk)
-        except CodesignError:
-            raise
+        except CodesignError as exc:
+            if not isinstance(exc, OnnxruntimeError) or n == 1:
+                raise
         except Exception:
-            n = len(next(iter(chunk.values()))) if isinstance(chunk, Mapping) else len(chunk)
             if n == 1:
                 raise
-            rows = [
-                executor.run(
-                    {k: v[i : i + 1] for k, v in chunk.items()} if isinstance(chunk, Mapping) else chunk[i : i + 1]
-                )
-                for i in range(n)
-            ]
-            return {k: np.concatenate([r[k] for r in rows]) for k in rows[0]}
+        rows = [
+            executor.run(
+                {k: v[i : i + 1] for k, v in chunk.items()} if isinstance(chunk, Mapping) else chunk[i : i + 1]
+            )
+            for i in range(n)
+        ]
+        return {k: np.concatenate([r[k] for r in rows]) for k in rows[0]}
     except CodesignError as exc:
         raise CodesignError(f"calibration data does not fit the model: {exc}") from None
     except Exception as exc:  # onnxruntime/qonnx internals: one line for the user

@@ -21,7 +21,7 @@ from codesign.passes.datatypes import InferDatatypes
 from codesign.passes.fold import FoldConstantSubgraphs as _BoundedFold
 from codesign.passes.qdq import QDQToQuant
 from codesign.passes.quantizers import CheckQuantizers, FillQuantizerDefaults
-from codesign.passes.sanity import CheckWindowNodes
+from codesign.passes.sanity import CheckAnnotatedConstants, CheckWindowNodes
 from codesign.passes.shapes import InferShapes
 from codesign.passes.tidy import RemoveStaticGraphInputs, RemoveUnusedTensors, SortGraph, UniqueParameterTensors
 
@@ -342,6 +342,7 @@ def normalize(
         UniqueParameterTensors(),
         FoldConstantSubgraphs(),
         CheckQuantizers(),
+        CheckAnnotatedConstants(),
         QonnxPass(FoldTransposeIntoQuantInit()),
         RemoveUnusedTensors(),
         SortGraph(),

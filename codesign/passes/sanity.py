@@ -1,12 +1,15 @@
-"""Attribute and rank sanity of convolution/pooling nodes, once shapes are known.
+"""Attribute and rank sanity of convolution/pooling nodes, once shapes are known; annotated constants.
 
 onnxruntime and the backends crash (or divide by zero) on a Conv whose ``group`` does not
 divide its channels, a zero stride or a negative pad; here such a node is refused in one
-line naming it.
+line naming it. So is an initializer holding values its integer QONNX datatype annotation
+cannot (a flipped BIPOLAR weight): qonnx's executor stops on it with a multi-line exception,
+and backends would take the annotation for the truth.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import onnx
 from onnx import helper
 
@@ -60,4 +63,35 @@ class CheckWindowNodes(Pass):
         for node in model.graph.node:
             if node.op_type in WINDOW_OPS:
                 check_window_node(model, node)
+        return PassResult(model, False)
+
+
+def check_annotated_constants(model: Model) -> None:
+    """Refuse, naming it, an initializer whose values are off its integer datatype annotation's grid or range."""
+    from qonnx.util.basic import get_execution_error_thresh
+
+    for ann in model.graph.quantization_annotation:
+        name = ann.tensor_name
+        dt = model.dtype(name)
+        value = model.initializer(name) if dt.is_integer() else None
+        if value is None or not value.size:
+            continue
+        value = np.asarray(value, dtype=np.float64)
+        rounded = np.round(value)
+        off = np.abs(value - rounded) > get_execution_error_thresh()
+        bad = np.flatnonzero(off.ravel() | ~np.asarray(dt.allowed(rounded), dtype=bool).ravel())
+        if bad.size:
+            raise UnsupportedModelError(
+                f"initializer {name!r} is annotated {dt.name} but holds {value.ravel()[bad[0]]:g} "
+                f"({bad.size} of {value.size} values are not {dt.name})"
+            )
+
+
+class CheckAnnotatedConstants(Pass):
+    """Analysis: every initializer passes :func:`check_annotated_constants`."""
+
+    in_place = True
+
+    def call(self, model: Model) -> PassResult:
+        check_annotated_constants(model)
         return PassResult(model, False)

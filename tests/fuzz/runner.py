@@ -29,12 +29,13 @@ MEMORY = "memory"  # hit the RLIMIT_AS cap (MemoryError, bad_alloc) or its RSS w
 SIGNAL = "signal"
 TIMEOUT = "timeout"
 OTHER_EXIT = "other-exit"
+VERIFY_FAILED = "verify-failed"  # exit 3: ``compile --verify`` measured a mismatch vs the reference
 HALF_WRITTEN = "half-written"  # a failed compile left its -o folder, or the next run could not clean up after it
 WRONG = "wrong-result"  # exit 0 with totals other than the unmutated model's (a rename changed the cost)
 GOOD = (OK, REFUSED)
 CLASSES = (
-    OK, REFUSED, ACCEPTED_INVALID, WRONG, INTERNAL, MULTILINE, TRACEBACK, MEMORY, SIGNAL, TIMEOUT, OTHER_EXIT,
-    HALF_WRITTEN,
+    OK, REFUSED, ACCEPTED_INVALID, WRONG, VERIFY_FAILED, INTERNAL, MULTILINE, TRACEBACK, MEMORY, SIGNAL, TIMEOUT,
+    OTHER_EXIT, HALF_WRITTEN,
 )  # fmt: skip
 
 MEMORY_MARKS = ("MemoryError", "Unable to allocate", "bad_alloc", "Cannot allocate memory", "out of memory")
@@ -86,22 +87,35 @@ def classify(code: int | None, signum: int | None, stderr: str, expect: str, tim
         return REFUSED if len(lines) == 1 and lines[0].startswith("codesign: error: ") else MULTILINE
     if code == 1:
         return INTERNAL
+    if code == 3:
+        return VERIFY_FAILED
     return OTHER_EXIT
 
 
+#: What a child of each command imports (and its ``--verify`` runs): ``compile`` preloads every backend's.
+PRELOAD: dict[str, tuple[str, ...]] = {
+    "compile-hls4ml": ("codesign.backends.compile", "codesign.backends.hls4ml_backend", "codesign.backends.verify",
+                       "hls4ml"),
+    "compile-rtl": ("codesign.backends.compile", "codesign.backends.rtl_backend", "codesign.backends.verify", "da4ml"),
+    "compile-finn": ("codesign.backends.compile", "codesign.backends.finn_backend", "codesign.backends.verify",
+                     "codesign.backends.verdict", "codesign.backends.segments", "onnxruntime", "qonnx.core.onnx_exec"),
+}  # fmt: skip
+
+
 def preload(commands: set[str]) -> None:
-    """Import in the parent what every child needs, so forks start warm."""
+    """Import in the parent what every child needs, so forks start warm (``compile-<backend>``: one backend's)."""
     import codesign.cli
     import codesign.frontends
     import codesign.passes.cost  # noqa: F401
 
-    if "compile" in commands:
-        for mod in ("codesign.backends.compile", "codesign.backends.hls4ml_backend", "codesign.backends.rtl_backend",
-                    "hls4ml", "da4ml"):  # fmt: skip
-            try:
-                __import__(mod)
-            except Exception:
-                pass
+    mods = [mod for cmd, names in PRELOAD.items() if cmd in commands for mod in names]
+    if "compile" in commands:  # every backend
+        mods += [mod for cmd, names in PRELOAD.items() if cmd.startswith("compile-") for mod in names]
+    for mod in dict.fromkeys(mods):
+        try:
+            __import__(mod)
+        except Exception:
+            pass
 
 
 def _child(argv: list[str], cwd: Path, out: Path, err: Path, mem_mb: int) -> None:
@@ -196,7 +210,8 @@ def _poll(r: _Running, block: bool = False) -> Outcome | None:
     rss_mb = usage.ru_maxrss / 1024
     cls = classify(None if signum else code, signum, stderr, r.mutant.expect, timed_out, rss_mb, r.mem_mb)
     stdout = out.read_text(errors="replace")[:1_000_000] if out.exists() else ""
-    if any("{out}" in a for a in r.command) and not _output_whole(r.workdir / "out", code == 0):
+    # exit 3 (--verify failed) writes the project too, by design: the verdict is in its codesign.json
+    if any("{out}" in a for a in r.command) and not _output_whole(r.workdir / "out", code in (0, 3)):
         cls = HALF_WRITTEN
     return Outcome(r.mutant, r.command[0], cls, code, seconds, rss_mb, stderr, stdout)
 
