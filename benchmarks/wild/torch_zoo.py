@@ -240,7 +240,9 @@ ENTRIES: list[TorchEntry] = [
         "mean_pool_zeropad", MeanPoolNet, (1, 3, 8, 8), 11, "x.mean((2, 3)) (ReduceMean), ZeroPad2d", dynamo=True
     ),
     TorchEntry("mlp_hardsigmoid", lambda: Mlp(nn.Hardsigmoid()), (1, 16), 14, "HardSigmoid"),
-    TorchEntry("unet_convtranspose", lambda: UNetMini(True), (1, 1, 8, 8), 13, "ConvTranspose2d (refusal ok)"),
+    TorchEntry(
+        "unet_convtranspose", lambda: UNetMini(True), (1, 1, 8, 8), 13, "ConvTranspose2d(2, 2): per-phase 1x1 convs"
+    ),
 ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from onnx import helper
 
 from codesign.backends.lowering import replace_node
@@ -28,4 +29,103 @@ class HardSwishAsHardSigmoidMul(Pass):
         return PassResult(model, bool(done), {"hard_swish": done})
 
 
-__all__ = ["HardSwishAsHardSigmoidMul"]
+class ConvTransposeAsPhases(Pass):
+    """ConvTranspose with kernel == stride (no padding, no overlap: UNet/autoencoder upsampling) -> per output
+    phase a 1x1 Conv, nearest-upsampled, masked to its phase and summed.
+
+    Output pixel ``s*i + a`` is ``W[:, :, a] . x[i]`` alone, so each of the ``s**d`` phases is a 1x1
+    Conv of ``x``; nearest upsampling by ``s`` puts it on every pixel and a 0/1 mask keeps its own.
+    hls4ml has no ConvTranspose; the same MACs, all in layers it has, exact (0/1 masks, adds).
+    """
+
+    def call(self, model: Model) -> PassResult:
+        done = []
+        for node in list(model.nodes_of(["ConvTranspose"])):
+            plan = _phase_plan(model, node)
+            if plan is None:
+                continue
+            replace_node(model, node, _phases(model, node, *plan))
+            done.append(node.name)
+        if done:
+            from codesign.passes.shapes import infer_shapes
+
+            model.graph.ClearField("value_info")
+            infer_shapes(model)
+        return PassResult(model, bool(done), {"conv_transpose": done})
+
+
+def _attr(node, name: str, default=None):
+    for a in node.attribute:
+        if a.name == name:
+            return helper.get_attribute_value(a)
+    return default
+
+
+def _phase_plan(model: Model, node) -> tuple[np.ndarray, np.ndarray | None, list[int]] | None:
+    """(weight, bias, strides) when ``node`` is a kernel == stride ConvTranspose this pass rewrites."""
+    w = model.constant(node.input[1]) if len(node.input) > 1 else None
+    bias = model.constant(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+    if node.domain not in ("", "ai.onnx") or w is None or w.ndim not in (3, 4):
+        return None
+    if len(node.input) > 2 and node.input[2] and bias is None:
+        return None
+    kernel = list(w.shape[2:])
+    strides = [int(v) for v in _attr(node, "strides", [1] * len(kernel))]
+    if strides != kernel or int(_attr(node, "group", 1)) != 1 or any(_attr(node, "pads", []) or []):
+        return None
+    if any(int(v) != 1 for v in _attr(node, "dilations", []) or []) or any(_attr(node, "output_padding", []) or []):
+        return None
+    if _attr(node, "output_shape") is not None or str(_attr(node, "auto_pad", b"NOTSET")) not in (
+        "NOTSET",
+        "b'NOTSET'",
+        "VALID",
+        "b'VALID'",
+    ):
+        return None
+    shape = model.shape(node.input[0])
+    if shape is None or len(shape) != w.ndim:
+        return None
+    return np.asarray(w, dtype=np.float32), bias, strides
+
+
+def _phases(model: Model, node, w: np.ndarray, bias: np.ndarray | None, strides: list[int]) -> list:
+    """The nodes: per phase Conv1x1 -> Resize(nearest, s) -> Mul(mask); their sum (+ bias)."""
+    x, y, base = node.input[0], node.output[0], node.name
+    shape = model.shape(x)
+    out_spatial = [int(d) * s for d, s in zip(shape[2:], strides)]
+    d = len(strides)
+    scales = f"{base}_phase_scales"
+    model.set_initializer(scales, np.array([1.0, 1.0, *strides], dtype=np.float32))
+    nodes, terms = [], []
+    for phase in np.ndindex(*strides):
+        tag = "_".join(str(p) for p in phase)
+        kernel = w[(slice(None), slice(None), *phase)].T.reshape(w.shape[1], w.shape[0], *([1] * d))  # (O, C, 1..)
+        w_name = f"{base}_phase{tag}_weight"
+        model.set_initializer(w_name, np.ascontiguousarray(kernel, dtype=np.float32))
+        mask = np.zeros([1, 1, *out_spatial], dtype=np.float32)
+        mask[(0, 0, *[slice(p, None, s) for p, s in zip(phase, strides)])] = 1.0
+        m_name = f"{base}_phase{tag}_mask"
+        model.set_initializer(m_name, mask)
+        conv, up, kept = (f"{y}_phase{tag}_{s}" for s in ("conv", "up", "kept"))
+        nodes += [
+            helper.make_node("Conv", [x, w_name], [conv], name=f"{base}_phase{tag}", kernel_shape=[1] * d,
+                             pads=[0] * (2 * d), strides=[1] * d, dilations=[1] * d),
+            helper.make_node("Resize", [conv, "", scales], [up], name=f"{base}_phase{tag}_up", mode="nearest",
+                             coordinate_transformation_mode="asymmetric", nearest_mode="floor"),
+            helper.make_node("Mul", [up, m_name], [kept], name=f"{base}_phase{tag}_keep"),
+        ]  # fmt: skip
+        terms.append(kept)
+    acc = terms[0]
+    for k, term in enumerate(terms[1:], start=1):
+        last = k == len(terms) - 1 and bias is None
+        out = y if last else f"{y}_sum{k}"
+        nodes.append(helper.make_node("Add", [acc, term], [out], name=f"{base}_sum{k}"))
+        acc = out
+    if bias is not None:
+        b_name = f"{base}_bias"
+        model.set_initializer(b_name, np.asarray(bias, dtype=np.float32).reshape(1, -1, *([1] * d)))
+        nodes.append(helper.make_node("Add", [acc, b_name], [y], name=f"{base}_bias"))
+    return nodes
+
+
+__all__ = ["ConvTransposeAsPhases", "HardSwishAsHardSigmoidMul"]

@@ -583,7 +583,7 @@ class QuantizeTableInputs(Pass):
 
 def lower_for_hls4ml() -> Sequential:
     """IR -> the graph codesign's hls4ml layer builders read (cleaned, MatMul, channels-last)."""
-    from codesign.backends.decompose import HardSwishAsHardSigmoidMul
+    from codesign.backends.decompose import ConvTransposeAsPhases, HardSwishAsHardSigmoidMul
     from codesign.backends.integer_codes import IntegerCodes
     from codesign.backends.layout import ChannelsLastLayout
     from codesign.backends.linear_resize import LinearResizeAsNearestAndConv
@@ -594,6 +594,7 @@ def lower_for_hls4ml() -> Sequential:
         GemmToMatMul(),
         ExtractWeightScale(),
         HardSwishAsHardSigmoidMul(),
+        ConvTransposeAsPhases(),
         LinearResizeAsNearestAndConv(),
         IntegerCodes(),
         ExplicitDefaults(),
