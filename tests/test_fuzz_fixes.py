@@ -232,3 +232,25 @@ def test_computed_tensor_off_its_annotation_is_one_line():
         run({"x": np.array([[0.5, 0, 0, 0]], np.float32)})
     msg = str(exc.value)
     assert "\n" not in msg and msg.startswith("reference execution: tensor 'y' (INT2) holds values off its"), msg
+
+
+def test_an_activation_after_a_softmax_keeps_the_probabilities_grid():
+    """Relus appended after a Softmax (fuzz seed 8, chain 500) were typed from hls4ml's default fixed<16,6>, which
+    cut the probabilities to 10 fractional bits (C-sim top-1 96.6%); they now follow the Softmax's fixed<18,2>."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    from codesign.backends.hls4ml_backend import lower_model
+    from codesign.backends.precision import PROBABILITY, derive
+    from codesign.frontends import load
+
+    w = numpy_helper.from_array(np.random.default_rng(0).normal(size=(4, 5)).astype(np.float32), "w")
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["s"], name="dense"),
+             helper.make_node("Softmax", ["s"], ["p"], name="softmax", axis=-1),
+             helper.make_node("Relu", ["p"], ["y"], name="relu")]  # fmt: skip
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 5])], [w])  # fmt: skip
+    lowered = lower_model(load(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])))
+    softmax = next(iter(lowered.nodes_of(["Softmax"])))
+    types = derive(lowered).tensors  # (lowering renames tensors)
+    assert types[softmax.output[0]] == PROBABILITY and types[lowered.outputs[0]].frac >= PROBABILITY.frac

@@ -19,7 +19,7 @@ from typing import Any
 
 from codesign.backends.hls4ml_patches import binary_dense_fixed, codesign_path
 from codesign.backends.lowering import lower, lower_for_hls4ml, refuse_unsupported
-from codesign.backends.precision import ModelPrecision, derive
+from codesign.backends.precision import PROBABILITY, ModelPrecision, derive
 from codesign.backends.targets import Target
 from codesign.errors import CodesignError, UnsupportedModelError
 from codesign.ir.model import Model
@@ -253,7 +253,7 @@ def hls_config(
 TABLE_SIZE = 4096
 #: Integer bits of Softmax's ``x_max - x`` (differences past 32 have exp < 1e-13: saturated)
 NORM_INT = 5
-PROB_TYPE = "fixed<18,2,RND,SAT>"
+PROB_TYPE = PROBABILITY.hls()
 #: Fractional bits of the exp sum indexing Softmax's inverse table, and that table's largest index width
 INV_FRAC, MAX_INV_BITS = 8, 16
 

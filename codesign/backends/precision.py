@@ -101,6 +101,8 @@ class Fixed:
 
 #: The port type of an input the IR leaves float: hls4ml's default precision.
 DEFAULT_INPUT = Fixed(16, 6, True)
+#: Softmax/Sigmoid outputs (probabilities in [0, 1]): 16 fractional bits, saturating (their tables' type too).
+PROBABILITY = Fixed(18, 2, True, "RND", "SAT")
 
 
 def _attr(node: onnx.NodeProto, name: str, default=None):
@@ -379,6 +381,8 @@ def derive(model: Model) -> ModelPrecision:
             if not (fused and out not in model.outputs):
                 # hls4ml types an unquantized activation with its default (fixed<16,6>: truncates)
                 layers[node.name] = LayerPrecision(node.name, node.op_type, {"result": tensors[out]})
+        elif node.op_type in ("Softmax", "Sigmoid"):
+            tensors[out] = PROBABILITY  # what activation_tables gives their tables and results
         elif node.op_type in _ACTIVATIONS:
             tensors[out] = DEFAULT_INPUT  # hls4ml types an unquantized activation's output with its default
         elif node.op_type == "Add" and len(node.input) == 2 and all(i in tensors for i in node.input):
