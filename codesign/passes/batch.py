@@ -16,8 +16,10 @@ import onnx
 from codesign.ir.model import Model
 from codesign.passes.base import Pass, PassResult
 
-#: Largest static batch considered, and the most weight elements a model may have for the check to run.
-MAX_BATCH = 1023
+#: Largest static batch considered (one onnxruntime run of it checks the rewrite), the samples compared one by
+#: one, and the most weight elements a model may have for the check to run.
+MAX_BATCH = 256
+CHECKED_SAMPLES = 4
 MAX_CHECK_WEIGHTS = 20_000_000
 #: Outputs must agree this closely (relative to their peak) sample by sample.
 RTOL = 1e-4
@@ -78,7 +80,7 @@ def _unbatch_target(model: Model, name: str, n: int) -> None:
 
 
 class StaticBatchToOne(Pass):
-    """Ports that all lead with the same static batch N (2..1023) -> batch 1, if sample-by-sample equal."""
+    """Ports that all lead with the same static batch N (2..256) -> batch 1, if sample-by-sample equal."""
 
     def call(self, model: Model) -> PassResult:
         g = model.graph
@@ -109,16 +111,20 @@ class StaticBatchToOne(Pass):
 
     @staticmethod
     def _same_per_sample(model: Model, trial: Model, n: int) -> bool:
-        """The original on the batch equals the rewrite on each sample (onnxruntime, unoptimised)."""
+        """The original on the batch equals the rewrite on its first samples, one by one (onnxruntime, unoptimised).
+
+        A model that mixes samples (a statistic over the batch) differs there on random inputs.
+        """
         try:
             feeds = _samples(model, n)
             whole = _run(model.proto, feeds)
-            rows = [_run(trial.proto, {k: v[i : i + 1] for k, v in feeds.items()}) for i in range(n)]
+            k = min(n, CHECKED_SAMPLES)
+            rows = [_run(trial.proto, {name: v[i : i + 1] for name, v in feeds.items()}) for i in range(k)]
         except Exception:  # any failure (shape inference, a kernel): not provably batch-independent
             return False
-        for k, full in enumerate(whole):
-            full = np.asarray(full, dtype=np.float64)
-            per = np.concatenate([np.asarray(r[k], dtype=np.float64) for r in rows])
+        for j, full in enumerate(whole):
+            full = np.asarray(full, dtype=np.float64)[:k]
+            per = np.concatenate([np.asarray(r[j], dtype=np.float64) for r in rows])
             if per.shape != full.shape:
                 return False
             tol = RTOL * max(float(np.abs(full).max(initial=0.0)), 1e-6)
