@@ -25,6 +25,8 @@ SPEC_DEFAULTS: dict[str, dict[str, int | str]] = {
     "Quant": {"signed": 1, "narrow": 0, "rounding_mode": "ROUND"},
     "IntQuant": {"signed": 1, "narrow": 0, "rounding_mode": "ROUND"},
     "Trunc": {"signed": 1, "narrow": 0, "rounding_mode": "FLOOR"},
+    # qonnx marks these required but they only inform backends (its execution ignores them): its defaults
+    "FloatQuant": {"rounding_mode": "ROUND", "has_inf": 0, "has_nan": 0, "has_subnormal": 0, "saturation": 1},
 }
 ROUNDING_MODES = frozenset({"ROUND", "HALF_EVEN", "CEIL", "FLOOR", "UP", "DOWN", "HALF_UP", "HALF_DOWN"})
 MAX_BITS = 32
