@@ -14,9 +14,12 @@ from codesign.backends.reference import execute
 from codesign.passes.cost import cost_report
 
 
-def ort_run(proto_or_path, x: np.ndarray) -> np.ndarray:
+def ort_run(proto_or_path, x: np.ndarray, unfused: bool = False) -> np.ndarray:
+    """onnxruntime's first output on ``x`` (``unfused``: the spec's node-by-node semantics, not its fused int kernels)."""
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
+    if unfused:
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     src = proto_or_path.SerializeToString() if isinstance(proto_or_path, onnx.ModelProto) else str(proto_or_path)
     sess = ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
     return sess.run(None, {sess.get_inputs()[0].name: x})[0]
@@ -144,10 +147,7 @@ def test_int8_ports_become_float_ports_of_the_same_codes():
     model = codesign.load(proto)
     assert not {"QuantizeLinear", "DequantizeLinear"} & {n.op_type for n in model.nodes}
     x = np.random.default_rng(1).integers(-128, 128, size=(200, 16)).astype(np.int8)
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # the spec, not its fused int kernels
-    sess = ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    expected = np.concatenate([sess.run(None, {"x": x[i : i + 1]})[0] for i in range(len(x))]).astype(np.float32)
+    expected = np.concatenate([ort_run(proto, x[i : i + 1], unfused=True) for i in range(len(x))]).astype(np.float32)
     got = execute(model, x.astype(np.float32))[model.outputs[0]]
     np.testing.assert_array_equal(got, expected)
     assert model.dtype(model.inputs[0]).name == "FLOAT32" and len(np.unique(expected)) > 20
@@ -193,10 +193,7 @@ def test_tf2onnx_tflite_patterns_load_and_match_onnxruntime():
     assert not {"QuantizeLinear", "DequantizeLinear"} & {n.op_type for n in model.nodes}
     assert all(len(n.name) <= 200 for n in model.nodes)
     x = np.random.default_rng(3).integers(-128, 128, size=(50, 1, 1, 2)).astype(np.int8)
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    sess = ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    expected = np.concatenate([sess.run(None, {"x": x[i : i + 1]})[0] for i in range(len(x))])
+    expected = np.concatenate([ort_run(proto, x[i : i + 1], unfused=True) for i in range(len(x))])
     got = execute(model, x.astype(np.float32))[model.outputs[0]]
     np.testing.assert_array_equal(got, expected)
 

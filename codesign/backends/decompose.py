@@ -6,6 +6,7 @@ import numpy as np
 from onnx import helper
 
 from codesign.backends.lowering import replace_node
+from codesign.backends.precision import _attr
 from codesign.ir.model import Model
 from codesign.passes.base import Pass, PassResult
 
@@ -54,13 +55,6 @@ class ConvTransposeAsPhases(Pass):
         return PassResult(model, bool(done), {"conv_transpose": done})
 
 
-def _attr(node, name: str, default=None):
-    for a in node.attribute:
-        if a.name == name:
-            return helper.get_attribute_value(a)
-    return default
-
-
 def _phase_plan(model: Model, node) -> tuple[np.ndarray, np.ndarray | None, list[int]] | None:
     """(weight, bias, strides) when ``node`` is a kernel == stride ConvTranspose this pass rewrites."""
     w = model.constant(node.input[1]) if len(node.input) > 1 else None
@@ -75,12 +69,7 @@ def _phase_plan(model: Model, node) -> tuple[np.ndarray, np.ndarray | None, list
         return None
     if any(int(v) != 1 for v in _attr(node, "dilations", []) or []) or any(_attr(node, "output_padding", []) or []):
         return None
-    if _attr(node, "output_shape") is not None or str(_attr(node, "auto_pad", b"NOTSET")) not in (
-        "NOTSET",
-        "b'NOTSET'",
-        "VALID",
-        "b'VALID'",
-    ):
+    if _attr(node, "output_shape") is not None or _attr(node, "auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
         return None
     shape = model.shape(node.input[0])
     if shape is None or len(shape) != w.ndim:

@@ -20,7 +20,7 @@ from onnx import helper
 
 from codesign.backends.exact_affine import AFFINE_OPS
 from codesign.backends.hls4ml_layers.activation import softmax_code_scale
-from codesign.backends.precision import quant_type
+from codesign.backends.precision import _attr, quant_type
 from codesign.ir.model import Model
 from codesign.passes.base import Pass, PassResult
 
@@ -29,14 +29,6 @@ COMMUTING = frozenset(
     {"Relu", "MaxPool", "GlobalMaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Identity",
      "DepthToSpace", "SpaceToDepth"}
 )  # fmt: skip
-
-
-def _attr(node: onnx.NodeProto, name: str, default=None):
-    for a in node.attribute:
-        if a.name == name:
-            value = helper.get_attribute_value(a)
-            return value.decode() if isinstance(value, bytes) else value
-    return default
 
 
 def _commutes(model: Model, node: onnx.NodeProto, tensor: str) -> bool:

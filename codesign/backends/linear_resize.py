@@ -15,6 +15,8 @@ import numpy as np
 import onnx
 from onnx import helper
 
+from codesign.backends.precision import _attr
+from codesign.frontends.door import default_opset
 from codesign.ir.model import Model
 from codesign.passes.base import Pass, PassResult
 
@@ -27,21 +29,9 @@ TAPS = {
 }
 
 
-def _attr(node: onnx.NodeProto, name: str, default=None):
-    for a in node.attribute:
-        if a.name == name:
-            value = helper.get_attribute_value(a)
-            return value.decode() if isinstance(value, bytes) else value
-    return default
-
-
-def _opset(model: Model) -> int:
-    return next((o.version for o in model.proto.opset_import if o.domain in ("", "ai.onnx")), 1)
-
-
 def _coordinate_mode(model: Model, node: onnx.NodeProto) -> str:
     """The node's coordinate transformation (opset 9 Upsample and opset 10 Resize are ``asymmetric``)."""
-    if node.op_type == "Upsample" or _opset(model) < 11:
+    if node.op_type == "Upsample" or (default_opset(model.proto) or 1) < 11:
         return "asymmetric"
     return str(_attr(node, "coordinate_transformation_mode", "half_pixel"))
 
@@ -100,7 +90,7 @@ def _make_nearest(model: Model, node: onnx.NodeProto) -> None:
     node.ClearField("attribute")
     node.attribute.extend(keep)
     node.attribute.append(helper.make_attribute("mode", "nearest"))
-    if node.op_type == "Resize" and _opset(model) >= 11:
+    if node.op_type == "Resize" and (default_opset(model.proto) or 1) >= 11:
         node.attribute.append(helper.make_attribute("coordinate_transformation_mode", "asymmetric"))
         node.attribute.append(helper.make_attribute("nearest_mode", "floor"))
 
