@@ -25,6 +25,21 @@ def test_piecewise_linear_activations_are_bit_exact(tmp_path):
     assert classes["hardtanh"] == "HardActivation"
 
 
+def test_clipped_relus_stream_as_relu_differences_bit_exact(tmp_path):
+    """hls4ml has no streamed relu6/relu1 (a MobileNet's g++ build failed in io_stream): there they are
+    relu(x) - relu(x - hi), exact, on a conv's stream; a wide conv accumulator is clipped as it is."""
+    g = Graph((2, 6, 6))
+    h = g.node("Conv", [g.quant("x", 8, -4), g.weight((4, 2, 3, 3)), g.bias(4)], name="conv", kernel_shape=[3, 3],
+               pads=[1, 1, 1, 1])  # fmt: skip
+    h = g.node("Clip", [g.node("Mul", [h, g.const(4.0)], name="gain"), g.const(0.0), g.const(6.0)], name="relu6")
+    h = g.quant(h, 8, -4, signed=False)
+    h = g.quant(g.node("Clip", [g.node("Sub", [h, g.const(2.0)], name="centre"), g.const(0.0), g.const(1.0)],
+                       name="relu1"), 6, -5, signed=False)  # fmt: skip
+    assert_bit_exact(csim(g.model(g.node("Flatten", [h], name="flat"), (144,)), tmp_path, io="stream"))
+    classes = layer_classes(tmp_path)
+    assert classes["relu6"] == "Merge" and classes["relu6_over"] == "Activation" and classes["relu1"] == "Merge"
+
+
 @pytest.mark.slow
 def test_table_activations_within_tolerance(tmp_path):
     """Sigmoid, Tanh, Elu, Selu, Softmax: hls4ml's lookup tables, within a few table steps of the IR."""

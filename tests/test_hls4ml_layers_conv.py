@@ -82,8 +82,25 @@ def test_padded_average_pool_counting_the_padding_streams_bit_exact(tmp_path):
         csim(g.model(g.node("Flatten", [h], name="flat"), (18,)), tmp_path / "m", io="stream")
 
 
-def test_overlapping_pool_is_refused_in_io_stream_naming_the_node():
-    """hls4ml's streamed 2-D pools assert pool == stride: SqueezeNet's MaxPool(3, 2) aborted the whole process."""
+def test_overlapping_max_pool_streams_as_one_hot_taps_bit_exact(tmp_path):
+    """hls4ml's streamed 2-D pools assert pool == stride (SqueezeNet's MaxPool(3, 2) aborted the process, so
+    such models stayed io_parallel and ran g++ out of memory): in io_stream each axis becomes one-hot depthwise
+    taps and Maximum merges, bit-exact; signed unpadded and ReLU-then-padded (PyTorch's ResNet stem)."""
+    g = Graph((2, 7, 7))
+    y = g.node("MaxPool", [g.quant("x", 8, -4)], name="pool", kernel_shape=[3, 3], strides=[2, 2])
+    assert_bit_exact(csim(g.model(g.node("Flatten", [y], name="flat"), (18,)), tmp_path / "a", io="stream"))
+    classes = layer_classes(tmp_path / "a")
+    assert classes["pool_width_tap2"] == "DepthwiseConv2D" and classes["pool"] == "Merge"
+    g = Graph((3, 8, 8))
+    h = g.node("Conv", [g.quant("x", 8, -4), g.weight((4, 3, 3, 3)), g.bias(4)], name="conv", kernel_shape=[3, 3],
+               pads=[1, 1, 1, 1])  # fmt: skip
+    h = g.quant(g.node("Relu", [h], name="relu"), 6, -3, signed=False)
+    h = g.node("MaxPool", [h], name="maxpool", kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+    assert_bit_exact(csim(g.model(g.node("Flatten", [h], name="flat"), (64,)), tmp_path / "b", io="stream"))
+
+
+def test_overlapping_padded_average_pool_is_refused_in_io_stream_naming_the_node():
+    """A counted-padding average (zeros padded, then an unpadded pool) with stride != window has no streamed form."""
     from codesign.backends import hls4ml_layers
     from codesign.backends.hls4ml_backend import lower_model
     from codesign.backends.precision import derive
@@ -91,10 +108,11 @@ def test_overlapping_pool_is_refused_in_io_stream_naming_the_node():
     from codesign.frontends import load
 
     g = Graph((2, 7, 7))
-    y = g.node("MaxPool", [g.quant("x", 8, -4)], name="pool", kernel_shape=[3, 3], strides=[2, 2])
-    lowered = lower_model(load(g.model(y, (2, 3, 3))))
+    y = g.node("AveragePool", [g.quant("x", 8, -4)], name="pool", kernel_shape=[3, 3], strides=[2, 2],
+               pads=[1, 1, 1, 1], count_include_pad=1)  # fmt: skip
+    lowered = lower_model(load(g.model(y, (2, 4, 4))))
     hls4ml_layers.build(lowered, derive(lowered))  # io_parallel takes it
-    with pytest.raises(UnsupportedModelError, match="MaxPool pool: 3x3 window with stride 2x2: hls4ml's io_stream"):
+    with pytest.raises(UnsupportedModelError, match="AveragePool pool: 3x3 window with stride 2x2: hls4ml's io_stream"):
         hls4ml_layers.build(lowered, derive(lowered), io="stream")
 
 

@@ -349,40 +349,6 @@ class AveragePoolAsDepthwiseConv(Pass):
         return PassResult(model, modified)
 
 
-class ReduceMeanAsGlobalPool(Pass):
-    """ReduceMean over every spatial axis (PyTorch's ``x.mean((2, 3))``) -> GlobalAveragePool (+ Flatten).
-
-    The same arithmetic; hls4ml has the pool and no reduction layer. ``keepdims=0`` drops the
-    1x1 spatial axes again with a Flatten, which the layout pass takes like any other.
-    """
-
-    def call(self, model: Model) -> PassResult:
-        modified = False
-        for node in list(model.nodes_of(["ReduceMean"])):
-            shape = model.shape(node.input[0])
-            attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-            axes = attrs.get("axes")
-            if axes is None and len(node.input) > 1 and node.input[1]:
-                const = model.constant(node.input[1])
-                axes = None if const is None else [int(a) for a in np.asarray(const).ravel()]
-            if node.domain not in ("", "ai.onnx") or shape is None or len(shape) not in (3, 4) or axes is None:
-                continue
-            if sorted(a % len(shape) for a in axes) != list(range(2, len(shape))):
-                continue
-            keep = int(attrs.get("keepdims", 1))
-            pooled = node.output[0] if keep else f"{node.output[0]}_pooled"
-            new = [helper.make_node("GlobalAveragePool", [node.input[0]], [pooled], name=node.name)]
-            if not keep:
-                new.append(helper.make_node("Flatten", [pooled], [node.output[0]], name=f"{node.name}_flatten", axis=1))
-            replace_node(model, node, new)
-            modified = True
-        if modified:
-            from codesign.passes.shapes import infer_shapes
-
-            infer_shapes(model)
-        return PassResult(model, modified)
-
-
 class TruncAsQuants(Pass):
     """Trunc (Brevitas' TruncAvgPool) with power-of-two scales and zero point 0 -> power-of-two Quants.
 
@@ -587,6 +553,7 @@ def lower_for_hls4ml() -> Sequential:
     from codesign.backends.integer_codes import IntegerCodes
     from codesign.backends.layout import ChannelsLastLayout
     from codesign.backends.linear_resize import LinearResizeAsNearestAndConv
+    from codesign.backends.reduce_as_pool import ReduceAsGlobalPool
 
     return Sequential(
         QonnxCleanup(),
@@ -598,7 +565,7 @@ def lower_for_hls4ml() -> Sequential:
         LinearResizeAsNearestAndConv(),
         IntegerCodes(),
         ExplicitDefaults(),
-        ReduceMeanAsGlobalPool(),
+        ReduceAsGlobalPool(),
         AveragePoolAsDepthwiseConv(),
         QuantizeTableInputs(),
         ExactAffineBeforeQuant(),

@@ -7,6 +7,7 @@ import numpy as np
 import onnx
 
 from codesign.backends.hls4ml_layers.base import Context, Layer, LayerRefused, attr, handles
+from codesign.backends.precision import any_affine_types, relu_type
 from codesign.ir.model import Model
 
 #: ONNX op -> hls4ml ``Activation`` function (nnet::<name>), table-based where hls4ml uses tables.
@@ -149,7 +150,37 @@ def clip(ctx: Context, node: onnx.NodeProto) -> list[Layer]:
         return _typed(ctx, node, layer)
     if lo is None or hi is None or float(lo) != 0.0 or float(hi) not in _CLIPPED_RELU:
         raise LayerRefused(node, f"only Clip(0, 6), Clip(0, 1) and Clip(-1, 1) map to hls4ml (got min={lo}, max={hi})")
+    if ctx.io == "stream":
+        return _streamed_clipped_relu(ctx, node, float(hi))
     return _typed(ctx, node, ctx.base(node, "Activation", activation=_CLIPPED_RELU[float(hi)]))
+
+
+def _streamed_clipped_relu(ctx: Context, node: onnx.NodeProto, hi: float) -> list[Layer]:
+    """Clip(x, 0, hi) as ``relu(x) - relu(x - hi)`` for io_stream, where hls4ml has no relu6/relu1 (g++ fails).
+
+    Exact in fixed point: each step is typed to hold its value (the shift one integer bit wider),
+    and the difference is cast once, to the Clip's own result type, as relu6's result was.
+    """
+    x_t = ctx.precision.tensors.get(node.input[0])
+    name, src = node.name, ctx.src(node.input[0])
+    shift = {"name": f"{name}_minus_max", "class_name": "ApplyAlpha", "inputs": [src], "outputs": [f"{name}_minus_max"],
+             "n_in": int(np.prod(ctx.shape(node.input[0]))), "n_filt": -1,
+             "scale_data": np.ones(ctx.shape(node.input[0])), "bias_data": np.full(ctx.shape(node.input[0]), -hi)}  # fmt: skip
+    below = {"name": f"{name}_relu", "class_name": "Activation", "activation": "relu", "inputs": [src],
+             "outputs": [f"{name}_relu"]}  # fmt: skip
+    over = {"name": f"{name}_over", "class_name": "Activation", "activation": "relu", "inputs": [shift["name"]],
+            "outputs": [f"{name}_over"]}  # fmt: skip
+    diff = ctx.base(node, "Merge", inputs=[], op="subtract")
+    diff["inputs"] = [below["name"], over["name"]]
+    if x_t is not None:
+        s_t, b_t, shifted = any_affine_types(x_t, shift["scale_data"], shift["bias_data"])
+        ctx.set_precision(shift["name"], scale=s_t.hls(), bias=b_t.hls(), result=shifted.hls())
+        ctx.set_precision(below["name"], result=relu_type(x_t).hls())
+        ctx.set_precision(over["name"], result=relu_type(shifted).hls())
+    types = ctx.types(node.name)
+    if types:
+        ctx.set_precision(node.name, **types)
+    return [below, shift, over, diff]
 
 
 __all__ = ["clip", "hard_sigmoid", "parametrized", "plain", "softmax", "softmax_code_scale"]

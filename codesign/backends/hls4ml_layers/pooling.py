@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import onnx
 
 from codesign.backends.hls4ml_layers.base import Context, Layer, LayerRefused, attr, handles
 from codesign.backends.hls4ml_layers.conv import spatial_rank, window
-from codesign.backends.precision import avg_pool_types
+from codesign.backends.precision import Fixed, avg_pool_types
+
+#: the one-hot taps of a streamed overlapping max pool: 0 and 1 exactly
+_TAP_WEIGHT = Fixed(2, 2)
 
 
 def _average_types(ctx: Context, node: onnx.NodeProto, n: int) -> None:
@@ -28,7 +32,8 @@ def pool(ctx: Context, node: onnx.NodeProto) -> list[Layer]:
         raise LayerRefused(node, "ceil_mode=1 pooling")
     geo = window(ctx, node, nsp, kernel)
     strides = [int(s) for s in attr(node, "strides", [1] * nsp)]
-    if ctx.io == "stream" and nsp == 2 and strides != [int(k) for k in kernel]:
+    overlapping = ctx.io == "stream" and nsp == 2 and strides != [int(k) for k in kernel]
+    if overlapping and node.op_type != "MaxPool":
         raise LayerRefused(
             node, f"{'x'.join(map(str, kernel))} window with stride {'x'.join(map(str, strides))}: hls4ml's "
             "io_stream 2-D pools need the stride equal to the window (its C-simulation aborts otherwise)"
@@ -42,6 +47,8 @@ def pool(ctx: Context, node: onnx.NodeProto) -> list[Layer]:
         geo["pool_height"], geo["pool_width"] = geo["filt_height"], geo["filt_width"]
     _average_types(ctx, node, math.prod(kernel))
     padding = _explicit_zero_padding(ctx, node, nsp, geo, n_filt)
+    if overlapping:
+        return [*padding, *_max_of_taps(ctx, node, geo, n_filt, padding[0]["outputs"][0] if padding else None)]
     layer = ctx.base(node, f"{kind}Pooling{nsp}D", n_filt=n_filt, data_format="channels_last",
                      count_pad=bool(attr(node, "count_include_pad", 0)), **geo)  # fmt: skip
     if padding:
@@ -89,6 +96,62 @@ def _explicit_zero_padding(ctx: Context, node: onnx.NodeProto, nsp: int, geo: di
     else:
         geo["in_height"], geo["in_width"] = size["out_height"], size["out_width"]
     return [padding]
+
+
+def _max_of_taps(ctx: Context, node: onnx.NodeProto, geo: dict, n_filt: int, padded: str | None) -> list[Layer]:
+    """A 2-D max pool whose stride is not its window, for io_stream: per axis, one-hot depthwise convs and maxima.
+
+    hls4ml's streamed 2-D pools assert stride == window. Over the width, tap ``j`` of the window
+    is a depthwise conv (1 x k, the pool's stride) whose kernel is 1 at ``j``: it reads exactly
+    ``x[:, s*o + j]``; the taps' elementwise Maximum (hls4ml Merge) is the row pool, and the same
+    over the height finishes it. Two stages keep each stream's copies under hls4ml's clone limit
+    (7). Every step is exact on the input's type, so the IR's MaxPool stays the reference.
+    """
+    x_t = ctx.precision.tensors.get(node.input[0])
+    src = padded or ctx.src(node.input[0])
+    height, width = geo["in_height"], geo["in_width"]
+    layers: list[Layer] = []
+    for axis in ("width", "height"):
+        k, s = geo[f"pool_{axis}"], geo[f"stride_{axis}"]
+        last = axis == "height"
+        out_h = geo["out_height"] if last else height
+        out_w = geo["out_width"]
+        if k == 1 and s == 1:
+            continue
+        taps = []
+        for j in range(k):
+            kernel = np.zeros((k, 1, n_filt, 1) if last else (1, k, n_filt, 1), dtype=np.float32)
+            kernel[(j, 0) if last else (0, j)] = 1.0
+            name = f"{node.name}_{axis}_tap{j}"
+            layers.append({
+                "name": name, "class_name": "DepthwiseConv2D", "inputs": [src], "outputs": [name],
+                "data_format": "channels_last", "in_height": height, "in_width": width,
+                "out_height": out_h, "out_width": out_w, "filt_height": k if last else 1,
+                "filt_width": 1 if last else k, "stride_height": s if last else 1, "stride_width": 1 if last else s,
+                "pad_top": 0, "pad_bottom": 0, "pad_left": 0, "pad_right": 0, "n_chan": n_filt, "n_filt": n_filt,
+                "depth_multiplier": 1, "depthwise_data": kernel, "bias_data": np.zeros(n_filt, np.float32),
+                "use_bias": False,
+            })  # fmt: skip
+            if x_t is not None:
+                ctx.set_precision(name, weight=_TAP_WEIGHT.hls(), bias=_TAP_WEIGHT.hls(), accum=x_t.hls(),
+                                  result=x_t.hls())  # fmt: skip
+            taps.append(name)
+        acc = taps[0]
+        for j, tap in enumerate(taps[1:], start=1):
+            final = last and j == len(taps) - 1
+            name = node.name if final else f"{node.name}_{axis}_max{j}"
+            layers.append({"name": name, "class_name": "Merge", "inputs": [acc, tap],
+                           "outputs": [node.output[0] if final else name], "op": "maximum"})  # fmt: skip
+            if x_t is not None:
+                ctx.set_precision(name, result=x_t.hls())
+            acc = name
+        src, height, width = acc, out_h, out_w
+    tail = layers[-1]
+    if tail["name"] != node.name:  # a 1-tap last stage (window 1, stride s): that tap is the pool's output
+        if tail["name"] in ctx.config:
+            ctx.config[node.name] = ctx.config.pop(tail["name"])
+        tail["name"], tail["outputs"] = node.name, [node.output[0]]
+    return layers
 
 
 @handles("GlobalMaxPool", "GlobalAveragePool")
