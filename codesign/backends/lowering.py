@@ -554,6 +554,7 @@ def lower_for_hls4ml() -> Sequential:
     from codesign.backends.layout import ChannelsLastLayout
     from codesign.backends.linear_resize import LinearResizeAsNearestAndConv
     from codesign.backends.reduce_as_pool import ReduceAsGlobalPool
+    from codesign.backends.slice_as_select import SliceAsOneHotSelect
 
     return Sequential(
         QonnxCleanup(),
@@ -563,6 +564,7 @@ def lower_for_hls4ml() -> Sequential:
         HardSwishAsHardSigmoidMul(),
         ConvTransposeAsPhases(),
         LinearResizeAsNearestAndConv(),
+        SliceAsOneHotSelect(),
         IntegerCodes(),
         ExplicitDefaults(),
         ReduceAsGlobalPool(),
