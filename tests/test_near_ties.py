@@ -30,6 +30,24 @@ def test_float_verdict_names_the_flips_but_keeps_the_bar():
     assert not v.passed and v.measured.endswith("top-1 agreement 99.40% (6 flipped, float top-2 margin <= 2e-06)")
 
 
+def test_few_csim_samples_lean_on_the_typed_ir_only_where_the_csim_took_its_top1():
+    """A 3.5M-MAC ResNet C-simulates 173 of 405 calibration inputs: one flip is 0.58%. Where the C-sim made the
+    typed IR's decision on all 173, the typed IR's agreement over all 405 is the verdict; else the bar holds."""
+    crit = Criterion("top1", 0.995)
+    verify = {"samples": 173, "max_abs_error": 0.1, "top1_agreement": 172 / 173, "top1_flips": 1,
+              "max_flip_margin": 0.022,
+              "typed_ir": {"samples": 405, "max_abs_error": 0.1, "top1_agreement": 403 / 405, "top1_flips": 2,
+                           "max_flip_margin": 0.022}}  # fmt: skip
+    v = judge_hls4ml(load(mlp_proto()), {"argmax_agreement": 1.0}, verify, crit)
+    assert v.passed and "on the typed IR over all 405 calibration inputs" in v.required
+    assert v.measured.startswith("max abs error 0.1, top-1 agreement 99.51% (2 flipped")
+    assert not judge_hls4ml(load(mlp_proto()), {"argmax_agreement": 172 / 173}, verify, crit).passed  # C-sim's own flip
+    worse = {**verify, "typed_ir": {**verify["typed_ir"], "top1_agreement": 401 / 405, "top1_flips": 4}}
+    assert not judge_hls4ml(load(mlp_proto()), {"argmax_agreement": 1.0}, worse, crit).passed
+    assert not judge_hls4ml(load(mlp_proto()), {"argmax_agreement": 1.0}, {k: v for k, v in verify.items()
+                                                                           if k != "typed_ir"}, crit).passed  # fmt: skip
+
+
 @pytest.mark.slow
 def test_three_layer_pytorch_verifies_and_its_flips_are_ties(tmp_path):
     """An untrained net (top-2 margins ~3e-3): C-sim top-1 99.8% vs the float model, both flips within 1e-4."""
