@@ -38,13 +38,15 @@ def test_few_csim_samples_lean_on_the_typed_ir_only_where_the_csim_took_its_top1
               "max_flip_margin": 0.022,
               "typed_ir": {"samples": 405, "max_abs_error": 0.1, "top1_agreement": 403 / 405, "top1_flips": 2,
                            "max_flip_margin": 0.022}}  # fmt: skip
-    v = judge_hls4ml(load(mlp_proto()), {"argmax_agreement": 1.0}, verify, crit)
+    v = judge_hls4ml(load(mlp_proto()), {"argmax_identical": 1.0}, verify, crit)
     assert v.passed and "on the typed IR over all 405 calibration inputs" in v.required
     assert v.measured.startswith("max abs error 0.1, top-1 agreement 99.51% (2 flipped")
-    assert not judge_hls4ml(load(mlp_proto()), {"argmax_agreement": 172 / 173}, verify, crit).passed  # C-sim's own flip
+    assert not judge_hls4ml(
+        load(mlp_proto()), {"argmax_agreement": 1.0, "argmax_identical": 172 / 173}, verify, crit
+    ).passed  # C-sim's own flip
     worse = {**verify, "typed_ir": {**verify["typed_ir"], "top1_agreement": 401 / 405, "top1_flips": 4}}
-    assert not judge_hls4ml(load(mlp_proto()), {"argmax_agreement": 1.0}, worse, crit).passed
-    assert not judge_hls4ml(load(mlp_proto()), {"argmax_agreement": 1.0}, {k: v for k, v in verify.items()
+    assert not judge_hls4ml(load(mlp_proto()), {"argmax_identical": 1.0}, worse, crit).passed
+    assert not judge_hls4ml(load(mlp_proto()), {"argmax_identical": 1.0}, {k: v for k, v in verify.items()
                                                                            if k != "typed_ir"}, crit).passed  # fmt: skip
 
 
