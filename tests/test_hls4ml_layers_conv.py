@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from hls4ml_graphs import Graph, assert_bit_exact, csim, layer_classes
 
@@ -116,18 +117,18 @@ def test_overlapping_padded_average_pool_is_refused_in_io_stream_naming_the_node
         hls4ml_layers.build(lowered, derive(lowered), io="stream")
 
 
-def test_grouped_conv_is_refused_naming_the_node():
-    from codesign.backends import hls4ml_layers
-    from codesign.backends.hls4ml_backend import lower_model
-    from codesign.backends.precision import derive
-    from codesign.errors import UnsupportedModelError
-    from codesign.frontends import load
-
+def test_grouped_conv_is_a_block_diagonal_conv_bit_exact(tmp_path):
+    """Conv(group=2) (ResNeXt/ShuffleNet; was refused): one ungrouped Conv2D whose off-group weights are zeros,
+    quantized weights (a per-tensor and a per-output-channel scale) expanded before their Quant."""
     g = Graph((4, 6, 6))
-    y = g.node("Conv", [g.quant("x"), g.weight((4, 2, 3, 3))], name="grouped", kernel_shape=[3, 3], group=2)
-    lowered = lower_model(load(g.model(y, (4, 4, 4))))
-    with pytest.raises(UnsupportedModelError, match="Conv grouped: grouped convolution"):
-        hls4ml_layers.build(lowered, derive(lowered))
+    h = g.node("Conv", [g.quant("x", 8, -4), g.weight((6, 2, 3, 3))], name="grouped", kernel_shape=[3, 3], group=2)
+    h = g.quant(h, 8, -3)
+    scales = np.array([0.25, 0.125, 0.5, 0.25], dtype=np.float32).reshape(4, 1, 1, 1)
+    w = g.quant_scaled(g.const(np.random.default_rng(1).normal(size=(4, 3, 1, 1))), scales, 4)
+    y = g.node("Conv", [h, w], name="grouped_pc", kernel_shape=[1, 1], group=2)
+    assert_bit_exact(csim(g.model(g.node("Flatten", [y], name="flat"), (64,)), tmp_path))
+    classes = layer_classes(tmp_path)
+    assert classes["grouped"] == "Conv2D" and classes["grouped_pc"] == "PointwiseConv2D"
 
 
 @pytest.mark.slow

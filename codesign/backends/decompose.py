@@ -117,4 +117,58 @@ def _phases(model: Model, node, w: np.ndarray, bias: np.ndarray | None, strides:
     return nodes
 
 
-__all__ = ["ConvTransposeAsPhases", "HardSwishAsHardSigmoidMul"]
+class GroupedConvAsDense(Pass):
+    """A grouped Conv (1 < group < channels: ResNeXt, ShuffleNet) -> an ungrouped Conv with block-diagonal weights.
+
+    hls4ml has dense and depthwise convs only. Output channel ``o`` of group ``g`` reads only
+    group ``g``'s input channels: zeros elsewhere give the same sums exactly (and HLS folds the
+    constant-zero products away). A quantized weight is expanded before its Quant (zeros stay
+    zeros), whose per-output-channel scale keeps its shape.
+    """
+
+    def call(self, model: Model) -> PassResult:
+        done = []
+        for node in list(model.nodes_of(["Conv"])):
+            group = int(_attr(node, "group", 1))
+            shape = model.shape(node.input[0])
+            if node.domain not in ("", "ai.onnx") or group == 1 or shape is None or group == int(shape[1]):
+                continue
+            source = self._weight_source(model, node.input[1])
+            if source is None:
+                continue
+            w = model.constant(source)
+            o, cg = int(w.shape[0]), int(w.shape[1])
+            dense = np.zeros((o, cg * group, *w.shape[2:]), dtype=np.float32)
+            per = o // group
+            for g in range(group):
+                dense[g * per : (g + 1) * per, g * cg : (g + 1) * cg] = w[g * per : (g + 1) * per]
+            model.set_initializer(source, dense)
+            for a in node.attribute:
+                if a.name == "group":
+                    a.i = 1
+            model.invalidate()
+            done.append(node.name)
+        if done:
+            from codesign.passes.shapes import infer_shapes
+
+            model.graph.ClearField("value_info")
+            infer_shapes(model)
+        return PassResult(model, bool(done), {"grouped_conv": done})
+
+    @staticmethod
+    def _weight_source(model: Model, weight: str) -> str | None:
+        """The initializer holding the weight's values: itself, or a Quant's input with a per-output scale."""
+        producer = model.producer(weight)
+        if producer is None:
+            return weight if model.constant(weight) is not None and len(model.consumers(weight)) == 1 else None
+        if producer.op_type != "Quant" or model.producer(producer.input[0]) is not None:
+            return None
+        value, scale = model.constant(producer.input[0]), model.constant(producer.input[1])
+        zero = model.constant(producer.input[2])
+        if value is None or scale is None or zero is None or len(model.consumers(producer.input[0])) != 1:
+            return None
+        per_output = all(d == 1 for d in np.shape(scale)[1:]) and all(d == 1 for d in np.shape(zero)[1:])
+        return producer.input[0] if per_output else None
+
+
+__all__ = ["ConvTransposeAsPhases", "GroupedConvAsDense", "HardSwishAsHardSigmoidMul"]

@@ -549,7 +549,7 @@ class QuantizeTableInputs(Pass):
 
 def lower_for_hls4ml() -> Sequential:
     """IR -> the graph codesign's hls4ml layer builders read (cleaned, MatMul, channels-last)."""
-    from codesign.backends.decompose import ConvTransposeAsPhases, HardSwishAsHardSigmoidMul
+    from codesign.backends.decompose import ConvTransposeAsPhases, GroupedConvAsDense, HardSwishAsHardSigmoidMul
     from codesign.backends.integer_codes import IntegerCodes
     from codesign.backends.layout import ChannelsLastLayout
     from codesign.backends.linear_resize import LinearResizeAsNearestAndConv
@@ -560,6 +560,7 @@ def lower_for_hls4ml() -> Sequential:
         QonnxCleanup(),
         TruncAsQuants(),
         GemmToMatMul(),
+        GroupedConvAsDense(),
         ExtractWeightScale(),
         HardSwishAsHardSigmoidMul(),
         ConvTransposeAsPhases(),
