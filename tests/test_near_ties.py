@@ -50,6 +50,28 @@ def test_few_csim_samples_lean_on_the_typed_ir_only_where_the_csim_took_its_top1
                                                                            if k != "typed_ir"}, crit).passed  # fmt: skip
 
 
+def test_one_or_two_flips_in_few_samples_ask_for_more_samples_not_a_verdict():
+    """173 C-simulated samples, 1 flip (99.42%): up to 173 more of the 405 calibration inputs are run, and the
+    verdict is on all of them; 3 flips, a passed verdict, a non-top-1 criterion or no inputs left: none."""
+    from types import SimpleNamespace
+
+    from codesign.backends.compile import FloatReference, _samples_to_settle
+
+    failed, passed = SimpleNamespace(passed=False), SimpleNamespace(passed=True)
+    ref = FloatReference(
+        None, {"x": np.zeros((405, 2))}, {}, {"samples": 173, "top1_flips": 1}, Criterion("top1", 0.995)
+    )
+    assert _samples_to_settle(failed, ref) == 173 and _samples_to_settle(passed, ref) == 0
+    ref.verify = {"samples": 173, "top1_flips": 2}
+    assert _samples_to_settle(failed, ref) == 227  # 2 flips meet 99.5% at 400 samples
+    ref.verify = {"samples": 173, "top1_flips": 3}
+    assert _samples_to_settle(failed, ref) == 0
+    ref.verify, ref.inputs = {"samples": 173, "top1_flips": 1}, {"x": np.zeros((173, 2))}
+    assert _samples_to_settle(failed, ref) == 0
+    ref.criterion = Criterion("max_abs_error", 0.1)
+    assert _samples_to_settle(failed, ref) == 0
+
+
 @pytest.mark.slow
 def test_three_layer_pytorch_verifies_and_its_flips_are_ties(tmp_path):
     """An untrained net (top-2 margins ~3e-3): C-sim top-1 99.8% vs the float model, both flips within 1e-4."""

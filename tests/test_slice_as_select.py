@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hls4ml_graphs import Graph, assert_bit_exact, csim
+from hls4ml_graphs import Graph, assert_bit_exact, csim, layer_classes
 from onnx import helper, numpy_helper
 
 pytest.importorskip("hls4ml")
@@ -33,13 +33,24 @@ def test_slice_conv_channels_bit_exact(tmp_path):
     assert_bit_exact(csim(g.model(g.node("Flatten", [h], name="flat"), (18,)), tmp_path))
 
 
-def test_spatial_slice_stays_a_named_refusal():
+def test_spatial_slices_are_croppings_bit_exact(tmp_path):
+    """x[:, :, 1:4, 1:-1] (a UNet crop; Keras' Cropping2D via tf2onnx) -> Pad with negative pads -> Cropping2D."""
+    g = Graph((2, 6, 6))
+    h = g.node("Conv", [g.quant("x", 8, -4), g.weight((3, 2, 3, 3)), g.bias(3)], name="conv", kernel_shape=[3, 3],
+               pads=[1, 1, 1, 1])  # fmt: skip
+    h = g.node("Slice", [g.quant(h, 8, -3), _ints(g, "st", [1, 1]), _ints(g, "en", [4, -1]), _ints(g, "ax", [2, 3])],
+               name="crop")  # fmt: skip
+    assert_bit_exact(csim(g.model(g.node("Flatten", [h], name="flat"), (36,)), tmp_path))
+    assert layer_classes(tmp_path)["crop"] == "Cropping2D"
+
+
+def test_stepped_slice_stays_a_named_refusal():
     from codesign.backends.hls4ml_backend import lower_model
     from codesign.errors import UnsupportedModelError
     from codesign.frontends import load
 
-    g = Graph((2, 5, 5))
-    h = g.node("Slice", [g.quant("x", 8, -4), _ints(g, "st", [1]), _ints(g, "en", [4]), _ints(g, "ax", [2])],
-               name="crop")  # fmt: skip
-    with pytest.raises(UnsupportedModelError, match="Slice at crop"):
-        lower_model(load(g.model(h, (2, 3, 5))))
+    g = Graph((2, 6, 6))
+    h = g.node("Slice", [g.quant("x", 8, -4), _ints(g, "st", [0]), _ints(g, "en", [6]), _ints(g, "ax", [2]),
+                         _ints(g, "sp", [2])], name="stride2")  # fmt: skip
+    with pytest.raises(UnsupportedModelError, match="Slice at stride2"):
+        lower_model(load(g.model(h, (2, 3, 6))))

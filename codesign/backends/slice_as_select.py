@@ -3,7 +3,8 @@
 hls4ml has no Slice or Split. Taking features ``start:end`` of the last axis is a MatMul with a
 0/1 matrix (a Dense, GLU's ``x.chunk(2, -1)``); taking channels of a conv tensor (axis 1 of
 N, C, ...) is a 1x1 Conv with 0/1 weights. Both are exact (one product by 1 per output, zeros
-are folded away by HLS). Slices of other axes or with steps stay named refusals.
+are folded away by HLS). A slice of a spatial axis (a UNet crop, Keras' Cropping2D via tf2onnx)
+is a Pad with negative pads, hls4ml's Cropping1D/2D. Stepped slices stay named refusals.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ def _ints(model: Model, node, index: int, attr: str) -> list[int] | None:
     return None if value is None else [int(v) for v in value]
 
 
-def slice_range(model: Model, node) -> tuple[int, int, int] | None:
-    """(axis, start, stop) of a one-axis unit-step Slice with constant bounds, normalised; None otherwise."""
+def slice_cuts(model: Model, node) -> list[tuple[int, int, int]] | None:
+    """(axis, start, stop) per axis a unit-step Slice with constant bounds cuts, normalised; None otherwise."""
     shape = model.shape(node.input[0])
     starts, ends = _ints(model, node, 1, "starts"), _ints(model, node, 2, "ends")
     axes = _ints(model, node, 3, "axes") or (list(range(len(starts))) if starts else None)
@@ -38,11 +39,16 @@ def slice_range(model: Model, node) -> tuple[int, int, int] | None:
         return None
     kept = [(a % len(shape), s, e) for a, s, e, st in zip(axes, starts, ends, steps, strict=False) if st == 1]
     cut = [(a, s, e) for a, s, e in kept if slice(s, e).indices(int(shape[a]))[:2] != (0, int(shape[a]))]
-    if len(kept) != len(axes) or len(cut) != 1:
+    if len(kept) != len(axes) or not cut:
         return None
-    axis, start, end = cut[0]
-    lo, hi, _ = slice(start, end).indices(int(shape[axis]))
-    return (axis, lo, hi) if hi > lo else None
+    bounds = [(a, *slice(s, e).indices(int(shape[a]))[:2]) for a, s, e in cut]
+    return bounds if all(hi > lo for _, lo, hi in bounds) else None
+
+
+def slice_range(model: Model, node) -> tuple[int, int, int] | None:
+    """(axis, start, stop) of a Slice that cuts one axis (see :func:`slice_cuts`); None otherwise."""
+    cuts = slice_cuts(model, node)
+    return cuts[0] if cuts is not None and len(cuts) == 1 else None
 
 
 def split_ranges(model: Model, node) -> tuple[int, list[tuple[int, int]]] | None:
@@ -77,6 +83,11 @@ class SliceAsOneHotSelect(Pass):
                 parts = None if found is None else (found[0], [found[1:]])
             else:
                 parts = split_ranges(model, node)
+            cuts = slice_cuts(model, node) if node.op_type == "Slice" else None
+            if cuts is not None and len(shape) in (3, 4) and all(a >= 2 for a, _, _ in cuts):
+                replace_node(model, node, [self._crop(model, node, shape, cuts)])
+                done.append(node.name)
+                continue
             if parts is None or not self._selectable(shape, parts[0]):
                 continue
             axis, ranges = parts
@@ -85,6 +96,20 @@ class SliceAsOneHotSelect(Pass):
             replace_node(model, node, new)
             done.append(node.name)
         return PassResult(model, bool(done), {"selections": done})
+
+    @staticmethod
+    def _crop(model: Model, node, shape: tuple[int, ...], cuts: list[tuple[int, int, int]]):
+        """A spatial slice as a Pad with negative pads (ONNX's cropping), which hls4ml takes as Cropping1D/2D."""
+        rank = len(shape)
+        pads = [0] * (2 * rank)
+        for axis, lo, hi in cuts:
+            pads[axis], pads[rank + axis] = -lo, -(int(shape[axis]) - hi)
+        opset = next((o.version for o in model.proto.opset_import if o.domain in ("", "ai.onnx")), 13)
+        if opset < 11:
+            return helper.make_node("Pad", [node.input[0]], [node.output[0]], name=node.name, pads=pads)
+        pname = f"{node.name}_pads"
+        model.set_initializer(pname, np.asarray(pads, dtype=np.int64))
+        return helper.make_node("Pad", [node.input[0], pname], [node.output[0]], name=node.name)
 
     @staticmethod
     def _selectable(shape: tuple[int, ...], axis: int) -> bool:
@@ -106,4 +131,4 @@ class SliceAsOneHotSelect(Pass):
                                 pads=[0] * (2 * nsp), strides=[1] * nsp)  # fmt: skip
 
 
-__all__ = ["SliceAsOneHotSelect", "slice_range", "split_ranges"]
+__all__ = ["SliceAsOneHotSelect", "slice_cuts", "slice_range", "split_ranges"]
