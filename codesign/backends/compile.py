@@ -131,14 +131,12 @@ class FloatReference:
 
     def check(self, got: list[Any]) -> None:
         """The C-simulation's outputs ``got`` (in output order) on the first calibration inputs vs the float model."""
-        from codesign.backends.reference import n_samples, take
+        from codesign.backends.reference import take
         from codesign.passes.precision import quality_all, run_all_outputs
 
         n = len(got[0])
         q = quality_all(run_all_outputs(self.model, take(self.inputs, slice(n))), got)
         self.verify = {"samples": n, **q.to_dict()}
-        if "quality" in self.selection:  # the typed IR on every calibration input: the judge's fallback, see verdict
-            self.verify["typed_ir"] = {"samples": n_samples(self.inputs), **self.selection["quality"]}
 
     def to_manifest(self) -> dict[str, Any]:
         return {"precision_selection": self.selection, "verify_float": self.verify}

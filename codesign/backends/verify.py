@@ -44,8 +44,6 @@ class VerifyReport:
     #: share of outputs on the reference's code of a non-power-of-two output quantizer (whose
     #: ``q * s`` no fixed type holds exactly, so bit-exactness cannot be asked of it)
     same_code_share: float | None = None
-    #: share of samples whose top class is exactly the reference's (no tie allowance)
-    argmax_identical: float | None = None
 
     @property
     def bit_exact(self) -> bool:
@@ -178,11 +176,10 @@ def compare(
     ref = np.asarray(reference, dtype=np.float64)
     out = np.asarray(got, dtype=np.float64).reshape(ref.shape)
     diff = np.abs(ref - out)
-    argmax = identical = None
+    argmax = None
     flat_ref, flat_out = ref.reshape(len(ref), -1), out.reshape(len(ref), -1)
     if ref.ndim >= 2 and flat_ref.shape[1] > 1 and max(ref.shape[1:]) == flat_ref.shape[1]:  # class scores
         argmax = top1_agreement(flat_ref, flat_out, tie_step)
-        identical = float(np.mean(flat_ref.argmax(axis=1) == flat_out.argmax(axis=1)))
     bad = np.flatnonzero((flat_ref != flat_out).any(axis=1))[:MAX_TRACED].tolist()
     return VerifyReport(
         samples=int(ref.shape[0]),
@@ -191,7 +188,6 @@ def compare(
         mean_abs_diff=float(diff.mean()) if diff.size else 0.0,
         bit_exact_share=float(np.mean(ref == out)) if ref.size else 1.0,
         argmax_agreement=argmax,
-        argmax_identical=identical,
         input_types=input_types,
         reference_peak=float(np.abs(ref).max(initial=0.0)),
         mismatched=bad,
@@ -229,7 +225,6 @@ def compare_outputs(
         mean_abs_diff=pooled([r.mean_abs_diff for r in reports]),
         bit_exact_share=pooled([r.bit_exact_share for r in reports]),
         argmax_agreement=min(top1) if top1 else None,
-        argmax_identical=min((r.argmax_identical for r in reports if r.argmax_identical is not None), default=None),
         input_types=input_types,
         reference_peak=max(r.reference_peak or 0.0 for r in reports),
         mismatched=sorted({i for r in reports for i in r.mismatched or []})[:MAX_TRACED],
