@@ -199,6 +199,61 @@ class MeanPoolNet(nn.Module):
         return self.fc(torch.relu(self.c2(x)).mean((2, 3)))
 
 
+class DeepSets(nn.Module):
+    """DeepSets jet tagger: per-particle dense phi on (1, N, F), pooled over the particles (sum/mean/max), rho."""
+
+    def __init__(self, pool: str) -> None:
+        super().__init__()
+        self.pool = pool
+        self.phi = nn.Sequential(nn.Linear(3, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU())
+        self.rho = nn.Sequential(nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 5))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.phi(x)
+        h = h.sum(1) if self.pool == "sum" else h.mean(1) if self.pool == "mean" else h.max(1).values
+        return self.rho(h)
+
+
+class GluMlp(nn.Module):
+    """A gated MLP: ``u, v = fc(x).chunk(2, -1)``, ``u * sigmoid(v)`` (Split/Slice of the features)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(16, 32), nn.Linear(16, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        u, v = self.a(x).chunk(2, dim=1)
+        return self.b(u * torch.sigmoid(v))
+
+
+class StemResNet(nn.Module):
+    """ResNet-18-style stem (7x7/2 conv, BN, ReLU, MaxPool(3, 2, 1)) and two residual blocks, 32x32 input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 7, 2, 3), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(3, 2, 1))
+        self.blocks = nn.Sequential(ResBlock(16, 16, 1), ResBlock(16, 32, 2))
+        self.fc = nn.Linear(32, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(self.blocks(self.stem(x)), 1), 1))
+
+
+def mobilenet_v1_full() -> nn.Module:
+    """MLPerf Tiny VWW MobileNetV1 alpha 0.25 at its real 96x96x3 (13 depthwise blocks, ReLU6): io_stream."""
+
+    def dw(cin: int, cout: int, stride: int) -> list[nn.Module]:
+        return [nn.Conv2d(cin, cin, 3, stride, 1, groups=cin, bias=False), nn.BatchNorm2d(cin), nn.ReLU6(),
+                nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU6()]  # fmt: skip
+
+    cfg = [(8, 16, 1), (16, 32, 2), (32, 32, 1), (32, 64, 2), (64, 64, 1), (64, 128, 2)]
+    cfg += [(128, 128, 1)] * 5 + [(128, 256, 2), (256, 256, 1)]
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, 2, 1, bias=False), nn.BatchNorm2d(8), nn.ReLU6(),
+        *[m for c in cfg for m in dw(*c)], nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(256, 2),
+    )  # fmt: skip
+
+
 ENTRIES: list[TorchEntry] = [
     TorchEntry("ds_cnn_kws", ds_cnn, (1, 1, 49, 10), 13, "MLPerf Tiny KWS, 16 ch (real 64)", dynamo=True),
     TorchEntry(
@@ -212,6 +267,14 @@ ENTRIES: list[TorchEntry] = [
         "MLPerf Tiny VWW, 32x32 (real 96x96), 4 blocks",
         dynamo=True,
     ),
+    TorchEntry(
+        "mobilenetv1_vww96", mobilenet_v1_full, (1, 3, 96, 96), 13, "MLPerf Tiny VWW, real size (ReLU6 streamed)"
+    ),
+    TorchEntry("resnet_stem_maxpool", StemResNet, (1, 3, 32, 32), 13, "7x7/2 conv + MaxPool(3, 2, 1) stem, residuals"),
+    TorchEntry("deepsets_sum", lambda: DeepSets("sum"), (1, 16, 3), 13, "DeepSets, sum over 16 particles (ReduceSum)"),
+    TorchEntry("deepsets_mean", lambda: DeepSets("mean"), (1, 16, 3), 13, "DeepSets, mean over particles", dynamo=True),
+    TorchEntry("deepsets_max", lambda: DeepSets("max"), (1, 16, 3), 13, "DeepSets, max over particles (ReduceMax)"),
+    TorchEntry("glu_mlp", GluMlp, (1, 16), 13, "x.chunk(2, -1) gate (Split), SiLU-like u * sigmoid(v)"),
     TorchEntry("autoencoder_ad", autoencoder, (1, 640), 17, "MLPerf Tiny AD, real size"),
     TorchEntry("jet_tagger", jet_tagger, (1, 16), 9, "hls4ml jet tagger, real size"),
     TorchEntry("jet_tagger_untrained", jet_tagger, (1, 16), 13, "untrained (kaiming init)", train=False),
