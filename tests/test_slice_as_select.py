@@ -54,3 +54,15 @@ def test_stepped_slice_stays_a_named_refusal():
                          _ints(g, "sp", [2])], name="stride2")  # fmt: skip
     with pytest.raises(UnsupportedModelError, match="Slice at stride2"):
         lower_model(load(g.model(h, (2, 3, 6))))
+
+
+def test_a_slice_that_takes_everything_is_dropped():
+    """tf2onnx's Conv1DTranspose ends in a Slice whose folded bounds cover the whole tensor: it was refused."""
+    from codesign.backends.hls4ml_backend import lower_model
+    from codesign.frontends import load
+
+    g = Graph((2, 1, 6))
+    h = g.node("Slice", [g.quant("x", 8, -4), _ints(g, "st", [0, 0]), _ints(g, "en", [1, 6]), _ints(g, "ax", [2, 3])],
+               name="whole")  # fmt: skip
+    lowered = lower_model(load(g.model(g.node("Flatten", [h], name="flat"), (12,))))
+    assert not [n for n in lowered.graph.node if n.op_type == "Slice"]

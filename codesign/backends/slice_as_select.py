@@ -30,7 +30,8 @@ def _ints(model: Model, node, index: int, attr: str) -> list[int] | None:
 
 
 def slice_cuts(model: Model, node) -> list[tuple[int, int, int]] | None:
-    """(axis, start, stop) per axis a unit-step Slice with constant bounds cuts, normalised; None otherwise."""
+    """(axis, start, stop) per axis a unit-step Slice with constant bounds cuts, normalised ([]: it cuts nothing,
+    as tf2onnx's Conv1DTranspose output slice); None otherwise."""
     shape = model.shape(node.input[0])
     starts, ends = _ints(model, node, 1, "starts"), _ints(model, node, 2, "ends")
     axes = _ints(model, node, 3, "axes") or (list(range(len(starts))) if starts else None)
@@ -39,7 +40,7 @@ def slice_cuts(model: Model, node) -> list[tuple[int, int, int]] | None:
         return None
     kept = [(a % len(shape), s, e) for a, s, e, st in zip(axes, starts, ends, steps, strict=False) if st == 1]
     cut = [(a, s, e) for a, s, e in kept if slice(s, e).indices(int(shape[a]))[:2] != (0, int(shape[a]))]
-    if len(kept) != len(axes) or not cut:
+    if len(kept) != len(axes):
         return None
     bounds = [(a, *slice(s, e).indices(int(shape[a]))[:2]) for a, s, e in cut]
     return bounds if all(hi > lo for _, lo, hi in bounds) else None
@@ -84,6 +85,12 @@ class SliceAsOneHotSelect(Pass):
             else:
                 parts = split_ranges(model, node)
             cuts = slice_cuts(model, node) if node.op_type == "Slice" else None
+            if cuts == []:  # takes everything
+                replace_node(
+                    model, node, [helper.make_node("Identity", node.input[:1], node.output[:1], name=node.name)]
+                )
+                done.append(node.name)
+                continue
             if cuts is not None and len(shape) in (3, 4) and all(a >= 2 for a, _, _ in cuts):
                 replace_node(model, node, [self._crop(model, node, shape, cuts)])
                 done.append(node.name)
