@@ -204,3 +204,19 @@ def test_a_long_name_stays_safe_when_made_unique():
     taken: set[str] = set()
     names = [uniquify("n" * 300, taken) for _ in range(3)]
     assert len(set(names)) == 3 and all(len(n) <= MAX_NAME and is_safe_name(n) for n in names)
+
+
+def test_long_names_that_differ_only_past_the_cap_stay_different():
+    """``<5000 a>_scale`` and ``<5000 a>_zero`` taken before either enters the graph: cutting the tail made them
+    one name, and a conv weight was overwritten by a scalar scale (fuzz seed 13, `all-nodes` on a conv net)."""
+    from codesign.frontends import load
+    from codesign.ir.names import MAX_NAME, shorten, uniquify
+    from codesign.passes.graph_edit import fresh_name
+
+    long = "a" * 5000
+    assert shorten(f"{long}_scale") != shorten(f"{long}_zero") and len(shorten(f"{long}_zero")) == MAX_NAME
+    assert shorten("short") == "short" and uniquify(f"{long}_scale", set()) == shorten(f"{long}_scale")
+    from helpers import mlp_proto
+
+    model = load(mlp_proto())
+    assert fresh_name(model, f"{long}_scale") != fresh_name(model, f"{long}_zero")

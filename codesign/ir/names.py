@@ -7,6 +7,7 @@ character set, and backends derive identifiers with :func:`c_identifier`.
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 #: Longest node/tensor name kept (generated HLS and Verilog identifiers derive from them).
@@ -35,16 +36,28 @@ def c_identifier(name: str, prefix: str = "n") -> str:
     return ident
 
 
+def shorten(name: str) -> str:
+    """``name`` if short enough, else its head and a hash of all of it, :data:`MAX_NAME` characters.
+
+    Cutting the tail alone made ``<long>_scale`` and ``<long>_zero`` one name: two fresh names taken
+    before either entered the graph collided, and a weight was overwritten by a scale (fuzz, seed 13).
+    """
+    if len(name) <= MAX_NAME:
+        return name
+    return f"{name[: MAX_NAME - 9]}_{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+
+
 def uniquify(name: str, taken: set[str]) -> str:
     """``name`` if free, else ``name_1``, ``name_2``...; records the result in ``taken``.
 
     At most :data:`MAX_NAME` characters: a suffix replaces the tail of a long name (tf2onnx writes
     names of several hundred characters; a cut one plus ``_1`` was no longer a safe name).
     """
-    candidate, k = name[:MAX_NAME], 0
+    base = shorten(name)
+    candidate, k = base, 0
     while candidate in taken:
         k += 1
         suffix = f"_{k}"
-        candidate = f"{name[: MAX_NAME - len(suffix)]}{suffix}"
+        candidate = f"{base[: MAX_NAME - len(suffix)]}{suffix}"
     taken.add(candidate)
     return candidate
