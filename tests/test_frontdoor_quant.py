@@ -104,6 +104,19 @@ def test_explicit_attributes_are_kept():
     assert _attrs(model.node("qa")) == {"signed": 0, "narrow": 1, "rounding_mode": b"FLOOR"}
 
 
+def test_intquant_is_read_as_quant_and_compiles_bit_exact(tmp_path):
+    """qonnx >= 0.4's name for the integer quantizer (Quant is its alias): hls4ml refused "op IntQuant"."""
+    proto = quant_proto(narrow=1)
+    for node in proto.graph.node:
+        node.op_type = "IntQuant" if node.op_type == "Quant" else node.op_type
+    model = codesign.load(proto)
+    assert {n.op_type for n in model.graph.node} >= {"Quant"} and "IntQuant" not in {
+        n.op_type for n in model.graph.node
+    }
+    result = codesign.compile(proto, "vu13p", output=tmp_path / "o", verify=True, samples=20)
+    assert result.passed and result.manifest["verify"]["bit_exact"] is True
+
+
 def test_vgg10_quant_nodes_get_rounding_mode():
     path = shared_path("models", "Xilinx+brevitas-radioml-challenge-21", "sandbox", "notebooks", "models",
                        "pretrained_VGG10_w8a8_20_export.onnx")  # fmt: skip

@@ -71,11 +71,18 @@ def multithreshold_out_dtype(model: Model, node: onnx.NodeProto) -> str | None:
 
 
 class FillQuantizerDefaults(Pass):
-    """Spec defaults written on every Quant/Trunc; MultiThreshold gets FINN's ``out_dtype``."""
+    """Spec defaults written on every Quant/Trunc; MultiThreshold gets FINN's ``out_dtype``; IntQuant is Quant.
+
+    qonnx >= 0.4 names the integer quantizer IntQuant and keeps Quant as an alias of the same
+    class (same inputs, attributes and execution): one spelling downstream, so no backend or pass
+    meets an "unsupported op IntQuant".
+    """
 
     def call(self, model: Model) -> PassResult:
         modified = False
         for node in model.graph.node:
+            if node.op_type == "IntQuant":
+                node.op_type, modified = "Quant", True
             if node.op_type in SPEC_DEFAULTS:
                 modified |= fill_defaults(node)
             elif node.op_type == "MultiThreshold" and "out_dtype" not in {a.name for a in node.attribute}:
