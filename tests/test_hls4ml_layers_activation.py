@@ -25,6 +25,15 @@ def test_piecewise_linear_activations_are_bit_exact(tmp_path):
     assert classes["hardtanh"] == "HardActivation"
 
 
+def test_thresholded_relu_bit_exact(tmp_path):
+    """ThresholdedRelu(alpha) (hls4ml's ONNX frontend has it; codesign refused it): x if x > alpha else 0."""
+    g = Graph((16,))
+    h = g.quant(g.node("MatMul", [g.quant("x", 8, -4), g.weight((16, 12))], name="fc"), 8, -3)
+    h = g.quant(g.node("ThresholdedRelu", [h], name="thr", alpha=0.375), 8, -3, signed=False)
+    assert_bit_exact(csim(g.model(g.node("MatMul", [h, g.weight((12, 4))], name="out"), (4,)), tmp_path))
+    assert layer_classes(tmp_path)["thr"] == "ParametrizedActivation"
+
+
 def test_clipped_relus_stream_as_relu_differences_bit_exact(tmp_path):
     """hls4ml has no streamed relu6/relu1 (a MobileNet's g++ build failed in io_stream): there they are
     relu(x) - relu(x - hi), exact, on a conv's stream; a wide conv accumulator is clipped as it is."""

@@ -31,7 +31,7 @@ SPATIAL = frozenset({"Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "Glo
 #: Ops that do not care about the layout of their (one computed) input.
 ELEMENTWISE = frozenset({"Quant", "BipolarQuant", "Relu", "LeakyRelu", "Clip", "Sigmoid", "Tanh", "Elu", "Selu",
                          "Softplus", "Softsign", "Identity", "Dropout", "Add", "Sub", "Mul", "Div", "Max", "Min",
-                         "Sum", "Trunc", "PRelu", "HardSigmoid"})  # fmt: skip
+                         "Sum", "Trunc", "PRelu", "HardSigmoid", "ThresholdedRelu"})  # fmt: skip
 
 
 def to_last(rank: int) -> list[int]:
@@ -195,7 +195,9 @@ class ChannelsLastLayout(Pass):
 
 
 #: Ops between a Flatten and its MatMul that act per element with scalar parameters.
-_PER_ELEMENT = frozenset({"Quant", "Relu", "LeakyRelu", "Clip", "Sigmoid", "Tanh", "Identity", "Dropout"})
+_PER_ELEMENT = frozenset(
+    {"Quant", "Relu", "LeakyRelu", "Clip", "Sigmoid", "Tanh", "Identity", "Dropout", "ThresholdedRelu"}
+)
 
 
 def _absorb_into_matmuls(model: Model, flatten: onnx.NodeProto, stored: tuple[int, ...]) -> bool:

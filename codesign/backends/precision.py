@@ -374,8 +374,8 @@ def derive(model: Model) -> ModelPrecision:
                 tensors[out] = t
         elif node.op_type in _PASSTHROUGH and src is not None:
             tensors[out] = src
-        elif node.op_type == "Relu" and src is not None:
-            tensors[out] = relu_type(src)
+        elif node.op_type in ("Relu", "ThresholdedRelu") and src is not None:  # x or 0: x's grid, sign dropped
+            tensors[out] = relu_type(src) if float(_attr(node, "alpha", 1.0)) >= 0 else src
             cons = model.consumers(out)
             fused = len(cons) == 1 and quant_type(model, cons[0]) is not None  # hls4ml folds it into the cast
             if not (fused and out not in model.outputs):

@@ -7,7 +7,7 @@ import numpy as np
 import onnx
 
 from codesign.backends.hls4ml_layers.base import Context, Layer, LayerRefused, attr, handles
-from codesign.backends.precision import any_affine_types, relu_type
+from codesign.backends.precision import any_affine_types, exact_type, relu_type
 from codesign.ir.model import Model
 
 #: ONNX op -> hls4ml ``Activation`` function (nnet::<name>), table-based where hls4ml uses tables.
@@ -63,6 +63,18 @@ def parametrized(ctx: Context, node: onnx.NodeProto) -> list[Layer]:
     cls = {"LeakyRelu": "LeakyReLU", "Elu": "ELU"}[node.op_type]
     alpha = float(attr(node, "alpha", 0.01 if node.op_type == "LeakyRelu" else 1.0))
     return _typed(ctx, node, ctx.base(node, cls, activation=cls, activ_param=alpha))
+
+
+@handles("ThresholdedRelu")
+def thresholded_relu(ctx: Context, node: onnx.NodeProto) -> list[Layer]:
+    """ThresholdedRelu(alpha): ``x if x > alpha else 0``, hls4ml's thresholded_relu; alpha typed exactly."""
+    alpha = float(attr(node, "alpha", 1.0))
+    layer = ctx.base(node, "ThresholdedReLU", activation="ThresholdedReLU", activ_param=alpha)
+    exact = exact_type(np.array([alpha]))
+    if exact is None:
+        raise LayerRefused(node, f"alpha {alpha} has no exact fixed-point type (hls4ml compares in fixed point)")
+    ctx.set_precision(node.name, param=exact.hls())
+    return _typed(ctx, node, layer)
 
 
 @handles("PRelu")
@@ -183,4 +195,4 @@ def _streamed_clipped_relu(ctx: Context, node: onnx.NodeProto, hi: float) -> lis
     return [below, shift, over, diff]
 
 
-__all__ = ["clip", "hard_sigmoid", "parametrized", "plain", "softmax", "softmax_code_scale"]
+__all__ = ["clip", "hard_sigmoid", "parametrized", "plain", "softmax", "softmax_code_scale", "thresholded_relu"]
