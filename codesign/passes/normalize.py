@@ -21,6 +21,7 @@ from codesign.passes.datatypes import InferDatatypes
 from codesign.passes.fold import FoldConstantSubgraphs as _BoundedFold
 from codesign.passes.qdq import QDQToQuant
 from codesign.passes.quantizers import CheckQuantizers, FillQuantizerDefaults
+from codesign.passes.repeat_as_resize import RepeatAsResize, TransposeSandwichedResize
 from codesign.passes.sanity import CheckAnnotatedConstants, CheckWindowNodes
 from codesign.passes.shapes import InferShapes
 from codesign.passes.tidy import RemoveStaticGraphInputs, RemoveUnusedTensors, SortGraph, UniqueParameterTensors
@@ -341,6 +342,8 @@ def normalize(
         InferShapes(),
         UniqueParameterTensors(),
         FoldConstantSubgraphs(),
+        RepeatAsResize(),
+        TransposeSandwichedResize(),
         CheckQuantizers(),
         CheckAnnotatedConstants(),
         QonnxPass(FoldTransposeIntoQuantInit()),
