@@ -25,6 +25,18 @@ def test_piecewise_linear_activations_are_bit_exact(tmp_path):
     assert classes["hardtanh"] == "HardActivation"
 
 
+def test_streamed_selu_is_elu_then_gamma_within_one_step(tmp_path):
+    """hls4ml's streamed selu casts gamma (1.0507) to the input type: on a 3-fractional-bit input the positive half
+    was x, not 1.0507 x (max diff 0.375 = 6 output steps); ELU(alpha) then ApplyAlpha(gamma) is within one step."""
+    g = Graph((2, 6, 6))
+    h = g.node("Conv", [g.quant("x", 8, -4), g.weight((4, 2, 3, 3)), g.bias(4)], name="conv", kernel_shape=[3, 3],
+               pads=[1, 1, 1, 1])  # fmt: skip
+    h = g.quant(g.node("Selu", [g.quant(h, 8, -3)], name="selu"), 8, -4)
+    report = csim(g.model(g.node("Flatten", [h], name="flat"), (144,)), tmp_path, io="stream", samples=20)
+    assert report["max_abs_diff"] <= 2.0**-4, report
+    assert layer_classes(tmp_path)["selu_elu"] == "ParametrizedActivation"
+
+
 def test_thresholded_relu_bit_exact(tmp_path):
     """ThresholdedRelu(alpha) (hls4ml's ONNX frontend has it; codesign refused it): x if x > alpha else 0."""
     g = Graph((16,))

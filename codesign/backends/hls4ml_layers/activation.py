@@ -33,12 +33,17 @@ def _typed(ctx: Context, node: onnx.NodeProto, layer: Layer) -> list[Layer]:
     return [layer]
 
 
-def _table_resolves_input(ctx: Context, node: onnx.NodeProto) -> None:
+#: SELU's constants (torch / ONNX defaults)
+_SELU_ALPHA, _SELU_GAMMA = 1.6732632423543772, 1.0507009873554805
+
+
+def _table_resolves_input(ctx: Context, node: onnx.NodeProto, layer: str | None = None) -> None:
     """Size the lookup table so one step is at most the input's LSB, and its entries as fine as the result.
 
     hls4ml's default 1024 entries over a span of 8-16 step 1/64-1/128: a typed model's finer
     inputs all land on one entry (conv2d_small_mp_keras' three Selus: C-sim top-1 99.3% where
-    the typed IR gave 99.8%). Capped at :data:`MAX_TABLE_SIZE` entries.
+    the typed IR gave 99.8%). Capped at :data:`MAX_TABLE_SIZE` entries. ``layer``: the hls4ml
+    layer holding the table, when it is not named after the node.
     """
     x_t = ctx.precision.tensors.get(node.input[0])
     y_t = ctx.precision.tensors.get(node.output[0])
@@ -47,13 +52,33 @@ def _table_resolves_input(ctx: Context, node: onnx.NodeProto) -> None:
     size = 1024
     while size < MAX_TABLE_SIZE and 16.0 / size > 2.0**-x_t.frac:
         size *= 2
-    ctx.config.setdefault(node.name, {})["TableSize"] = size
+    name = layer or node.name
+    ctx.config.setdefault(name, {})["TableSize"] = size
     frac = max(10, (y_t.frac if y_t is not None else 10) + 2)
-    ctx.set_precision(node.name, table=f"fixed<{_TABLE_INTEGER + frac},{_TABLE_INTEGER}>")
+    ctx.set_precision(name, table=f"fixed<{_TABLE_INTEGER + frac},{_TABLE_INTEGER}>")
+
+
+def _streamed_selu(ctx: Context, node: onnx.NodeProto) -> list[Layer]:
+    """SELU as ELU(alpha) then a scale by gamma, for io_stream: hls4ml's streamed selu casts gamma to the
+    input's type (1.0507 -> 1.0 on a 3-fractional-bit input: the positive half off by 5%)."""
+    elu = {"name": f"{node.name}_elu", "class_name": "ELU", "activation": "ELU", "activ_param": _SELU_ALPHA,
+           "inputs": [ctx.src(node.input[0])], "outputs": [f"{node.name}_elu"]}  # fmt: skip
+    shape = ctx.shape(node.input[0])
+    scale = ctx.base(node, "ApplyAlpha", inputs=[], n_in=int(np.prod(shape)), n_filt=-1,
+                     scale_data=np.full(shape, _SELU_GAMMA), bias_data=np.zeros(shape))  # fmt: skip
+    scale["inputs"] = [elu["name"]]
+    y_t = ctx.precision.tensors.get(node.output[0])
+    if y_t is not None:  # the ELU's output: the result's range over gamma, with spare fractional bits
+        ctx.set_precision(elu["name"], result=f"fixed<{y_t.width + 8},{y_t.integer}>")
+        ctx.set_precision(node.name, scale="fixed<18,2>", bias="fixed<2,2>", result=y_t.hls())
+    _table_resolves_input(ctx, node, elu["name"])
+    return [elu, scale]
 
 
 @handles(*_PLAIN)
 def plain(ctx: Context, node: onnx.NodeProto) -> list[Layer]:
+    if node.op_type == "Selu" and ctx.io == "stream":
+        return _streamed_selu(ctx, node)
     return _typed(ctx, node, ctx.base(node, "Activation", activation=_PLAIN[node.op_type]))
 
 
