@@ -50,7 +50,6 @@ class ConvTransposeAsPhases(Pass):
         if done:
             from codesign.passes.shapes import infer_shapes
 
-            model.graph.ClearField("value_info")
             infer_shapes(model)
         return PassResult(model, bool(done), {"conv_transpose": done})
 
@@ -151,7 +150,6 @@ class GroupedConvAsDense(Pass):
         if done:
             from codesign.passes.shapes import infer_shapes
 
-            model.graph.ClearField("value_info")
             infer_shapes(model)
         return PassResult(model, bool(done), {"grouped_conv": done})
 

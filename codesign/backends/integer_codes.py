@@ -114,7 +114,6 @@ class IntegerCodes(Pass):
             self._split(model, quant, *params)
             modified.append(quant.name)
         if modified:
-            model.graph.ClearField("value_info")
             from codesign.passes.shapes import infer_shapes
 
             infer_shapes(model)

@@ -78,7 +78,6 @@ class LinearResizeAsNearestAndConv(Pass):
         if done:
             from codesign.passes.shapes import infer_shapes
 
-            model.graph.ClearField("value_info")
             infer_shapes(model)
         return PassResult(model, bool(done), {"linear_resizes": done})
 
