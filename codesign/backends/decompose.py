@@ -137,6 +137,8 @@ class GroupedConvAsDense(Pass):
                 continue
             w = model.constant(source)
             o, cg = int(w.shape[0]), int(w.shape[1])
+            if cg * group != int(shape[1]) or o % group:
+                continue
             dense = np.zeros((o, cg * group, *w.shape[2:]), dtype=np.float32)
             per = o // group
             for g in range(group):

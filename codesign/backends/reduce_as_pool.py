@@ -45,6 +45,8 @@ class ReduceAsGlobalPool(Pass):
             axes = reduced_axes(model, node)
             if node.domain not in ("", "ai.onnx") or shape is None or len(shape) not in (3, 4) or axes is None:
                 continue
+            if not model.is_float(node.input[0]):
+                continue
             kept = [a for a in range(1, len(shape)) if a not in axes]
             if 0 in axes or len(kept) != 1:
                 continue

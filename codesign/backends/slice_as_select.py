@@ -77,8 +77,13 @@ class SliceAsOneHotSelect(Pass):
         done = []
         for node in list(model.nodes_of(["Slice", "Split"])):
             shape = model.shape(node.input[0])
-            if node.domain not in ("", "ai.onnx") or shape is None or len(shape) < 2:
-                continue
+            if (
+                node.domain not in ("", "ai.onnx")
+                or shape is None
+                or len(shape) < 2
+                or not model.is_float(node.input[0])
+            ):
+                continue  # integer slices are shape arithmetic, not data
             if node.op_type == "Slice":
                 found = slice_range(model, node)
                 parts = None if found is None else (found[0], [found[1:]])

@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 
 #: Ops whose output is a quantized copy of their first input (weights or activations).
 QUANT_OPS = frozenset({"Quant", "BipolarQuant", "Trunc", "FloatQuant", "IntQuant"})
+#: ONNX element types of float tensors (float, float16, double, bfloat16)
+_FLOAT_ELEM_TYPES = frozenset({onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE,
+                               onnx.TensorProto.BFLOAT16})  # fmt: skip
 
 _DATATYPES: dict[str, BaseDataType] = {}
 
@@ -133,6 +136,14 @@ class Model:
                     shape = tuple(int(d.dim_value) for d in dims)
         self._shapes[name] = shape
         return shape
+
+    def is_float(self, name: str) -> bool:
+        """Whether tensor ``name`` holds floats (ONNX element type float/double/half), False when unknown."""
+        init = self._initializers().get(name)
+        if init is not None:
+            return init.data_type in _FLOAT_ELEM_TYPES
+        vi = self._value_infos().get(name)
+        return vi is not None and vi.type.tensor_type.elem_type in _FLOAT_ELEM_TYPES
 
     def _build_dtypes(self) -> dict[str, BaseDataType]:
         out: dict[str, BaseDataType] = {}
