@@ -206,6 +206,7 @@ def compile_hls4ml(
     from codesign.backends.reference import n_samples, take
     from codesign.backends.verdict import judge_hls4ml
     from codesign.backends.verify import extend_verify, first_divergence, verify_hls4ml_on, verify_inputs
+    from codesign.passes.precision import is_float_model
 
     tgt = target if isinstance(target, Target) else get_target(target)
     if "hls4ml" not in tgt.backends:
@@ -227,13 +228,14 @@ def compile_hls4ml(
     t0 = time.perf_counter()
     with step("lowering the model for hls4ml"):
         lowered = hb.lower_model(ir)  # refuses, naming every op and node hls4ml cannot express
-        hb.check_expressible(lowered, opts.io)  # and every attribute limit, before type selection
+        untyped = choose_types and float_reference is None and is_float_model(ir)  # types chosen below
+        hb.check_expressible(lowered, opts.io, untyped)  # and every attribute limit, before type selection
     timings["lower_s"] = time.perf_counter() - t0
     cost = csim.csim_cost(lowered, _reuse_map(opts))  # a float model's lowering has the same layers
     io, why = csim.plan_io(cost, opts.io, memory_gb if verify else float("inf"))
     if why:
         try:
-            hb.check_expressible(lowered, io)  # io_stream's own limits (pools, Einsum), still before type selection
+            hb.check_expressible(lowered, io, untyped)  # io_stream's own limits (pools, Einsum), before type selection
         except LayerRefused as exc:  # the switch is a preference: a model io_stream cannot express stays unrolled
             unrolled = why.split(": building")[0]  # "io_parallel would unroll N multipliers (...)"
             if cost.parallel_mults > csim.KEEP_PARALLEL_FACTOR * csim.PARALLEL_MULT_LIMIT:  # unless g++ cannot build it

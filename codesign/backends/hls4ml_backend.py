@@ -144,16 +144,17 @@ def lower_model(model: Model) -> Model:
     return lowered
 
 
-def check_expressible(lowered: Model, io: str = "parallel") -> None:
+def check_expressible(lowered: Model, io: str = "parallel", untyped: bool = False) -> None:
     """Build the layer list once, without hls4ml: attribute limits (Clip bounds, grouped conv, ...) refused now.
 
-    Before a float model's type selection (minutes on a conv net), not after it, at convert time.
+    Before a float model's type selection (minutes on a conv net), not after it, at convert time;
+    ``untyped``: that selection is still to come (what needs its types is checked at convert).
     """
     if uses_onnx_frontend(lowered):
         return
     from codesign.backends import hls4ml_layers
 
-    hls4ml_layers.build(lowered, derive(lowered), io)
+    hls4ml_layers.build(lowered, derive(lowered), io, untyped=untyped)
 
 
 def refuse_unbatched(model: Model) -> None:

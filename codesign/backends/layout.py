@@ -31,7 +31,8 @@ SPATIAL = frozenset({"Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "Glo
 #: Ops that do not care about the layout of their (one computed) input.
 ELEMENTWISE = frozenset({"Quant", "BipolarQuant", "Relu", "LeakyRelu", "Clip", "Sigmoid", "Tanh", "Elu", "Selu",
                          "Softplus", "Softsign", "Identity", "Dropout", "Add", "Sub", "Mul", "Div", "Max", "Min",
-                         "Sum", "Trunc", "PRelu", "HardSigmoid", "ThresholdedRelu"})  # fmt: skip
+                         "Sum", "Trunc", "PRelu", "HardSigmoid", "ThresholdedRelu", "Exp", "Log", "Sqrt", "Reciprocal",
+                         "Erf", "Abs", "Neg", "Sin", "Cos", "Floor", "Ceil", "Round", "Sign"})  # fmt: skip
 
 
 def to_last(rank: int) -> list[int]:

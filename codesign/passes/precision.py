@@ -39,6 +39,10 @@ ERR_MARGIN = 0.8
 #: Width of a Softmax's input: hls4ml's stable Softmax indexes its exp table with the input's bits,
 #: so a quantizer there makes the table lookup exact and the IR models it.
 SOFTMAX_INPUT_BITS = 13
+#: Elementwise functions hls4ml computes by a lookup table over every value of their input
+#: (``backends/hls4ml_layers/lut.py``), and the input width a float model's selection gives them.
+LUT_OPS = ("Exp", "Log", "Sqrt", "Reciprocal", "Erf", "Abs", "Neg", "Sin", "Cos", "Floor", "Ceil", "Round", "Sign")
+LUT_INPUT_BITS = 10
 #: Synthetic samples are cut to this many activation values (one float32 each) per evaluation, but
 #: never below MIN_SYNTHETIC: 1,000 samples of a 200x200 conv model took minutes per selection.
 SYNTHETIC_BUDGET = 32_000_000
@@ -319,30 +323,32 @@ def hoist_quantizers(model: Model) -> Model:
 
 
 def quantize_softmax_inputs(model: Model, calib: Calibration, cfg: QuantConfig) -> Model:
-    """A signed power-of-two Quant of SOFTMAX_INPUT_BITS on every Softmax input, sized to its calibrated range."""
-    for node in [n for n in model.graph.node if n.op_type == "Softmax"]:
-        x = node.input[0]
+    """A signed power-of-two Quant on every Softmax input (SOFTMAX_INPUT_BITS) and every lookup-table function's
+    (LUT_INPUT_BITS: the table has one entry per input value), sized to its calibrated range."""
+    bits_of = {"Softmax": SOFTMAX_INPUT_BITS, **dict.fromkeys(LUT_OPS, LUT_INPUT_BITS)}
+    for node in [n for n in model.graph.node if n.op_type in bits_of and n.domain in ("", "ai.onnx")]:
+        x, bits = node.input[0], bits_of[node.op_type]
         producer = model.producer(x)
         if producer is not None and producer.op_type == "Quant":
             continue
         rng = calib.range(x)
         if rng is None:
             continue
-        scale = act_scale(rng[0], rng[1], SOFTMAX_INPUT_BITS, True, cfg)
+        scale = act_scale(rng[0], rng[1], bits, True, cfg)
         base = f"{node.name}_in"
-        out = fresh_name(model, f"{x}_q{SOFTMAX_INPUT_BITS}")
+        out = fresh_name(model, f"{x}_q{bits}")
         ins = [
             x,
             add_initializer(model, f"{base}_scale", np.float32(scale)),
             add_initializer(model, f"{base}_zeropt", np.float32(0.0)),
-            add_initializer(model, f"{base}_bitwidth", np.float32(SOFTMAX_INPUT_BITS)),
+            add_initializer(model, f"{base}_bitwidth", np.float32(bits)),
         ]
         q = make_node(model, "Quant", ins, [out], f"{base}_quant", domain=QONNX_DOMAIN, signed=1, narrow=0,
                       rounding_mode="ROUND")  # fmt: skip
         insert_after(model, producer, q)
         node.input[0] = out
         model.invalidate()
-    if any(n.op_type == "Softmax" for n in model.graph.node):
+    if any(n.op_type in bits_of for n in model.graph.node):
         from codesign.passes.shapes import infer_shapes
 
         infer_shapes(model)

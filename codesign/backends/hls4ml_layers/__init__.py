@@ -17,7 +17,7 @@ from codesign.backends.precision import ModelPrecision
 from codesign.errors import UnsupportedModelError
 from codesign.ir.model import Model
 
-for _family in ("conv", "pooling", "merge", "reshape", "resize", "batchnorm", "padding"):
+for _family in ("conv", "pooling", "merge", "reshape", "resize", "batchnorm", "padding", "lut"):
     try:  # families land one by one; a missing module only narrows supported_ops()
         __import__(f"{__name__}.{_family}")
     except ModuleNotFoundError as _exc:  # pragma: no cover
@@ -40,9 +40,12 @@ class LayerList:
     config: dict[str, dict[str, Any]]
 
 
-def build(model: Model, precision: ModelPrecision, io: str = "parallel") -> LayerList:
-    """hls4ml layer dicts for every node of the lowered ``model`` (constants folded into their layers)."""
-    ctx = Context(model, precision, io=io)
+def build(model: Model, precision: ModelPrecision, io: str = "parallel", untyped: bool = False) -> LayerList:
+    """hls4ml layer dicts for every node of the lowered ``model`` (constants folded into their layers).
+
+    ``untyped``: a float model checked before its type selection (what needs a chosen type is not built).
+    """
+    ctx = Context(model, precision, io=io, untyped=untyped)
     layers: list[Layer] = []
     for name in model.inputs:
         layers.append({"name": name, "class_name": "InputLayer", "input_shape": ctx.shape(name)})

@@ -70,6 +70,8 @@ class Context:
     config: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: "parallel" or "stream": hls4ml's streamed layers lack some options (padded pools)
     io: str = "parallel"
+    #: a float model's check before its type selection: activation types are not chosen yet
+    untyped: bool = False
 
     def src(self, tensor: str) -> str:
         """The hls4ml variable carrying IR tensor ``tensor``."""
