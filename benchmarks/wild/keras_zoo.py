@@ -23,6 +23,8 @@ NOTES = {
     "keras/cnn.onnx": "Keras conv/depthwise/BN/residual/GAP net via tf2onnx (NHWC input)",
     "keras/mlp.onnx": "Keras jet-tagger MLP via tf2onnx",
     "keras/ae.onnx": "Keras dense autoencoder via tf2onnx",
+    "keras/upcrop.onnx": "Keras 3 Cropping2D + UpSampling2D (Tile repeat) + SeparableConv2D + GlobalMaxPooling2D",
+    "keras/conv1dt.onnx": "Keras Conv1DTranspose via tf2onnx (a Slice that takes everything)",
     "tflite/cnn_int8.onnx": "TFLite full-int8 (int8 ports) via tf2onnx",
     "tflite/mlp_int8.onnx": "TFLite full-int8 (int8 ports) via tf2onnx",
     "tflite/ae_int8.onnx": "TFLite full-int8 (int8 ports) via tf2onnx",
@@ -62,7 +64,26 @@ def _models():
         )
         return tf.keras.Model(i, layers.Dense(64)(x)), (64,)
 
-    return {"cnn": cnn, "mlp": mlp, "ae": ae}
+    def upcrop():
+        """Cropping2D, Keras 3's UpSampling2D (Unsqueeze/Tile/Reshape in ONNX), SeparableConv2D, GlobalMaxPooling2D."""
+        i = tf.keras.Input((16, 16, 3))
+        x = layers.Cropping2D(((1, 1), (2, 2)))(layers.Conv2D(8, 3, padding="same", activation="relu")(i))
+        x = layers.SeparableConv2D(8, 3, activation="relu")(layers.UpSampling2D(2)(x))
+        return tf.keras.Model(i, layers.Dense(4, activation="softmax")(layers.GlobalMaxPooling2D()(x))), (16, 16, 3)
+
+    def conv1dt():
+        """Conv1DTranspose (tf2onnx ends it in a Slice that takes everything)."""
+        i = tf.keras.Input((16, 2))
+        x = layers.Conv1DTranspose(4, 2, strides=2)(
+            layers.Conv1D(4, 3, strides=2, padding="same", activation="relu")(i)
+        )
+        return tf.keras.Model(i, layers.Dense(3, activation="softmax")(layers.Flatten()(x))), (16, 2)
+
+    return {"cnn": cnn, "mlp": mlp, "ae": ae, "upcrop": upcrop, "conv1dt": conv1dt}
+
+
+#: Keras-only models (no TFLite int8 twin)
+KERAS_ONLY = frozenset({"upcrop", "conv1dt"})
 
 
 def main(out: Path) -> None:
@@ -91,7 +112,7 @@ def main(out: Path) -> None:
             model, input_signature=spec, opset=13, output_path=str(out / "keras" / f"{name}.onnx")
         )
         for suffix, io in (("int8", tf.int8), ("int8_floatio", tf.float32)):
-            if name == "ae" and suffix == "int8_floatio":
+            if (name == "ae" and suffix == "int8_floatio") or name in KERAS_ONLY:
                 continue
             conv = tf.lite.TFLiteConverter.from_keras_model(model)
             conv.optimizations = [tf.lite.Optimize.DEFAULT]
