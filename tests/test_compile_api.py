@@ -67,9 +67,9 @@ def test_unknown_backend_and_option_are_refused_by_name(tmp_path):
 
 def test_float_model_with_unsupported_op_is_refused_in_seconds(tmp_path):
     """The refusal names every op and node, comes before the float-type search, and writes nothing."""
-    path = _float_mlp_with("Sin", tmp_path)
+    path = _float_mlp_with("Cosh", tmp_path)
     t0 = time.perf_counter()
-    with pytest.raises(UnsupportedModelError, match=r"hls4ml cannot express op Sin at relu0, relu1"):
+    with pytest.raises(UnsupportedModelError, match=r"hls4ml cannot express op Cosh at relu0, relu1"):
         codesign.compile(path, "vu13p", output=tmp_path / "out", verify=True)
     assert time.perf_counter() - t0 < 10.0
     assert not (tmp_path / "out").exists()
@@ -92,13 +92,13 @@ def test_attribute_limit_is_refused_before_the_type_search(tmp_path):
 
 
 def test_cli_refusal_is_one_line_exit_2(tmp_path):
-    path = _float_mlp_with("Sin", tmp_path)
+    path = _float_mlp_with("Cosh", tmp_path)
     t0 = time.perf_counter()
     r = subprocess.run([sys.executable, "-m", "codesign.cli", "compile", str(path), "-t", "vu13p", "-o",
                         str(tmp_path / "out"), "--verify"], cwd=ROOT, check=False, capture_output=True, text=True)  # fmt: skip
     assert time.perf_counter() - t0 < 20.0  # a fresh interpreter importing hls4ml, on a shared machine
     assert r.returncode == 2, r.stderr
-    assert r.stderr.strip() == "codesign: error: hls4ml cannot express op Sin at relu0, relu1"
+    assert r.stderr.strip() == "codesign: error: hls4ml cannot express op Cosh at relu0, relu1"
     assert "float model" not in r.stdout  # no type search ran
 
 

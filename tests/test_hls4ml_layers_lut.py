@@ -40,7 +40,7 @@ def test_a_wide_input_is_refused_naming_the_node():
 
 def test_float_gelu_gets_a_quantized_table_input_and_verifies(tmp_path):
     """Exact GELU (x * (1 + erf(x / sqrt 2)) / 2, torch's default export): the type selection quantizes Erf's input to
-    LUT_INPUT_BITS, so the table has 2**10 entries; C-sim vs the float model within the top-1 bar."""
+    LUT_INPUT_BITS, so the table has 2**12 entries; C-sim vs the float model within the top-1 bar."""
     import codesign
 
     g = Graph((16,))

@@ -551,6 +551,7 @@ def lower_for_hls4ml() -> Sequential:
     """IR -> the graph codesign's hls4ml layer builders read (cleaned, MatMul, channels-last)."""
     from codesign.backends.decompose import ConvTransposeAsPhases, GroupedConvAsDense, HardSwishAsHardSigmoidMul
     from codesign.backends.integer_codes import IntegerCodes
+    from codesign.backends.last_axis import FeatureStatistics
     from codesign.backends.layout import ChannelsLastLayout
     from codesign.backends.linear_resize import LinearResizeAsNearestAndConv
     from codesign.backends.reduce_as_pool import ReduceAsGlobalPool
@@ -566,6 +567,7 @@ def lower_for_hls4ml() -> Sequential:
         ConvTransposeAsPhases(),
         LinearResizeAsNearestAndConv(),
         SliceAsOneHotSelect(),
+        FeatureStatistics(),
         IntegerCodes(),
         ExplicitDefaults(),
         ReduceAsGlobalPool(),

@@ -19,6 +19,7 @@ from codesign.passes.base import Pass, PassResult, QonnxPass, Sequential
 from codesign.passes.batch import StaticBatchToOne
 from codesign.passes.datatypes import InferDatatypes
 from codesign.passes.fold import FoldConstantSubgraphs as _BoundedFold
+from codesign.passes.layernorm import SpellOutLayerNormalization
 from codesign.passes.qdq import QDQToQuant
 from codesign.passes.quantizers import CheckQuantizers, FillQuantizerDefaults
 from codesign.passes.repeat_as_resize import RepeatAsResize, TransposeSandwichedResize
@@ -344,6 +345,7 @@ def normalize(
         FoldConstantSubgraphs(),
         RepeatAsResize(),
         TransposeSandwichedResize(),
+        SpellOutLayerNormalization(),
         CheckQuantizers(),
         CheckAnnotatedConstants(),
         QonnxPass(FoldTransposeIntoQuantInit()),

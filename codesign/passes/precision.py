@@ -42,7 +42,7 @@ SOFTMAX_INPUT_BITS = 13
 #: Elementwise functions hls4ml computes by a lookup table over every value of their input
 #: (``backends/hls4ml_layers/lut.py``), and the input width a float model's selection gives them.
 LUT_OPS = ("Exp", "Log", "Sqrt", "Reciprocal", "Erf", "Abs", "Neg", "Sin", "Cos", "Floor", "Ceil", "Round", "Sign")
-LUT_INPUT_BITS = 10
+LUT_INPUT_BITS = 12
 #: Synthetic samples are cut to this many activation values (one float32 each) per evaluation, but
 #: never below MIN_SYNTHETIC: 1,000 samples of a 200x200 conv model took minutes per selection.
 SYNTHETIC_BUDGET = 32_000_000

@@ -22,6 +22,8 @@ from codesign.passes.precision import LUT_OPS
 UNARY_LUT_OPS = LUT_OPS
 #: Widest input type a table is built for (2**12 entries).
 MAX_LUT_BITS = 12
+#: Width of a table's entries when no Quant reads them (1 / sqrt(var) spans 1e-1..1e3: 24 bits keep 14 fractional)
+LUT_RESULT_WIDTH = 24
 
 
 def grid(t: Fixed) -> np.ndarray:
@@ -32,19 +34,31 @@ def grid(t: Fixed) -> np.ndarray:
     return (codes * 2.0**-t.frac).astype(np.float32)
 
 
-def run_node(node: onnx.NodeProto, values: np.ndarray, opset: int) -> np.ndarray:
-    """The node alone on ``values`` through onnxruntime: the IR's own float32 results."""
+def run_node(node: onnx.NodeProto | list[onnx.NodeProto], values: np.ndarray, opset: int) -> np.ndarray:
+    """The node (or a chain of them) alone on ``values`` through onnxruntime: the IR's own float32 results."""
     from codesign.backends.reference import ort_run, ort_session
 
-    one = helper.make_node(
-        node.op_type, ["x"], ["y"], **{a.name: helper.get_attribute_value(a) for a in node.attribute}
-    )
-    graph = helper.make_graph([one], "lut", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [len(values)])],
+    chain = node if isinstance(node, list) else [node]
+    names = ["x", *(f"t{k}" for k in range(1, len(chain))), "y"]
+    nodes = [helper.make_node(n.op_type, [names[k]], [names[k + 1]],
+                              **{a.name: helper.get_attribute_value(a) for a in n.attribute})
+             for k, n in enumerate(chain)]  # fmt: skip
+    graph = helper.make_graph(nodes, "lut", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [len(values)])],
                               [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [len(values)])])  # fmt: skip
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", max(opset, 13))])
     import onnxruntime as ort
 
     return ort_run(ort_session(proto, ort.SessionOptions()), ["y"], {"x": values})[0]
+
+
+def _chain(ctx: Context, node: onnx.NodeProto) -> list[onnx.NodeProto]:
+    """``node`` and the table ops that alone follow it (Sqrt -> Reciprocal: ``1 / sqrt`` in one table)."""
+    chain = [node]
+    while True:
+        users = ctx.model.consumers(chain[-1].output[0])
+        if len(users) != 1 or users[0].op_type not in LUT_OPS or chain[-1].output[0] in ctx.model.outputs:
+            return chain
+        chain.append(users[0])
 
 
 def _lone_quant(ctx: Context, node: onnx.NodeProto) -> tuple[onnx.NodeProto, Fixed] | None:
@@ -76,13 +90,17 @@ def unary_lut(ctx: Context, node: onnx.NodeProto) -> list[Layer]:
         raise LayerRefused(node, f"its input type {x_t.hls()} has {x_t.width} bits: a lookup table takes at most "
                            f"{MAX_LUT_BITS} (2**{MAX_LUT_BITS} entries)")  # fmt: skip
     opset = next((o.version for o in ctx.model.proto.opset_import if o.domain in ("", "ai.onnx")), 13)
-    table = run_node(node, grid(x_t), opset).astype(np.float64)
-    found = _lone_quant(ctx, node)
+    chain = _chain(ctx, node)
+    table = run_node(chain, grid(x_t), opset).astype(np.float64)
+    for later in chain[1:]:  # computed by this table
+        ctx.fused.add(later.name)
+        ctx.alias[later.output[0]] = node.output[0]
+    found = _lone_quant(ctx, chain[-1])
     if found is not None:  # the Quant reading it, applied to every entry: exact
         table, out_t = _quantized(ctx, found[0], table), found[1]
     else:
         finite = table[np.isfinite(table)]
-        out_t = range_type(finite if finite.size else np.zeros(1))
+        out_t = range_type(finite if finite.size else np.zeros(1), LUT_RESULT_WIDTH)
     table = np.clip(np.nan_to_num(table, nan=0.0), out_t.lo, out_t.hi)  # out of the function's domain: saturated
     ctx.set_precision(node.name, result=out_t.hls(), table=out_t.hls())
     return [ctx.base(node, "UnaryLUT", activation="unary_lut", table_data=table)]
