@@ -239,6 +239,22 @@ class StemResNet(nn.Module):
         return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(self.blocks(self.stem(x)), 1), 1))
 
 
+class NormMlp(nn.Module):
+    """Dense -> LayerNorm -> activation -> Dense on (1, F), or per token on (1, T, F) then flattened."""
+
+    def __init__(self, act: nn.Module, tokens: int = 0) -> None:
+        super().__init__()
+        self.tokens, self.act = tokens, act
+        self.a, self.n = (
+            nn.Linear(6 if tokens else 16, 32 if not tokens else 16),
+            nn.LayerNorm(32 if not tokens else 16),
+        )
+        self.b = nn.Linear(16 * tokens if tokens else 32, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(self.act(self.n(self.a(x))).flatten(1))
+
+
 def mobilenet_v1_full() -> nn.Module:
     """MLPerf Tiny VWW MobileNetV1 alpha 0.25 at its real 96x96x3 (13 depthwise blocks, ReLU6): io_stream."""
 
@@ -275,6 +291,11 @@ ENTRIES: list[TorchEntry] = [
     TorchEntry("deepsets_mean", lambda: DeepSets("mean"), (1, 16, 3), 13, "DeepSets, mean over particles", dynamo=True),
     TorchEntry("deepsets_max", lambda: DeepSets("max"), (1, 16, 3), 13, "DeepSets, max over particles (ReduceMax)"),
     TorchEntry("glu_mlp", GluMlp, (1, 16), 13, "x.chunk(2, -1) gate (Split), SiLU-like u * sigmoid(v)"),
+    TorchEntry("layernorm_mlp", lambda: NormMlp(nn.ReLU()), (1, 16), 17, "LayerNorm (LayerNormalization op)"),
+    TorchEntry(
+        "layernorm_gelu_mlp", lambda: NormMlp(nn.GELU()), (1, 16), 13, "LayerNorm spelled out + exact GELU (Erf)"
+    ),
+    TorchEntry("token_layernorm", lambda: NormMlp(nn.ReLU(), tokens=8), (1, 8, 6), 13, "per-token Dense + LayerNorm"),
     TorchEntry("autoencoder_ad", autoencoder, (1, 640), 17, "MLPerf Tiny AD, real size"),
     TorchEntry("jet_tagger", jet_tagger, (1, 16), 9, "hls4ml jet tagger, real size"),
     TorchEntry("jet_tagger_untrained", jet_tagger, (1, 16), 13, "untrained (kaiming init)", train=False),
