@@ -15,20 +15,12 @@ from onnx import helper
 
 from codesign.backends.lowering import replace_node
 from codesign.backends.precision import _attr
+from codesign.backends.reduce_as_pool import reduced_axes
 from codesign.ir.model import Model
 from codesign.passes.base import Pass, PassResult
 from codesign.passes.graph_edit import add_initializer
 
 _BINARY = ("Add", "Sub", "Mul", "Div", "Max", "Min")
-
-
-def _axes(model: Model, node) -> list[int] | None:
-    shape = model.shape(node.input[0])
-    axes = _attr(node, "axes")
-    if axes is None and len(node.input) > 1 and node.input[1]:
-        value = model.constant(node.input[1])
-        axes = None if value is None else [int(a) for a in np.asarray(value).ravel()]
-    return None if axes is None or shape is None else sorted({int(a) % len(shape) for a in axes})
 
 
 class FeatureStatistics(Pass):
@@ -54,7 +46,11 @@ class FeatureStatistics(Pass):
         if shape is None or len(shape) < 2 or not model.is_float(node.input[0]):
             return None
         op, name, y = node.op_type, node.name, node.output[0]
-        if op in ("ReduceMean", "ReduceSum") and _attr(node, "keepdims", 1) and _axes(model, node) == [len(shape) - 1]:
+        if (
+            op in ("ReduceMean", "ReduceSum")
+            and _attr(node, "keepdims", 1)
+            and reduced_axes(model, node) == [len(shape) - 1]
+        ):
             f = int(shape[-1])
             col = add_initializer(model, f"{name}_column", np.full((f, 1), 1.0 / f if op == "ReduceMean" else 1.0,
                                                                    dtype=np.float32))  # fmt: skip

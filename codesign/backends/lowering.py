@@ -306,11 +306,9 @@ def _explicit_window(model: Model, node: onnx.NodeProto, attrs: dict, shape: tup
 
 def replace_node(model: Model, node: onnx.NodeProto, new: list[onnx.NodeProto]) -> None:
     """``new`` where ``node`` was (topological order kept); the model's caches invalidated."""
-    idx = list(model.graph.node).index(node)
-    model.graph.node.remove(node)
-    for k, n in enumerate(new):
-        model.graph.node.insert(idx + k, n)
-    model.invalidate()
+    from codesign.passes.graph_edit import replace_nodes
+
+    replace_nodes(model, [node], new)
 
 
 class AveragePoolAsDepthwiseConv(Pass):

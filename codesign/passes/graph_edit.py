@@ -97,6 +97,16 @@ def bypass(model: Model, node: onnx.NodeProto) -> bool:
     return True
 
 
+def replace_nodes(model: Model, old: list[onnx.NodeProto], new: list[onnx.NodeProto]) -> None:
+    """``new`` where the first of ``old`` was (topological order kept), ``old`` removed; caches invalidated."""
+    at = min(list(model.graph.node).index(n) for n in old)
+    for n in old:
+        model.graph.node.remove(n)
+    for k, n in enumerate(new):
+        model.graph.node.insert(at + k, n)
+    model.invalidate()
+
+
 def insert_after(model: Model, anchor: onnx.NodeProto | None, node: onnx.NodeProto) -> None:
     """Insert ``node`` right after ``anchor`` (or first when None); tidy() re-sorts anyway."""
     nodes = model.graph.node

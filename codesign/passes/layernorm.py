@@ -14,7 +14,7 @@ from onnx import helper
 
 from codesign.ir.model import Model
 from codesign.passes.base import Pass, PassResult
-from codesign.passes.graph_edit import add_initializer
+from codesign.passes.graph_edit import add_initializer, replace_nodes
 
 
 def _attr(node, name: str, default):
@@ -39,11 +39,7 @@ class SpellOutLayerNormalization(Pass):
             bias = model.constant(node.input[2]) if len(node.input) > 2 and node.input[2] else None
             if scale is None or (len(node.input) > 2 and node.input[2] and bias is None):
                 continue
-            at = list(model.graph.node).index(node)
-            model.graph.node.remove(node)
-            for k, n in enumerate(self._spelled(model, node, float(_attr(node, "epsilon", 1e-5)), opset)):
-                model.graph.node.insert(at + k, n)
-            model.invalidate()
+            replace_nodes(model, [node], self._spelled(model, node, float(_attr(node, "epsilon", 1e-5)), opset))
             done.append(node.name)
         if done:
             from codesign.passes.shapes import infer_shapes

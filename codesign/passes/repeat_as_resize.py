@@ -14,7 +14,7 @@ from onnx import helper
 
 from codesign.ir.model import Model
 from codesign.passes.base import Pass, PassResult
-from codesign.passes.graph_edit import add_initializer
+from codesign.passes.graph_edit import add_initializer, replace_nodes
 
 
 def _ints(model: Model, node, index: int, attr: str) -> list[int] | None:
@@ -63,13 +63,8 @@ class RepeatAsResize(Pass):
                 new.append(
                     helper.make_node("Transpose", [up], [reshape.output[0]], name=f"{name}_transpose", perm=perm)
                 )
-            old = [unsq, tile, reshape] + ([model.producer(reshape.input[0])] if perm is not None else [])
-            at = list(model.graph.node).index(unsq)
-            for n in old:
-                model.graph.node.remove(n)
-            for k, n in enumerate(new):
-                model.graph.node.insert(at + k, n)
-            model.invalidate()
+            replace_nodes(model, [unsq, tile, reshape] + ([model.producer(reshape.input[0])] if perm is not None else []),
+                          new)  # fmt: skip
             done.append(tile.name)
         if done:
             from codesign.passes.shapes import infer_shapes
