@@ -16,6 +16,7 @@ from onnx import helper
 
 from codesign.backends.lowering import replace_node
 from codesign.backends.precision import _attr
+from codesign.frontends.door import default_opset
 from codesign.ir.model import Model
 from codesign.passes.base import Pass, PassResult
 
@@ -116,7 +117,7 @@ class SliceAsOneHotSelect(Pass):
         pads = [0] * (2 * rank)
         for axis, lo, hi in cuts:
             pads[axis], pads[rank + axis] = -lo, -(int(shape[axis]) - hi)
-        opset = next((o.version for o in model.proto.opset_import if o.domain in ("", "ai.onnx")), 13)
+        opset = default_opset(model.proto) or 13
         if opset < 11:
             return helper.make_node("Pad", [node.input[0]], [node.output[0]], name=node.name, pads=pads)
         pname = f"{node.name}_pads"

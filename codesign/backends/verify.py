@@ -262,28 +262,28 @@ def verify_hls4ml_on(
     """C-simulation vs the (typed) IR on inputs ``x`` (``source``: random ones from :func:`verify_inputs`, or a
     float model's calibration set) cast as hls4ml's input ports cast them (the identity on random ones, already
     on those grids): the report, the C-sim outputs, and the cast inputs they were run on."""
-    types = _port_types(ir, build)
-    cast = {k: types[k].cast(v).astype(np.float32) for k, v in as_samples(ir, x).items()}
-    got = hls4ml_outputs_within(ir, build, cast, budget_s, every_output=True)
-    return _report(ir, types, take(cast, slice(n_samples(got))), got, source)
+    types, cast, got = _simulate(ir, build, x, budget_s)
+    return _report(ir, types, cast, got, source)
 
 
 def extend_verify(
     ir: Model, build: Any, done: tuple[Samples, dict[str, np.ndarray]], x: Samples, budget_s: float, source: str
 ) -> tuple[VerifyReport, dict[str, np.ndarray], Samples]:
     """:func:`verify_hls4ml_on` over ``done`` (cast inputs, C-sim outputs already run) plus new inputs ``x``."""
-    types = _port_types(ir, build)
-    cast = {k: types[k].cast(v).astype(np.float32) for k, v in as_samples(ir, x).items()}
-    got = hls4ml_outputs_within(ir, build, cast, budget_s, every_output=True)
-    cast = take(cast, slice(n_samples(got)))
+    types, cast, got = _simulate(ir, build, x, budget_s)
     both = {k: np.concatenate([done[0][k], cast[k]]) for k in cast}
     return _report(ir, types, both, {k: np.concatenate([done[1][k], got[k]]) for k in got}, source)
 
 
-def _port_types(ir: Model, build: Any) -> dict[str, Any]:
-    lowered = build.lowered
-    return {ir_name: build.precision.input.get(name) or FLOAT_INPUT_TYPE
-            for ir_name, name in zip(ir.inputs, lowered.inputs)}  # fmt: skip
+def _simulate(
+    ir: Model, build: Any, x: Samples, budget_s: float | None
+) -> tuple[dict[str, Any], Samples, dict[str, np.ndarray]]:
+    """Inputs cast to hls4ml's port types, C-simulated within ``budget_s``: (port types, the inputs run, outputs)."""
+    types = {ir_name: build.precision.input.get(name) or FLOAT_INPUT_TYPE
+             for ir_name, name in zip(ir.inputs, build.lowered.inputs)}  # fmt: skip
+    cast = {k: types[k].cast(v).astype(np.float32) for k, v in as_samples(ir, x).items()}
+    got = hls4ml_outputs_within(ir, build, cast, budget_s, every_output=True)
+    return types, take(cast, slice(n_samples(got))), got
 
 
 def _report(

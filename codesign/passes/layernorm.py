@@ -26,7 +26,9 @@ class SpellOutLayerNormalization(Pass):
 
     def call(self, model: Model) -> PassResult:
         done = []
-        opset = next((o.version for o in model.proto.opset_import if o.domain in ("", "ai.onnx")), 0)
+        from codesign.frontends.door import default_opset  # frontends imports passes: not at module level
+
+        opset = default_opset(model.proto) or 0
         for node in list(model.nodes_of(["LayerNormalization"])):
             shape = model.shape(node.input[0])
             if node.domain not in ("", "ai.onnx") or shape is None or not model.is_float(node.input[0]):

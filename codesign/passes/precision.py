@@ -322,7 +322,7 @@ def hoist_quantizers(model: Model) -> Model:
     return model
 
 
-def quantize_softmax_inputs(model: Model, calib: Calibration, cfg: QuantConfig) -> Model:
+def quantize_table_inputs(model: Model, calib: Calibration, cfg: QuantConfig) -> Model:
     """A signed power-of-two Quant on every Softmax input (SOFTMAX_INPUT_BITS) and every lookup-table function's
     (LUT_INPUT_BITS: the table has one entry per input value), sized to its calibrated range."""
     bits_of = {"Softmax": SOFTMAX_INPUT_BITS, **dict.fromkeys(LUT_OPS, LUT_INPUT_BITS)}
@@ -404,7 +404,7 @@ class SelectPrecision(Pass):
     ) -> Model:
         cfg = QuantConfig(bits=32, layers={k: dict(v) for k, v in bits.items()}, act_signed=None,
                           clip_outliers=clip_outliers)  # fmt: skip
-        return hoist_quantizers(quantize_softmax_inputs(Quantize(cfg, calib)(model).model, calib, cfg))
+        return hoist_quantizers(quantize_table_inputs(Quantize(cfg, calib)(model).model, calib, cfg))
 
     def _cost(self, model: Model) -> tuple[float, dict[str, float]]:
         """LUT + DSP of the project's hls4ml estimate (total, and per layer)."""

@@ -44,7 +44,9 @@ class RepeatAsResize(Pass):
 
     def call(self, model: Model) -> PassResult:
         done = []
-        opset = next((o.version for o in model.proto.opset_import if o.domain in ("", "ai.onnx")), 0)
+        from codesign.frontends.door import default_opset  # frontends imports passes: not at module level
+
+        opset = default_opset(model.proto) or 0
         for unsq in list(model.nodes_of(["Unsqueeze"]) if opset >= 11 else []):  # Resize(X, roi, scales)
             found = self._match(model, unsq)
             if found is None:

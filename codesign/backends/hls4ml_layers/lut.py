@@ -4,7 +4,7 @@ hls4ml's UnaryLUT indexes a table with the raw bits of its fixed-point input: on
 input value. For an input type of at most :data:`MAX_LUT_BITS` bits the table holds what the IR
 computes at every value (onnxruntime runs the node itself on the whole grid), with the Quant
 that alone reads the result applied too, so a quantized model stays bit-exact. A float model's
-typed IR quantizes these inputs first (``passes/precision.quantize_softmax_inputs``). Wider or
+typed IR quantizes these inputs first (``passes/precision.quantize_table_inputs``). Wider or
 untyped inputs are refused naming the node.
 """
 
@@ -16,6 +16,8 @@ from onnx import helper
 
 from codesign.backends.hls4ml_layers.base import Context, Layer, LayerRefused, handles
 from codesign.backends.precision import Fixed, quant_type, range_type
+from codesign.frontends.door import default_opset
+from codesign.ir.quant import execute_quant
 from codesign.passes.precision import LUT_OPS
 
 #: Elementwise ONNX ops built as a lookup table over their input's values.
@@ -69,16 +71,6 @@ def _lone_quant(ctx: Context, node: onnx.NodeProto) -> tuple[onnx.NodeProto, Fix
     return (users[0], t) if t is not None else None
 
 
-def _quantized(ctx: Context, quant: onnx.NodeProto, values: np.ndarray) -> np.ndarray:
-    from qonnx.custom_op.general.intquant import int_quant
-
-    scale, zero, bits = (ctx.const(p) for p in quant.input[1:4])
-    attrs = {a.name: helper.get_attribute_value(a) for a in quant.attribute}
-    mode = attrs.get("rounding_mode", "ROUND")
-    mode = mode.decode() if isinstance(mode, bytes) else mode
-    return int_quant(values, scale, zero, bits, int(attrs.get("signed", 1)), int(attrs.get("narrow", 0)), mode)
-
-
 @handles(*UNARY_LUT_OPS)
 def unary_lut(ctx: Context, node: onnx.NodeProto) -> list[Layer]:
     x_t = ctx.precision.tensors.get(node.input[0])
@@ -89,7 +81,7 @@ def unary_lut(ctx: Context, node: onnx.NodeProto) -> list[Layer]:
     if x_t.width > MAX_LUT_BITS:
         raise LayerRefused(node, f"its input type {x_t.hls()} has {x_t.width} bits: a lookup table takes at most "
                            f"{MAX_LUT_BITS} (2**{MAX_LUT_BITS} entries)")  # fmt: skip
-    opset = next((o.version for o in ctx.model.proto.opset_import if o.domain in ("", "ai.onnx")), 13)
+    opset = default_opset(ctx.model.proto) or 13
     chain = _chain(ctx, node)
     table = run_node(chain, grid(x_t), opset).astype(np.float64)
     for later in chain[1:]:  # computed by this table
@@ -97,7 +89,8 @@ def unary_lut(ctx: Context, node: onnx.NodeProto) -> list[Layer]:
         ctx.alias[later.output[0]] = node.output[0]
     found = _lone_quant(ctx, chain[-1])
     if found is not None:  # the Quant reading it, applied to every entry: exact
-        table, out_t = _quantized(ctx, found[0], table), found[1]
+        quant, out_t = found
+        table = execute_quant(quant, [table, *(ctx.const(p) for p in quant.input[1:4])]).astype(np.float64)
     else:
         finite = table[np.isfinite(table)]
         out_t = range_type(finite if finite.size else np.zeros(1), LUT_RESULT_WIDTH)
